@@ -1,0 +1,87 @@
+//! Starting a per-user `ferryd` in the background when none answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::{Client, ClientError};
+
+/// Finds the `ferryd` binary: `FERRY_DAEMON`, else next to the current executable (also one
+/// directory up, for test binaries in `target/*/deps`), else `ferryd` on `PATH`.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FERRY_DAEMON").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent() {
+            for cand in [dir.join("ferryd"), dir.join("..").join("ferryd")] {
+                if cand.is_file() {
+                    return cand;
+                }
+            }
+        }
+    PathBuf::from("ferryd")
+}
+
+/// Connects to `socket`, starting `ferryd --socket socket` when nothing answers. `log` gets a
+/// line saying a daemon was started. The daemon's own state dir follows its defaults
+/// (`FERRY_STATE_DIR` is inherited).
+pub async fn connect_or_start(
+    socket: &Path,
+    log: impl FnOnce(&str),
+) -> Result<Client, ClientError> {
+    match Client::connect_to(socket).await {
+        Ok(c) => return Ok(c),
+        Err(ClientError::Connect { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    let bin = daemon_binary();
+    log(&format!(
+        "ferry: no daemon answered on {}; starting {} in the background",
+        socket.display(),
+        bin.display()
+    ));
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            ClientError::Autostart(format!(
+                "cannot start {}: {e}; install ferryd or set FERRY_DAEMON",
+                bin.display()
+            ))
+        })?;
+    // The daemon outlives us; it is reaped by init once we exit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect_to(socket).await {
+            Ok(c) => return Ok(c),
+            Err(_) if tokio::time::Instant::now() < deadline => {}
+            Err(e) => {
+                return Err(ClientError::Autostart(format!(
+                    "ferryd did not start listening on {} within 10 s: {e}",
+                    socket.display()
+                )));
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Lost a race with another client's autostart: its daemon may be up now.
+            if let Ok(c) = Client::connect_to(socket).await {
+                return Ok(c);
+            }
+            return Err(ClientError::Autostart(format!(
+                "ferryd exited with {status} before listening on {}; run `ferry daemon` to see why",
+                socket.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

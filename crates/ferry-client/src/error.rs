@@ -1,0 +1,42 @@
+//! What can go wrong talking to the daemon.
+
+use std::path::PathBuf;
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon answered on the socket.
+    #[error("cannot connect to ferryd at {socket}: {source}")]
+    Connect {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No socket location could be determined.
+    #[error("{0}")]
+    NoSocket(String),
+    /// The daemon answered with an error.
+    #[error("{}", .0.message)]
+    Daemon(ferry_proto::ProtoError),
+    /// The connection closed mid-call.
+    #[error("the connection to ferryd closed before it answered (did the daemon stop?)")]
+    Disconnected,
+    /// The daemon's answer did not decode.
+    #[error("unexpected answer from ferryd: {0}")]
+    Decode(String),
+    /// Starting a daemon failed.
+    #[error("{0}")]
+    Autostart(String),
+}
+
+impl ClientError {
+    /// The daemon's error object, if the daemon answered with one.
+    pub fn daemon_error(&self) -> Option<&ferry_proto::ProtoError> {
+        match self {
+            ClientError::Daemon(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Ferry's pure domain logic.
+//!
+//! Everything here is plain code over plain data: no I/O, no async runtime, no clock (time is
+//! passed in). The daemon (`ferryd`) and the transfer engine (`ferry-fetch`) call it to decide;
+//! they do the I/O. That keeps the rules that matter most (BITS job states, which errors are
+//! retried, who runs next, how a resumed body fits the bytes already on disk) small enough to be
+//! tested exhaustively.
+
+pub mod range;
+pub mod retry;
+pub mod schedule;
+pub mod state;

@@ -1,0 +1,561 @@
+//! HTTP(S) fetching: the ranged request, redirects followed by hand, fitting the answer to the
+//! bytes on disk (`ferry_core::range`), and classifying every failure.
+//!
+//! Not here: the body loop, checkpoints and hashing (`lib.rs`, `sink.rs`), or whether and when
+//! a failure is retried (the daemon, with `ferry_core::retry`).
+
+use std::time::{Duration, SystemTime};
+
+use ferry_core::range::{self, ResumeDecision};
+use ferry_core::retry::{Class, classify_http_status};
+use ferry_proto::ErrorContext;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Response, StatusCode, Url};
+
+use crate::error::{FetchError, codes};
+use crate::{FetchDone, Run, Source, Validator};
+
+/// Headers the engine owns: a custom header may not override them (a custom `Range` or
+/// `Accept-Encoding` would corrupt offsets; hop-by-hop headers belong to the connection).
+const RESERVED_HEADERS: &[&str] = &[
+    "range",
+    "if-range",
+    "accept-encoding",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// How many times one fetch may start over because the server's file changed under it.
+const MAX_RESTARTS: u32 = 3;
+
+/// `url` without user name and password, for messages.
+pub(crate) fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    if !u.username().is_empty() || u.password().is_some() {
+        // Only fails for cannot-be-a-base URLs, which carry no credentials anyway.
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+    }
+    u.to_string()
+}
+
+/// Like [`redact`] for a URL string (returned as-is when it does not parse).
+pub(crate) fn redact_url_str(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| url.to_owned(), |u| redact(&u))
+}
+
+/// Every message in an error's source chain, lowercased, for recognising causes that reqwest
+/// does not expose as types (TLS details, the OS error of a refused connection).
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        out.push_str(&err.to_string().to_ascii_lowercase());
+        out.push_str(": ");
+        cur = err.source();
+    }
+    out
+}
+
+/// Classifies a failure to get an answer (connect, DNS, TLS, or the connection dropping).
+fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
+    let text = chain_text(e);
+    let host = url.host_str().unwrap_or("?");
+    let shown = redact(url);
+    let (code, transient, what) = if e.is_dns() {
+        (codes::DNS_FAILED, true, format!("could not resolve {host}"))
+    } else if text.contains("certificate") || text.contains("unknownissuer") {
+        // A certificate the trust store rejects will be rejected again: retrying cannot help.
+        (
+            codes::TLS_FAILED,
+            false,
+            format!("the TLS certificate of {host} was rejected"),
+        )
+    } else if text.contains("tls") || text.contains("handshake") || text.contains("rustls") {
+        (
+            codes::TLS_FAILED,
+            true,
+            format!("the TLS handshake with {host} failed"),
+        )
+    } else if e.is_connect() {
+        (
+            codes::CONNECT_FAILED,
+            true,
+            format!("could not connect to {host}"),
+        )
+    } else {
+        (
+            codes::CONNECTION_RESET,
+            true,
+            format!("the connection to {host} broke before an answer"),
+        )
+    };
+    FetchError::new(
+        ErrorContext::GeneralTransport,
+        code,
+        transient,
+        format!("{what} for {shown}: {}", e.without_url_ref()),
+    )
+}
+
+/// Formats a reqwest error without the URL it embeds (which may hold credentials).
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut parts = Vec::new();
+        let mut cur = std::error::Error::source(self);
+        while let Some(err) = cur {
+            parts.push(err.to_string());
+            cur = err.source();
+        }
+        if parts.is_empty() {
+            "connection error".to_owned()
+        } else {
+            parts.join(": ")
+        }
+    }
+}
+
+/// Classifies a failure while reading a body: the connection broke mid-transfer.
+pub(crate) fn body_error(e: &reqwest::Error) -> FetchError {
+    FetchError::new(
+        ErrorContext::GeneralTransport,
+        codes::CONNECTION_RESET,
+        true,
+        format!("the connection broke mid-transfer: {}", e.without_url_ref()),
+    )
+}
+
+/// Parses `Retry-After`: delay seconds or an HTTP date (a date in the past means "now").
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The error for an answer with an error status.
+fn status_error(resp: &Response, url: &Url) -> FetchError {
+    let status = resp.status();
+    let code = status.as_u16();
+    let transient = matches!(classify_http_status(code), Class::Transient);
+    let mut err = FetchError::new(
+        ErrorContext::RemoteFile,
+        &format!("HTTP_{code}"),
+        transient,
+        format!(
+            "the server answered {code}{} for {}",
+            status
+                .canonical_reason()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default(),
+            redact(url)
+        ),
+    );
+    err.http_status = Some(code);
+    if matches!(code, 429 | 503) {
+        err.retry_after = header_str(resp.headers(), &header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    }
+    err
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The validator an answer establishes: a strong ETag, else Last-Modified.
+fn response_validator(headers: &HeaderMap) -> Option<Validator> {
+    if let Some(etag) = header_str(headers, &header::ETAG)
+        && etag.starts_with('"')
+        && etag.len() >= 2
+    {
+        return Some(Validator::ETag(etag.to_owned()));
+    }
+    header_str(headers, &header::LAST_MODIFIED)
+        .filter(|v| !v.is_empty())
+        .map(|v| Validator::LastModified(v.to_owned()))
+}
+
+/// `Content-Length`, when present and numeric.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FetchError> {
+    match header_str(headers, &header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| FetchError::invalid_response(format!("invalid Content-Length {v:?}"))),
+    }
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+fn redirect_refused(description: String) -> FetchError {
+    FetchError::new(
+        ErrorContext::RemoteFile,
+        codes::REDIRECT_REFUSED,
+        false,
+        description,
+    )
+}
+
+/// Validates the custom headers once, before any request.
+fn custom_headers(
+    pairs: &[(String, String)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, FetchError> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        let n = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            FetchError::invalid_request(format!("invalid custom header name {name:?}"))
+        })?;
+        if RESERVED_HEADERS.contains(&n.as_str()) {
+            continue;
+        }
+        let v = HeaderValue::from_str(value.trim()).map_err(|_| {
+            FetchError::invalid_request(format!("invalid value for custom header {name:?}"))
+        })?;
+        out.push((n, v));
+    }
+    Ok(out)
+}
+
+/// How sending a request ended.
+enum Sent {
+    Answer(Response),
+    Cancelled,
+    Stalled,
+    Failed(FetchError),
+}
+
+/// What was asked for in one round: the range start and the validator sent with it.
+struct Ask<'v> {
+    from: u64,
+    validator: Option<&'v Validator>,
+}
+
+impl Run<'_> {
+    /// Fetches an http(s) URL into the sink, resuming when the validator allows it.
+    pub(crate) async fn fetch_http(&mut self, url: Url) -> Result<FetchDone, FetchError> {
+        let headers = custom_headers(&self.req.headers)?;
+        let mut restarts = 0u32;
+        loop {
+            let pos = self.sink.position();
+            // A range is only safe with a validator the server can check (If-Range); without
+            // one, the earlier bytes might belong to another version: start over.
+            let validator = self
+                .validator
+                .clone()
+                .filter(|v| pos > 0 && v.usable_for_if_range());
+            let ask = Ask {
+                from: if validator.is_some() { pos } else { 0 },
+                validator: validator.as_ref(),
+            };
+            let (resp, final_url) = self.send(&url, &headers, &ask).await?;
+            let status = resp.status().as_u16();
+
+            if status == 416 && ask.from > 0 {
+                let total = header_str(resp.headers(), &header::CONTENT_RANGE)
+                    .and_then(range::parse_unsatisfied_range);
+                if total == Some(ask.from) {
+                    // Every byte is already here (a crash after the last write, before the
+                    // final checkpoint): the validator still matched, so the file is whole.
+                    self.total = total;
+                    return self.finish().await;
+                }
+                // The remote file is now shorter than our prefix: it changed.
+                restarts += 1;
+                if restarts > MAX_RESTARTS {
+                    return Err(self.unstable(&final_url));
+                }
+                self.total = None;
+                self.validator = None;
+                self.restart().await?;
+                continue;
+            }
+            if status != 200 && status != 206 {
+                if (200..300).contains(&status) {
+                    return Err(FetchError::invalid_response(format!(
+                        "the server answered {status} without content for {}",
+                        redact(&final_url)
+                    )));
+                }
+                return Err(status_error(&resp, &final_url));
+            }
+
+            let resp_validator = response_validator(resp.headers());
+            let declared_len = content_length(resp.headers())?;
+            let content_range = match header_str(resp.headers(), &header::CONTENT_RANGE) {
+                Some(v) if status == 206 => Some(range::parse_content_range(v).map_err(|e| {
+                    FetchError::invalid_response(format!("{e} from {}", redact(&final_url)))
+                })?),
+                _ => None,
+            };
+            let expected = if ask.from > 0 { self.total } else { None };
+            match range::decide_resume(ask.from, status, content_range.as_ref(), expected) {
+                ResumeDecision::Invalid(why) => {
+                    return Err(FetchError::invalid_response(format!(
+                        "{why} ({})",
+                        redact(&final_url)
+                    )));
+                }
+                ResumeDecision::Restart if status == 206 => {
+                    // The range fits but the size changed: this body is part of another
+                    // version. Drop everything and ask for the whole file.
+                    restarts += 1;
+                    if restarts > MAX_RESTARTS {
+                        return Err(self.unstable(&final_url));
+                    }
+                    self.total = None;
+                    self.validator = None;
+                    self.restart().await?;
+                    continue;
+                }
+                ResumeDecision::Restart => {
+                    // 200 to a ranged request: the range was ignored or the validator changed.
+                    self.total = declared_len;
+                    self.validator = resp_validator;
+                    self.restart().await?;
+                }
+                ResumeDecision::Append if status == 200 => {
+                    self.total = declared_len;
+                    self.validator = resp_validator;
+                    if pos > 0 {
+                        // No range was sent (no usable validator), so the old bytes go.
+                        self.restart().await?;
+                    }
+                }
+                ResumeDecision::Append => {
+                    self.validator = resp_validator.or(validator.clone());
+                    if let Some(total) = content_range.and_then(|c| c.total) {
+                        self.total = Some(total);
+                    }
+                }
+            }
+
+            // Where this body must end, in file offsets.
+            let end = match content_range {
+                Some(cr) => {
+                    if declared_len.is_some_and(|n| n != cr.len()) {
+                        return Err(FetchError::invalid_response(format!(
+                            "Content-Length {} does not match Content-Range {cr} from {}",
+                            declared_len.unwrap_or_default(),
+                            redact(&final_url)
+                        )));
+                    }
+                    Some(cr.end_exclusive())
+                }
+                None => declared_len,
+            };
+
+            let mut source = Source::Http(Box::pin(resp.bytes_stream()));
+            self.pump(&mut source, end).await?;
+
+            // A server may answer a range with less than asked (a capped 206): ask for the
+            // rest. Each such round moves forward, so this loop ends.
+            if status == 206
+                && let Some(total) = self.total
+                && self.sink.position() < total
+            {
+                continue;
+            }
+            return self.finish().await;
+        }
+    }
+
+    fn unstable(&self, url: &Url) -> FetchError {
+        FetchError::invalid_response(format!(
+            "{} changed {MAX_RESTARTS} times during one transfer",
+            redact(url)
+        ))
+    }
+
+    /// Sends the GET, following redirects by hand; returns the final answer and its URL.
+    async fn send(
+        &mut self,
+        start: &Url,
+        headers: &[(HeaderName, HeaderValue)],
+        ask: &Ask<'_>,
+    ) -> Result<(Response, Url), FetchError> {
+        let mut url = start.clone();
+        let mut visited = vec![url.clone()];
+        loop {
+            self.protocol = if url.scheme() == "https" {
+                "https"
+            } else {
+                "http"
+            };
+            let mut rb = self
+                .client
+                .get(url.clone())
+                .header(header::ACCEPT_ENCODING, "identity");
+            // Custom headers may carry secrets (tokens): only to the host they were meant for,
+            // and never in clear text after an allowed https→http downgrade.
+            let downgraded = start.scheme() == "https" && url.scheme() == "http";
+            if url.host_str() == start.host_str() && !downgraded {
+                for (n, v) in headers {
+                    rb = rb.header(n.clone(), v.clone());
+                }
+            }
+            if let Some((user, pass)) = &self.req.basic_auth
+                && url.origin() == start.origin()
+            {
+                rb = rb.basic_auth(user, Some(pass));
+            }
+            if let Some(v) = ask.validator {
+                rb = rb
+                    .header(header::RANGE, format!("bytes={}-", ask.from))
+                    .header(header::IF_RANGE, v.to_header_value());
+            }
+            let stall_at = self.stall_deadline(tokio::time::Instant::now());
+            let sent = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Sent::Cancelled,
+                r = tokio::time::timeout_at(stall_at, rb.send()) => match r {
+                    Err(_) => Sent::Stalled,
+                    Ok(Err(e)) => Sent::Failed(send_error(&e, &url)),
+                    Ok(Ok(resp)) => Sent::Answer(resp),
+                },
+            };
+            let resp = match sent {
+                Sent::Answer(resp) => resp,
+                Sent::Cancelled => return Err(self.salvage(FetchError::cancelled()).await),
+                Sent::Stalled => {
+                    let err = self.stalled_error();
+                    return Err(self.salvage(err).await);
+                }
+                Sent::Failed(e) => return Err(e),
+            };
+            if !is_redirect(resp.status()) {
+                return Ok((resp, url));
+            }
+            let Some(location) = header_str(resp.headers(), &header::LOCATION) else {
+                // A redirect status without a target is just an error status.
+                return Err(status_error(&resp, &url));
+            };
+            let next = url.join(location).map_err(|e| {
+                redirect_refused(format!(
+                    "{} redirected to an invalid location {location:?}: {e}",
+                    redact(&url)
+                ))
+            })?;
+            if visited.len() > self.req.max_redirects as usize {
+                return Err(redirect_refused(format!(
+                    "more than {} redirects starting at {}",
+                    self.req.max_redirects,
+                    redact(start)
+                )));
+            }
+            match next.scheme() {
+                "https" => {}
+                "http" if url.scheme() == "http" || self.req.allow_https_to_http => {}
+                "http" => {
+                    return Err(redirect_refused(format!(
+                        "{} redirected from https to http ({}), which the job does not allow",
+                        redact(&url),
+                        redact(&next)
+                    )));
+                }
+                other => {
+                    return Err(redirect_refused(format!(
+                        "{} redirected to a {other}: URL, which is never followed",
+                        redact(&url)
+                    )));
+                }
+            }
+            if visited.contains(&next) {
+                return Err(redirect_refused(format!(
+                    "redirect loop: {} leads back to {}",
+                    redact(&url),
+                    redact(&next)
+                )));
+            }
+            visited.push(next.clone());
+            url = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn validators_prefer_strong_etags() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Tue, 01 Jan 2030 00:00:00 GMT"),
+        );
+        h.insert(header::ETAG, HeaderValue::from_static("W/\"weak\""));
+        assert_eq!(
+            response_validator(&h),
+            Some(Validator::LastModified(
+                "Tue, 01 Jan 2030 00:00:00 GMT".into()
+            ))
+        );
+        h.insert(header::ETAG, HeaderValue::from_static("\"strong\""));
+        assert_eq!(
+            response_validator(&h),
+            Some(Validator::ETag("\"strong\"".into()))
+        );
+        assert_eq!(response_validator(&HeaderMap::new()), None);
+        assert!(!Validator::ETag("W/\"x\"".into()).usable_for_if_range());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        let u = Url::parse("http://user:secret@example.test/a").unwrap();
+        assert_eq!(redact(&u), "http://example.test/a");
+        assert_eq!(redact_url_str("https://u:p@h/x"), "https://h/x");
+        assert_eq!(redact_url_str("not a url"), "not a url");
+    }
+
+    #[test]
+    fn reserved_headers_are_dropped_and_bad_ones_refused() {
+        let h = custom_headers(&[
+            ("X-Token".into(), "abc".into()),
+            ("Range".into(), "bytes=0-1".into()),
+            ("Accept-Encoding".into(), "gzip".into()),
+        ])
+        .unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].0.as_str(), "x-token");
+        let err = custom_headers(&[("bad name".into(), "x".into())]).unwrap_err();
+        assert_eq!(err.code, codes::INVALID_REQUEST);
+    }
+}

@@ -1,0 +1,525 @@
+//! Ferry's transfer engine for one file: download an `http`, `https` or `file` URL into a
+//! staging file, resuming from the bytes already durable there, and report durable checkpoints.
+//!
+//! The daemon drives it: it creates the staging file ([`staging::create_temp`]), calls
+//! [`Fetcher::fetch`] with the committed offset and validator, commits each
+//! [`FetchEvent::Checkpoint`] to its store (the bytes it names are already synced), and
+//! finalizes or removes the staging file later. Resume follows DESIGN decision 6: `Range` plus
+//! `If-Range` (strong ETag, else Last-Modified); an answer that does not fit the bytes on disk
+//! restarts the file from zero. Errors come back classified ([`FetchError`]).
+//!
+//! Not here: retry timing, scheduling, bandwidth limits, several files at once, ranged files
+//! (`AddFileWithRanges`), uploads, proxies per job, and the peer cache; those live in the daemon
+//! or come later.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod error;
+mod http;
+mod local;
+mod sink;
+pub mod staging;
+
+pub use error::{FetchError, FetchSetupError, codes};
+
+use ferry_proto::ErrorContext;
+use sink::Sink;
+
+/// How often, at most, a [`FetchEvent::Progress`] is sent.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+/// What proves that bytes fetched earlier still belong to the same remote file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Validator {
+    /// A strong entity tag, quotes included (`"abc"`); weak (`W/`) tags are never recorded.
+    #[serde(rename = "etag")]
+    ETag(String),
+    /// A `Last-Modified` date as the server sent it (for `file://`: `<mtime_nanos>:<size>`).
+    LastModified(String),
+}
+
+impl Validator {
+    /// The value to send in `If-Range`.
+    pub fn to_header_value(&self) -> &str {
+        match self {
+            Validator::ETag(v) | Validator::LastModified(v) => v,
+        }
+    }
+
+    /// Whether `If-Range` may carry it: RFC 9110 forbids weak entity tags there.
+    fn usable_for_if_range(&self) -> bool {
+        match self {
+            Validator::ETag(v) => v.starts_with('"') && v.len() >= 2,
+            Validator::LastModified(v) => !v.trim().is_empty(),
+        }
+    }
+}
+
+/// Settings shared by every fetch of one [`Fetcher`].
+#[derive(Debug, Clone)]
+pub struct FetcherOptions {
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// Limit on establishing a connection (TCP plus TLS).
+    pub connect_timeout: Duration,
+}
+
+impl Default for FetcherOptions {
+    fn default() -> FetcherOptions {
+        FetcherOptions {
+            user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One file to fetch (or to resume).
+#[derive(Clone)]
+pub struct FetchRequest {
+    /// `http`, `https` or `file` URL.
+    pub url: String,
+    /// The staging file (see [`staging::create_temp`]).
+    pub temp_path: PathBuf,
+    /// Bytes already durable in `temp_path` (the committed offset).
+    pub offset: u64,
+    /// The validator recorded when those bytes were fetched.
+    pub validator: Option<Validator>,
+    /// The size recorded earlier, if any.
+    pub expected_total: Option<u64>,
+    /// Expected SHA-256 (hex, any case); verified before the fetch succeeds.
+    pub sha256: Option<String>,
+    /// Custom request headers, sent on every request (to redirect targets on the same host
+    /// only). `Range`, `If-Range`, `Accept-Encoding` and hop-by-hop headers are not overridable.
+    pub headers: Vec<(String, String)>,
+    /// Basic-auth user and password, sent to the original origin only.
+    pub basic_auth: Option<(String, String)>,
+    /// Whether a redirect from https to http is followed.
+    pub allow_https_to_http: bool,
+    /// No body byte for this long (or no answer) is a transient `STALLED`; zero disables it.
+    pub stall_timeout: Duration,
+    /// A durable checkpoint at least every this many bytes …
+    pub checkpoint_bytes: u64,
+    /// … or every this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// Most redirects followed before `REDIRECT_REFUSED`.
+    pub max_redirects: u32,
+}
+
+impl FetchRequest {
+    /// A fresh fetch of `url` into `temp_path` with default limits (60 s stall timeout,
+    /// checkpoints every 8 MiB or 1 s, 10 redirects).
+    pub fn new(url: impl Into<String>, temp_path: impl Into<PathBuf>) -> FetchRequest {
+        FetchRequest {
+            url: url.into(),
+            temp_path: temp_path.into(),
+            offset: 0,
+            validator: None,
+            expected_total: None,
+            sha256: None,
+            headers: Vec::new(),
+            basic_auth: None,
+            allow_https_to_http: false,
+            stall_timeout: Duration::from_secs(60),
+            checkpoint_bytes: 8 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(1),
+            max_redirects: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for FetchRequest {
+    /// Like a derived `Debug`, but never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchRequest")
+            .field("url", &self.url)
+            .field("temp_path", &self.temp_path)
+            .field("offset", &self.offset)
+            .field("validator", &self.validator)
+            .field("expected_total", &self.expected_total)
+            .field("sha256", &self.sha256)
+            .field("headers", &self.headers)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field("allow_https_to_http", &self.allow_https_to_http)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("checkpoint_bytes", &self.checkpoint_bytes)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("max_redirects", &self.max_redirects)
+            .finish()
+    }
+}
+
+/// What a running fetch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchEvent {
+    /// Live, not yet durable byte count (for progress display); at most every ~50 ms.
+    Progress {
+        /// Bytes received so far (including the resumed prefix).
+        bytes: u64,
+        /// The file's size, when known.
+        total: Option<u64>,
+    },
+    /// Bytes `0..offset` of the staging file are synced to disk (synced *before* this is sent).
+    Checkpoint {
+        /// The durable length of the staging file.
+        offset: u64,
+        /// The size the current answer declared, when known.
+        total: Option<u64>,
+        /// The validator the current answer established (record it with `offset`).
+        validator: Option<Validator>,
+        /// The server forced a restart from zero: earlier bytes were dropped.
+        restarted: bool,
+    },
+}
+
+/// A finished fetch: the staging file holds exactly the content, synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchDone {
+    /// The file's size.
+    pub bytes: u64,
+    /// The validator of the content (for later revalidation).
+    pub validator: Option<Validator>,
+    /// Lowercase hex SHA-256 of the whole content.
+    pub sha256: String,
+}
+
+/// Downloads single files; one per daemon, shared by every transfer so connections are reused.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    /// Redirects are disabled in the client and followed by hand, so each hop can be checked
+    /// (scheme downgrade, loops) and credentials kept to their origin.
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    /// Builds the HTTP client (rustls, HTTP/2 by ALPN, no transparent decompression: byte
+    /// offsets must be wire bytes).
+    pub fn new(opts: FetcherOptions) -> Result<Fetcher, FetchSetupError> {
+        let client = reqwest::Client::builder()
+            .user_agent(opts.user_agent)
+            .connect_timeout(opts.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Fetcher { client })
+    }
+
+    /// Fetches `req.url` into `req.temp_path`, resuming from `req.offset`.
+    ///
+    /// Sends [`FetchEvent`]s on `events` (a dropped receiver is fine). When `cancel` fires, the
+    /// bytes written so far are synced, a final checkpoint is sent, and the result is an error
+    /// with `cancelled: true`. On success the staging file is synced and verified.
+    pub async fn fetch(
+        &self,
+        req: &FetchRequest,
+        events: &UnboundedSender<FetchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<FetchDone, FetchError> {
+        let url = reqwest::Url::parse(&req.url)
+            .map_err(|e| FetchError::invalid_request(format!("invalid URL {:?}: {e}", req.url)))?;
+        let protocol = match url.scheme() {
+            "http" => "http",
+            "https" => "https",
+            "file" => "file",
+            other => {
+                return Err(FetchError::invalid_request(format!(
+                    "unsupported URL scheme {other:?} (only http, https and file)"
+                )));
+            }
+        };
+        let (sink, lost) = Sink::open(&req.temp_path, req.offset)
+            .await
+            .map_err(|e| e.on(protocol))?;
+        let mut run = Run {
+            client: &self.client,
+            req,
+            events,
+            cancel,
+            sink,
+            total: req.expected_total,
+            validator: req.validator.clone(),
+            protocol,
+            last_checkpoint: Instant::now(),
+            last_progress: None,
+        };
+        if lost {
+            // The committed prefix is not on disk (the file is shorter): tell the daemon.
+            run.validator = None;
+            run.total = None;
+            run.restart().await.map_err(|e| e.on(protocol))?;
+        }
+        let result = if protocol == "file" {
+            run.fetch_file(&url).await
+        } else {
+            run.fetch_http(url).await
+        };
+        result.map_err(|e| e.on(run.protocol))
+    }
+}
+
+/// The state of one fetch in progress.
+pub(crate) struct Run<'a> {
+    client: &'a reqwest::Client,
+    req: &'a FetchRequest,
+    events: &'a UnboundedSender<FetchEvent>,
+    cancel: &'a CancellationToken,
+    sink: Sink,
+    /// The size the current answer declared (or the recorded one until an answer came).
+    total: Option<u64>,
+    /// The validator covering the bytes in the sink.
+    validator: Option<Validator>,
+    /// The scheme in use (changes on redirects between http and https).
+    protocol: &'static str,
+    last_checkpoint: Instant,
+    last_progress: Option<Instant>,
+}
+
+/// A body being read: a response stream or a local file.
+pub(crate) enum Source {
+    /// An HTTP response body.
+    Http(std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>),
+    /// A `file://` source.
+    File(local::FileSource),
+}
+
+impl Source {
+    /// The next chunk, `None` at the end. Cancel-safe: dropping the future loses no data.
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, FetchError> {
+        match self {
+            Source::Http(stream) => match stream.next().await {
+                None => Ok(None),
+                Some(Ok(b)) => Ok(Some(b)),
+                Some(Err(e)) => Err(http::body_error(&e)),
+            },
+            Source::File(f) => f.next_chunk().await,
+        }
+    }
+}
+
+/// One turn of the body loop.
+enum Step {
+    Cancel,
+    Checkpoint,
+    Stalled,
+    Data(bytes::Bytes),
+    Eof,
+    Failed(FetchError),
+}
+
+impl Run<'_> {
+    fn emit(&self, ev: FetchEvent) {
+        // The daemon may have stopped listening (shutting down); the fetch itself still
+        // reports its outcome through the return value.
+        let _ = self.events.send(ev);
+    }
+
+    /// Syncs, then reports the durable offset.
+    async fn checkpoint(&mut self, restarted: bool) -> Result<(), FetchError> {
+        self.sink.sync().await?;
+        self.last_checkpoint = Instant::now();
+        self.emit(FetchEvent::Checkpoint {
+            offset: self.sink.durable(),
+            total: self.total,
+            validator: self.validator.clone(),
+            restarted,
+        });
+        Ok(())
+    }
+
+    /// Drops every byte on disk and reports it (set `total`/`validator` first).
+    async fn restart(&mut self) -> Result<(), FetchError> {
+        self.sink.restart().await?;
+        self.checkpoint(true).await
+    }
+
+    /// Makes what was written durable before reporting `err` (transient errors and
+    /// cancellation resume from there); a failing sync replaces `err`.
+    async fn salvage(&mut self, err: FetchError) -> FetchError {
+        match self.checkpoint(false).await {
+            Ok(()) => err,
+            Err(io) => io,
+        }
+    }
+
+    fn progress(&mut self, force: bool) {
+        let now = Instant::now();
+        if force || self.last_progress.is_none_or(|t| now - t >= PROGRESS_EVERY) {
+            self.last_progress = Some(now);
+            self.emit(FetchEvent::Progress {
+                bytes: self.sink.position(),
+                total: self.total,
+            });
+        }
+    }
+
+    /// The instant a stall is declared if nothing arrives after `since`.
+    fn stall_deadline(&self, since: Instant) -> Instant {
+        // Zero disables stall detection; a year is "never" for a transfer.
+        let stall = match self.req.stall_timeout {
+            Duration::ZERO => Duration::from_secs(365 * 24 * 3600),
+            d => d,
+        };
+        since + stall
+    }
+
+    /// The error for a stall, after salvaging what was written.
+    fn stalled_error(&self) -> FetchError {
+        FetchError::new(
+            ErrorContext::GeneralTransport,
+            codes::STALLED,
+            true,
+            format!(
+                "no data arrived for {:?} while fetching {} (at byte {})",
+                self.req.stall_timeout,
+                http::redact_url_str(&self.req.url),
+                self.sink.position()
+            ),
+        )
+    }
+
+    /// Copies `source` into the sink until its end, which must be `end` when declared.
+    /// Checkpoints by bytes and time; honours cancellation and the stall timeout.
+    async fn pump(&mut self, source: &mut Source, end: Option<u64>) -> Result<(), FetchError> {
+        let mut last_byte = Instant::now();
+        let every_bytes = self.req.checkpoint_bytes.max(1);
+        self.progress(true);
+        loop {
+            let unsynced = self.sink.position() > self.sink.durable();
+            let checkpoint_at = self.last_checkpoint + self.req.checkpoint_interval;
+            let stall_at = self.stall_deadline(last_byte);
+            let step = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Step::Cancel,
+                _ = tokio::time::sleep_until(checkpoint_at), if unsynced => Step::Checkpoint,
+                r = tokio::time::timeout_at(stall_at, source.next_chunk()) => match r {
+                    Err(_) => Step::Stalled,
+                    Ok(Err(e)) => Step::Failed(e),
+                    Ok(Ok(None)) => Step::Eof,
+                    Ok(Ok(Some(b))) => Step::Data(b),
+                },
+            };
+            match step {
+                Step::Cancel => return Err(self.salvage(FetchError::cancelled()).await),
+                Step::Checkpoint => self.checkpoint(false).await?,
+                Step::Stalled => {
+                    let err = self.stalled_error();
+                    return Err(self.salvage(err).await);
+                }
+                Step::Failed(e) => return Err(self.salvage(e).await),
+                Step::Eof => {
+                    let pos = self.sink.position();
+                    if let Some(end) = end
+                        && pos < end
+                    {
+                        let err = FetchError::new(
+                            ErrorContext::GeneralTransport,
+                            codes::CONNECTION_RESET,
+                            true,
+                            format!(
+                                "the body of {} ended at byte {pos}, before the declared end {end}",
+                                http::redact_url_str(&self.req.url)
+                            ),
+                        );
+                        return Err(self.salvage(err).await);
+                    }
+                    self.progress(true);
+                    return Ok(());
+                }
+                Step::Data(mut chunk) => {
+                    last_byte = Instant::now();
+                    let pos = self.sink.position();
+                    if let Some(end) = end
+                        && pos + chunk.len() as u64 > end
+                    {
+                        // Never write past the declared end; what came before it is sound.
+                        chunk.truncate(usize::try_from(end - pos).unwrap_or(0));
+                        self.sink.push(chunk).await?;
+                        let err = FetchError::invalid_response(format!(
+                            "the body of {} is longer than the {end} bytes declared",
+                            http::redact_url_str(&self.req.url)
+                        ));
+                        return Err(self.salvage(err).await);
+                    }
+                    if !chunk.is_empty() {
+                        self.sink.push(chunk).await?;
+                    }
+                    if self.sink.position() - self.sink.durable() >= every_bytes {
+                        self.checkpoint(false).await?;
+                    }
+                    self.progress(false);
+                }
+            }
+        }
+    }
+
+    /// Syncs, verifies the size and SHA-256, sends the final checkpoint.
+    async fn finish(&mut self) -> Result<FetchDone, FetchError> {
+        self.sink.sync().await?;
+        let bytes = self.sink.position();
+        if let Some(total) = self.total
+            && total != bytes
+        {
+            return Err(FetchError::invalid_response(format!(
+                "{} declared {total} bytes but {bytes} arrived",
+                http::redact_url_str(&self.req.url)
+            )));
+        }
+        self.total = Some(bytes);
+        let sha256 = self.sink.digest().await?;
+        if let Some(want) = &self.req.sha256
+            && !want.trim().eq_ignore_ascii_case(&sha256)
+        {
+            return Err(FetchError::new(
+                ErrorContext::RemoteFile,
+                codes::SHA256_MISMATCH,
+                false,
+                format!(
+                    "the content of {} has SHA-256 {sha256}, expected {}",
+                    http::redact_url_str(&self.req.url),
+                    want.trim().to_ascii_lowercase()
+                ),
+            ));
+        }
+        self.checkpoint(false).await?;
+        Ok(FetchDone {
+            bytes,
+            validator: self.validator.clone(),
+            sha256,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validator_wire_form_is_tagged() {
+        let v = Validator::ETag("\"abc\"".into());
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, r#"{"kind":"etag","value":"\"abc\""}"#);
+        assert_eq!(serde_json::from_str::<Validator>(&json).unwrap(), v);
+        let lm = Validator::LastModified("Tue, 01 Jan 2030 00:00:00 GMT".into());
+        let json = serde_json::to_string(&lm).unwrap();
+        assert!(json.starts_with(r#"{"kind":"last_modified""#), "{json}");
+        assert_eq!(serde_json::from_str::<Validator>(&json).unwrap(), lm);
+        assert_eq!(lm.to_header_value(), "Tue, 01 Jan 2030 00:00:00 GMT");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let mut req = FetchRequest::new("http://h/x", "/tmp/x");
+        req.basic_auth = Some(("me".into(), "hunter2".into()));
+        let text = format!("{req:?}");
+        assert!(text.contains("me") && !text.contains("hunter2"), "{text}");
+    }
+}

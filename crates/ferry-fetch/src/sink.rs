@@ -1,0 +1,203 @@
+//! The staging-file writer of one fetch: buffers body chunks, writes and hashes them on the
+//! blocking pool, and syncs on request, so the async side never blocks on the disk.
+//!
+//! Not here: deciding when to sync or what a checkpoint says (`lib.rs` does), or creating and
+//! renaming staging files (`staging.rs`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::error::FetchError;
+
+/// Buffered bytes are written out once this much is pending: large writes amortise the hop to
+/// the blocking pool; small enough that memory per transfer stays bounded.
+const FLUSH_BYTES: u64 = 1024 * 1024;
+
+/// What the blocking pool works on; moved in and out of each blocking call.
+struct Disk {
+    file: File,
+    hasher: Sha256,
+}
+
+/// Writer for one staging file.
+pub(crate) struct Sink {
+    path: PathBuf,
+    /// `None` only while a blocking call owns it (or after that call's task died).
+    disk: Option<Disk>,
+    pending: Vec<Bytes>,
+    pending_len: u64,
+    /// Bytes written to the file (not necessarily synced).
+    written: u64,
+    /// Bytes known to be synced to disk.
+    durable: u64,
+}
+
+impl Sink {
+    /// Opens `path` (creating it, mode 0600, if missing; never truncating it), keeps the first
+    /// `offset` bytes, drops anything past them, and hashes the kept prefix.
+    ///
+    /// Returns the sink and whether the committed prefix was *lost*: a file shorter than
+    /// `offset` cannot hold the bytes the caller believes are durable, so the sink starts at 0.
+    pub(crate) async fn open(path: &Path, offset: u64) -> Result<(Sink, bool), FetchError> {
+        let owned = path.to_owned();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
+            let io = |action: &str| {
+                let path = owned.clone();
+                let action = action.to_owned();
+                move |e: io::Error| FetchError::local_io(&path, &action, &e)
+            };
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&owned)
+                .map_err(io("open"))?;
+            let len = file.metadata().map_err(io("inspect"))?.len();
+            let (keep, lost) = if len < offset {
+                (0, true)
+            } else {
+                (offset, false)
+            };
+            // Bytes past the committed offset were written but never covered by a checkpoint:
+            // after a crash they may be garbage, so they go.
+            file.set_len(keep).map_err(io("truncate"))?;
+            let mut hasher = Sha256::new();
+            file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
+            let mut remaining = keep;
+            let mut buf = vec![0u8; 1024 * 1024];
+            while remaining > 0 {
+                let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
+                let n = file.read(&mut buf[..want]).map_err(io("read"))?;
+                if n == 0 {
+                    return Err(FetchError::local_io(
+                        &owned,
+                        "read",
+                        &io::Error::from(io::ErrorKind::UnexpectedEof),
+                    ));
+                }
+                hasher.update(&buf[..n]);
+                remaining -= n as u64;
+            }
+            file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
+            Ok((Disk { file, hasher }, keep, lost))
+        })
+        .await
+        .map_err(|_| broken(path))??;
+        let (disk, keep, lost) = opened;
+        Ok((
+            Sink {
+                path: path.to_owned(),
+                disk: Some(disk),
+                pending: Vec::new(),
+                pending_len: 0,
+                written: keep,
+                durable: keep,
+            },
+            lost,
+        ))
+    }
+
+    /// Bytes accepted so far (written or buffered): the offset of the next byte.
+    pub(crate) fn position(&self) -> u64 {
+        self.written + self.pending_len
+    }
+
+    /// Bytes synced to disk.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Appends a chunk; writes the buffer out once it is large.
+    pub(crate) async fn push(&mut self, chunk: Bytes) -> Result<(), FetchError> {
+        self.pending_len += chunk.len() as u64;
+        self.pending.push(chunk);
+        if self.pending_len >= FLUSH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes (and hashes) everything buffered.
+    pub(crate) async fn flush(&mut self) -> Result<(), FetchError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.pending);
+        let len = std::mem::take(&mut self.pending_len);
+        self.blocking("write", move |disk| {
+            for c in &chunks {
+                disk.file.write_all(c)?;
+                disk.hasher.update(c);
+            }
+            Ok(())
+        })
+        .await?;
+        self.written += len;
+        Ok(())
+    }
+
+    /// Flushes and syncs the file's data (DESIGN decision 4: bytes on disk before the offset
+    /// covering them is reported).
+    pub(crate) async fn sync(&mut self) -> Result<(), FetchError> {
+        self.flush().await?;
+        self.blocking("sync", |disk| disk.file.sync_data()).await?;
+        self.durable = self.written;
+        Ok(())
+    }
+
+    /// Drops every byte (the server forced a restart): truncate to zero, reset the hash, sync.
+    pub(crate) async fn restart(&mut self) -> Result<(), FetchError> {
+        self.pending.clear();
+        self.pending_len = 0;
+        self.blocking("truncate", |disk| {
+            disk.file.set_len(0)?;
+            disk.file.seek(SeekFrom::Start(0))?;
+            disk.hasher = Sha256::new();
+            disk.file.sync_data()
+        })
+        .await?;
+        self.written = 0;
+        self.durable = 0;
+        Ok(())
+    }
+
+    /// Hex SHA-256 of everything written so far (flushes first).
+    pub(crate) async fn digest(&mut self) -> Result<String, FetchError> {
+        self.flush().await?;
+        let disk = self.disk.as_ref().ok_or_else(|| broken(&self.path))?;
+        Ok(hex::encode(disk.hasher.clone().finalize()))
+    }
+
+    /// Runs `f` on the blocking pool with the file and hasher, mapping I/O errors to `LOCAL_IO`.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        action: &'static str,
+        f: impl FnOnce(&mut Disk) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, FetchError> {
+        let mut disk = self.disk.take().ok_or_else(|| broken(&self.path))?;
+        let (disk, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut disk);
+            (disk, r)
+        })
+        .await
+        .map_err(|_| broken(&self.path))?;
+        self.disk = Some(disk);
+        result.map_err(|e| FetchError::local_io(&self.path, action, &e))
+    }
+}
+
+/// The error for a writer whose blocking task died (a panic in the pool, or runtime shutdown).
+fn broken(path: &Path) -> FetchError {
+    FetchError::local_io(
+        path,
+        "write",
+        &io::Error::other("the file writer task stopped unexpectedly"),
+    )
+}

@@ -1,0 +1,138 @@
+//! Staging files: where a file's bytes live until the job completes (DESIGN decision 5).
+//!
+//! A staging file is a hidden `.ferry-<uuid>.part` in the destination's own directory, so that
+//! handing it over is one atomic `rename` on the same file system. [`finalize`] makes the
+//! handover durable (file fsync, rename, directory fsync); [`remove`] discards it.
+//!
+//! Not here: choosing *when* to finalize (the daemon does, on `job.complete`), running as the
+//! job owner (the caller arranges the identity), or batching directory syncs across many files
+//! (callers that rename many files into one directory can call [`sync_dir`] once at the end).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A file-system step of staging failed.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {action} {}: {source}", path.display())]
+pub struct StagingError {
+    /// The path the step was about.
+    pub path: PathBuf,
+    /// What was being done (`create`, `sync`, `rename to …`, `remove`, …).
+    pub action: String,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl StagingError {
+    fn new(path: &Path, action: impl Into<String>, source: io::Error) -> StagingError {
+        StagingError {
+            path: path.to_owned(),
+            action: action.into(),
+            source,
+        }
+    }
+}
+
+/// Creates a new empty staging file `.ferry-<uuid>.part` in `dir` (exclusive create, mode 0600)
+/// and returns its path.
+pub fn create_temp(dir: &Path) -> Result<PathBuf, StagingError> {
+    let name = format!(".ferry-{}.part", uuid::Uuid::new_v4().simple());
+    let path = dir.join(name);
+    // create_new = O_CREAT|O_EXCL: never reuse (or follow a symlink planted at) an existing name.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StagingError::new(&path, "create", e))?;
+    Ok(path)
+}
+
+/// Durably moves the staging file `temp` to `dest`: fsync the file, rename over `dest`, then
+/// fsync `dest`'s directory so the new name survives a crash.
+pub fn finalize(temp: &Path, dest: &Path) -> Result<(), StagingError> {
+    let file = File::open(temp).map_err(|e| StagingError::new(temp, "open", e))?;
+    file.sync_all()
+        .map_err(|e| StagingError::new(temp, "sync", e))?;
+    drop(file);
+    std::fs::rename(temp, dest)
+        .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e))?;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    try_sync_dir(dir)
+}
+
+/// Best-effort fsync of a directory (after renames into it); errors are ignored, see
+/// [`try_sync_dir`] for the checked form.
+pub fn sync_dir(dir: &Path) {
+    // Some file systems refuse fsync on directories (EINVAL); there is nothing better to do
+    // for callers that only want "as durable as the file system allows".
+    let _ = try_sync_dir(dir);
+}
+
+/// Fsyncs a directory so that renames and creations in it are durable.
+pub fn try_sync_dir(dir: &Path) -> Result<(), StagingError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StagingError::new(dir, "sync directory", e))
+}
+
+/// Deletes a staging file; a file that is already gone is fine.
+pub fn remove(temp: &Path) -> Result<(), StagingError> {
+    match std::fs::remove_file(temp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StagingError::new(temp, "remove", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn create_finalize_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = create_temp(dir.path()).unwrap();
+        let name = temp.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with(".ferry-") && name.ends_with(".part"),
+            "{name}"
+        );
+        assert_eq!(temp.parent(), Some(dir.path()));
+        let mode = std::fs::metadata(&temp).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&temp, b"hello").unwrap();
+
+        let dest = dir.path().join("out.txt");
+        std::fs::write(&dest, b"old").unwrap();
+        finalize(&temp, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        assert!(!temp.exists());
+
+        // Removing a missing file is fine; removing an existing one works.
+        remove(&temp).unwrap();
+        let t2 = create_temp(dir.path()).unwrap();
+        assert_ne!(t2, temp);
+        remove(&t2).unwrap();
+        assert!(!t2.exists());
+        sync_dir(dir.path());
+    }
+
+    #[test]
+    fn errors_name_the_path_and_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = create_temp(&missing).unwrap_err();
+        assert_eq!(err.action, "create");
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = finalize(&missing, &dir.path().join("x")).unwrap_err();
+        assert!(err.to_string().contains("could not open"), "{err}");
+    }
+}

@@ -1,0 +1,441 @@
+//! One end of a JSON-RPC connection: outgoing calls with id correlation, incoming requests
+//! dispatched in order to a [`Service`], and clean failure of everything pending when the other
+//! side goes away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_proto::{ErrorCode, MAX_LINE_BYTES, ProtoError};
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::codec::{Incoming, decode_line};
+
+/// Why an outgoing call produced no result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The other side answered with an error.
+    #[error("{0}")]
+    Remote(ProtoError),
+    /// The connection closed before an answer came.
+    #[error("the connection closed before the other side answered")]
+    Closed,
+    /// No answer within the time allowed.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What a [`Service`] made of a request.
+pub enum Handled {
+    /// The answer is ready; it is sent before the next request is handled.
+    Reply(Result<Value, ProtoError>),
+    /// The request's effects are applied, but the answer waits on something (e.g. a durable
+    /// commit). The next request is handled meanwhile; the answer is sent when this resolves.
+    Deferred(BoxFuture<'static, Result<Value, ProtoError>>),
+}
+
+/// The handler of incoming requests and notifications on a connection.
+pub trait Service: Send + Sync + 'static {
+    /// Handles one request. Requests of a connection are handled one at a time, in order.
+    fn request(
+        &self,
+        peer: Arc<Peer>,
+        method: String,
+        params: Option<Value>,
+    ) -> BoxFuture<'static, Handled>;
+
+    /// Handles a notification (no answer is sent). The default ignores it.
+    fn notification(&self, _peer: Arc<Peer>, _method: String, _params: Option<Value>) {}
+
+    /// Called once when the connection has closed.
+    fn closed(&self, _peer: Arc<Peer>) {}
+}
+
+enum Out {
+    Line(Vec<u8>),
+    Close,
+}
+
+type Pending = HashMap<u64, oneshot::Sender<Result<Value, ProtoError>>>;
+
+/// One end of a connection; cheap to share behind an `Arc`.
+pub struct Peer {
+    id: u64,
+    out: mpsc::UnboundedSender<Out>,
+    next_call: AtomicU64,
+    pending: Mutex<Pending>,
+    closed: watch::Sender<bool>,
+}
+
+static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("id", &self.id).finish()
+    }
+}
+
+impl Peer {
+    /// A process-unique connection number (for logs and as a map key).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves when the connection has closed.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        // An error means the sender is gone, which also means closed.
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    fn send_value(&self, value: &Value) -> Result<(), CallError> {
+        let mut line = serde_json::to_vec(value).map_err(|_| CallError::Closed)?;
+        line.push(b'\n');
+        self.out
+            .send(Out::Line(line))
+            .map_err(|_| CallError::Closed)
+    }
+
+    /// Sends a notification (no answer expected).
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), CallError> {
+        if self.is_closed() {
+            return Err(CallError::Closed);
+        }
+        self.send_value(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
+    }
+
+    /// Calls a method on the other side and waits for its answer.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(id, tx);
+        // Checked after inserting, so a close racing with us still fails this call.
+        if self.is_closed() {
+            self.lock_pending().remove(&id);
+            return Err(CallError::Closed);
+        }
+        let sent = self
+            .send_value(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        if let Err(e) = sent {
+            self.lock_pending().remove(&id);
+            return Err(e);
+        }
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(CallError::Remote(e)),
+            Err(_) => Err(CallError::Closed),
+        }
+    }
+
+    /// [`Peer::call`] with a deadline; on timeout the late answer is ignored.
+    pub async fn call_timeout(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        match tokio::time::timeout(timeout, self.call(method, params)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(timeout)),
+        }
+    }
+
+    /// Closes the connection (pending calls fail with [`CallError::Closed`]).
+    pub fn close(&self) {
+        let _ = self.out.send(Out::Close);
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A poisoned map is still a valid map: the panicking thread held no invariant over it.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn respond(&self, id: Value, result: Result<Value, ProtoError>) {
+        let msg = match result {
+            Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+            Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
+        };
+        let _ = self.send_value(&msg);
+    }
+
+    fn route_response(&self, id: &Value, result: Result<Value, ProtoError>) {
+        // Ids we send are numbers; anything else was never ours and is ignored.
+        let Some(n) = id.as_u64() else { return };
+        if let Some(tx) = self.lock_pending().remove(&n) {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn mark_closed(&self) {
+        self.closed.send_replace(true);
+        self.lock_pending().clear();
+    }
+}
+
+/// Starts serving a connection: returns the peer (to make calls) and the task that ends when
+/// the connection closes.
+pub fn serve<R, W, S>(reader: R, writer: W, service: Arc<S>) -> (Arc<Peer>, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: Service + ?Sized,
+{
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (closed, _) = watch::channel(false);
+    let peer = Arc::new(Peer {
+        id: NEXT_PEER.fetch_add(1, Ordering::Relaxed),
+        out: out_tx,
+        next_call: AtomicU64::new(1),
+        pending: Mutex::new(HashMap::new()),
+        closed,
+    });
+    let writer_task = tokio::spawn(write_loop(writer, out_rx));
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let worker = tokio::spawn(work_loop(peer.clone(), service.clone(), req_rx));
+    let p = peer.clone();
+    let task = tokio::spawn(async move {
+        read_loop(reader, &p, &service, req_tx).await;
+        p.mark_closed();
+        worker.abort();
+        p.close();
+        let _ = writer_task.await;
+        service.closed(p);
+    });
+    (peer, task)
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Out>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(msg) = rx.recv().await {
+        let line = match msg {
+            Out::Line(l) => l,
+            Out::Close => break,
+        };
+        if w.write_all(&line).await.is_err() {
+            return;
+        }
+        // Batch whatever else is already queued into the same flush.
+        let mut close = false;
+        while let Ok(more) = rx.try_recv() {
+            match more {
+                Out::Line(l) => {
+                    if w.write_all(&l).await.is_err() {
+                        return;
+                    }
+                }
+                Out::Close => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if w.flush().await.is_err() || close {
+            break;
+        }
+    }
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
+
+type Request = (Value, String, Option<Value>);
+
+async fn work_loop<S: Service + ?Sized>(
+    peer: Arc<Peer>,
+    service: Arc<S>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
+    while let Some((id, method, params)) = rx.recv().await {
+        match service.request(peer.clone(), method, params).await {
+            Handled::Reply(r) => peer.respond(id, r),
+            Handled::Deferred(fut) => {
+                let p = peer.clone();
+                tokio::spawn(async move {
+                    let r = fut.await;
+                    p.respond(id, r);
+                });
+            }
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
+    reader: R,
+    peer: &Arc<Peer>,
+    service: &Arc<S>,
+    requests: mpsc::UnboundedSender<Request>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if buf.is_empty() {
+            return;
+        }
+        let (chunk, complete) = match buf.iter().position(|&b| b == b'\n') {
+            Some(pos) => (&buf[..pos], Some(pos + 1)),
+            None => (buf, None),
+        };
+        line.extend_from_slice(chunk);
+        let used = complete.unwrap_or(buf.len());
+        reader.consume(used);
+        if line.len() > MAX_LINE_BYTES {
+            peer.respond(
+                Value::Null,
+                Err(ProtoError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("line longer than {MAX_LINE_BYTES} bytes; closing the connection"),
+                )),
+            );
+            return;
+        }
+        if complete.is_none() {
+            continue;
+        }
+        let text = std::mem::take(&mut line);
+        let trimmed = text.strip_suffix(b"\r").unwrap_or(&text);
+        if trimmed.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match decode_line(trimmed) {
+            Ok(Incoming::Request { id, method, params }) => {
+                if requests.send((id, method, params)).is_err() {
+                    return;
+                }
+            }
+            Ok(Incoming::Notification { method, params }) => {
+                service.notification(peer.clone(), method, params);
+            }
+            Ok(Incoming::Response { id, result }) => peer.route_response(&id, result),
+            Err(e) => peer.respond(e.id, Err(e.error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, duplex};
+
+    struct Echo;
+    impl Service for Echo {
+        fn request(
+            &self,
+            peer: Arc<Peer>,
+            method: String,
+            params: Option<Value>,
+        ) -> BoxFuture<'static, Handled> {
+            Box::pin(async move {
+                match method.as_str() {
+                    "echo" => Handled::Reply(Ok(params.unwrap_or(Value::Null))),
+                    // Calls back into the caller while handling its request.
+                    "ask_back" => Handled::Deferred(Box::pin(async move {
+                        peer.call("question", json!({}))
+                            .await
+                            .map_err(|e| ProtoError::new(ErrorCode::INTERNAL, e.to_string()))
+                    })),
+                    _ => Handled::Reply(Err(ProtoError::new(
+                        ErrorCode::METHOD_NOT_FOUND,
+                        "unknown method",
+                    ))),
+                }
+            })
+        }
+    }
+
+    struct Answers;
+    impl Service for Answers {
+        fn request(
+            &self,
+            _: Arc<Peer>,
+            _: String,
+            _: Option<Value>,
+        ) -> BoxFuture<'static, Handled> {
+            Box::pin(async { Handled::Reply(Ok(json!(42))) })
+        }
+    }
+
+    #[tokio::test]
+    async fn call_and_callback_on_one_connection() {
+        let (a, b) = duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let (_server, _t1) = serve(ar, aw, Arc::new(Echo));
+        let (client, _t2) = serve(br, bw, Arc::new(Answers));
+        assert_eq!(
+            client.call("echo", json!({"x": 1})).await.unwrap(),
+            json!({"x": 1})
+        );
+        assert_eq!(client.call("ask_back", json!({})).await.unwrap(), json!(42));
+        match client.call("nope", json!({})).await {
+            Err(CallError::Remote(e)) => assert_eq!(e.code, -32601),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_calls_fail_when_the_peer_goes_away() {
+        let (a, b) = duplex(1 << 16);
+        let (br, bw) = tokio::io::split(b);
+        let (client, task) = serve(br, bw, Arc::new(Answers));
+        let call = tokio::spawn({
+            let c = client.clone();
+            async move { c.call("never_answered", json!({})).await }
+        });
+        drop(a);
+        task.await.unwrap();
+        assert!(matches!(call.await.unwrap(), Err(CallError::Closed)));
+        assert!(client.is_closed());
+    }
+
+    #[tokio::test]
+    async fn overlong_line_is_answered_then_closed() {
+        let (a, mut b) = duplex(1 << 20);
+        let (ar, aw) = tokio::io::split(a);
+        let (_server, task) = serve(ar, aw, Arc::new(Echo));
+        let writer = tokio::spawn(async move {
+            let big = vec![b'x'; MAX_LINE_BYTES + 10];
+            let _ = b.write_all(&big).await;
+            let mut out = String::new();
+            let _ = b.read_to_string(&mut out).await;
+            out
+        });
+        task.await.unwrap();
+        let out = writer.await.unwrap();
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["error"]["code"], -32600);
+        assert_eq!(v["id"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn garbage_keeps_the_connection_open() {
+        let (a, b) = duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (_server, _t) = serve(ar, aw, Arc::new(Echo));
+        let (br, mut bw) = tokio::io::split(b);
+        bw.write_all(
+            b"not json\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":[1]}\n",
+        )
+        .await
+        .unwrap();
+        let mut lines = BufReader::new(br).lines();
+        let first: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(first["error"]["code"], -32700);
+        let second: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(second["result"], json!([1]));
+    }
+}

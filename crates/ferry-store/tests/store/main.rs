@@ -1,0 +1,111 @@
+//! Integration tests of the store against real SQLite files in temp dirs.
+
+// Test code: a failed expectation should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use ferry_proto::{EventKind, JobState};
+use ferry_store::{FileRow, JobRow, StoreError};
+
+fn job(seq: u64, id: &str) -> JobRow {
+    JobRow {
+        seq,
+        id: id.into(),
+        owner_uid: 1000,
+        display_name: format!("job {seq}"),
+        ..JobRow::default()
+    }
+}
+
+#[tokio::test]
+async fn rows_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (w, _r) = ferry_store::open(dir.path()).unwrap();
+        let j = job(1, "a");
+        w.submit(move |tx| {
+            tx.insert_job(&j)?;
+            tx.put_files(
+                "a",
+                &[FileRow {
+                    file_index: 0,
+                    remote_url: "http://x/y".into(),
+                    ..FileRow::default()
+                }],
+            )?;
+            tx.append_event("a", 1000, "t", EventKind::Created)
+        })
+        .wait()
+        .await
+        .unwrap();
+    }
+    let (_w, r) = ferry_store::open(dir.path()).unwrap();
+    let jobs = r.jobs().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].display_name, "job 1");
+    assert_eq!(r.files("a", 0, 10).unwrap()[0].remote_url, "http://x/y");
+    let ev = r.events(0, Some(1000), None, 10).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert!(r.events(0, Some(1), None, 10).unwrap().is_empty());
+    assert_eq!(r.integrity_check().unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn a_failing_operation_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, r) = ferry_store::open(dir.path()).unwrap();
+    let mut rx = w.subscribe();
+    let good = w.submit(|tx| {
+        tx.insert_job(&job(1, "a"))?;
+        tx.append_event("a", 1000, "t", EventKind::Created)
+    });
+    let bad = w.submit(|tx| {
+        tx.append_event("b", 1000, "t", EventKind::Created)?;
+        // Same primary key: fails, and its event must vanish with it.
+        tx.insert_job(&job(1, "b"))
+    });
+    let good2 = w.submit(|tx| {
+        tx.append_event(
+            "a",
+            1000,
+            "t",
+            EventKind::State {
+                from: JobState::Suspended,
+                to: JobState::Queued,
+            },
+        )
+    });
+    assert_eq!(good.wait().await.unwrap(), 1);
+    assert!(bad.wait().await.is_err());
+    assert_eq!(good2.wait().await.unwrap(), 2);
+    assert_eq!(rx.recv().await.unwrap().seq, 1);
+    assert_eq!(rx.recv().await.unwrap().seq, 2);
+    assert_eq!(r.jobs().unwrap().len(), 1);
+    assert_eq!(r.last_event_seq().unwrap(), 2);
+}
+
+#[test]
+fn a_foreign_database_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(ferry_store::DB_FILE);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("CREATE TABLE other(x); INSERT INTO other VALUES (1);")
+        .unwrap();
+    drop(c);
+    let err = ferry_store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Unusable { .. }), "{err}");
+    assert!(err.to_string().contains("another program"), "{err}");
+    assert!(path.exists());
+}
+
+#[test]
+fn garbage_file_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(ferry_store::DB_FILE);
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    let err = ferry_store::open(dir.path()).err().unwrap();
+    assert!(
+        err.to_string().contains("not a usable Ferry job store"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0x42u8; 8192]);
+}

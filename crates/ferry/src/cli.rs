@@ -1,0 +1,314 @@
+//! The command line, declared with clap's derive API.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry_proto::{JobState, JobType, Priority};
+
+/// Ferry: background file transfers that survive logouts, reboots and flaky networks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about,
+    after_help = "A JOB is a job id, a unique prefix of one, or a unique display name.\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage, 3 the job ended in error, 130 interrupted."
+)]
+pub struct Cli {
+    /// The daemon's socket [default: the per-user socket, else the system socket].
+    #[arg(long, global = true, env = "FERRY_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Fail instead of starting a per-user ferryd when no daemon answers.
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download files now: create a job, wait for it with a progress bar, and complete it.
+    #[command(
+        override_usage = "ferry transfer [OPTIONS] URL... DEST\n       ferry transfer [OPTIONS] --from-file LIST",
+        after_help = "DEST is a directory (each file is named after its URL's last segment) or, for a \
+                      single URL, a file path. A URL may also be a local path.\n\
+                      Ctrl-C suspends the job and prints how to resume it."
+    )]
+    Transfer(TransferArgs),
+    /// Create an empty, suspended job and print its id.
+    Create(CreateArgs),
+    /// Add files to a job.
+    #[command(
+        override_usage = "ferry add [OPTIONS] JOB URL PATH\n       ferry add [OPTIONS] JOB --from-file LIST"
+    )]
+    Add(AddArgs),
+    /// Let a job run (again).
+    Resume(JobArg),
+    /// Pause a job.
+    Suspend(JobArg),
+    /// Cancel a job and delete its temporary files.
+    Cancel(JobArg),
+    /// Hand a transferred job's files over to their destinations.
+    Complete(JobArg),
+    /// Show a job's properties.
+    Info(JobArg),
+    /// List a job's files.
+    Files(JobArg),
+    /// List jobs.
+    List(ListArgs),
+    /// Change a job's properties and print the job.
+    Set(SetArgs),
+    /// Wait until a job is transferred (or final), failed or cancelled.
+    Wait(WaitArgs),
+    /// Print job events as they happen.
+    Monitor(MonitorArgs),
+    /// Run ferryd in the foreground (the remaining arguments go to ferryd).
+    Daemon(DaemonArgs),
+}
+
+/// A priority parsed from its wire name.
+fn priority_parser() -> impl TypedValueParser<Value = Priority> {
+    PossibleValuesParser::new(["foreground", "high", "normal", "low"])
+        .try_map(|s| Priority::parse(&s).ok_or_else(|| format!("unknown priority {s}")))
+}
+
+/// A job state parsed from its wire name.
+fn state_parser() -> impl TypedValueParser<Value = JobState> {
+    PossibleValuesParser::new(JobState::ALL.map(JobState::as_str))
+        .try_map(|s| JobState::parse(&s).ok_or_else(|| format!("unknown state {s}")))
+}
+
+/// A job type parsed from its wire name.
+fn type_parser() -> impl TypedValueParser<Value = JobType> {
+    PossibleValuesParser::new(["download", "upload", "upload_reply"])
+        .try_map(|s| JobType::parse(&s).ok_or_else(|| format!("unknown job type {s}")))
+}
+
+/// `ferry transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Source URLs followed by the destination.
+    #[arg(value_name = "URL... DEST", num_args = 2.., required_unless_present = "from_file")]
+    pub args: Vec<String>,
+    /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
+    #[arg(long, value_name = "LIST", conflicts_with = "args")]
+    pub from_file: Option<PathBuf>,
+    /// The job's priority.
+    #[arg(long, value_name = "P", default_value = "normal", value_parser = priority_parser())]
+    pub priority: Priority,
+    /// The job's display name [default: "ferry transfer" and the first file's name].
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// The job's description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+}
+
+/// `ferry create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The job's display name.
+    pub name: String,
+    /// The job's priority [default: normal].
+    #[arg(long, value_name = "P", value_parser = priority_parser())]
+    pub priority: Option<Priority>,
+    /// The job's description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// The job's type [default: download].
+    #[arg(long = "type", value_name = "TYPE", value_parser = type_parser())]
+    pub job_type: Option<JobType>,
+}
+
+/// `ferry add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The job.
+    pub job: String,
+    /// The source URL (or a local path).
+    #[arg(requires = "path", required_unless_present = "from_file")]
+    pub url: Option<String>,
+    /// Where the file goes (an existing directory: named after the URL's last segment).
+    pub path: Option<String>,
+    /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["url", "path"])]
+    pub from_file: Option<PathBuf>,
+    /// The content's expected SHA-256 (hex); a mismatch fails the job.
+    #[arg(long, value_name = "HEX", requires = "url")]
+    pub sha256: Option<String>,
+}
+
+/// A verb that takes only a job.
+#[derive(Debug, Args)]
+pub struct JobArg {
+    /// The job: id, unique id prefix or unique display name.
+    pub job: String,
+}
+
+/// `ferry list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Every user's jobs (root only).
+    #[arg(long)]
+    pub all_users: bool,
+    /// Include acknowledged and cancelled jobs.
+    #[arg(long)]
+    pub all: bool,
+    /// Only jobs in this state (repeatable).
+    #[arg(long = "state", value_name = "STATE", value_parser = state_parser())]
+    pub states: Vec<JobState>,
+}
+
+/// `ferry set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The job.
+    pub job: String,
+    /// New display name.
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// New description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// New priority.
+    #[arg(long, value_name = "P", value_parser = priority_parser())]
+    pub priority: Option<Priority>,
+    /// New notify flags (1 transferred, 2 error, 4 disable, 8 modification, 16 file, 32 ranges).
+    #[arg(long, value_name = "N")]
+    pub notify_flags: Option<u32>,
+    /// Minimum delay before retrying after a transient error.
+    #[arg(long, value_name = "SECS")]
+    pub retry_delay: Option<u64>,
+    /// How long transient errors may go without progress before the job fails.
+    #[arg(long, value_name = "SECS")]
+    pub no_progress_timeout: Option<u64>,
+    /// Limit on the job's active transfer time.
+    #[arg(long, value_name = "SECS")]
+    pub max_download_time: Option<u64>,
+    /// Extra request header `Name: value` (repeatable; replaces the job's list).
+    #[arg(long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Remove every custom header.
+    #[arg(long, conflicts_with = "headers")]
+    pub clear_headers: bool,
+    /// Bandwidth limit in bytes per second.
+    #[arg(long, value_name = "BPS")]
+    pub bandwidth_limit: Option<u64>,
+    /// Remove the bandwidth limit.
+    #[arg(long, conflicts_with = "bandwidth_limit")]
+    pub no_bandwidth_limit: bool,
+    /// How many of the job's files may transfer at once.
+    #[arg(long, value_name = "N")]
+    pub max_parallel_files: Option<u32>,
+}
+
+/// What `ferry wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Until {
+    /// `transferred` (or already acknowledged); `error` and `cancelled` end the wait too.
+    Transferred,
+    /// `acknowledged` or `cancelled`.
+    Final,
+}
+
+/// `ferry wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The job.
+    pub job: String,
+    /// The state to wait for.
+    #[arg(long, value_enum, default_value = "transferred")]
+    pub until: Until,
+    /// Give up after this many seconds (exit code 1).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Complete the job once it is transferred.
+    #[arg(long)]
+    pub complete: bool,
+}
+
+/// `ferry monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Only this job's events [default: every job of yours].
+    pub job: Option<String>,
+}
+
+/// `ferry daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Arguments passed to ferryd, e.g. `--state-dir DIR` (`ferry daemon -- --help` shows ferryd's).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "FERRYD_ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn transfer_takes_urls_then_dest() {
+        let cli = Cli::try_parse_from(["ferry", "transfer", "https://h/a", "https://h/b", "out"])
+            .unwrap();
+        let Command::Transfer(t) = cli.command else {
+            panic!("not transfer")
+        };
+        assert_eq!(t.args, ["https://h/a", "https://h/b", "out"]);
+        assert_eq!(t.priority, Priority::Normal);
+        assert!(Cli::try_parse_from(["ferry", "transfer", "https://h/a"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l"]).is_ok());
+        assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l", "u", "d"]).is_err());
+    }
+
+    #[test]
+    fn json_is_global() {
+        let cli = Cli::try_parse_from(["ferry", "list", "--json", "--state", "error"]).unwrap();
+        assert!(cli.json);
+        let Command::List(l) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(l.states, [JobState::Error]);
+    }
+
+    #[test]
+    fn add_forms() {
+        assert!(Cli::try_parse_from(["ferry", "add", "j", "u", "p"]).is_ok());
+        assert!(Cli::try_parse_from(["ferry", "add", "j", "u"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "add", "j"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "add", "j", "--from-file", "l"]).is_ok());
+    }
+
+    #[test]
+    fn daemon_passes_flags_through() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "daemon",
+            "--state-dir",
+            "/x",
+            "--retry-delay-floor",
+            "1",
+        ])
+        .unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.args, ["--state-dir", "/x", "--retry-delay-floor", "1"]);
+    }
+}

@@ -1,0 +1,183 @@
+//! One module per verb, and the helpers they share.
+
+pub mod add;
+pub mod cancel;
+pub mod complete;
+pub mod create;
+pub mod daemon;
+pub mod files;
+pub mod info;
+pub mod list;
+pub mod monitor;
+pub mod resume;
+pub mod set;
+pub mod suspend;
+pub mod transfer;
+pub mod wait;
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use ferry_client::Client;
+use ferry_client::proto::params::{EventsFollowParams, JobIdParams};
+use ferry_client::proto::{FileSpec, Job, method};
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, Command};
+use crate::connect::Target;
+use crate::exit_code;
+use crate::targets;
+
+/// What every verb gets from the global options.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// How to reach the daemon.
+    pub target: Target,
+    /// `--json`: machine-readable output on stdout.
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Connects to the daemon (starting one if allowed).
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        crate::connect::connect(&self.target).await
+    }
+}
+
+/// Runs the verb the command line names and returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let ctx = Ctx {
+        target: Target {
+            socket: cli.socket,
+            no_autostart: cli.no_autostart,
+        },
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Transfer(a) => transfer::run(&ctx, a).await,
+        Command::Create(a) => create::run(&ctx, a).await,
+        Command::Add(a) => add::run(&ctx, a).await,
+        Command::Resume(a) => resume::run(&ctx, a).await,
+        Command::Suspend(a) => suspend::run(&ctx, a).await,
+        Command::Cancel(a) => cancel::run(&ctx, a).await,
+        Command::Complete(a) => complete::run(&ctx, a).await,
+        Command::Info(a) => info::run(&ctx, a).await,
+        Command::Files(a) => files::run(&ctx, a).await,
+        Command::List(a) => list::run(&ctx, a).await,
+        Command::Set(a) => set::run(&ctx, a).await,
+        Command::Wait(a) => wait::run(&ctx, a).await,
+        Command::Monitor(a) => monitor::run(&ctx, a).await,
+        Command::Daemon(a) => daemon::exec(ctx.target.socket.as_deref(), &a.args),
+    }
+}
+
+/// `job.get` keeping the daemon's exact answer (for `--json`) beside the typed job.
+pub async fn get_job_raw(client: &Client, job_id: &str) -> anyhow::Result<(Value, Job)> {
+    let raw: Value = client
+        .call(
+            method::JOB_GET,
+            JobIdParams {
+                job_id: job_id.to_owned(),
+            },
+        )
+        .await?;
+    let job = decode_job(&raw)?;
+    Ok((raw, job))
+}
+
+/// Decodes a job the daemon sent.
+pub fn decode_job(raw: &Value) -> anyhow::Result<Job> {
+    serde_json::from_value(raw.clone()).context("unexpected job object from ferryd")
+}
+
+/// Prints a job: the daemon's object with `--json`, else `key: value` lines.
+pub fn show_job(ctx: &Ctx, raw: &Value, job: &Job) -> anyhow::Result<()> {
+    if ctx.json {
+        crate::output::json(raw)
+    } else {
+        crate::output::print_job(job)
+    }
+}
+
+/// Starts following one job's events, so that waiting never polls.
+pub async fn follow_job(client: &Client, job_id: &str) -> anyhow::Result<()> {
+    client
+        .follow_events(EventsFollowParams {
+            after: None,
+            job_id: Some(job_id.to_owned()),
+        })
+        .await
+        .with_context(|| format!("cannot follow the events of job {job_id}"))
+}
+
+/// Reads a list file (`-` for stdin) into `FileSpec`s, naming the file and line on errors.
+pub fn load_list(list: &Path, cwd: &Path) -> anyhow::Result<Vec<FileSpec>> {
+    let origin = list.display().to_string();
+    let text = if list == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the file list from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(list).with_context(|| format!("cannot read list file {origin}"))?
+    };
+    let entries = targets::parse_list(&text, &origin)?;
+    Ok(targets::list_specs(
+        &entries,
+        &origin,
+        cwd,
+        |p| p.exists(),
+        |p| p.is_dir(),
+    )?)
+}
+
+/// The current directory, which relative paths on the command line are taken against.
+pub fn cwd() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_dir().context("cannot read the current directory")
+}
+
+/// Reports a job that ended in `error`: the description and what the user can do next.
+/// Returns [`exit_code::JOB_ERROR`].
+pub async fn report_job_error(ctx: &Ctx, client: &Client, job: &Job) -> anyhow::Result<u8> {
+    let id = &job.job_id;
+    // `job.get_error` is the authoritative answer; the job's own copy is the fallback.
+    let error = match client.get_error(id).await {
+        Ok(Some(e)) => Some(e),
+        _ => job.error.clone(),
+    };
+    let text = error.as_ref().map_or_else(
+        || "the job failed and ferryd gave no error details".to_owned(),
+        |e| format!("{} ({})", e.description, e.code),
+    );
+    if ctx.json {
+        crate::output::json(&json!({"job_id": id, "state": job.state, "error": error}))?;
+    }
+    errln!("ferry: job {id} failed: {text}");
+    errln!(
+        "ferry: the job is kept: inspect it with `ferry info {id}`, retry with `ferry resume {id}`, or remove it with `ferry cancel {id}`"
+    );
+    Ok(exit_code::JOB_ERROR)
+}
+
+/// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`).
+pub fn print_state(
+    ctx: &Ctx,
+    id: &str,
+    state: ferry_client::proto::JobState,
+    partial: Option<bool>,
+) -> anyhow::Result<u8> {
+    if ctx.json {
+        let mut v = json!({"job_id": id, "state": state});
+        if let (Some(p), Some(obj)) = (partial, v.as_object_mut()) {
+            obj.insert("partial".into(), Value::Bool(p));
+        }
+        crate::output::json(&v)?;
+    } else if partial == Some(true) {
+        outln!("{state} (partial: files that were not transferred were dropped)")?;
+    } else {
+        outln!("{state}")?;
+    }
+    Ok(exit_code::OK)
+}

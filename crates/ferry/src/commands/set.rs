@@ -1,0 +1,69 @@
+//! `ferry set JOB --…`: changes job properties and prints the job as `ferry info` does.
+
+use anyhow::Context as _;
+use ferry_client::proto::method;
+use ferry_client::proto::params::SetParams;
+use serde_json::Value;
+
+use super::Ctx;
+use crate::cli::SetArgs;
+use crate::exit_code;
+use crate::resolve::resolve_job;
+use crate::usage::UsageError;
+
+/// The `job.set` params the flags ask for, or `None` when no flag was given.
+pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
+    let custom_headers = if a.clear_headers {
+        Some(Vec::new())
+    } else {
+        (!a.headers.is_empty()).then_some(a.headers)
+    };
+    let bandwidth_limit_bps = if a.no_bandwidth_limit {
+        Some(None)
+    } else {
+        a.bandwidth_limit.map(Some)
+    };
+    let p = SetParams {
+        job_id,
+        display_name: a.display_name,
+        description: a.description,
+        priority: a.priority,
+        notify_flags: a.notify_flags,
+        minimum_retry_delay_s: a.retry_delay,
+        no_progress_timeout_s: a.no_progress_timeout,
+        max_download_time_s: a.max_download_time.map(Some),
+        custom_headers,
+        bandwidth_limit_bps,
+        max_parallel_files: a.max_parallel_files,
+        ..SetParams::default()
+    };
+    // Serialising skips absent fields, so a bare `{job_id}` means nothing was asked.
+    let asked = serde_json::to_value(&p)
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.len() > 1))
+        .unwrap_or(true);
+    asked.then_some(p)
+}
+
+/// Applies the changes and prints the job.
+pub async fn run(ctx: &Ctx, a: SetArgs) -> anyhow::Result<u8> {
+    let job_arg = a.job.clone();
+    // The id is filled in once the job is resolved; a bare `ferry set JOB` fails before
+    // anything talks to the daemon.
+    let Some(mut params) = set_params(String::new(), a) else {
+        return Err(UsageError::new(
+            "nothing to set: give at least one property (see `ferry set --help`)",
+        )
+        .into());
+    };
+    let client = ctx.client().await?;
+    let id = resolve_job(&client, &job_arg).await?;
+    params.job_id.clone_from(&id);
+    let raw: Value = client
+        .call(method::JOB_SET, params)
+        .await
+        .with_context(|| format!("cannot change job {id}"))?;
+    let job = super::decode_job(&raw)?;
+    super::show_job(ctx, &raw, &job)?;
+    Ok(exit_code::OK)
+}

@@ -1,0 +1,135 @@
+//! `ferry wait JOB`: blocks until the job is transferred (or final), failed or cancelled.
+//!
+//! Waiting follows the job's events (`events.follow`) and re-reads the job when its state may
+//! have changed; it never polls.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ferry_client::proto::{EventKind, JobState};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Ctx;
+use crate::cli::{Until, WaitArgs};
+use crate::exit_code;
+use crate::resolve::resolve_job;
+
+/// What to do about a job in a given state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep waiting.
+    Wait,
+    /// Call `job.complete`, then exit 0.
+    Complete,
+    /// Stop with this exit code.
+    Exit(u8),
+}
+
+/// The rule of `ferry wait`: transferred/acknowledged → 0, error → 3, cancelled → 1; with
+/// `--until final` only acknowledged and cancelled end the wait (an error can still be resumed).
+pub fn verdict(until: Until, state: JobState, complete: bool) -> Verdict {
+    match state {
+        JobState::Acknowledged => Verdict::Exit(exit_code::OK),
+        JobState::Cancelled => Verdict::Exit(exit_code::FAILURE),
+        JobState::Transferred if complete => Verdict::Complete,
+        JobState::Transferred if until == Until::Transferred => Verdict::Exit(exit_code::OK),
+        JobState::Error if until == Until::Transferred => Verdict::Exit(exit_code::JOB_ERROR),
+        _ => Verdict::Wait,
+    }
+}
+
+/// Waits, then prints the final state (`--json`: the job object).
+pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?;
+    let client = ctx.client().await?;
+    let id = resolve_job(&client, &a.job).await?;
+    // Following before the first read means no state change can slip between the two.
+    super::follow_job(&client, &id).await?;
+    let deadline = a
+        .timeout
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut told_error = false;
+    loop {
+        let (raw, job) = super::get_job_raw(&client, &id).await?;
+        match verdict(a.until, job.state, a.complete) {
+            Verdict::Wait => {
+                if job.state == JobState::Error && !told_error {
+                    told_error = true;
+                    let why = job.error.as_ref().map_or("", |e| e.description.as_str());
+                    errln!(
+                        "ferry: job {id} is in error ({why}); still waiting for it to become final"
+                    );
+                }
+            }
+            Verdict::Complete => {
+                let r = client
+                    .complete(&id)
+                    .await
+                    .with_context(|| format!("cannot complete job {id}"))?;
+                return super::print_state(ctx, &id, r.state, Some(r.partial));
+            }
+            Verdict::Exit(code) if code == exit_code::JOB_ERROR => {
+                return super::report_job_error(ctx, &client, &job).await;
+            }
+            Verdict::Exit(code) => {
+                if ctx.json {
+                    crate::output::json(&raw)?;
+                } else {
+                    outln!("{}", job.state)?;
+                }
+                if job.state == JobState::Cancelled {
+                    errln!("ferry: job {id} was cancelled");
+                }
+                return Ok(code);
+            }
+        }
+        // Sleep until an event that can change the state, Ctrl-C, or the deadline.
+        loop {
+            let timeout = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = client.next_event() => match ev {
+                    None => bail!("the connection to ferryd closed while waiting for job {id}"),
+                    Some(ev) if matches!(ev.kind, EventKind::State { .. } | EventKind::Error { .. }) => break,
+                    Some(_) => {}
+                },
+                _ = sigint.recv() => {
+                    errln!("ferry: interrupted; job {id} is still {}", job.state);
+                    return Ok(exit_code::INTERRUPTED);
+                }
+                () = timeout => bail!(
+                    "timed out after {} s waiting for job {id} (it is {})",
+                    a.timeout.unwrap_or_default(),
+                    job.state
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        use JobState::*;
+        let t = Until::Transferred;
+        assert_eq!(verdict(t, Transferring, false), Verdict::Wait);
+        assert_eq!(verdict(t, Transferred, false), Verdict::Exit(0));
+        assert_eq!(verdict(t, Transferred, true), Verdict::Complete);
+        assert_eq!(verdict(t, Error, false), Verdict::Exit(3));
+        assert_eq!(verdict(t, Cancelled, false), Verdict::Exit(1));
+        assert_eq!(verdict(t, Acknowledged, false), Verdict::Exit(0));
+        assert_eq!(verdict(t, TransientError, false), Verdict::Wait);
+        let f = Until::Final;
+        assert_eq!(verdict(f, Transferred, false), Verdict::Wait);
+        assert_eq!(verdict(f, Transferred, true), Verdict::Complete);
+        assert_eq!(verdict(f, Error, false), Verdict::Wait);
+        assert_eq!(verdict(f, Acknowledged, false), Verdict::Exit(0));
+    }
+}

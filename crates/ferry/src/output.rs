@@ -1,0 +1,300 @@
+//! Printing: lines and JSON on stdout, messages on stderr, tables, and the human form of jobs.
+//!
+//! stdout is written with `writeln!` rather than `println!`, because `println!` panics when the
+//! reader went away (`ferry monitor | head`); the broken pipe comes back as an error instead and
+//! `main` ends quietly.
+
+use std::fmt;
+use std::io::Write;
+
+use ferry_proto::{File, Job, Progress, Waiting};
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+/// Writes one formatted line to stdout, returning the I/O error (e.g. a broken pipe).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one formatted line to stderr, ignoring failure (there is nowhere left to report it).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::err_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout.
+pub fn line(args: fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Writes one line to stderr, ignoring failure.
+pub fn err_line(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args);
+    let _ = err.write_all(b"\n");
+}
+
+/// Prints a value as pretty JSON on stdout (one document per command).
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    line(format_args!("{text}"))?;
+    Ok(())
+}
+
+/// Prints a value as compact JSON on one line (streams such as `ferry monitor --json`).
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string(value)?;
+    line(format_args!("{text}"))?;
+    Ok(())
+}
+
+/// The first 8 characters of a job id, as tables show it.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// `transferred / total` bytes in binary units; `?` while the total is unknown.
+pub fn bytes_fraction(transferred: u64, total: Option<u64>) -> String {
+    match total {
+        Some(t) => format!("{} / {}", HumanBytes(transferred), HumanBytes(t)),
+        None => format!("{} / ?", HumanBytes(transferred)),
+    }
+}
+
+/// `x/y` files.
+pub fn files_fraction(p: &Progress) -> String {
+    format!("{}/{}", p.files_transferred, p.files_total)
+}
+
+/// A short phrase for why a job is not moving (`retry_delay until …`, `slots_busy, 3 ahead`).
+pub fn waiting_text(w: &Waiting) -> String {
+    let mut s = w.reason.replace('_', " ");
+    if let Some(until) = &w.until {
+        s.push_str(&format!(" until {until}"));
+    }
+    if let Some(ahead) = w.ahead {
+        s.push_str(&format!(", {ahead} ahead"));
+    }
+    s
+}
+
+/// A duration in seconds as a short human string (`90s` → `1m30s`).
+pub fn seconds_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// The `key: value` lines `ferry info` prints for a job.
+pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), str::to_owned);
+    let mut lines = vec![
+        ("id", job.job_id.clone()),
+        ("name", job.display_name.clone()),
+        ("description", job.description.clone()),
+        ("type", job.job_type.as_str().to_owned()),
+        ("owner uid", job.owner_uid.to_string()),
+        ("state", job.state.to_string()),
+        ("priority", job.priority.as_str().to_owned()),
+        (
+            "bytes",
+            bytes_fraction(job.progress.bytes_transferred, job.progress.bytes_total),
+        ),
+        ("files", files_fraction(&job.progress)),
+        ("created", job.times.created.clone()),
+        ("modified", job.times.modified.clone()),
+        (
+            "transfer completed",
+            opt(job.times.transfer_completed.as_deref()),
+        ),
+    ];
+    if let Some(w) = &job.waiting {
+        lines.push(("waiting", waiting_text(w)));
+    }
+    if let Some(e) = &job.error {
+        lines.push(("error", format!("{}: {}", e.code, e.description)));
+    }
+    lines.extend([
+        ("error count", job.error_count.to_string()),
+        ("notify flags", job.notify_flags.to_string()),
+        (
+            "notify interface",
+            if job.notify_interface { "yes" } else { "no" }.to_owned(),
+        ),
+        ("notify handler", opt(job.notify_handler.as_deref())),
+        (
+            "notify cmdline",
+            job.notify_cmdline
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |argv| argv.join(" ")),
+        ),
+        ("retry delay", seconds_text(job.minimum_retry_delay_s)),
+        (
+            "no-progress timeout",
+            seconds_text(job.no_progress_timeout_s),
+        ),
+        ("max download time", seconds_text(job.max_download_time_s)),
+        (
+            "notification interval",
+            format!("{}ms", job.minimum_notification_interval_ms),
+        ),
+        (
+            "headers",
+            if job.custom_headers.is_empty() {
+                "-".to_owned()
+            } else {
+                job.custom_headers.join("; ")
+            },
+        ),
+        (
+            "bandwidth limit",
+            job.bandwidth_limit_bps
+                .map_or_else(|| "none".to_owned(), |b| format!("{}/s", HumanBytes(b))),
+        ),
+        ("max parallel files", job.max_parallel_files.to_string()),
+        (
+            "credentials",
+            if job.credentials_set { "set" } else { "-" }.to_owned(),
+        ),
+        ("proxy", opt(job.proxy.as_deref())),
+        (
+            "https to http",
+            if job.allow_https_to_http {
+                "allowed"
+            } else {
+                "refused"
+            }
+            .to_owned(),
+        ),
+        (
+            "peer caching",
+            if job.peer_caching { "on" } else { "off" }.to_owned(),
+        ),
+    ]);
+    lines
+}
+
+/// Prints a job as aligned `key: value` lines.
+pub fn print_job(job: &Job) -> anyhow::Result<()> {
+    let lines = job_lines(job);
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in lines {
+        outln!("{:<width$} {v}", format!("{k}:"))?;
+    }
+    Ok(())
+}
+
+/// One row of `ferry files`.
+pub fn file_row(f: &File) -> Vec<String> {
+    let status = if f.completed {
+        "completed"
+    } else if f.transferred {
+        "transferred"
+    } else if f.bytes_transferred > 0 {
+        "partial"
+    } else {
+        "pending"
+    };
+    vec![
+        f.file_index.to_string(),
+        status.to_owned(),
+        bytes_fraction(f.bytes_transferred, f.bytes_total),
+        f.remote_url.clone(),
+        f.local_path.clone(),
+    ]
+}
+
+/// One row of `ferry list`.
+pub fn job_row(j: &Job) -> Vec<String> {
+    vec![
+        short_id(&j.job_id).to_owned(),
+        j.state.to_string(),
+        j.priority.as_str().to_owned(),
+        bytes_fraction(j.progress.bytes_transferred, j.progress.bytes_total),
+        files_fraction(&j.progress),
+        j.display_name.clone(),
+    ]
+}
+
+/// A plain text table: columns padded to their widest cell, the last one left ragged.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let columns = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, cell) in cells.enumerate().take(columns) {
+            if i + 1 == columns {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    let mut out = render(&mut headers.iter().copied());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&render(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(short_id("0123456789abcdef"), "01234567");
+        assert_eq!(short_id("abc"), "abc");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["ID", "STATE", "NAME"],
+            &[
+                vec!["a".into(), "transferring".into(), "x y".into()],
+                vec!["bbbb".into(), "error".into(), "z".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ID    STATE         NAME\na     transferring  x y\nbbbb  error         z"
+        );
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(seconds_text(0), "0s");
+        assert_eq!(seconds_text(90), "1m30s");
+        assert_eq!(seconds_text(1_209_600), "14d");
+    }
+
+    #[test]
+    fn fractions() {
+        assert_eq!(bytes_fraction(0, None), "0 B / ?");
+        assert_eq!(bytes_fraction(1024, Some(2048)), "1.00 KiB / 2.00 KiB");
+    }
+}

@@ -1,0 +1,270 @@
+//! Moving jobs: `job.resume`, `job.suspend`, `job.cancel`, `job.complete` and
+//! `file.set_validation_state`. Whatever stops a transfer waits for its task to checkpoint and
+//! end before the job changes state, so no task ever writes a file the caller just handed over
+//! or deleted.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_core::state::{self, Operation, Trigger};
+use ferry_fetch::staging;
+use ferry_proto::params::{CompleteResult, JobIdParams, StateResult, ValidationParams};
+use ferry_proto::{ErrorContext, ErrorInfo, ErrorKind, JobState, ProtoError, Validation};
+use ferry_store::FileRow;
+
+use super::{Answer, ApiResult};
+
+use crate::daemon::{Caller, Daemon, refusal};
+
+/// `job.resume`
+pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    let trigger = Trigger::Resume {
+        files_total: e.row.files_total,
+        files_pending: e.row.files_total - e.row.files_transferred.min(e.row.files_total),
+    };
+    let (state, commit) = d
+        .transition(&mut inner, &p.job_id, trigger, |_| {})
+        .map_err(|r| refusal("resume", r))?;
+    Answer::after(StateResult { state }, commit)
+}
+
+/// Checks an owner operation, then stops the job's transfer (without the lock held).
+async fn stop_for(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    job_id: &str,
+    op: Operation,
+    what: &str,
+) -> Result<(), ProtoError> {
+    {
+        let mut inner = d.lock();
+        let e = Daemon::owned(&mut inner, c, job_id)?;
+        state::check(e.row.state, op).map_err(|r| refusal(what, r))?;
+    }
+    d.stop_transfer(job_id).await;
+    Ok(())
+}
+
+/// `job.suspend`
+pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    stop_for(d, c, &p.job_id, Operation::Suspend, "suspend").await?;
+    let mut inner = d.lock();
+    Daemon::owned(&mut inner, c, &p.job_id)?;
+    let (state, commit) = d
+        .transition(&mut inner, &p.job_id, Trigger::Suspend, |_| {})
+        .map_err(|r| refusal("suspend", r))?;
+    Answer::after(StateResult { state }, commit)
+}
+
+async fn load_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, ProtoError> {
+    d.read_files(job_id, 0, u64::MAX).await
+}
+
+/// Deletes a staging file; a failure is logged (the job goes on) because the file is hidden
+/// and unusable anyway.
+fn discard(temp: &str) {
+    if let Err(e) = staging::remove(Path::new(temp)) {
+        tracing::warn!(path = temp, error = %e, "could not delete a staging file");
+    }
+}
+
+/// `job.cancel`
+pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
+    let mut files = load_files(d, &p.job_id).await?;
+    let mut inner = d.lock();
+    Daemon::owned(&mut inner, c, &p.job_id)?;
+    let (state, commit) = d
+        .transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
+        .map_err(|r| refusal("cancel", r))?;
+    drop(commit);
+    for f in &mut files {
+        if let Some(t) = f.temp_path.take() {
+            discard(&t);
+        }
+    }
+    let id = p.job_id.clone();
+    let commit = d.store.submit(move |tx| tx.put_files(&id, &files));
+    Answer::after(StateResult { state }, commit)
+}
+
+/// `job.complete`: hands over every transferred file (sync, rename, directory sync), drops the
+/// others, and acknowledges the job.
+pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    let job_type = {
+        let mut inner = d.lock();
+        let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+        e.row.job_type
+    };
+    stop_for(
+        d,
+        c,
+        &p.job_id,
+        Operation::Complete { job_type },
+        "complete",
+    )
+    .await?;
+    let mut files = load_files(d, &p.job_id).await?;
+    let mut dirs = BTreeSet::new();
+    let mut partial = false;
+    let mut failure = None;
+    for f in &mut files {
+        if f.completed {
+            continue;
+        }
+        let Some(temp) = f.temp_path.clone() else {
+            partial |= !f.transferred;
+            continue;
+        };
+        if !f.transferred {
+            partial = true;
+            discard(&temp);
+            f.temp_path = None;
+            continue;
+        }
+        let dest = PathBuf::from(&f.local_path);
+        match staging::finalize(Path::new(&temp), &dest) {
+            Ok(()) => {
+                f.completed = true;
+                f.temp_path = None;
+                if f.validation == Validation::Unset {
+                    // BITS: complete implies the content is valid.
+                    f.validation = Validation::Valid;
+                }
+                if let Some(dir) = dest.parent() {
+                    dirs.insert(dir.to_path_buf());
+                }
+            }
+            Err(e) => {
+                failure = Some(
+                    ProtoError::kind(
+                        ErrorKind::LocalIo,
+                        format!(
+                            "cannot hand over {}: {e}; fix the problem and call complete again",
+                            dest.display()
+                        ),
+                    )
+                    .with("path", dest.to_string_lossy().into_owned()),
+                );
+                break;
+            }
+        }
+    }
+    for dir in &dirs {
+        staging::sync_dir(dir);
+    }
+    let mut inner = d.lock();
+    Daemon::owned(&mut inner, c, &p.job_id)?;
+    let id = p.job_id.clone();
+    let files_commit = d.store.submit({
+        let files = files.clone();
+        move |tx| tx.put_files(&id, &files)
+    });
+    if let Some(err) = failure {
+        // The job stays as it was (BITS keeps it transferred); a stopped transfer re-queues.
+        let st = inner.jobs.get(&p.job_id).map(|e| e.row.state);
+        if matches!(st, Some(JobState::Connecting | JobState::Transferring)) {
+            let _ = d.transition(&mut inner, &p.job_id, Trigger::Preempt, |_| {});
+        }
+        drop(files_commit);
+        return Err(err);
+    }
+    drop(files_commit);
+    let (state, commit) = d
+        .transition(
+            &mut inner,
+            &p.job_id,
+            Trigger::Complete { job_type },
+            |_| {},
+        )
+        .map_err(|r| refusal("complete", r))?;
+    Answer::after(CompleteResult { state, partial }, commit)
+}
+
+/// `file.set_validation_state` (BITS `SetValidationState`).
+pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) -> ApiResult {
+    {
+        let mut inner = d.lock();
+        let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+        state::check(e.row.state, Operation::SetValidation)
+            .map_err(|r| refusal("set the validation state", r))?;
+    }
+    let mut file = d
+        .read_files(&p.job_id, p.file_index, 1)
+        .await?
+        .into_iter()
+        .find(|f| f.file_index == p.file_index)
+        .ok_or_else(|| {
+            ProtoError::invalid_params(
+                "file_index",
+                format!("the job has no file {}", p.file_index),
+            )
+        })?;
+    if !file.transferred {
+        return Err(ProtoError::kind(
+            ErrorKind::Pending,
+            format!(
+                "file {} has not finished transferring yet; validate it after file_transferred",
+                p.file_index
+            ),
+        )
+        .with("bits", "E_PENDING"));
+    }
+    if p.valid {
+        file.validation = Validation::Valid;
+        let id = p.job_id.clone();
+        let f = file.clone();
+        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+        return Answer::after(super::jobs::file_view(file), commit);
+    }
+    if file.completed {
+        file.validation = Validation::Invalid;
+        let id = p.job_id.clone();
+        let f = file.clone();
+        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+        return Answer::after(super::jobs::file_view(file), commit);
+    }
+    // Rejected content from the origin: drop it, reset the file, and fail the job so that a
+    // resume fetches it again (BITS_E_VALIDATION_FAILED).
+    d.stop_transfer(&p.job_id).await;
+    if let Some(t) = file.temp_path.take() {
+        discard(&t);
+    }
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    let row = &mut e.row;
+    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
+    row.files_transferred = row.files_transferred.saturating_sub(1);
+    file.bytes_transferred = 0;
+    file.transferred = false;
+    file.validator = None;
+    file.content_sha256 = None;
+    file.validation = Validation::Invalid;
+    let info = ErrorInfo {
+        context: ErrorContext::RemoteFile,
+        code: "VALIDATION_FAILED".into(),
+        http_status: None,
+        transient: false,
+        description: format!(
+            "the application rejected the content of file {} ({}); resume fetches it again",
+            file.file_index, file.remote_url
+        ),
+        file_index: Some(file.file_index),
+        protocol: None,
+    };
+    let id = p.job_id.clone();
+    let f = file.clone();
+    drop(d.store.submit(move |tx| tx.put_files(&id, &[f])));
+    let commit = d
+        .fail(&mut inner, &p.job_id, Trigger::FatalError, info)
+        .ok_or_else(|| {
+            refusal(
+                "set the validation state",
+                state::Refusal::InvalidState(JobState::Cancelled),
+            )
+        })?;
+    Answer::after(super::jobs::file_view(file), commit)
+}

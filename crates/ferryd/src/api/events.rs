@@ -1,0 +1,161 @@
+//! The event log: `events.read` (a page after a cursor) and `events.follow` (replay, then live
+//! notifications on the connection).
+
+use std::sync::Arc;
+
+use ferry_proto::params::{
+    EventNotification, EventsFollowParams, EventsReadParams, EventsReadResult,
+};
+use ferry_proto::{ErrorKind, ProtoError, method};
+use ferry_rpc::Peer;
+use ferry_store::EventRow;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Answer, ApiResult};
+use crate::daemon::{Caller, Daemon, store_failed};
+
+const DEFAULT_LIMIT: u64 = 1000;
+const MAX_LIMIT: u64 = 10_000;
+
+/// Who may read which events.
+#[derive(Clone)]
+struct Filter {
+    uid: Option<u32>,
+    job_id: Option<String>,
+}
+
+impl Filter {
+    fn new(d: &Daemon, c: &Caller, job_id: Option<String>) -> Result<Filter, ProtoError> {
+        if let Some(id) = &job_id {
+            let mut inner = d.lock();
+            Daemon::owned(&mut inner, c, id)?;
+        }
+        Ok(Filter {
+            uid: (!c.is_root()).then_some(c.uid),
+            job_id,
+        })
+    }
+
+    fn matches(&self, e: &EventRow) -> bool {
+        self.uid.is_none_or(|u| u == e.owner_uid)
+            && self.job_id.as_ref().is_none_or(|j| *j == e.job_id)
+    }
+}
+
+async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<EventRow>, ProtoError> {
+    d.store.flush().await.map_err(store_failed)?;
+    let reader = d.reader.clone();
+    let f = f.clone();
+    tokio::task::spawn_blocking(move || reader.events(after, f.uid, f.job_id.as_deref(), limit))
+        .await
+        .map_err(|e| ProtoError::kind(ErrorKind::Internal, format!("reading events failed: {e}")))?
+        .map_err(store_failed)
+}
+
+/// `events.read`
+pub async fn read(d: &Arc<Daemon>, c: &Caller, p: EventsReadParams) -> ApiResult {
+    let filter = Filter::new(d, c, p.job_id)?;
+    let after = p.after.unwrap_or(0);
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let rows = page(d, &filter, after, limit).await?;
+    let next = rows.last().map_or(after, |r| r.seq);
+    Answer::now(EventsReadResult {
+        events: rows.iter().map(EventRow::to_event).collect(),
+        next,
+    })
+}
+
+/// `events.follow`: answers `{}`, then streams until unfollowed or the connection closes.
+pub fn follow(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    peer: Arc<Peer>,
+    p: EventsFollowParams,
+    token: CancellationToken,
+) -> ApiResult {
+    let filter = Filter::new(d, c, p.job_id)?;
+    // Subscribe before replaying so nothing committed in between is missed.
+    let mut live = d.store.subscribe();
+    let start = p.after;
+    let d = d.clone();
+    tokio::spawn(async move {
+        let send = |e: &EventRow| {
+            let n = EventNotification {
+                event: e.to_event(),
+            };
+            match serde_json::to_value(n) {
+                Ok(v) => peer.notify(method::EVENTS_EVENT, v).is_ok(),
+                Err(_) => true,
+            }
+        };
+        // Replay (or, without `after`, start from what is committed now).
+        let mut last = match start {
+            Some(a) => a,
+            None => d.reader.last_event_seq().unwrap_or(0),
+        };
+        if start.is_some() && !catch_up(&d, &filter, &mut last, &send).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = peer.closed() => return,
+                r = live.recv() => match r {
+                    Ok(e) => {
+                        if e.seq <= last {
+                            continue;
+                        }
+                        if e.seq > last + 1 && !catch_up(&d, &filter, &mut last, &send).await {
+                            return;
+                        }
+                        if e.seq <= last {
+                            continue;
+                        }
+                        last = e.seq;
+                        if filter.matches(&e) && !send(&e) {
+                            return;
+                        }
+                    }
+                    // Fell behind the broadcast: read what was missed from the store.
+                    Err(RecvError::Lagged(_)) => {
+                        if !catch_up(&d, &filter, &mut last, &send).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    Answer::now(serde_json::json!({}))
+}
+
+/// Sends every stored event after `last`; false when the connection is gone.
+async fn catch_up(
+    d: &Daemon,
+    f: &Filter,
+    last: &mut u64,
+    send: &impl Fn(&EventRow) -> bool,
+) -> bool {
+    loop {
+        // Read unfiltered by uid/job so `last` advances over other users' events too.
+        let unfiltered = Filter {
+            uid: None,
+            job_id: None,
+        };
+        let rows = match page(d, &unfiltered, *last, MAX_LIMIT).await {
+            Ok(r) => r,
+            Err(_) => return false,
+        };
+        if rows.is_empty() {
+            return true;
+        }
+        for e in &rows {
+            *last = e.seq;
+            if f.matches(e) && !send(e) {
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! Creating, reading and editing jobs: `job.create`, `job.add_files`, `job.get`, `job.files`,
+//! `job.get_error`, `job.list`, `job.set`, `job.take_ownership` and the live-callback
+//! registration.
+
+use std::sync::Arc;
+
+use ferry_core::state::{self, Operation};
+use ferry_proto::params::{
+    AddFilesParams, AddFilesResult, CreateParams, CreateResult, FilesResult, JobIdParams,
+    ListParams, ListResult, SetParams,
+};
+use ferry_proto::{ErrorKind, EventKind, File, JobState, JobType, NotifyFlags, ProtoError};
+use ferry_rpc::Peer;
+use ferry_store::{FileRow, JobRow};
+
+use super::{Answer, ApiResult, files};
+use crate::clock;
+use crate::daemon::{Caller, Daemon, Entry, Inner, Runtime, refusal};
+
+const MAX_DISPLAY_NAME: usize = 256;
+const MAX_DESCRIPTION: usize = 1024;
+const MAX_HEADERS: usize = 16_384;
+
+fn too_long(field: &str, max: usize) -> ProtoError {
+    ProtoError::invalid_params(field, format!("{field} is longer than {max} characters"))
+        .with("bits", "BG_E_STRING_TOO_LONG")
+}
+
+fn check_limits(d: &Daemon, inner: &Inner, uid: u32) -> Result<(), ProtoError> {
+    let l = &d.opts.limits;
+    if inner.live_jobs >= l.jobs_per_daemon {
+        return Err(ProtoError::kind(
+            ErrorKind::LimitExceeded,
+            format!(
+                "the daemon already holds {} unfinished jobs (ferryd --max-jobs raises the limit); complete or cancel some",
+                l.jobs_per_daemon
+            ),
+        )
+        .with("limit", "jobs_per_daemon"));
+    }
+    if inner.per_user.get(&uid).copied().unwrap_or(0) >= l.jobs_per_user {
+        return Err(ProtoError::kind(
+            ErrorKind::LimitExceeded,
+            format!(
+                "user {uid} already has {} unfinished jobs (ferryd --max-jobs-per-user raises the limit); complete or cancel some",
+                l.jobs_per_user
+            ),
+        )
+        .with("limit", "jobs_per_user"));
+    }
+    Ok(())
+}
+
+fn check_file_count(d: &Daemon, have: u64, adding: usize) -> Result<(), ProtoError> {
+    let max = d.opts.limits.files_per_job;
+    if have.saturating_add(adding as u64) > max {
+        return Err(ProtoError::kind(
+            ErrorKind::LimitExceeded,
+            format!(
+                "a job may hold at most {max} files (ferryd --max-files-per-job raises the limit); this would make {}",
+                have.saturating_add(adding as u64)
+            ),
+        )
+        .with("limit", "files_per_job"));
+    }
+    Ok(())
+}
+
+/// `job.create`
+pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
+    if p.display_name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(too_long("display_name", MAX_DISPLAY_NAME));
+    }
+    let description = p.description.unwrap_or_default();
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(too_long("description", MAX_DESCRIPTION));
+    }
+    let job_type = p.job_type.unwrap_or(JobType::Download);
+    if job_type != JobType::Download {
+        return Err(ProtoError::kind(
+            ErrorKind::Unsupported,
+            "upload jobs are not supported by this ferryd yet; create a download job",
+        )
+        .with("field", "type"));
+    }
+    let specs = p.files.unwrap_or_default();
+    check_file_count(d, 0, specs.len())?;
+    let mut rows = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        rows.push(files::check(spec, i, i as u64, c, &d.opts.limits)?);
+    }
+    let now = clock::now_rfc3339();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut inner = d.lock();
+    check_limits(d, &inner, c.uid)?;
+    let seq = inner.next_job_seq;
+    inner.next_job_seq += 1;
+    let mut row = JobRow {
+        seq,
+        id: id.clone(),
+        owner_uid: c.uid,
+        display_name: p.display_name,
+        description,
+        job_type,
+        priority: p.priority.unwrap_or_default(),
+        state: JobState::Suspended,
+        created: now.clone(),
+        modified: now.clone(),
+        files_total: rows.len() as u64,
+        size_unknown_files: rows.len() as u64,
+        ..JobRow::default()
+    };
+    row.minimum_retry_delay_s = row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s);
+    row.refresh_total();
+    let (r, f) = (row.clone(), rows);
+    let commit = d.store.submit(move |tx| {
+        tx.insert_job(&r)?;
+        tx.put_files(&r.id, &f)?;
+        tx.append_event(&r.id, r.owner_uid, &now, EventKind::Created)?;
+        Ok(())
+    });
+    inner.order.insert(seq, id.clone());
+    inner.live_jobs += 1;
+    *inner.per_user.entry(c.uid).or_default() += 1;
+    inner.jobs.insert(
+        id.clone(),
+        Entry {
+            row,
+            rt: Runtime::default(),
+        },
+    );
+    Answer::after(CreateResult { job_id: id }, commit)
+}
+
+/// `job.add_files`
+pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
+    let (first, owner) = {
+        let mut inner = d.lock();
+        let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+        state::check(e.row.state, Operation::AddFiles).map_err(|r| refusal("add files", r))?;
+        (e.row.files_total, e.row.owner_uid)
+    };
+    check_file_count(d, first, p.files.len())?;
+    // Checked as the owner (root acting on someone's job must not widen what they may write).
+    let owner = Caller {
+        uid: owner,
+        gid: if owner == c.uid {
+            c.gid
+        } else {
+            owner_gid(owner)
+        },
+        pid: None,
+    };
+    let mut rows = Vec::with_capacity(p.files.len());
+    for (i, spec) in p.files.iter().enumerate() {
+        rows.push(files::check(
+            spec,
+            i,
+            first + i as u64,
+            &owner,
+            &d.opts.limits,
+        )?);
+    }
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    state::check(e.row.state, Operation::AddFiles).map_err(|r| refusal("add files", r))?;
+    if e.row.files_total != first {
+        // Another add raced us; renumber.
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.file_index = e.row.files_total + i as u64;
+        }
+    }
+    let first = e.row.files_total;
+    let count = rows.len() as u64;
+    e.row.files_total += count;
+    e.row.size_unknown_files += count;
+    e.row.refresh_total();
+    e.row.modified = clock::now_rfc3339();
+    let row = e.row.clone();
+    let time = row.modified.clone();
+    let commit = d.store.submit(move |tx| {
+        tx.put_files(&row.id, &rows)?;
+        tx.update_job(&row)?;
+        tx.append_event(
+            &row.id,
+            row.owner_uid,
+            &time,
+            EventKind::Modified {
+                fields: vec!["files".into()],
+            },
+        )?;
+        Ok(())
+    });
+    Answer::after(
+        AddFilesResult {
+            first_index: first,
+            count,
+        },
+        commit,
+    )
+}
+
+fn owner_gid(uid: u32) -> u32 {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw())
+        .unwrap_or(u32::MAX)
+}
+
+/// `job.get`
+pub fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    Answer::now(e.view())
+}
+
+/// The wire form of a stored file.
+pub fn file_view(f: FileRow) -> File {
+    File {
+        file_index: f.file_index,
+        remote_url: f.remote_url,
+        local_path: f.local_path,
+        bytes_total: f.bytes_total,
+        bytes_transferred: f.bytes_transferred,
+        transferred: f.transferred,
+        completed: f.completed,
+        ranges: f.ranges,
+        sha256: f.sha256,
+        validation: f.validation,
+        from_peer: f.from_peer,
+        bytes_from_peers: f.bytes_from_peers,
+        temporary_path: f.temp_path,
+    }
+}
+
+/// `job.files`
+pub async fn files(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    {
+        let mut inner = d.lock();
+        Daemon::owned(&mut inner, c, &p.job_id)?;
+    }
+    let rows = d.read_files(&p.job_id, 0, u64::MAX).await?;
+    Answer::now(FilesResult {
+        files: rows.into_iter().map(file_view).collect(),
+    })
+}
+
+/// `job.get_error`
+pub fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    let err = match e.row.state {
+        JobState::Error | JobState::TransientError => e.row.error.clone(),
+        _ => None,
+    };
+    Answer::now(err)
+}
+
+/// `job.list`
+pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
+    let all = p.all_users.unwrap_or(false);
+    if all && !c.is_root() {
+        return Err(ProtoError::kind(
+            ErrorKind::AccessDenied,
+            "only root may list every user's jobs (all_users)",
+        ));
+    }
+    let include_final = p.include_final.unwrap_or(false);
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000) as usize;
+    let inner = d.lock();
+    let start = match &p.after {
+        None => 0,
+        Some(after) => match inner.jobs.get(after) {
+            Some(e) if all || e.row.owner_uid == c.uid => e.row.seq + 1,
+            _ => {
+                return Err(ProtoError::invalid_params(
+                    "after",
+                    format!("after names no job of this user: {after}"),
+                ));
+            }
+        },
+    };
+    let mut jobs = Vec::new();
+    let mut next = None;
+    for (_, id) in inner.order.range(start..) {
+        let Some(e) = inner.jobs.get(id) else {
+            continue;
+        };
+        if !all && e.row.owner_uid != c.uid {
+            continue;
+        }
+        if !include_final && e.row.state.is_final() {
+            continue;
+        }
+        if let Some(states) = &p.states
+            && !states.contains(&e.row.state) {
+                continue;
+            }
+        if jobs.len() == limit {
+            next = jobs.last().map(|j: &ferry_proto::Job| j.job_id.clone());
+            break;
+        }
+        jobs.push(e.view());
+    }
+    Answer::now(ListResult { jobs, next })
+}
+
+fn check_cmdline(argv: &[String]) -> Result<(), ProtoError> {
+    match argv.first() {
+        None => Err(ProtoError::invalid_params(
+            "notify_cmdline",
+            "notify_cmdline must be a non-empty argv array",
+        )),
+        Some(p) if !p.starts_with('/') => Err(ProtoError::invalid_params(
+            "notify_cmdline",
+            format!("notify_cmdline[0] {p:?} must be an absolute path (no PATH search)"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_header(h: &str) -> Result<(), ProtoError> {
+    let bad = |why: &str| {
+        ProtoError::invalid_params("custom_headers", format!("custom header {h:?} {why}"))
+    };
+    let Some((name, _)) = h.split_once(':') else {
+        return Err(bad("must look like \"Name: value\""));
+    };
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(bad("has an invalid header name"));
+    }
+    if h.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(bad("contains a line break or NUL"));
+    }
+    Ok(())
+}
+
+/// `job.set`
+pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
+    // Validate everything before changing anything.
+    if let Some(n) = &p.display_name
+        && n.chars().count() > MAX_DISPLAY_NAME {
+            return Err(too_long("display_name", MAX_DISPLAY_NAME));
+        }
+    if let Some(n) = &p.description
+        && n.chars().count() > MAX_DESCRIPTION {
+            return Err(too_long("description", MAX_DESCRIPTION));
+        }
+    if let Some(f) = p.notify_flags
+        && NotifyFlags::new(f).is_none() {
+            return Err(ProtoError::invalid_params(
+                "notify_flags",
+                format!("notify_flags {f} has bits other than 1, 2, 4, 8, 16, 32"),
+            ));
+        }
+    if let Some(Some(argv)) = &p.notify_cmdline {
+        check_cmdline(argv)?;
+    }
+    if let Some(Some(h)) = &p.notify_handler
+        && h.is_empty() {
+            return Err(ProtoError::invalid_params(
+                "notify_handler",
+                "notify_handler must not be empty",
+            ));
+        }
+    if let Some(hs) = &p.custom_headers {
+        let total: usize = hs.iter().map(|h| h.len() + 2).sum();
+        if total > MAX_HEADERS {
+            return Err(too_long("custom_headers", MAX_HEADERS));
+        }
+        hs.iter().try_for_each(|h| check_header(h))?;
+    }
+    if let Some(Some(0)) = p.bandwidth_limit_bps {
+        return Err(ProtoError::invalid_params(
+            "bandwidth_limit_bps",
+            "bandwidth_limit_bps must be positive, or null for no limit",
+        ));
+    }
+    if let Some(n) = p.max_parallel_files
+        && !(1..=256).contains(&n) {
+            return Err(ProtoError::invalid_params(
+                "max_parallel_files",
+                "max_parallel_files must be between 1 and 256",
+            ));
+        }
+    if let Some(Some(cr)) = &p.credentials {
+        if cr.scheme != "basic" {
+            return Err(ProtoError::kind(
+                ErrorKind::Unsupported,
+                format!(
+                    "credential scheme {:?} is not supported; use \"basic\"",
+                    cr.scheme
+                ),
+            )
+            .with("field", "credentials.scheme"));
+        }
+        if cr.user.chars().count() > 300 {
+            return Err(too_long("credentials.user", 300));
+        }
+        if cr.password.chars().count() > 65_535 {
+            return Err(too_long("credentials.password", 65_535));
+        }
+    }
+    if let Some(Some(proxy)) = &p.proxy {
+        match url::Url::parse(proxy) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
+            _ => {
+                return Err(ProtoError::invalid_params(
+                    "proxy",
+                    format!("proxy {proxy:?} is not an http, https or socks5 URL"),
+                ));
+            }
+        }
+    }
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    let op = if p.credentials.is_some() {
+        Operation::SetCredentials
+    } else {
+        Operation::SetProperty
+    };
+    state::check(e.row.state, op).map_err(|r| refusal("change the job", r))?;
+    let row = &mut e.row;
+    let mut fields = Vec::new();
+    macro_rules! put {
+        ($name:ident, $value:expr) => {
+            if let Some(v) = p.$name {
+                row.$name = $value(v);
+                fields.push(stringify!($name).to_string());
+            }
+        };
+    }
+    put!(display_name, |v| v);
+    put!(description, |v| v);
+    put!(priority, |v| v);
+    put!(notify_flags, |v| v);
+    put!(notify_cmdline, |v| v);
+    put!(notify_handler, |v| v);
+    let floor = d.opts.retry_delay_floor_s;
+    put!(minimum_retry_delay_s, |v: u64| v.max(floor));
+    put!(no_progress_timeout_s, |v| v);
+    put!(max_download_time_s, |v: Option<u64>| v.unwrap_or(7_776_000));
+    put!(minimum_notification_interval_ms, |v| v);
+    put!(custom_headers, |v| v);
+    put!(bandwidth_limit_bps, |v| v);
+    put!(max_parallel_files, |v| v);
+    put!(credentials, |v: Option<
+        ferry_proto::params::Credentials,
+    >| v.map(|c| (c.user, c.password)));
+    put!(proxy, |v| v);
+    put!(allow_https_to_http, |v| v);
+    put!(peer_caching, |v| v);
+    row.modified = clock::now_rfc3339();
+    let commit = d.persist(e, vec![EventKind::Modified { fields }]);
+    let view = e.view();
+    // A priority change may change who runs.
+    d.wake.notify_one();
+    Answer::after(view, commit)
+}
+
+/// `job.take_ownership`
+pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    if !c.is_root() {
+        return Err(ProtoError::kind(
+            ErrorKind::AccessDenied,
+            "only root may take ownership of a job",
+        )
+        .with("bits", "E_ACCESSDENIED"));
+    }
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    state::check(e.row.state, Operation::TakeOwnership)
+        .map_err(|r| refusal("take ownership", r))?;
+    let old = e.row.owner_uid;
+    e.row.owner_uid = c.uid;
+    e.row.notify_cmdline = None;
+    e.row.credentials = None;
+    e.row.modified = clock::now_rfc3339();
+    let commit = d.persist(
+        e,
+        vec![EventKind::Modified {
+            fields: vec![
+                "owner_uid".into(),
+                "notify_cmdline".into(),
+                "credentials".into(),
+            ],
+        }],
+    );
+    let view = e.view();
+    if old != c.uid {
+        if let Some(n) = inner.per_user.get_mut(&old) {
+            *n = n.saturating_sub(1);
+        }
+        *inner.per_user.entry(c.uid).or_default() += 1;
+    }
+    Answer::after(view, commit)
+}
+
+/// `job.set_notify_interface`: delivery itself is the notifier's (see docs/protocol.md).
+pub fn set_notify_interface(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    peer: &Arc<Peer>,
+    p: JobIdParams,
+) -> ApiResult {
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    state::check(e.row.state, Operation::SetNotify)
+        .map_err(|r| refusal("set the notify interface", r))?;
+    e.rt.notify_peer = Some(Arc::downgrade(peer));
+    Answer::now(serde_json::json!({}))
+}
+
+/// `job.clear_notify_interface`
+pub fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    state::check(e.row.state, Operation::SetNotify)
+        .map_err(|r| refusal("clear the notify interface", r))?;
+    e.rt.notify_peer = None;
+    Answer::now(serde_json::json!({}))
+}
+
+/// A connection closed: it is nobody's callback target any more.
+pub fn connection_closed(d: &Daemon, peer_id: u64) {
+    let mut inner = d.lock();
+    for e in inner.jobs.values_mut() {
+        if e.rt
+            .notify_peer
+            .as_ref()
+            .and_then(|w| w.upgrade())
+            .is_none_or(|p| p.id() == peer_id)
+        {
+            e.rt.notify_peer = None;
+        }
+    }
+}

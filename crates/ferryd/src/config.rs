@@ -1,0 +1,134 @@
+//! Daemon settings and where the socket and state live (per-user or system mode).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::DaemonError;
+
+/// Per-user or system-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One daemon per user, started on demand.
+    User,
+    /// One daemon serving every local user (`--system`).
+    System,
+}
+
+impl Mode {
+    /// `user` or `system`, as `ferry.hello` reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::User => "user",
+            Mode::System => "system",
+        }
+    }
+}
+
+/// Limits that protect the daemon; each names the setting that raises it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Files in one job.
+    pub files_per_job: u64,
+    /// Non-final jobs one user may have.
+    pub jobs_per_user: u64,
+    /// Non-final jobs in the daemon.
+    pub jobs_per_daemon: u64,
+    /// Ranges of one file.
+    pub ranges_per_file: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            files_per_job: 100_000,
+            jobs_per_user: 10_000,
+            jobs_per_daemon: 100_000,
+            ranges_per_file: 500,
+        }
+    }
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// User or system mode.
+    pub mode: Mode,
+    /// The listening socket.
+    pub socket: PathBuf,
+    /// The state directory (store, lock).
+    pub state_dir: PathBuf,
+    /// Retry delays below this are raised to it (seconds).
+    pub retry_delay_floor_s: u64,
+    /// Background jobs transferring at once.
+    pub max_active_jobs: usize,
+    /// Round-robin time slice for background jobs.
+    pub time_slice: Duration,
+    /// How long final jobs stay readable.
+    pub history_retention: Duration,
+    /// Quotas.
+    pub limits: Limits,
+}
+
+impl DaemonOptions {
+    /// Resolves the socket and state paths from the mode and overrides.
+    pub fn resolve(
+        system: bool,
+        socket: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+    ) -> Result<DaemonOptions, DaemonError> {
+        let mode = if system { Mode::System } else { Mode::User };
+        let socket = match socket {
+            Some(s) => s,
+            None if system => PathBuf::from("/run/ferry/ferryd.sock"),
+            None => user_socket()?,
+        };
+        let state_dir = match state_dir {
+            Some(s) => s,
+            None if system => PathBuf::from("/var/lib/ferry"),
+            None => user_state_dir()?,
+        };
+        Ok(DaemonOptions {
+            mode,
+            socket,
+            state_dir,
+            retry_delay_floor_s: 5,
+            max_active_jobs: 4,
+            time_slice: Duration::from_secs(300),
+            history_retention: Duration::from_secs(7 * 24 * 3600),
+            limits: Limits::default(),
+        })
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$XDG_RUNTIME_DIR/ferry/ferryd.sock`.
+pub fn user_socket() -> Result<PathBuf, DaemonError> {
+    match non_empty_env("XDG_RUNTIME_DIR") {
+        Some(dir) => Ok(dir.join("ferry").join("ferryd.sock")),
+        None => Err(DaemonError::Config(
+            "XDG_RUNTIME_DIR is not set, so there is no per-user socket location; \
+             set it (a login session normally does), or pass --socket PATH / FERRY_SOCKET"
+                .into(),
+        )),
+    }
+}
+
+/// `$XDG_STATE_HOME/ferry`, else `~/.local/state/ferry`.
+pub fn user_state_dir() -> Result<PathBuf, DaemonError> {
+    if let Some(dir) = non_empty_env("XDG_STATE_HOME") {
+        return Ok(dir.join("ferry"));
+    }
+    match non_empty_env("HOME") {
+        Some(home) => Ok(home.join(".local").join("state").join("ferry")),
+        None => Err(DaemonError::Config(
+            "neither XDG_STATE_HOME nor HOME is set, so there is no per-user state directory; \
+             pass --state-dir DIR or set FERRY_STATE_DIR"
+                .into(),
+        )),
+    }
+}

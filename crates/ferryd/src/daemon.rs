@@ -1,0 +1,374 @@
+//! The daemon's shared state: every job's row and runtime, the store handles, and the one
+//! place where a job changes state ([`Daemon::transition`]).
+//!
+//! Locking rule: `inner` is a plain mutex held only for in-memory work and for *queueing* store
+//! writes, never across an await. Because writes are queued under the lock, the store applies
+//! them in the same order as memory changed; callers await the commit (outside the lock) before
+//! they answer or act.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ferry_core::state::{self, Refusal, Trigger};
+use ferry_fetch::Fetcher;
+use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError, Waiting};
+use ferry_store::{Commit, JobRow, Reader, Writer};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Mono};
+use crate::config::DaemonOptions;
+
+/// Who is calling, as the kernel reported it (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id, when known.
+    pub pid: Option<i32>,
+}
+
+impl Caller {
+    /// Root may see and act on every job.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// A transfer task that is running for a job.
+#[derive(Debug)]
+pub struct Running {
+    /// Fires to stop the transfer (it checkpoints and returns).
+    pub token: CancellationToken,
+    /// Resolves when the task has ended.
+    pub done: tokio::sync::watch::Receiver<bool>,
+    /// Monotonic ms when it started (max download time accounting).
+    pub started_ms: u64,
+}
+
+/// What the daemon knows about a job beyond its stored row; rebuilt at start.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// The transfer task, while one runs.
+    pub running: Option<Running>,
+    /// FIFO key among queued jobs of one priority.
+    pub queued_seq: u64,
+    /// When the job last started running (round-robin key).
+    pub last_started: Option<u64>,
+    /// When a transient error is retried (monotonic ms).
+    pub retry_at: Option<u64>,
+    /// Start of the current run of transient errors.
+    pub first_transient_at: Option<u64>,
+    /// Last time bytes arrived.
+    pub last_progress_at: Option<u64>,
+    /// Bytes received but not yet checkpointed (shown in progress, not durable).
+    pub live_bytes: u64,
+    /// Why a queued job waits (set by the scheduler).
+    pub waiting: Option<Waiting>,
+    /// The live callback connection (`job.set_notify_interface`), while it is open.
+    pub notify_peer: Option<std::sync::Weak<ferry_rpc::Peer>>,
+    /// The previous transfer task of a preempted job, until it has checkpointed and ended.
+    pub finishing: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A job: its durable row and its runtime.
+#[derive(Debug)]
+pub struct Entry {
+    /// The stored row.
+    pub row: JobRow,
+    /// Runtime-only state.
+    pub rt: Runtime,
+}
+
+/// State guarded by the daemon's mutex.
+#[derive(Debug, Default)]
+pub struct Inner {
+    /// Every job (final ones until history retention drops them).
+    pub jobs: HashMap<String, Entry>,
+    /// Job ids by `seq` (list order and pagination).
+    pub order: BTreeMap<u64, String>,
+    /// Next job `seq`.
+    pub next_job_seq: u64,
+    /// Next FIFO key.
+    pub next_queue_seq: u64,
+    /// Non-final jobs per uid.
+    pub per_user: HashMap<u32, u64>,
+    /// Non-final jobs in total.
+    pub live_jobs: u64,
+    /// Set when shutting down: no new transfers start.
+    pub stopping: bool,
+}
+
+/// The daemon: shared by every connection and task.
+pub struct Daemon {
+    /// Settings.
+    pub opts: DaemonOptions,
+    /// Store writer.
+    pub store: Writer,
+    /// Store reader.
+    pub reader: Arc<Reader>,
+    /// The transfer engine.
+    pub fetcher: Arc<Fetcher>,
+    /// Timer clock.
+    pub mono: Mono,
+    /// Jobs.
+    pub inner: Mutex<Inner>,
+    /// Wakes the scheduler.
+    pub wake: Notify,
+    /// Fires at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Shorthand for a not-found answer (another user's job looks the same).
+pub fn not_found(job_id: &str) -> ProtoError {
+    ProtoError::kind(
+        ErrorKind::NotFound,
+        format!("no job {job_id} exists for this user"),
+    )
+}
+
+/// Turns a state-machine refusal into the documented error.
+pub fn refusal(op: &str, r: Refusal) -> ProtoError {
+    match r {
+        Refusal::InvalidState(s) => ProtoError::kind(
+            ErrorKind::InvalidState,
+            format!("cannot {op}: the job is {s}, which does not allow it"),
+        )
+        .with("state", s.as_str())
+        .with("bits", "BG_E_INVALID_STATE"),
+        Refusal::Empty => ProtoError::kind(
+            ErrorKind::InvalidState,
+            format!("cannot {op}: the job has no files; add files first"),
+        )
+        .with("state", "suspended")
+        .with("reason", "empty")
+        .with("bits", "BG_E_EMPTY"),
+    }
+}
+
+/// A store failure seen by a caller.
+pub fn store_failed(e: ferry_store::StoreError) -> ProtoError {
+    ProtoError::kind(
+        ErrorKind::Internal,
+        format!("the job store failed: {e}; the change may not be durable"),
+    )
+}
+
+impl Entry {
+    /// The wire view of the job.
+    pub fn view(&self) -> Job {
+        let r = &self.row;
+        Job {
+            job_id: r.id.clone(),
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+            job_type: r.job_type,
+            owner_uid: r.owner_uid,
+            priority: r.priority,
+            state: r.state,
+            progress: Progress {
+                bytes_total: r.bytes_total,
+                bytes_transferred: r.bytes_transferred + self.rt.live_bytes,
+                files_total: r.files_total,
+                files_transferred: r.files_transferred,
+            },
+            times: ferry_proto::JobTimes {
+                created: r.created.clone(),
+                modified: r.modified.clone(),
+                transfer_completed: r.transfer_completed.clone(),
+            },
+            error: r.error.clone(),
+            error_count: r.error_count,
+            waiting: match r.state {
+                JobState::Queued | JobState::TransientError => self.rt.waiting.clone(),
+                _ => None,
+            },
+            notify_flags: r.notify_flags,
+            notify_interface: self
+                .rt
+                .notify_peer
+                .as_ref()
+                .is_some_and(|w| w.upgrade().is_some_and(|p| !p.is_closed())),
+            notify_handler: r.notify_handler.clone(),
+            notify_cmdline: r.notify_cmdline.clone(),
+            minimum_retry_delay_s: r.minimum_retry_delay_s,
+            no_progress_timeout_s: r.no_progress_timeout_s,
+            max_download_time_s: r.max_download_time_s,
+            minimum_notification_interval_ms: r.minimum_notification_interval_ms,
+            custom_headers: r.custom_headers.clone(),
+            bandwidth_limit_bps: r.bandwidth_limit_bps,
+            max_parallel_files: r.max_parallel_files,
+            credentials_set: r.credentials.is_some(),
+            proxy: r.proxy.clone(),
+            allow_https_to_http: r.allow_https_to_http,
+            peer_caching: r.peer_caching,
+        }
+    }
+}
+
+impl Daemon {
+    /// Locks the in-memory state. A poisoned lock is still consistent enough to keep serving:
+    /// every mutation is a single assignment sequence without awaits.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds a job the caller may act on.
+    pub fn owned<'a>(
+        inner: &'a mut Inner,
+        caller: &Caller,
+        job_id: &str,
+    ) -> Result<&'a mut Entry, ProtoError> {
+        match inner.jobs.get_mut(job_id) {
+            Some(e) if e.row.owner_uid == caller.uid || caller.is_root() => Ok(e),
+            _ => Err(not_found(job_id)),
+        }
+    }
+
+    /// Writes the job's row (and `events`) to the store.
+    pub fn persist(&self, entry: &Entry, events: Vec<EventKind>) -> Commit<()> {
+        let row = entry.row.clone();
+        let time = row.modified.clone();
+        self.store.submit(move |tx| {
+            tx.update_job(&row)?;
+            for kind in events {
+                tx.append_event(&row.id, row.owner_uid, &time, kind)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies a state-machine trigger to a job, runs `edit` on its row, persists both with a
+    /// `state` event, and keeps the counters and the scheduler in step.
+    pub fn transition(
+        &self,
+        inner: &mut Inner,
+        job_id: &str,
+        trigger: Trigger,
+        edit: impl FnOnce(&mut JobRow),
+    ) -> Result<(JobState, Commit<()>), Refusal> {
+        let queue_seq = inner.next_queue_seq;
+        let Some(entry) = inner.jobs.get_mut(job_id) else {
+            return Err(Refusal::InvalidState(JobState::Cancelled));
+        };
+        let from = entry.row.state;
+        let to = state::next(from, trigger)?;
+        let now = clock::now_rfc3339();
+        let row = &mut entry.row;
+        row.state = to;
+        row.modified = now.clone();
+        if !matches!(to, JobState::Error | JobState::TransientError) {
+            row.error = None;
+        }
+        if matches!(
+            trigger,
+            Trigger::TransientError
+                | Trigger::FatalError
+                | Trigger::NoProgressTimeout
+                | Trigger::MaxDownloadTime
+        ) {
+            row.error_count += 1;
+        }
+        if to == JobState::Transferred && from != JobState::Transferred {
+            row.transfer_completed = Some(now.clone());
+        }
+        if to != JobState::TransientError {
+            row.retry_at = None;
+            entry.rt.retry_at = None;
+        }
+        if matches!(trigger, Trigger::Resume { .. }) && from != to {
+            // BITS: resume resets the max-download-time counter and the no-progress window.
+            row.active_ms = 0;
+            entry.rt.first_transient_at = None;
+        }
+        edit(row);
+        if to.is_final() && !from.is_final() {
+            row.final_at = Some(now);
+        }
+        let mut events = Vec::new();
+        if from != to {
+            events.push(EventKind::State { from, to });
+        }
+        if let (Some(err), true) = (
+            row.error.clone(),
+            matches!(to, JobState::Error | JobState::TransientError),
+        ) {
+            events.push(EventKind::Error { error: err });
+        }
+        if to == JobState::Queued && from != JobState::Queued {
+            entry.rt.queued_seq = queue_seq;
+        }
+        let owner = entry.row.owner_uid;
+        let commit = self.persist(entry, events);
+        if to == JobState::Queued && from != JobState::Queued {
+            inner.next_queue_seq += 1;
+        }
+        if to.is_final() && !from.is_final() {
+            inner.live_jobs = inner.live_jobs.saturating_sub(1);
+            if let Some(n) = inner.per_user.get_mut(&owner) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if from != to {
+            self.wake.notify_one();
+        }
+        Ok((to, commit))
+    }
+
+    /// Records an error on a job and moves it to `error` (fatal) or `transient_error`.
+    pub fn fail(
+        &self,
+        inner: &mut Inner,
+        job_id: &str,
+        trigger: Trigger,
+        info: ErrorInfo,
+    ) -> Option<Commit<()>> {
+        self.transition(inner, job_id, trigger, |row| row.error = Some(info))
+            .ok()
+            .map(|(_, c)| c)
+    }
+
+    /// Reads a job's files from the store, after every write queued so far has committed (the
+    /// in-memory job may be ahead of the store by the writes still in flight).
+    pub async fn read_files(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<ferry_store::FileRow>, ProtoError> {
+        self.store.flush().await.map_err(store_failed)?;
+        let reader = self.reader.clone();
+        let id = job_id.to_owned();
+        tokio::task::spawn_blocking(move || reader.files(&id, from, limit))
+            .await
+            .map_err(|e| {
+                ProtoError::kind(
+                    ErrorKind::Internal,
+                    format!("reading the job's files failed: {e}"),
+                )
+            })?
+            .map_err(store_failed)
+    }
+
+    /// Stops a job's transfer task (it checkpoints first) and waits until it has ended.
+    /// Must be called without holding the lock.
+    pub async fn stop_transfer(&self, job_id: &str) {
+        let running = {
+            let mut inner = self.lock();
+            let Some(entry) = inner.jobs.get_mut(job_id) else {
+                return;
+            };
+            let running = entry.rt.running.take();
+            if let Some(r) = &running {
+                r.token.cancel();
+                entry.row.active_ms += self.mono.now().saturating_sub(r.started_ms);
+            }
+            running
+        };
+        if let Some(mut r) = running {
+            let _ = r.done.wait_for(|d| *d).await;
+        }
+    }
+}

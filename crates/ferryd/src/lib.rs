@@ -1,0 +1,199 @@
+//! `ferryd`, the Ferry daemon, as a library: [`run`] serves the local API until SIGTERM/SIGINT.
+//!
+//! It owns the job store (`ferry-store`), applies the BITS state machine and scheduling rules
+//! (`ferry-core`), drives transfers (`ferry-fetch`) and speaks protocol 1 (`ferry-proto`,
+//! `ferry-rpc`) on a Unix socket, identifying every caller with `SO_PEERCRED`. It is not a
+//! client library: applications use `ferry-client`.
+
+mod api;
+mod clock;
+mod config;
+mod daemon;
+mod error;
+mod listener;
+mod scheduler;
+mod transfer;
+
+pub use config::{DaemonOptions, Limits, Mode};
+pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_core::state::Trigger;
+use ferry_proto::JobState;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Mono;
+use crate::daemon::{Caller, Daemon, Entry, Inner, Runtime};
+
+/// Runs the daemon until SIGTERM or SIGINT, then checkpoints and exits cleanly.
+pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let _lock = listener::lock_state_dir(&opts.state_dir)?;
+    let (writer, reader) = ferry_store::open(&opts.state_dir)?;
+    let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
+        user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+        ..ferry_fetch::FetcherOptions::default()
+    })
+    .map_err(|e| DaemonError::Fetch(e.to_string()))?;
+    let mono = Mono::start();
+    let inner = recover(&opts, &writer, &reader, &mono).await?;
+    let listener = listener::bind(&opts.socket, opts.mode)?;
+    let socket_path = opts.socket.clone();
+    let daemon = Arc::new(Daemon {
+        opts,
+        store: writer,
+        reader: Arc::new(reader),
+        fetcher: Arc::new(fetcher),
+        mono,
+        inner: Mutex::new(inner),
+        wake: Notify::new(),
+        shutdown: CancellationToken::new(),
+    });
+    tracing::info!(socket = %socket_path.display(), state = %daemon.opts.state_dir.display(),
+        mode = daemon.opts.mode.as_str(), "ferryd is ready");
+    let sched = tokio::spawn(scheduler::run(daemon.clone()));
+    let mut term =
+        signal(SignalKind::terminate()).map_err(DaemonError::io("handle SIGTERM", "signal"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(DaemonError::io("handle SIGINT", "signal"))?;
+    tokio::select! {
+        _ = accept_loop(&daemon, listener) => {}
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown(&daemon).await;
+    daemon.shutdown.cancel();
+    let _ = sched.await;
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}
+
+async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the caller's credentials; closing");
+                continue;
+            }
+        };
+        let caller = Caller {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        };
+        let (r, w) = stream.into_split();
+        let session = Arc::new(api::Session::new(d.clone(), caller));
+        let _ = ferry_rpc::serve(r, w, Arc::new(api::Connection(session)));
+    }
+}
+
+/// Stops every transfer (each checkpoints), puts interrupted jobs back in the queue, and waits
+/// for the store to commit.
+async fn shutdown(d: &Arc<Daemon>) {
+    let running: Vec<String> = {
+        let mut inner = d.lock();
+        inner.stopping = true;
+        inner
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.rt.running.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    for id in &running {
+        d.stop_transfer(id).await;
+        let mut inner = d.lock();
+        let _ = d.transition(&mut inner, id, Trigger::Preempt, |_| {});
+    }
+    if let Err(e) = d.store.flush().await {
+        tracing::error!(error = %e, "the store did not flush at shutdown");
+    }
+}
+
+/// Loads the store into memory after a start or a crash: interrupted transfers go back to the
+/// queue, retry timers restart, and final jobs past the retention period are dropped.
+async fn recover(
+    opts: &DaemonOptions,
+    writer: &ferry_store::Writer,
+    reader: &ferry_store::Reader,
+    mono: &Mono,
+) -> Result<Inner, DaemonError> {
+    let rows = reader.jobs()?;
+    let mut inner = Inner {
+        jobs: HashMap::with_capacity(rows.len()),
+        order: BTreeMap::new(),
+        ..Inner::default()
+    };
+    let mut expired = Vec::new();
+    let now = clock::now_rfc3339();
+    for mut row in rows {
+        if let Some(t) = &row.final_at
+            && clock::since(t) > opts.history_retention {
+                expired.push(row.id.clone());
+                continue;
+            }
+        let mut rt = Runtime::default();
+        match row.state {
+            JobState::Connecting | JobState::Transferring => {
+                let from = row.state;
+                row.state = JobState::Queued;
+                row.modified = now.clone();
+                let r = row.clone();
+                let t = now.clone();
+                writer.submit(move |tx| {
+                    tx.update_job(&r)?;
+                    tx.append_event(
+                        &r.id,
+                        r.owner_uid,
+                        &t,
+                        ferry_proto::EventKind::State {
+                            from,
+                            to: JobState::Queued,
+                        },
+                    )
+                    .map(drop)
+                });
+            }
+            JobState::TransientError => {
+                let wait = row
+                    .retry_at
+                    .as_deref()
+                    .map(clock::until)
+                    .unwrap_or(Duration::ZERO);
+                rt.retry_at =
+                    Some(mono.now() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            }
+            _ => {}
+        }
+        inner.next_job_seq = inner.next_job_seq.max(row.seq + 1);
+        if !row.state.is_final() {
+            inner.live_jobs += 1;
+            *inner.per_user.entry(row.owner_uid).or_default() += 1;
+        }
+        rt.queued_seq = row.seq;
+        inner.order.insert(row.seq, row.id.clone());
+        inner.jobs.insert(row.id.clone(), Entry { row, rt });
+    }
+    inner.next_queue_seq = inner.next_job_seq;
+    inner.next_job_seq = inner.next_job_seq.max(1);
+    if !expired.is_empty() {
+        writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
+    }
+    writer.flush().await?;
+    Ok(inner)
+}

@@ -1,0 +1,82 @@
+//! `ferryd`: the Ferry daemon binary. Parses flags, sets up logging, and runs [`ferryd::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Ferry's background transfer daemon.
+#[derive(Debug, Parser)]
+#[command(name = "ferryd", version, about)]
+struct Args {
+    /// Serve every local user (socket /run/ferry/ferryd.sock, state /var/lib/ferry).
+    #[arg(long)]
+    system: bool,
+    /// Listen on this socket instead of the default.
+    #[arg(long, env = "FERRY_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Keep state in this directory instead of the default.
+    #[arg(long, env = "FERRY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Smallest retry delay a job may ask for, in seconds.
+    #[arg(long, default_value_t = 5)]
+    retry_delay_floor: u64,
+    /// How many background jobs transfer at once.
+    #[arg(long, default_value_t = 4)]
+    max_active_jobs: usize,
+    /// Most files one job may hold.
+    #[arg(long, default_value_t = 100_000)]
+    max_files_per_job: u64,
+    /// Most unfinished jobs one user may have.
+    #[arg(long, default_value_t = 10_000)]
+    max_jobs_per_user: u64,
+    /// Most unfinished jobs in the daemon.
+    #[arg(long, default_value_t = 100_000)]
+    max_jobs: u64,
+    /// Most ranges one file may have.
+    #[arg(long, default_value_t = 500)]
+    max_ranges_per_file: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut opts = match ferryd::DaemonOptions::resolve(args.system, args.socket, args.state_dir) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ferryd: {e}");
+            return ExitCode::from(ferryd::EXIT_CONFIG);
+        }
+    };
+    opts.retry_delay_floor_s = args.retry_delay_floor;
+    opts.max_active_jobs = args.max_active_jobs.max(1);
+    opts.limits = ferryd::Limits {
+        files_per_job: args.max_files_per_job,
+        jobs_per_user: args.max_jobs_per_user,
+        jobs_per_daemon: args.max_jobs,
+        ranges_per_file: args.max_ranges_per_file,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferryd: cannot start the async runtime: {e}");
+            return ExitCode::from(ferryd::EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(ferryd::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferryd: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

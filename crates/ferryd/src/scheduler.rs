@@ -1,0 +1,119 @@
+//! The scheduler task: retries transient errors when due, decides which queued jobs run
+//! (`ferry_core::schedule`), starts and preempts transfers, and records why the others wait.
+//! It sleeps until something changes (a notify) or the next deadline; it never polls.
+
+use std::sync::Arc;
+
+use ferry_core::schedule::{self, Candidate, Policy};
+use ferry_core::state::Trigger;
+use ferry_proto::{JobState, Waiting};
+
+use crate::daemon::{Daemon, Inner};
+use crate::transfer;
+
+/// Runs until shutdown.
+pub async fn run(d: Arc<Daemon>) {
+    loop {
+        let next = {
+            let mut inner = d.lock();
+            tick(&d, &mut inner)
+        };
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(d.mono.instant(at).into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = d.wake.notified() => {}
+            _ = sleep => {}
+            _ = d.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One scheduling pass; returns when it next needs to run (monotonic ms).
+fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
+    let now = d.mono.now();
+    let mut next: Option<u64> = None;
+    let mut earliest = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+
+    let due: Vec<String> = inner
+        .jobs
+        .iter()
+        .filter(|(_, e)| e.row.state == JobState::TransientError)
+        .filter_map(|(id, e)| match e.rt.retry_at {
+            Some(at) if at > now => {
+                earliest(at);
+                None
+            }
+            _ => Some(id.clone()),
+        })
+        .collect();
+    for id in due {
+        let _ = d.transition(inner, &id, Trigger::RetryDue, |_| {});
+    }
+    if inner.stopping {
+        return next;
+    }
+
+    let mut candidates = Vec::new();
+    for (id, e) in &inner.jobs {
+        let running = e.rt.running.is_some();
+        let queued = e.row.state == JobState::Queued;
+        if !(running || queued) {
+            continue;
+        }
+        candidates.push(Candidate {
+            id: id.clone(),
+            priority: e.row.priority,
+            running,
+            last_started: e.rt.last_started,
+            queued_seq: e.rt.queued_seq,
+        });
+    }
+    let policy = Policy {
+        max_background: d.opts.max_active_jobs,
+        time_slice_ms: u64::try_from(d.opts.time_slice.as_millis()).unwrap_or(u64::MAX),
+    };
+    let plan = schedule::plan(now, &candidates, &policy);
+    for id in &plan.preempt {
+        if let Some(e) = inner.jobs.get_mut(id)
+            && let Some(r) = e.rt.running.take() {
+                r.token.cancel();
+                e.row.active_ms += now.saturating_sub(r.started_ms);
+                e.rt.live_bytes = 0;
+                e.rt.finishing = Some(r.done);
+            }
+        let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
+    }
+    for id in &plan.start {
+        let still_finishing = inner
+            .jobs
+            .get(id)
+            .and_then(|e| e.rt.finishing.as_ref())
+            .is_some_and(|done| !*done.borrow());
+        if still_finishing {
+            // Its previous task is still checkpointing; its end wakes us again.
+            continue;
+        }
+        if let Some(e) = inner.jobs.get_mut(id) {
+            e.rt.finishing = None;
+            e.rt.waiting = None;
+        }
+        transfer::start(d, inner, id);
+    }
+    for (id, ahead) in &plan.waiting {
+        if let Some(e) = inner.jobs.get_mut(id) {
+            e.rt.waiting = Some(Waiting {
+                reason: "slots_busy".into(),
+                until: None,
+                ahead: Some(*ahead),
+            });
+        }
+    }
+    if let Some(t) = plan.next_slice_end {
+        earliest(t);
+    }
+    next
+}

@@ -1,0 +1,483 @@
+//! One job's transfer task: fetches the job's untransferred files through `ferry-fetch`,
+//! commits checkpoints (file bytes are synced by the fetcher before it reports them), and turns
+//! the outcome into a state transition.
+//!
+//! The task never changes the job's state once its cancellation token has fired: whoever
+//! cancelled it (suspend, cancel, complete, preemption, shutdown) owns the next transition.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::retry::{self, TransientDecision, TransientInput};
+use ferry_core::state::Trigger;
+use ferry_fetch::{FetchDone, FetchError, FetchEvent, FetchRequest, Validator, staging};
+use ferry_proto::{ErrorContext, ErrorInfo, EventKind, JobState};
+use ferry_store::{FileRow, JobRow};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::daemon::{Daemon, Inner, Running};
+
+/// A durable checkpoint is taken at least every this many bytes …
+const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+/// … or this often, whichever comes first; a crash loses at most that much work.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a connection may stay silent before it counts as a transient error.
+const MAX_STALL: Duration = Duration::from_secs(60);
+
+/// How a job's transfer run ended.
+enum Outcome {
+    /// Every file is transferred.
+    Done,
+    /// The token fired; the canceller decides what happens next.
+    Stopped,
+    /// A file failed.
+    Failed(FetchError, u64),
+    /// The daemon could not prepare the transfer (store or staging problem).
+    Local(ErrorInfo),
+}
+
+/// Starts the transfer task of a queued job (called by the scheduler with the lock held).
+pub fn start(daemon: &Arc<Daemon>, inner: &mut Inner, job_id: &str) {
+    let Ok((_, _commit)) = daemon.transition(inner, job_id, Trigger::Start, |_| {}) else {
+        return;
+    };
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    let token = CancellationToken::new();
+    let (done_tx, done_rx) = watch::channel(false);
+    let now = daemon.mono.now();
+    entry.rt.last_started = Some(now);
+    entry.rt.live_bytes = 0;
+    entry.rt.running = Some(Running {
+        token: token.clone(),
+        done: done_rx,
+        started_ms: now,
+    });
+    let budget_ms =
+        (entry.row.max_download_time_s.saturating_mul(1000)).saturating_sub(entry.row.active_ms);
+    let d = daemon.clone();
+    let id = job_id.to_owned();
+    tokio::spawn(async move {
+        // Signals "ended" even if the task is dropped mid-way.
+        let _done = DoneGuard(done_tx, d.clone());
+        let run = run(&d, &id, &token);
+        let outcome = tokio::time::timeout(Duration::from_millis(budget_ms), run).await.ok();
+        finish(&d, &id, &token, outcome);
+    });
+}
+
+struct DoneGuard(watch::Sender<bool>, Arc<Daemon>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+        // A job waiting for this task to end before restarting can go now.
+        self.1.wake.notify_one();
+    }
+}
+
+/// Settings copied out of the job row when the run starts.
+struct JobSettings {
+    headers: Vec<(String, String)>,
+    basic_auth: Option<(String, String)>,
+    allow_https_to_http: bool,
+    stall_timeout: Duration,
+}
+
+impl JobSettings {
+    fn of(row: &JobRow) -> JobSettings {
+        let headers = row
+            .custom_headers
+            .iter()
+            .filter_map(|h| {
+                let (n, v) = h.split_once(':')?;
+                Some((n.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect();
+        let npt = Duration::from_secs(row.no_progress_timeout_s.max(1));
+        JobSettings {
+            headers,
+            basic_auth: row.credentials.clone(),
+            allow_https_to_http: row.allow_https_to_http,
+            stall_timeout: npt.min(MAX_STALL),
+        }
+    }
+}
+
+async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcome {
+    let settings = {
+        let inner = d.lock();
+        match inner.jobs.get(job_id) {
+            Some(e) => JobSettings::of(&e.row),
+            None => return Outcome::Stopped,
+        }
+    };
+    let files = match load_pending_files(d, job_id).await {
+        Ok(f) => f,
+        Err(info) => return Outcome::Local(info),
+    };
+    for file in files {
+        if token.is_cancelled() {
+            return Outcome::Stopped;
+        }
+        let index = file.file_index;
+        match fetch_one(d, job_id, file, &settings, token).await {
+            Ok(()) => {}
+            Err(FileFailure::Fetch(e)) if e.cancelled => return Outcome::Stopped,
+            Err(FileFailure::Fetch(e)) => return Outcome::Failed(e, index),
+            Err(FileFailure::Local(info)) => return Outcome::Local(info),
+        }
+    }
+    Outcome::Done
+}
+
+async fn load_pending_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, ErrorInfo> {
+    let rows = d
+        .read_files(job_id, 0, u64::MAX)
+        .await
+        .map_err(|e| local_info(None, e.message))?;
+    Ok(rows.into_iter().filter(|f| !f.transferred).collect())
+}
+
+fn local_info(file_index: Option<u64>, description: String) -> ErrorInfo {
+    ErrorInfo {
+        context: ErrorContext::LocalFile,
+        code: "LOCAL_IO".into(),
+        http_status: None,
+        transient: false,
+        description,
+        file_index,
+        protocol: None,
+    }
+}
+
+enum FileFailure {
+    Fetch(FetchError),
+    Local(ErrorInfo),
+}
+
+/// Makes sure the file has a staging file on disk, recording its path durably before any byte
+/// is written to it (so cancel and complete can always find it, even after a crash).
+async fn ensure_temp(
+    d: &Arc<Daemon>,
+    job_id: &str,
+    file: &mut FileRow,
+) -> Result<PathBuf, FileFailure> {
+    if let Some(p) = &file.temp_path {
+        let p = PathBuf::from(p);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    let dest = Path::new(&file.local_path);
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let temp = staging::create_temp(dir).map_err(|e| {
+        FileFailure::Local(local_info(
+            Some(file.file_index),
+            format!("cannot create the staging file in {}: {e}", dir.display()),
+        ))
+    })?;
+    file.temp_path = Some(temp.to_string_lossy().into_owned());
+    let lost = file.bytes_transferred;
+    file.bytes_transferred = 0;
+    file.validator = None;
+    let commit = {
+        let mut inner = d.lock();
+        if let Some(e) = inner.jobs.get_mut(job_id) {
+            e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+        }
+        let f = file.clone();
+        let id = job_id.to_owned();
+        let row = inner.jobs.get(job_id).map(|e| e.row.clone());
+        d.store.submit(move |tx| {
+            if let Some(row) = &row {
+                tx.update_job(row)?;
+            }
+            tx.put_files(&id, &[f])
+        })
+    };
+    commit.wait().await.map_err(|e| {
+        FileFailure::Local(local_info(
+            Some(file.file_index),
+            format!("cannot record the staging file: {e}"),
+        ))
+    })?;
+    Ok(temp)
+}
+
+async fn fetch_one(
+    d: &Arc<Daemon>,
+    job_id: &str,
+    mut file: FileRow,
+    settings: &JobSettings,
+    token: &CancellationToken,
+) -> Result<(), FileFailure> {
+    let temp = ensure_temp(d, job_id, &mut file).await?;
+    let validator: Option<Validator> = file
+        .validator
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    let req = FetchRequest {
+        url: file.remote_url.clone(),
+        temp_path: temp,
+        offset: file.bytes_transferred,
+        validator,
+        expected_total: file.bytes_total,
+        sha256: file.sha256.clone(),
+        headers: settings.headers.clone(),
+        basic_auth: settings.basic_auth.clone(),
+        allow_https_to_http: settings.allow_https_to_http,
+        stall_timeout: settings.stall_timeout,
+        checkpoint_bytes: CHECKPOINT_BYTES,
+        checkpoint_interval: CHECKPOINT_INTERVAL,
+        max_redirects: 10,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let result = {
+        let fetch = d.fetcher.fetch(&req, &tx, token);
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                r = &mut fetch => break r,
+                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, ev),
+            }
+        }
+    };
+    drop(tx);
+    while let Ok(ev) = rx.try_recv() {
+        on_event(d, job_id, &mut file, ev);
+    }
+    match result {
+        Ok(done) => {
+            file_done(d, job_id, file, done, token);
+            Ok(())
+        }
+        Err(e) => Err(FileFailure::Fetch(e)),
+    }
+}
+
+/// Applies a fetch event to the file and the job.
+fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, ev: FetchEvent) {
+    let now = d.mono.now();
+    let mut inner = d.lock();
+    // First sign of life from the server: connecting → transferring.
+    if inner.jobs.get(job_id).map(|e| e.row.state) == Some(JobState::Connecting) {
+        let _ = d.transition(&mut inner, job_id, Trigger::Connected, |_| {});
+    }
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    match ev {
+        FetchEvent::Progress { bytes, total } => {
+            if bytes > file.bytes_transferred {
+                entry.rt.last_progress_at = Some(now);
+                entry.rt.first_transient_at = None;
+            }
+            entry.rt.live_bytes = bytes.saturating_sub(file.bytes_transferred);
+            set_total(&mut entry.row, file, total);
+        }
+        FetchEvent::Checkpoint {
+            offset,
+            total,
+            validator,
+            restarted: _,
+        } => {
+            let row = &mut entry.row;
+            row.bytes_transferred =
+                row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
+            file.bytes_transferred = offset;
+            file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
+            set_total(row, file, total);
+            entry.rt.live_bytes = 0;
+            row.modified = clock::now_rfc3339();
+            let (row, f) = (row.clone(), file.clone());
+            let time = row.modified.clone();
+            let _ = d.store.submit(move |tx| {
+                tx.put_files(&row.id, &[f])?;
+                tx.update_job(&row)?;
+                tx.append_event(
+                    &row.id,
+                    row.owner_uid,
+                    &time,
+                    EventKind::Progress {
+                        bytes_transferred: row.bytes_transferred,
+                        bytes_total: row.bytes_total,
+                    },
+                )?;
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Keeps the job's size counters in step when a file's size becomes known or changes.
+fn set_total(row: &mut JobRow, file: &mut FileRow, total: Option<u64>) {
+    if total == file.bytes_total {
+        return;
+    }
+    match file.bytes_total {
+        Some(old) => row.size_known_bytes = row.size_known_bytes.saturating_sub(old),
+        None => row.size_unknown_files = row.size_unknown_files.saturating_sub(1),
+    }
+    match total {
+        Some(new) => row.size_known_bytes += new,
+        None => row.size_unknown_files += 1,
+    }
+    file.bytes_total = total;
+    row.refresh_total();
+}
+
+fn file_done(
+    d: &Arc<Daemon>,
+    job_id: &str,
+    mut file: FileRow,
+    done: FetchDone,
+    token: &CancellationToken,
+) {
+    let mut inner = d.lock();
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    let row = &mut entry.row;
+    set_total(row, &mut file, Some(done.bytes));
+    row.bytes_transferred =
+        row.bytes_transferred.saturating_sub(file.bytes_transferred) + done.bytes;
+    file.bytes_transferred = done.bytes;
+    file.transferred = true;
+    file.validation = ferry_proto::Validation::Unset;
+    file.content_sha256 = Some(done.sha256);
+    file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
+    row.files_transferred += 1;
+    row.modified = clock::now_rfc3339();
+    entry.rt.live_bytes = 0;
+    let _ = token;
+    let (row, f) = (row.clone(), file);
+    let time = row.modified.clone();
+    let _ = d.store.submit(move |tx| {
+        tx.put_files(&row.id, std::slice::from_ref(&f))?;
+        tx.update_job(&row)?;
+        tx.append_event(
+            &row.id,
+            row.owner_uid,
+            &time,
+            EventKind::FileTransferred {
+                file_index: f.file_index,
+            },
+        )?;
+        Ok(())
+    });
+}
+
+/// Turns the run's outcome into the job's next state.
+fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Option<Outcome>) {
+    let now = d.mono.now();
+    let mut inner = d.lock();
+    if token.is_cancelled() {
+        return;
+    }
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    if let Some(r) = entry.rt.running.take() {
+        entry.row.active_ms += now.saturating_sub(r.started_ms);
+    }
+    entry.rt.live_bytes = 0;
+    match outcome {
+        Some(Outcome::Stopped) => {}
+        Some(Outcome::Done) => {
+            let _ = d.transition(&mut inner, job_id, Trigger::AllTransferred, |_| {});
+        }
+        None => {
+            let info = ErrorInfo {
+                context: ErrorContext::GeneralQueueManager,
+                code: "MAX_DOWNLOAD_TIME".into(),
+                http_status: None,
+                transient: false,
+                description: format!(
+                    "the job was active longer than its max_download_time_s ({} s); raise it with job.set and resume",
+                    entry.row.max_download_time_s
+                ),
+                file_index: None,
+                protocol: None,
+            };
+            d.fail(&mut inner, job_id, Trigger::MaxDownloadTime, info);
+        }
+        Some(Outcome::Local(info)) => {
+            d.fail(&mut inner, job_id, Trigger::FatalError, info);
+        }
+        Some(Outcome::Failed(e, index)) => on_failure(d, &mut inner, job_id, e, index, now),
+    }
+}
+
+fn on_failure(
+    d: &Arc<Daemon>,
+    inner: &mut Inner,
+    job_id: &str,
+    e: FetchError,
+    index: u64,
+    now: u64,
+) {
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    let info = e.to_error_info(Some(index));
+    if !e.transient {
+        d.fail(inner, job_id, Trigger::FatalError, info);
+        return;
+    }
+    let row = &entry.row;
+    let npt_ms = row.no_progress_timeout_s.saturating_mul(1000);
+    let stalled_whole_window =
+        e.code == "STALLED" && Duration::from_millis(npt_ms) <= JobSettings::of(row).stall_timeout;
+    let delay_s = retry::retry_delay_floor(row.minimum_retry_delay_s, d.opts.retry_delay_floor_s);
+    let decision = if stalled_whole_window {
+        TransientDecision::Fail
+    } else {
+        retry::on_transient(&TransientInput {
+            now,
+            first_transient_at: entry.rt.first_transient_at,
+            last_progress_at: entry.rt.last_progress_at,
+            minimum_retry_delay_ms: delay_s.saturating_mul(1000),
+            no_progress_timeout_ms: npt_ms,
+            retry_after_ms: e
+                .retry_after
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
+    };
+    match decision {
+        TransientDecision::RetryAt(at) => {
+            entry.rt.first_transient_at.get_or_insert(now);
+            entry.rt.retry_at = Some(at);
+            let wall = clock::rfc3339_in(Duration::from_millis(at.saturating_sub(now)));
+            entry.rt.waiting = Some(ferry_proto::Waiting {
+                reason: if e.retry_after.is_some() {
+                    "retry_after".into()
+                } else {
+                    "retry_delay".into()
+                },
+                until: Some(wall.clone()),
+                ahead: None,
+            });
+            let _ = d.transition(inner, job_id, Trigger::TransientError, |row| {
+                row.error = Some(info);
+                row.retry_at = Some(wall);
+            });
+        }
+        TransientDecision::Fail => {
+            let info = ErrorInfo {
+                code: "NO_PROGRESS_TIMEOUT".into(),
+                transient: false,
+                description: format!(
+                    "no progress for {} s (no_progress_timeout_s); the last error was: {}",
+                    row.no_progress_timeout_s, info.description
+                ),
+                ..info
+            };
+            d.fail(inner, job_id, Trigger::NoProgressTimeout, info);
+        }
+    }
+}

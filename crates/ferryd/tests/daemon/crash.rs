@@ -1,0 +1,119 @@
+//! `kill -9` of the daemon mid-transfer: after a restart on the same state dir the job is still
+//! there and resumes from its last durable checkpoint.
+
+use ferry_proto::JobState;
+use ferry_testkit::content::TestContent;
+use ferry_testkit::http::{Behavior, TestServer};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn kill_9_mid_transfer_resumes_from_checkpoint() {
+    let mut d = daemon();
+    let srv = TestServer::start().await;
+    let content = TestContent::new(30, 6 * 1024 * 1024);
+    srv.add_file("/crash", content.bytes.clone());
+    srv.set_behavior(
+        "/crash",
+        Behavior {
+            rate_bytes_per_sec: Some(2 * 1024 * 1024),
+            ..Behavior::default()
+        },
+    );
+    let dir = d.files_dir();
+    let id = {
+        let c = d.client().await;
+        let id = job_with(&c, vec![spec(&srv.url("/crash"), &dir.join("crash"))]).await;
+        c.resume(&id).await.unwrap();
+        ferry_testkit::daemon::wait_for(&c, &id, WAIT, |j| {
+            j.progress.bytes_transferred > 1024 * 1024
+        })
+        .await;
+        id
+    };
+    d.kill9();
+    srv.clear_behavior("/crash");
+    d.restart();
+    let c = d.client().await;
+    let job = c.get(&id).await.expect("the job survived kill -9");
+    assert!(
+        job.progress.bytes_transferred > 0,
+        "the checkpoint survived"
+    );
+    let job = wait_state(&c, &id, JobState::Transferred).await;
+    assert_eq!(job.progress.bytes_transferred, content.len() as u64);
+    let reqs = srv.requests_for("/crash");
+    let resumed = reqs.last().unwrap();
+    assert_eq!(resumed.status, 206, "the restart resumed with a range");
+    let from: u64 = resumed
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .expect("an open range");
+    assert!(from > 0);
+    // Bytes already durable were not fetched again.
+    assert_eq!(resumed.body_bytes_sent, content.len() as u64 - from);
+    c.complete(&id).await.unwrap();
+    assert_eq!(sha256_file(&dir.join("crash")), content.sha256);
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_keeps_jobs() {
+    let mut d = daemon();
+    let id = {
+        let c = d.client().await;
+        job_with(&c, vec![]).await
+    };
+    let status = d.terminate().expect("exit status");
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists(), "the socket is removed on clean exit");
+    d.restart();
+    let c = d.client().await;
+    assert_eq!(c.get(&id).await.unwrap().state, JobState::Suspended);
+}
+
+#[tokio::test]
+async fn second_daemon_on_same_state_dir_is_refused() {
+    let d = daemon();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .arg("--socket")
+        .arg(d.dir.path().join("other.sock"))
+        .arg("--state-dir")
+        .arg(&d.state_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", d.pid())), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_store_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("ferry.db"),
+        b"this is not a database, it is a test",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ferry.db") && err.contains("move it aside"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(state.join("ferry.db")).unwrap(),
+        b"this is not a database, it is a test"
+    );
+}

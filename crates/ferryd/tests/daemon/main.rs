@@ -1,0 +1,17 @@
+//! Integration tests of the real `ferryd` binary: each test boots a daemon in a temp dir
+//! (`ferry_testkit::daemon`) and a real HTTP server on 127.0.0.1 (`ferry_testkit::http`).
+//!
+//! Topic modules: `transfer` (downloads, resume, restarts from zero), `errors` (error
+//! classification and timeouts), `control` (complete/cancel/state rules), `crash` (kill -9 and
+//! restart), `protocol` (wire-level error codes), `access` (other users).
+
+// Test code: a failed expectation should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod access;
+mod control;
+mod crash;
+mod errors;
+mod protocol;
+mod support;
+mod transfer;

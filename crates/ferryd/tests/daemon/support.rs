@@ -1,0 +1,82 @@
+//! Helpers shared by the topic modules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_client::Client;
+use ferry_proto::params::CreateParams;
+use ferry_proto::{FileSpec, Job, JobState};
+use ferry_testkit::daemon::{TestDaemon, wait_for};
+
+/// The test daemon binary built with this package.
+pub fn daemon() -> TestDaemon {
+    TestDaemon::start_with(Path::new(env!("CARGO_BIN_EXE_ferryd")), &[])
+}
+
+/// A daemon with extra flags.
+pub fn daemon_with(args: &[&str]) -> TestDaemon {
+    TestDaemon::start_with(Path::new(env!("CARGO_BIN_EXE_ferryd")), args)
+}
+
+/// Generous bound for waits; a hang is caught by nextest's slow-timeout anyway.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A file spec.
+pub fn spec(url: &str, path: &Path) -> FileSpec {
+    FileSpec {
+        remote_url: url.into(),
+        local_path: path.to_string_lossy().into_owned(),
+        sha256: None,
+        ranges: None,
+    }
+}
+
+/// Creates a job with files and returns its id.
+pub async fn job_with(c: &Client, files: Vec<FileSpec>) -> String {
+    c.create(CreateParams {
+        display_name: "test".into(),
+        files: Some(files),
+        ..CreateParams::default()
+    })
+    .await
+    .expect("job.create")
+}
+
+/// Lowers the job's retry delay and timeouts for tests.
+pub async fn fast_retry(c: &Client, id: &str, no_progress_s: Option<u64>) {
+    c.set(ferry_proto::params::SetParams {
+        job_id: id.into(),
+        minimum_retry_delay_s: Some(1),
+        no_progress_timeout_s: no_progress_s,
+        ..Default::default()
+    })
+    .await
+    .expect("job.set");
+}
+
+/// Waits for a state.
+pub async fn wait_state(c: &Client, id: &str, st: JobState) -> Job {
+    wait_for(c, id, WAIT, |j| j.state == st).await
+}
+
+/// Staging files left in a directory.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".ferry-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SHA-256 of a file on disk.
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    hex::encode(sha2::Sha256::digest(&data))
+}

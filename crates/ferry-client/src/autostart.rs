@@ -13,13 +13,14 @@ pub fn daemon_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent() {
-            for cand in [dir.join("ferryd"), dir.join("..").join("ferryd")] {
-                if cand.is_file() {
-                    return cand;
-                }
+        && let Some(dir) = exe.parent()
+    {
+        for cand in [dir.join("ferryd"), dir.join("..").join("ferryd")] {
+            if cand.is_file() {
+                return cand;
             }
         }
+    }
     PathBuf::from("ferryd")
 }
 
@@ -39,6 +40,7 @@ pub async fn connect_or_start(
             ) => {}
         Err(e) => return Err(e),
     }
+    crate::connect::prepare_fallback_dir(socket)?;
     let bin = daemon_binary();
     log(&format!(
         "ferry: no daemon answered on {}; starting {} in the background",

@@ -55,9 +55,9 @@ impl Service for Inbound {
         if method == method::EVENTS_EVENT
             && let Some(n) =
                 params.and_then(|p| serde_json::from_value::<EventNotification>(p).ok())
-            {
-                let _ = self.events.send(n.event);
-            }
+        {
+            let _ = self.events.send(n.event);
+        }
     }
 }
 

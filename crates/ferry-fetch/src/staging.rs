@@ -55,6 +55,13 @@ pub fn create_temp(dir: &Path) -> Result<PathBuf, StagingError> {
 /// fsync `dest`'s directory so the new name survives a crash.
 pub fn finalize(temp: &Path, dest: &Path) -> Result<(), StagingError> {
     let file = File::open(temp).map_err(|e| StagingError::new(temp, "open", e))?;
+    // Staging files are private (0600) while incomplete; the delivered file gets the ordinary
+    // mode a new file would have (0644), not the staging file's.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| StagingError::new(temp, "set permissions on", e))?;
+    }
     file.sync_all()
         .map_err(|e| StagingError::new(temp, "sync", e))?;
     drop(file);

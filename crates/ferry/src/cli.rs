@@ -95,7 +95,7 @@ fn type_parser() -> impl TypedValueParser<Value = JobType> {
 #[derive(Debug, Args)]
 pub struct TransferArgs {
     /// Source URLs followed by the destination.
-    #[arg(value_name = "URL... DEST", num_args = 2.., required_unless_present = "from_file")]
+    #[arg(value_name = "URL", required_unless_present = "from_file")]
     pub args: Vec<String>,
     /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
     #[arg(long, value_name = "LIST", conflicts_with = "args")]
@@ -272,7 +272,7 @@ mod tests {
         };
         assert_eq!(t.args, ["https://h/a", "https://h/b", "out"]);
         assert_eq!(t.priority, Priority::Normal);
-        assert!(Cli::try_parse_from(["ferry", "transfer", "https://h/a"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "transfer"]).is_err());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l"]).is_ok());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l", "u", "d"]).is_err());
     }

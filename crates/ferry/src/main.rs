@@ -50,7 +50,7 @@ fn report(err: &anyhow::Error) -> u8 {
         // The reader of our output went away (`ferry monitor | head`): nothing to report.
         return exit_code::OK;
     }
-    errln!("ferry: {err:#}");
+    errln!("ferry: {}", chain_text(err));
     if err
         .chain()
         .any(|e| e.downcast_ref::<usage::UsageError>().is_some())
@@ -58,5 +58,46 @@ fn report(err: &anyhow::Error) -> u8 {
         exit_code::USAGE
     } else {
         exit_code::FAILURE
+    }
+}
+
+/// The error and its causes joined by `: `, skipping a cause whose text the previous message
+/// already ends with (some errors print their source in their own message too).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in err.chain() {
+        let text = e.to_string();
+        if parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_skip_repeated_sources() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(io)
+            .context("cannot connect to /s: gone")
+            .context("no daemon answered");
+        assert_eq!(
+            chain_text(&err),
+            "no daemon answered: cannot connect to /s: gone"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let err = anyhow::Error::new(usage::UsageError::new("bad")).context("while reading");
+        assert_eq!(report(&err), exit_code::USAGE);
+        assert_eq!(
+            report(&anyhow::anyhow!("daemon said no")),
+            exit_code::FAILURE
+        );
     }
 }

@@ -193,7 +193,9 @@ pub fn print_job(job: &Job) -> anyhow::Result<()> {
     let lines = job_lines(job);
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in lines {
-        outln!("{:<width$} {v}", format!("{k}:"))?;
+        // An empty value (e.g. no description) would leave trailing blanks.
+        let line = format!("{:<width$} {v}", format!("{k}:"));
+        outln!("{}", line.trim_end())?;
     }
     Ok(())
 }

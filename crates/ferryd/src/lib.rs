@@ -143,10 +143,11 @@ async fn recover(
     let now = clock::now_rfc3339();
     for mut row in rows {
         if let Some(t) = &row.final_at
-            && clock::since(t) > opts.history_retention {
-                expired.push(row.id.clone());
-                continue;
-            }
+            && clock::since(t) > opts.history_retention
+        {
+            expired.push(row.id.clone());
+            continue;
+        }
         let mut rt = Runtime::default();
         match row.state {
             JobState::Connecting | JobState::Transferring => {

@@ -56,17 +56,19 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
 /// Binds the listening socket, replacing a stale socket file but never a live one.
 pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, DaemonError> {
     if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty() && !parent.exists() {
-            let dir_mode = match mode {
-                Mode::User => 0o700,
-                Mode::System => 0o755,
-            };
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(dir_mode)
-                .create(parent)
-                .map_err(DaemonError::io("create the socket directory", parent))?;
-        }
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        let dir_mode = match mode {
+            Mode::User => 0o700,
+            Mode::System => 0o755,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(dir_mode)
+            .create(parent)
+            .map_err(DaemonError::io("create the socket directory", parent))?;
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             if !meta.file_type().is_socket() {

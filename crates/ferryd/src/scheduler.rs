@@ -79,12 +79,13 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
     let plan = schedule::plan(now, &candidates, &policy);
     for id in &plan.preempt {
         if let Some(e) = inner.jobs.get_mut(id)
-            && let Some(r) = e.rt.running.take() {
-                r.token.cancel();
-                e.row.active_ms += now.saturating_sub(r.started_ms);
-                e.rt.live_bytes = 0;
-                e.rt.finishing = Some(r.done);
-            }
+            && let Some(r) = e.rt.running.take()
+        {
+            r.token.cancel();
+            e.row.active_ms += now.saturating_sub(r.started_ms);
+            e.rt.live_bytes = 0;
+            e.rt.finishing = Some(r.done);
+        }
         let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
     }
     for id in &plan.start {

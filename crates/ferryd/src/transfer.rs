@@ -65,7 +65,9 @@ pub fn start(daemon: &Arc<Daemon>, inner: &mut Inner, job_id: &str) {
         // Signals "ended" even if the task is dropped mid-way.
         let _done = DoneGuard(done_tx, d.clone());
         let run = run(&d, &id, &token);
-        let outcome = tokio::time::timeout(Duration::from_millis(budget_ms), run).await.ok();
+        let outcome = tokio::time::timeout(Duration::from_millis(budget_ms), run)
+            .await
+            .ok();
         finish(&d, &id, &token, outcome);
     });
 }

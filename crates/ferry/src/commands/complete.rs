@@ -13,6 +13,6 @@ pub async fn run(ctx: &Ctx, a: JobArg) -> anyhow::Result<u8> {
     let r = client
         .complete(&id)
         .await
-        .with_context(|| format!("cannot complete job {id}"))?;
+        .with_context(|| format!("job {id}"))?;
     super::print_state(ctx, &id, r.state, Some(r.partial))
 }

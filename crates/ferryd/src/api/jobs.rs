@@ -294,9 +294,10 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
             continue;
         }
         if let Some(states) = &p.states
-            && !states.contains(&e.row.state) {
-                continue;
-            }
+            && !states.contains(&e.row.state)
+        {
+            continue;
+        }
         if jobs.len() == limit {
             next = jobs.last().map(|j: &ferry_proto::Job| j.job_id.clone());
             break;
@@ -341,30 +342,34 @@ fn check_header(h: &str) -> Result<(), ProtoError> {
 pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     // Validate everything before changing anything.
     if let Some(n) = &p.display_name
-        && n.chars().count() > MAX_DISPLAY_NAME {
-            return Err(too_long("display_name", MAX_DISPLAY_NAME));
-        }
+        && n.chars().count() > MAX_DISPLAY_NAME
+    {
+        return Err(too_long("display_name", MAX_DISPLAY_NAME));
+    }
     if let Some(n) = &p.description
-        && n.chars().count() > MAX_DESCRIPTION {
-            return Err(too_long("description", MAX_DESCRIPTION));
-        }
+        && n.chars().count() > MAX_DESCRIPTION
+    {
+        return Err(too_long("description", MAX_DESCRIPTION));
+    }
     if let Some(f) = p.notify_flags
-        && NotifyFlags::new(f).is_none() {
-            return Err(ProtoError::invalid_params(
-                "notify_flags",
-                format!("notify_flags {f} has bits other than 1, 2, 4, 8, 16, 32"),
-            ));
-        }
+        && NotifyFlags::new(f).is_none()
+    {
+        return Err(ProtoError::invalid_params(
+            "notify_flags",
+            format!("notify_flags {f} has bits other than 1, 2, 4, 8, 16, 32"),
+        ));
+    }
     if let Some(Some(argv)) = &p.notify_cmdline {
         check_cmdline(argv)?;
     }
     if let Some(Some(h)) = &p.notify_handler
-        && h.is_empty() {
-            return Err(ProtoError::invalid_params(
-                "notify_handler",
-                "notify_handler must not be empty",
-            ));
-        }
+        && h.is_empty()
+    {
+        return Err(ProtoError::invalid_params(
+            "notify_handler",
+            "notify_handler must not be empty",
+        ));
+    }
     if let Some(hs) = &p.custom_headers {
         let total: usize = hs.iter().map(|h| h.len() + 2).sum();
         if total > MAX_HEADERS {
@@ -379,12 +384,13 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
         ));
     }
     if let Some(n) = p.max_parallel_files
-        && !(1..=256).contains(&n) {
-            return Err(ProtoError::invalid_params(
-                "max_parallel_files",
-                "max_parallel_files must be between 1 and 256",
-            ));
-        }
+        && !(1..=256).contains(&n)
+    {
+        return Err(ProtoError::invalid_params(
+            "max_parallel_files",
+            "max_parallel_files must be between 1 and 256",
+        ));
+    }
     if let Some(Some(cr)) = &p.credentials {
         if cr.scheme != "basic" {
             return Err(ProtoError::kind(

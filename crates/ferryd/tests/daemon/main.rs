@@ -13,5 +13,6 @@ mod control;
 mod crash;
 mod errors;
 mod protocol;
+mod schedule;
 mod support;
 mod transfer;

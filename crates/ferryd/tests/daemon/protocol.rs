@@ -196,3 +196,36 @@ async fn events_follow_replays_then_streams() {
         (second.as_str(), "created")
     );
 }
+
+#[tokio::test]
+async fn damaged_store_row_is_an_internal_error_naming_the_problem() {
+    let d = daemon();
+    let c = d.client().await;
+    let dir = d.files_dir();
+    let id = job_with(&c, vec![spec("http://127.0.0.1:9/x", &dir.join("x"))]).await;
+    // Damage the file row behind the daemon's back, through SQLite itself.
+    let db = rusqlite::Connection::open(d.state_dir.join("ferry.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE files SET body = '{not json' WHERE job_id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+    let mut raw = Raw::connect(&d.socket).await;
+    let e = raw.error("job.files", json!({"job_id": id})).await;
+    assert_eq!(e["code"], -32099);
+    assert_eq!(e["data"]["kind"], "internal");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed file row"),
+        "{e}"
+    );
+    // The daemon still serves.
+    assert_eq!(
+        raw.call("ferry.hello", json!({})).await["result"]["protocol"],
+        1
+    );
+}

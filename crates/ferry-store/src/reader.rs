@@ -7,7 +7,7 @@ use ferry_proto::EventKind;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
-use crate::rows::{EventRow, FileRow, HandlerRow, JobRow};
+use crate::rows::{EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
 
 /// The reading side of the store. Calls block briefly; call them off the async workers for
 /// large reads.
@@ -156,6 +156,24 @@ impl Reader {
             for body in rows {
                 let body = body.map_err(StoreError::sql(&self.path, "reading handlers"))?;
                 out.push(decode("handler row", &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every owed notification, in creation order.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT body FROM outbox ORDER BY id")
+                .map_err(StoreError::sql(&self.path, "reading the outbox"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(StoreError::sql(&self.path, "reading the outbox"))?;
+            let mut out = Vec::new();
+            for body in rows {
+                let body = body.map_err(StoreError::sql(&self.path, "reading the outbox"))?;
+                out.push(decode("outbox row", &body)?);
             }
             Ok(out)
         })

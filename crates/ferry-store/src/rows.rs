@@ -210,3 +210,23 @@ pub struct HandlerRow {
     /// Seconds to attach.
     pub activation_timeout_s: u64,
 }
+
+/// A notification the daemon owes (the durable outbox, ordered per job by `id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct OutboxRow {
+    /// Order of creation (daemon-wide).
+    pub id: u64,
+    /// The job.
+    pub job_id: String,
+    /// `job_transferred`, `job_error`, `file_transferred`, `file_ranges_transferred`.
+    pub kind: String,
+    /// The file, for file-level notifications.
+    pub file_index: Option<u64>,
+    /// Stable across retries, so a client can make its handling idempotent.
+    pub delivery_id: String,
+    /// Delivery attempts so far.
+    pub attempts: u64,
+    /// RFC 3339 creation time.
+    pub created: String,
+}

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Savepoint, params};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::StoreError;
-use crate::rows::{EventRow, FileRow, HandlerRow, JobRow};
+use crate::rows::{EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
 
 /// The most operations one transaction carries.
 const MAX_BATCH: usize = 2048;
@@ -146,6 +146,28 @@ impl Tx<'_> {
             kind,
         });
         Ok(seq)
+    }
+
+    /// Inserts or updates an owed notification.
+    pub fn put_outbox(&mut self, row: &OutboxRow) -> Result<(), StoreError> {
+        let body = json(row)?;
+        self.sp
+            .execute(
+                "INSERT OR REPLACE INTO outbox (id, job_id, body) VALUES (?1, ?2, ?3)",
+                params![row.id as i64, row.job_id, body],
+            )
+            .map(drop)
+            .map_err(self.sql("writing the outbox"))
+    }
+
+    /// Removes owed notifications by id.
+    pub fn delete_outbox(&mut self, ids: &[u64]) -> Result<(), StoreError> {
+        for id in ids {
+            self.sp
+                .execute("DELETE FROM outbox WHERE id = ?1", params![*id as i64])
+                .map_err(self.sql("removing from the outbox"))?;
+        }
+        Ok(())
     }
 
     /// Registers or replaces a handler.

@@ -67,6 +67,10 @@ pub struct DaemonOptions {
     pub history_retention: Duration,
     /// Quotas.
     pub limits: Limits,
+    /// A callback not answered within this has failed.
+    pub callback_timeout: Duration,
+    /// A notify command line still running after this is killed.
+    pub command_timeout: Duration,
 }
 
 impl DaemonOptions {
@@ -96,6 +100,8 @@ impl DaemonOptions {
             time_slice: Duration::from_secs(300),
             history_retention: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
+            callback_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(600),
         })
     }
 }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ferry_core::state::{self, Refusal, Trigger};
 use ferry_fetch::Fetcher;
 use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError, Waiting};
-use ferry_store::{Commit, JobRow, Reader, Writer};
+use ferry_core::notify::Kind;
+use ferry_store::{Commit, JobRow, OutboxRow, Reader, Writer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,16 @@ pub struct Runtime {
     pub notify_peer: Option<std::sync::Weak<ferry_rpc::Peer>>,
     /// The previous transfer task of a preempted job, until it has checkpointed and ended.
     pub finishing: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Notifications owed (mirror of the durable outbox), in creation order.
+    pub outbox: Vec<OutboxRow>,
+    /// Wakes the job's courier task, while one runs.
+    pub courier: Option<Arc<Notify>>,
+    /// When all targets failed: the next delivery attempt (monotonic ms).
+    pub notify_retry_at: Option<u64>,
+    /// Something changed that a `job_modification` callback should report.
+    pub modified_pending: bool,
+    /// When the last `job_modification` went out (coalescing).
+    pub last_modification_ms: Option<u64>,
 }
 
 /// A job: its durable row and its runtime.
@@ -99,6 +110,10 @@ pub struct Inner {
     pub live_jobs: u64,
     /// Set when shutting down: no new transfers start.
     pub stopping: bool,
+    /// Next outbox row id.
+    pub next_outbox_id: u64,
+    /// Registered and attached notification handlers.
+    pub handlers: crate::handlers::Registry,
 }
 
 /// The daemon: shared by every connection and task.
@@ -119,6 +134,19 @@ pub struct Daemon {
     pub wake: Notify,
     /// Fires at shutdown.
     pub shutdown: CancellationToken,
+    /// Asks the notifier to (re)consider a job's notifications.
+    pub kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
+    /// At most 4 callbacks outstanding per user (PROTOCOL.md delivery rule 4).
+    pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A request to the notifier about one job.
+#[derive(Debug, Clone)]
+pub struct Kick {
+    /// The job.
+    pub job_id: String,
+    /// A target just appeared: retry at once instead of after the retry delay.
+    pub urgent: bool,
 }
 
 /// Shorthand for a not-found answer (another user's job looks the same).
@@ -229,6 +257,17 @@ impl Daemon {
 
     /// Writes the job's row (and `events`) to the store.
     pub fn persist(&self, entry: &Entry, events: Vec<EventKind>) -> Commit<()> {
+        self.persist_with(entry, events, Vec::new(), Vec::new())
+    }
+
+    /// Writes the job's row, `events`, and outbox changes in one transaction.
+    pub fn persist_with(
+        &self,
+        entry: &Entry,
+        events: Vec<EventKind>,
+        owe: Vec<OutboxRow>,
+        settled: Vec<u64>,
+    ) -> Commit<()> {
         let row = entry.row.clone();
         let time = row.modified.clone();
         self.store.submit(move |tx| {
@@ -236,8 +275,42 @@ impl Daemon {
             for kind in events {
                 tx.append_event(&row.id, row.owner_uid, &time, kind)?;
             }
-            Ok(())
+            for o in &owe {
+                tx.put_outbox(o)?;
+            }
+            tx.delete_outbox(&settled)
         })
+    }
+
+    /// A new owed notification for a job (the caller persists it and adds it to the outbox).
+    pub fn owe(inner: &mut Inner, job_id: &str, kind: Kind, file_index: Option<u64>) -> OutboxRow {
+        let id = inner.next_outbox_id;
+        inner.next_outbox_id += 1;
+        OutboxRow {
+            id,
+            job_id: job_id.to_owned(),
+            kind: kind.name().to_owned(),
+            file_index,
+            delivery_id: uuid::Uuid::new_v4().to_string(),
+            attempts: 0,
+            created: clock::now_rfc3339(),
+        }
+    }
+
+    /// Asks the notifier to look at a job's notifications.
+    pub fn kick(&self, job_id: &str, urgent: bool) {
+        let _ = self.kicks.send(Kick {
+            job_id: job_id.to_owned(),
+            urgent,
+        });
+    }
+
+    /// Notes a change for `job_modification` (coalesced by the notifier).
+    pub fn modified(&self, entry: &mut Entry) {
+        entry.rt.modified_pending = true;
+        if entry.row.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0 {
+            self.kick(&entry.row.id, false);
+        }
     }
 
     /// Applies a state-machine trigger to a job, runs `edit` on its row, persists both with a
@@ -300,8 +373,45 @@ impl Daemon {
         if to == JobState::Queued && from != JobState::Queued {
             entry.rt.queued_seq = queue_seq;
         }
+        // The outbox follows the state: job-level notifications lapse when the job leaves the
+        // state they announce, and everything lapses when the job becomes final.
+        let settled: Vec<u64> = entry
+            .rt
+            .outbox
+            .iter()
+            .filter(|o| {
+                to.is_final()
+                    || (o.kind == Kind::JobTransferred.name() && to != JobState::Transferred)
+                    || (o.kind == Kind::JobError.name() && to != JobState::Error)
+            })
+            .map(|o| o.id)
+            .collect();
+        entry.rt.outbox.retain(|o| !settled.contains(&o.id));
+        let owed_kind = match to {
+            JobState::Transferred if from != to => Some(Kind::JobTransferred),
+            JobState::Error if from != to => Some(Kind::JobError),
+            _ => None,
+        };
+        if from != to && owed_kind.is_none() {
+            entry.rt.modified_pending = true;
+        }
+        let wants_modification =
+            entry.row.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0;
         let owner = entry.row.owner_uid;
-        let commit = self.persist(entry, events);
+        let mut owe = Vec::new();
+        if let Some(kind) = owed_kind {
+            let row = Daemon::owe(inner, job_id, kind, None);
+            owe.push(row);
+        }
+        let Some(entry) = inner.jobs.get_mut(job_id) else {
+            return Err(Refusal::InvalidState(JobState::Cancelled));
+        };
+        entry.rt.outbox.extend(owe.iter().cloned());
+        let kick = !owe.is_empty() || (from != to && wants_modification);
+        let commit = self.persist_with(entry, events, owe, settled);
+        if kick {
+            self.kick(job_id, false);
+        }
         if to == JobState::Queued && from != JobState::Queued {
             inner.next_queue_seq += 1;
         }

@@ -10,7 +10,10 @@ mod clock;
 mod config;
 mod daemon;
 mod error;
+mod handlers;
+mod identity;
 mod listener;
+mod notifier;
 mod scheduler;
 mod transfer;
 
@@ -44,6 +47,13 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     let inner = recover(&opts, &writer, &reader, &mono).await?;
     let listener = listener::bind(&opts.socket, opts.mode)?;
     let socket_path = opts.socket.clone();
+    let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
+    let owing: Vec<String> = inner
+        .jobs
+        .iter()
+        .filter(|(_, e)| !e.rt.outbox.is_empty())
+        .map(|(id, _)| id.clone())
+        .collect();
     let daemon = Arc::new(Daemon {
         opts,
         store: writer,
@@ -53,7 +63,14 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         inner: Mutex::new(inner),
         wake: Notify::new(),
         shutdown: CancellationToken::new(),
+        kicks,
+        user_slots: Mutex::new(HashMap::new()),
     });
+    let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
+    // Notifications owed before the restart are attempted at once.
+    for id in &owing {
+        daemon.kick(id, true);
+    }
     tracing::info!(socket = %socket_path.display(), state = %daemon.opts.state_dir.display(),
         mode = daemon.opts.mode.as_str(), "ferryd is ready");
     let sched = tokio::spawn(scheduler::run(daemon.clone()));
@@ -69,6 +86,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     shutdown(&daemon).await;
     daemon.shutdown.cancel();
     let _ = sched.await;
+    let _ = notifier.await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }
@@ -190,6 +208,20 @@ async fn recover(
         inner.order.insert(row.seq, row.id.clone());
         inner.jobs.insert(row.id.clone(), Entry { row, rt });
     }
+    let mut next_outbox = 0;
+    let mut stale = Vec::new();
+    for o in reader.outbox()? {
+        next_outbox = next_outbox.max(o.id + 1);
+        match inner.jobs.get_mut(&o.job_id) {
+            Some(e) if !e.row.state.is_final() => e.rt.outbox.push(o),
+            _ => stale.push(o.id),
+        }
+    }
+    if !stale.is_empty() {
+        writer.submit(move |tx| tx.delete_outbox(&stale));
+    }
+    inner.next_outbox_id = next_outbox.max(1);
+    inner.handlers = handlers::Registry::load(reader.handlers()?);
     inner.next_queue_seq = inner.next_job_seq;
     inner.next_job_seq = inner.next_job_seq.max(1);
     if !expired.is_empty() {

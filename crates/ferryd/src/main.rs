@@ -36,6 +36,12 @@ struct Args {
     /// Most ranges one file may have.
     #[arg(long, default_value_t = 500)]
     max_ranges_per_file: u64,
+    /// Seconds a callback may take to answer before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    callback_timeout: u64,
+    /// Seconds a notify command line may run before it is killed.
+    #[arg(long, default_value_t = 600)]
+    command_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
     };
     opts.retry_delay_floor_s = args.retry_delay_floor;
     opts.max_active_jobs = args.max_active_jobs.max(1);
+    opts.callback_timeout = std::time::Duration::from_secs(args.callback_timeout.max(1));
+    opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
     opts.limits = ferryd::Limits {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,

@@ -255,7 +255,7 @@ async fn fetch_one(
     }
     match result {
         Ok(done) => {
-            file_done(d, job_id, file, done, token);
+            file_done(d, job_id, file, done);
             Ok(())
         }
         Err(e) => Err(FileFailure::Fetch(e)),
@@ -296,7 +296,8 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, ev: FetchEvent) {
             set_total(row, file, total);
             entry.rt.live_bytes = 0;
             row.modified = clock::now_rfc3339();
-            let (row, f) = (row.clone(), file.clone());
+            d.modified(entry);
+            let (row, f) = (entry.row.clone(), file.clone());
             let time = row.modified.clone();
             let _ = d.store.submit(move |tx| {
                 tx.put_files(&row.id, &[f])?;
@@ -333,14 +334,15 @@ fn set_total(row: &mut JobRow, file: &mut FileRow, total: Option<u64>) {
     row.refresh_total();
 }
 
-fn file_done(
-    d: &Arc<Daemon>,
-    job_id: &str,
-    mut file: FileRow,
-    done: FetchDone,
-    token: &CancellationToken,
-) {
+fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) {
     let mut inner = d.lock();
+    // The file's notification is owed in the same transaction that records it transferred.
+    let owed = Daemon::owe(
+        &mut inner,
+        job_id,
+        ferry_core::notify::Kind::FileTransferred,
+        Some(file.file_index),
+    );
     let Some(entry) = inner.jobs.get_mut(job_id) else {
         return;
     };
@@ -356,12 +358,14 @@ fn file_done(
     row.files_transferred += 1;
     row.modified = clock::now_rfc3339();
     entry.rt.live_bytes = 0;
-    let _ = token;
-    let (row, f) = (row.clone(), file);
+    entry.rt.outbox.push(owed.clone());
+    d.modified(entry);
+    let (row, f) = (entry.row.clone(), file);
     let time = row.modified.clone();
     let _ = d.store.submit(move |tx| {
         tx.put_files(&row.id, std::slice::from_ref(&f))?;
         tx.update_job(&row)?;
+        tx.put_outbox(&owed)?;
         tx.append_event(
             &row.id,
             row.owner_uid,
@@ -372,6 +376,7 @@ fn file_done(
         )?;
         Ok(())
     });
+    d.kick(job_id, false);
 }
 
 /// Turns the run's outcome into the job's next state.

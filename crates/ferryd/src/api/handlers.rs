@@ -1,17 +1,20 @@
-//! Handler registrations (`handler.register`, `handler.unregister`, `handler.list`), persisted
-//! per uid. Activation and `handler.attach` belong to the notifier (issue #3).
+//! Handlers (BITS notification CLSID): `handler.register`, `handler.unregister`,
+//! `handler.list` (persisted per uid) and `handler.attach` (a connection serves the uid's jobs
+//! that name the handler).
 
 use std::sync::Arc;
 
 use ferry_proto::params::{
-    Empty, HandlerAttachParams, HandlerInfo, HandlerListResult, HandlerNameParams,
-    HandlerRegisterParams,
+    Empty, HandlerAttachParams, HandlerAttachResult, HandlerInfo, HandlerListResult,
+    HandlerNameParams, HandlerRegisterParams,
 };
 use ferry_proto::{ErrorKind, ProtoError};
+use ferry_rpc::Peer;
 use ferry_store::HandlerRow;
 
 use super::{Answer, ApiResult};
-use crate::daemon::{Caller, Daemon, store_failed};
+use crate::daemon::{Caller, Daemon};
+use crate::handlers::Activation;
 
 fn check_name(name: &str) -> Result<(), ProtoError> {
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
@@ -23,16 +26,28 @@ fn check_name(name: &str) -> Result<(), ProtoError> {
     Ok(())
 }
 
+/// Asks the notifier to retry at once every job of `uid` that names handler `name`.
+fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
+    let inner = d.lock();
+    let ids: Vec<String> = inner
+        .jobs
+        .values()
+        .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
+        .filter(|e| e.row.notify_handler.as_deref() == Some(name))
+        .map(|e| e.row.id.clone())
+        .collect();
+    drop(inner);
+    for id in &ids {
+        d.kick(id, true);
+    }
+    ids
+}
+
 /// `handler.register`
 pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiResult {
     check_name(&p.name)?;
     match p.argv.first() {
-        None => {
-            return Err(ProtoError::invalid_params(
-                "argv",
-                "argv must name a program",
-            ));
-        }
+        None => return Err(ProtoError::invalid_params("argv", "argv must name a program")),
         Some(prog) if !prog.starts_with('/') => {
             return Err(ProtoError::invalid_params(
                 "argv",
@@ -50,11 +65,16 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
     }
     let row = HandlerRow {
         uid: c.uid,
-        name: p.name,
+        name: p.name.clone(),
         argv: p.argv,
         activation_timeout_s: timeout,
     };
-    let commit = d.store.submit(move |tx| tx.put_handler(&row));
+    let commit = {
+        let mut inner = d.lock();
+        inner.handlers.slot(c.uid, &p.name).registered = Some(row.clone());
+        d.store.submit(move |tx| tx.put_handler(&row))
+    };
+    kick_jobs_of(d, c.uid, &p.name);
     Answer::after(serde_json::json!({}), commit)
 }
 
@@ -62,20 +82,19 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
 pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResult {
     check_name(&p.name)?;
     let uid = c.uid;
-    let commit = d
-        .store
-        .submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
+    let mut inner = d.lock();
+    inner.handlers.slot(uid, &p.name).registered = None;
+    let commit = d.store.submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
     Answer::after(serde_json::json!({}), commit)
 }
 
 /// `handler.list`
 pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult {
     let handlers = d
-        .reader
-        .handlers()
-        .map_err(store_failed)?
+        .lock()
+        .handlers
+        .registered_by(c.uid)
         .into_iter()
-        .filter(|h| h.uid == c.uid)
         .map(|h| HandlerInfo {
             name: h.name,
             argv: h.argv,
@@ -85,11 +104,31 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult {
     Answer::now(HandlerListResult { handlers })
 }
 
-/// `handler.attach`: not served until the notifier lands (issue #3); says so plainly.
-pub fn attach(_d: &Arc<Daemon>, _c: &Caller, p: HandlerAttachParams) -> ApiResult {
+/// `handler.attach`: with the activation token of a program ferryd started, or without one
+/// from any process of the same uid. The last connection to attach a name wins.
+pub fn attach(d: &Arc<Daemon>, c: &Caller, peer: &Arc<Peer>, p: HandlerAttachParams) -> ApiResult {
     check_name(&p.name)?;
-    Err(ProtoError::kind(
-        ErrorKind::Unsupported,
-        "handler.attach is not available in this ferryd yet: notification delivery is not implemented",
-    ))
+    {
+        let mut inner = d.lock();
+        let slot = inner.handlers.slot(c.uid, &p.name);
+        if let Some(token) = &p.token {
+            let matches = slot.activation.as_ref().is_some_and(|(t, _)| t == token);
+            if !matches {
+                return Err(ProtoError::kind(
+                    ErrorKind::AccessDenied,
+                    format!(
+                        "the activation token for handler {:?} is wrong or already used; attach without a token, or let ferryd start the handler",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        slot.attached = Some(Arc::downgrade(peer));
+        // Whoever attaches ends a pending activation: its waiters use this connection.
+        if let Some((_, tx)) = slot.activation.take() {
+            tx.send_replace(Activation::Attached);
+        }
+    }
+    let jobs = kick_jobs_of(d, c.uid, &p.name);
+    Answer::now(HandlerAttachResult { jobs })
 }

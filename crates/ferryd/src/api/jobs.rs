@@ -176,6 +176,7 @@ pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     e.row.size_unknown_files += count;
     e.row.refresh_total();
     e.row.modified = clock::now_rfc3339();
+    d.modified(e);
     let row = e.row.clone();
     let time = row.modified.clone();
     let commit = d.store.submit(move |tx| {
@@ -459,10 +460,18 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     put!(allow_https_to_http, |v| v);
     put!(peer_caching, |v| v);
     row.modified = clock::now_rfc3339();
+    let notify_changed = fields
+        .iter()
+        .any(|f| matches!(f.as_str(), "notify_flags" | "notify_cmdline" | "notify_handler"));
+    d.modified(e);
     let commit = d.persist(e, vec![EventKind::Modified { fields }]);
     let view = e.view();
     // A priority change may change who runs.
     d.wake.notify_one();
+    if notify_changed {
+        // A target may have appeared, or flag 4 been lifted: owed notifications go at once.
+        d.kick(&p.job_id, true);
+    }
     Answer::after(view, commit)
 }
 
@@ -516,6 +525,7 @@ pub fn set_notify_interface(
     state::check(e.row.state, Operation::SetNotify)
         .map_err(|r| refusal("set the notify interface", r))?;
     e.rt.notify_peer = Some(Arc::downgrade(peer));
+    d.kick(&p.job_id, true);
     Answer::now(serde_json::json!({}))
 }
 

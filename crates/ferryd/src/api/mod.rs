@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{Caller, Daemon, store_failed};
 
+pub use jobs::file_view;
+
 /// The answer to a request: a value, sent after `commit` (if any) is durable.
 pub struct Answer {
     value: Value,
@@ -114,7 +116,7 @@ impl Session {
             method::HANDLER_REGISTER => handlers::register(d, c, decode_params(params)?),
             method::HANDLER_UNREGISTER => handlers::unregister(d, c, decode_params(params)?),
             method::HANDLER_LIST => handlers::list(d, c, decode_params(params)?),
-            method::HANDLER_ATTACH => handlers::attach(d, c, decode_params(params)?),
+            method::HANDLER_ATTACH => handlers::attach(d, c, &peer, decode_params(params)?),
             method::EVENTS_READ => events::read(d, c, decode_params(params)?).await,
             method::EVENTS_FOLLOW => {
                 let p = decode_params(params)?;
@@ -189,5 +191,6 @@ impl Service for Connection {
             t.cancel();
         }
         jobs::connection_closed(&self.0.daemon, peer.id());
+        self.0.daemon.lock().handlers.detach(peer.id());
     }
 }

@@ -232,24 +232,46 @@ mod tests {
 
     #[test]
     fn default_flags_select_transferred_and_error_only() {
-        assert_eq!(verdict(3, Kind::JobTransferred, JobState::Transferred), Verdict::Deliver);
-        assert_eq!(verdict(3, Kind::JobError, JobState::Error), Verdict::Deliver);
-        assert_eq!(verdict(3, Kind::FileTransferred, JobState::Transferring), Verdict::Drop);
-        assert_eq!(verdict(3, Kind::JobModification, JobState::Queued), Verdict::Drop);
+        assert_eq!(
+            verdict(3, Kind::JobTransferred, JobState::Transferred),
+            Verdict::Deliver
+        );
+        assert_eq!(
+            verdict(3, Kind::JobError, JobState::Error),
+            Verdict::Deliver
+        );
+        assert_eq!(
+            verdict(3, Kind::FileTransferred, JobState::Transferring),
+            Verdict::Drop
+        );
+        assert_eq!(
+            verdict(3, Kind::JobModification, JobState::Queued),
+            Verdict::Drop
+        );
     }
 
     #[test]
     fn disable_holds_everything() {
-        for k in [Kind::JobTransferred, Kind::FileTransferred, Kind::JobModification] {
+        for k in [
+            Kind::JobTransferred,
+            Kind::FileTransferred,
+            Kind::JobModification,
+        ] {
             assert_eq!(verdict(0x3f, k, JobState::Transferred), Verdict::Hold);
         }
     }
 
     #[test]
     fn owed_job_notifications_lapse_when_the_job_moves_on() {
-        assert_eq!(verdict(3, Kind::JobTransferred, JobState::Queued), Verdict::Drop);
+        assert_eq!(
+            verdict(3, Kind::JobTransferred, JobState::Queued),
+            Verdict::Drop
+        );
         assert_eq!(verdict(3, Kind::JobError, JobState::Queued), Verdict::Drop);
-        assert_eq!(verdict(0x3f & !4, Kind::FileTransferred, JobState::Cancelled), Verdict::Drop);
+        assert_eq!(
+            verdict(0x3f & !4, Kind::FileTransferred, JobState::Cancelled),
+            Verdict::Drop
+        );
     }
 
     #[test]
@@ -258,7 +280,10 @@ mod tests {
             targets(Kind::JobTransferred, ALL),
             vec![Target::Interface, Target::Handler, Target::Cmdline]
         );
-        assert_eq!(targets(Kind::FileTransferred, ALL), vec![Target::Interface, Target::Handler]);
+        assert_eq!(
+            targets(Kind::FileTransferred, ALL),
+            vec![Target::Interface, Target::Handler]
+        );
         let cmd_only = Available {
             cmdline: true,
             ..Available::default()

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ferry_core::notify::Kind;
 use ferry_core::state::{self, Refusal, Trigger};
 use ferry_fetch::Fetcher;
 use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError, Waiting};
-use ferry_core::notify::Kind;
 use ferry_store::{Commit, JobRow, OutboxRow, Reader, Writer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -295,6 +295,11 @@ impl Daemon {
             attempts: 0,
             created: clock::now_rfc3339(),
         }
+    }
+
+    /// Resolves once every write queued so far is committed.
+    pub fn durable(&self) -> Commit<()> {
+        self.store.submit(|_| Ok(()))
     }
 
     /// Asks the notifier to look at a job's notifications.

@@ -37,7 +37,9 @@ pub fn command_as(
                 .env("LOGNAME", &u.name);
         }
         None if mode == Mode::System && owner != me => {
-            return Err(format!("uid {owner} has no passwd entry; cannot run a program as it"));
+            return Err(format!(
+                "uid {owner} has no passwd entry; cannot run a program as it"
+            ));
         }
         None => {}
     }

@@ -109,44 +109,35 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
         return Step::Exit;
     };
     let (flags, state, owner) = (e.row.notify_flags, e.row.state, e.row.owner_uid);
-    let mut lapsed = Vec::new();
-    let mut owed = Vec::new();
-    for (i, o) in e.rt.outbox.iter().enumerate() {
-        let Some(kind) = Kind::parse(&o.kind) else {
-            lapsed.push(o.id);
-            continue;
-        };
-        match notify::verdict(flags, kind, state) {
-            Verdict::Drop => lapsed.push(o.id),
-            Verdict::Hold => {}
-            Verdict::Deliver => owed.push((
-                i,
-                Owed {
-                    kind,
-                    file_index: o.file_index,
-                },
-            )),
-        }
-    }
+    // Forget what lapsed (flag not set, job moved on), then see what is deliverable.
+    let lapsed: Vec<u64> = e
+        .rt
+        .outbox
+        .iter()
+        .filter(|o| {
+            Kind::parse(&o.kind).is_none_or(|k| notify::verdict(flags, k, state) == Verdict::Drop)
+        })
+        .map(|o| o.id)
+        .collect();
     if !lapsed.is_empty() {
         e.rt.outbox.retain(|o| !lapsed.contains(&o.id));
         let _ = d.store.submit(move |tx| tx.delete_outbox(&lapsed));
-        owed.clear();
-        // Indices moved; recompute from the pruned outbox.
-        for (i, o) in e.rt.outbox.iter().enumerate() {
-            if let Some(kind) = Kind::parse(&o.kind) {
-                if notify::verdict(flags, kind, state) == Verdict::Deliver {
-                    owed.push((
-                        i,
-                        Owed {
-                            kind,
-                            file_index: o.file_index,
-                        },
-                    ));
-                }
-            }
-        }
     }
+    let owed: Vec<(usize, Owed)> =
+        e.rt.outbox
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let kind = Kind::parse(&o.kind)?;
+                (notify::verdict(flags, kind, state) == Verdict::Deliver).then_some((
+                    i,
+                    Owed {
+                        kind,
+                        file_index: o.file_index,
+                    },
+                ))
+            })
+            .collect();
     let interface = live(&e.rt.notify_peer);
     let handler_name = e.row.notify_handler.clone();
     let avail = Available {
@@ -156,21 +147,25 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
             .is_some_and(|n| handlers.available(owner, n)),
         cmdline: e.row.notify_cmdline.is_some(),
     };
-    let retry_delay_ms =
-        e.row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s).saturating_mul(1000);
-    let base = |row: Option<OutboxRow>, kind: Kind, targets: Vec<Target>, e: &crate::daemon::Entry| {
-        Step::Deliver(Box::new(Delivery {
-            owner,
-            row,
-            kind,
-            targets,
-            job: e.view(),
-            interface: e.rt.notify_peer.clone(),
-            handler: e.row.notify_handler.clone(),
-            cmdline: e.row.notify_cmdline.clone(),
-            retry_delay_ms,
-        }))
-    };
+    let retry_delay_ms = e
+        .row
+        .minimum_retry_delay_s
+        .max(d.opts.retry_delay_floor_s)
+        .saturating_mul(1000);
+    let base =
+        |row: Option<OutboxRow>, kind: Kind, targets: Vec<Target>, e: &crate::daemon::Entry| {
+            Step::Deliver(Box::new(Delivery {
+                owner,
+                row,
+                kind,
+                targets,
+                job: e.view(),
+                interface: e.rt.notify_peer.clone(),
+                handler: e.row.notify_handler.clone(),
+                cmdline: e.row.notify_cmdline.clone(),
+                retry_delay_ms,
+            }))
+        };
     if !owed.is_empty() {
         match e.rt.notify_retry_at {
             Some(at) if at > now => return Step::Sleep(at),
@@ -196,10 +191,9 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
                 if !interface && !handler_live {
                     e.rt.modified_pending = false;
                 } else {
-                    let due = e
-                        .rt
-                        .last_modification_ms
-                        .map_or(0, |t| t.saturating_add(e.row.minimum_notification_interval_ms));
+                    let due = e.rt.last_modification_ms.map_or(0, |t| {
+                        t.saturating_add(e.row.minimum_notification_interval_ms)
+                    });
                     if due > now {
                         return Step::Sleep(due);
                     }
@@ -250,6 +244,11 @@ async fn deliver(d: &Arc<Daemon>, job_id: &str, dl: Delivery) {
     let Ok(_permit) = slots.acquire_owned().await else {
         return;
     };
+    // A notification is stored before it is delivered, and what it reports is durable.
+    if d.durable().wait().await.is_err() {
+        settle(d, job_id, &dl, false);
+        return;
+    }
     let params = match build_params(d, job_id, &dl).await {
         Some(p) => p,
         None => {
@@ -266,13 +265,17 @@ async fn deliver(d: &Arc<Daemon>, job_id: &str, dl: Delivery) {
                 let peer = dl.interface.as_ref().and_then(Weak::upgrade);
                 call(d, peer, dl.kind, params.clone()).await
             }
-            Target::Handler => match handler_peer(d, dl.owner, dl.handler.as_deref().unwrap_or("")).await {
-                Ok(peer) => call(d, Some(peer), dl.kind, params.clone()).await,
-                Err(why) => (Outcome::Unreachable, Some(why)),
-            },
+            Target::Handler => {
+                match handler_peer(d, dl.owner, dl.handler.as_deref().unwrap_or("")).await {
+                    Ok(peer) => call(d, Some(peer), dl.kind, params.clone()).await,
+                    Err(why) => (Outcome::Unreachable, Some(why)),
+                }
+            }
             Target::Cmdline => run_cmdline(d, job_id, &dl).await,
         };
-        record(d, job_id, dl.owner, dl.kind, *target, outcome, attempt, detail);
+        record(
+            d, job_id, dl.owner, dl.kind, *target, outcome, attempt, detail,
+        );
         if outcome == Outcome::Ok {
             delivered = true;
             break;
@@ -304,14 +307,19 @@ fn settle(d: &Daemon, job_id: &str, dl: &Delivery, delivered: bool) {
 }
 
 async fn build_params(d: &Daemon, job_id: &str, dl: &Delivery) -> Option<Value> {
-    let delivery_id = dl
-        .row
-        .as_ref()
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.delivery_id.clone());
+    let delivery_id = dl.row.as_ref().map_or_else(
+        || uuid::Uuid::new_v4().to_string(),
+        |r| r.delivery_id.clone(),
+    );
     let mut params = json!({"delivery_id": delivery_id, "job": dl.job});
     if dl.kind.is_file_level() {
         let index = dl.row.as_ref()?.file_index?;
-        let file = d.read_files(job_id, index, 1).await.ok()?.into_iter().next()?;
+        let file = d
+            .read_files(job_id, index, 1)
+            .await
+            .ok()?
+            .into_iter()
+            .next()?;
         params["file"] = serde_json::to_value(crate::api::file_view(file)).ok()?;
         if dl.kind == Kind::FileRangesTransferred {
             params["ranges"] = params["file"]["ranges"].clone();
@@ -323,14 +331,22 @@ async fn build_params(d: &Daemon, job_id: &str, dl: &Delivery) -> Option<Value> 
     Some(params)
 }
 
-async fn call(d: &Daemon, peer: Option<Arc<Peer>>, kind: Kind, params: Value) -> (Outcome, Option<String>) {
+async fn call(
+    d: &Daemon,
+    peer: Option<Arc<Peer>>,
+    kind: Kind,
+    params: Value,
+) -> (Outcome, Option<String>) {
     let Some(peer) = peer.filter(|p| !p.is_closed()) else {
         return (
             Outcome::Unreachable,
             Some("the callback connection is closed".into()),
         );
     };
-    match peer.call_timeout(kind.method(), params, d.opts.callback_timeout).await {
+    match peer
+        .call_timeout(kind.method(), params, d.opts.callback_timeout)
+        .await
+    {
         Ok(_) => (Outcome::Ok, None),
         Err(CallError::Remote(e)) => (
             Outcome::Failed,
@@ -342,7 +358,10 @@ async fn call(d: &Daemon, peer: Option<Arc<Peer>>, kind: Kind, params: Value) ->
         ),
         Err(CallError::Timeout(t)) => (
             Outcome::Failed,
-            Some(format!("the callback did not answer within {} s", t.as_secs())),
+            Some(format!(
+                "the callback did not answer within {} s",
+                t.as_secs()
+            )),
         ),
     }
 }
@@ -359,8 +378,14 @@ fn record(
     detail: Option<String>,
 ) {
     if outcome != Outcome::Ok {
-        tracing::info!(job = job_id, callback = kind.name(), target = target.name(),
-            outcome = outcome.name(), detail = detail.as_deref().unwrap_or(""), "notification not delivered");
+        tracing::info!(
+            job = job_id,
+            callback = kind.name(),
+            target = target.name(),
+            outcome = outcome.name(),
+            detail = detail.as_deref().unwrap_or(""),
+            "notification not delivered"
+        );
     }
     let ev = EventKind::Notification {
         callback: kind.name().into(),
@@ -370,7 +395,9 @@ fn record(
         detail,
     };
     let (id, time) = (job_id.to_owned(), clock::now_rfc3339());
-    let _ = d.store.submit(move |tx| tx.append_event(&id, owner, &time, ev).map(drop));
+    let _ = d
+        .store
+        .submit(move |tx| tx.append_event(&id, owner, &time, ev).map(drop));
 }
 
 /// The connection serving (uid, name): the attached one, or one started on demand. At most one
@@ -410,7 +437,14 @@ async fn handler_peer(d: &Arc<Daemon>, uid: u32, name: &str) -> Result<Arc<Peer>
                     };
                     slot.activation = Some((token, tx.clone()));
                     let timeout = Duration::from_secs(reg.activation_timeout_s);
-                    tokio::spawn(watch_activation(d.clone(), uid, name.to_owned(), child, tx, timeout));
+                    tokio::spawn(watch_activation(
+                        d.clone(),
+                        uid,
+                        name.to_owned(),
+                        child,
+                        tx,
+                        timeout,
+                    ));
                     rx
                 }
             }
@@ -473,9 +507,16 @@ async fn watch_activation(
 /// Runs the job's command line as its owner and waits for it.
 async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Option<String>) {
     let Some(argv) = &dl.cmdline else {
-        return (Outcome::Unreachable, Some("the job has no command line".into()));
+        return (
+            Outcome::Unreachable,
+            Some("the job has no command line".into()),
+        );
     };
-    let event = if dl.kind == Kind::JobError { "error" } else { "transferred" };
+    let event = if dl.kind == Kind::JobError {
+        "error"
+    } else {
+        "transferred"
+    };
     let extra = [
         ("FERRY_SOCKET", d.opts.socket.to_string_lossy().into_owned()),
         ("FERRY_JOB_ID", job_id.to_owned()),
@@ -486,16 +527,29 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
         .and_then(|mut c| c.spawn().map_err(|e| e.to_string()))
     {
         Ok(c) => c,
-        Err(e) => return (Outcome::Unreachable, Some(format!("cannot start {prog}: {e}"))),
+        Err(e) => {
+            return (
+                Outcome::Unreachable,
+                Some(format!("cannot start {prog}: {e}")),
+            );
+        }
     };
     let status = match tokio::time::timeout(d.opts.command_timeout, child.wait()).await {
         Ok(Ok(st)) => st,
-        Ok(Err(e)) => return (Outcome::Failed, Some(format!("cannot wait for {prog}: {e}"))),
+        Ok(Err(e)) => {
+            return (
+                Outcome::Failed,
+                Some(format!("cannot wait for {prog}: {e}")),
+            );
+        }
         Err(_) => {
             let _ = child.kill().await;
             return (
                 Outcome::Failed,
-                Some(format!("{prog} still ran after {} s and was killed", d.opts.command_timeout.as_secs())),
+                Some(format!(
+                    "{prog} still ran after {} s and was killed",
+                    d.opts.command_timeout.as_secs()
+                )),
             );
         }
     };
@@ -512,8 +566,14 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
         })
     };
     if handled {
-        (Outcome::Ok, Some(format!("{prog} exited with {status}, but the job moved on")))
+        (
+            Outcome::Ok,
+            Some(format!("{prog} exited with {status}, but the job moved on")),
+        )
     } else {
-        (Outcome::Failed, Some(format!("{prog} exited with {status}")))
+        (
+            Outcome::Failed,
+            Some(format!("{prog} exited with {status}")),
+        )
     }
 }

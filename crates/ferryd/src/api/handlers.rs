@@ -47,7 +47,12 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
 pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiResult {
     check_name(&p.name)?;
     match p.argv.first() {
-        None => return Err(ProtoError::invalid_params("argv", "argv must name a program")),
+        None => {
+            return Err(ProtoError::invalid_params(
+                "argv",
+                "argv must name a program",
+            ));
+        }
         Some(prog) if !prog.starts_with('/') => {
             return Err(ProtoError::invalid_params(
                 "argv",
@@ -84,7 +89,9 @@ pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResul
     let uid = c.uid;
     let mut inner = d.lock();
     inner.handlers.slot(uid, &p.name).registered = None;
-    let commit = d.store.submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
+    let commit = d
+        .store
+        .submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
     Answer::after(serde_json::json!({}), commit)
 }
 

@@ -213,7 +213,9 @@ fn owner_gid(uid: u32) -> u32 {
 pub fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    Answer::now(e.view())
+    // Answer only once everything this view shows is durable: a client never sees a state
+    // that a crash could take back.
+    Answer::after(e.view(), d.durable())
 }
 
 /// The wire form of a stored file.
@@ -255,7 +257,7 @@ pub fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
         JobState::Error | JobState::TransientError => e.row.error.clone(),
         _ => None,
     };
-    Answer::now(err)
+    Answer::after(err, d.durable())
 }
 
 /// `job.list`
@@ -305,7 +307,7 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
         }
         jobs.push(e.view());
     }
-    Answer::now(ListResult { jobs, next })
+    Answer::after(ListResult { jobs, next }, d.durable())
 }
 
 fn check_cmdline(argv: &[String]) -> Result<(), ProtoError> {
@@ -460,9 +462,12 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     put!(allow_https_to_http, |v| v);
     put!(peer_caching, |v| v);
     row.modified = clock::now_rfc3339();
-    let notify_changed = fields
-        .iter()
-        .any(|f| matches!(f.as_str(), "notify_flags" | "notify_cmdline" | "notify_handler"));
+    let notify_changed = fields.iter().any(|f| {
+        matches!(
+            f.as_str(),
+            "notify_flags" | "notify_cmdline" | "notify_handler"
+        )
+    });
     d.modified(e);
     let commit = d.persist(e, vec![EventKind::Modified { fields }]);
     let view = e.view();

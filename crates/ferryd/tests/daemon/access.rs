@@ -14,7 +14,7 @@ use crate::support::*;
 const NOBODY: u32 = 65534;
 
 /// Runs JSON-RPC calls as `nobody` through python3 and returns the answers.
-fn calls_as_nobody(socket: &std::path::Path, calls: &[Value]) -> Vec<Value> {
+pub fn calls_as_nobody(socket: &std::path::Path, calls: &[Value]) -> Vec<Value> {
     let script = r#"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rwb")

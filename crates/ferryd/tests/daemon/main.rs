@@ -9,9 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod access;
+mod callbacks;
 mod control;
 mod crash;
 mod errors;
+mod notify;
 mod protocol;
 mod schedule;
 mod support;

@@ -82,6 +82,9 @@ pub struct Runtime {
     pub modified_pending: bool,
     /// When the last `job_modification` went out (coalescing).
     pub last_modification_ms: Option<u64>,
+    /// Indices of files not transferred yet, as of the last transfer run (file notifications
+    /// wait for lower files). Empty when unknown (no run since the daemon started).
+    pub untransferred: std::collections::BTreeSet<u64>,
 }
 
 /// A job: its durable row and its runtime.

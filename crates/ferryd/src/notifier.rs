@@ -172,7 +172,8 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
             _ => {}
         }
         let kinds: Vec<Owed> = owed.iter().map(|(_, o)| *o).collect();
-        if let Some(p) = notify::pick(&kinds, avail, None) {
+        let lowest = e.rt.untransferred.first().copied();
+        if let Some(p) = notify::pick(&kinds, avail, lowest) {
             let (i, o) = owed[p];
             let targets = notify::targets(o.kind, avail);
             let row = e.rt.outbox[i].clone();

@@ -14,6 +14,8 @@ use ferry_core::state::Trigger;
 use ferry_fetch::{FetchDone, FetchError, FetchEvent, FetchRequest, Validator, staging};
 use ferry_proto::{ErrorContext, ErrorInfo, EventKind, JobState};
 use ferry_store::{FileRow, JobRow};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -111,10 +113,13 @@ impl JobSettings {
 }
 
 async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcome {
-    let settings = {
+    let (settings, parallel) = {
         let inner = d.lock();
         match inner.jobs.get(job_id) {
-            Some(e) => JobSettings::of(&e.row),
+            Some(e) => (
+                JobSettings::of(&e.row),
+                e.row.max_parallel_files.max(1) as usize,
+            ),
             None => return Outcome::Stopped,
         }
     };
@@ -122,19 +127,46 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
         Ok(f) => f,
         Err(info) => return Outcome::Local(info),
     };
-    for file in files {
-        if token.is_cancelled() {
-            return Outcome::Stopped;
-        }
-        let index = file.file_index;
-        match fetch_one(d, job_id, file, &settings, token).await {
-            Ok(()) => {}
-            Err(FileFailure::Fetch(e)) if e.cancelled => return Outcome::Stopped,
-            Err(FileFailure::Fetch(e)) => return Outcome::Failed(e, index),
-            Err(FileFailure::Local(info)) => return Outcome::Local(info),
+    {
+        // Which files are still missing: a file's notification waits for every lower one.
+        let mut inner = d.lock();
+        if let Some(e) = inner.jobs.get_mut(job_id) {
+            e.rt.untransferred = files.iter().map(|f| f.file_index).collect();
         }
     }
-    Outcome::Done
+    // Up to `max_parallel_files` files in flight; the first failure stops the others (they
+    // checkpoint) and is reported once they have ended.
+    let siblings = token.child_token();
+    let mut queue = files.into_iter();
+    let mut inflight = FuturesUnordered::new();
+    let mut failure = None;
+    loop {
+        while failure.is_none() && inflight.len() < parallel && !siblings.is_cancelled() {
+            let Some(file) = queue.next() else { break };
+            let (settings, siblings) = (&settings, &siblings);
+            inflight.push(async move {
+                let index = file.file_index;
+                (index, fetch_one(d, job_id, file, settings, siblings).await)
+            });
+        }
+        let Some((index, result)) = inflight.next().await else {
+            break;
+        };
+        let failed = match result {
+            Ok(()) => None,
+            Err(FileFailure::Fetch(e)) if e.cancelled => None,
+            Err(FileFailure::Fetch(e)) => Some(Outcome::Failed(e, index)),
+            Err(FileFailure::Local(info)) => Some(Outcome::Local(info)),
+        };
+        if let (Some(f), None) = (failed, &failure) {
+            failure = Some(f);
+            siblings.cancel();
+        }
+    }
+    if token.is_cancelled() {
+        return Outcome::Stopped;
+    }
+    failure.unwrap_or(Outcome::Done)
 }
 
 async fn load_pending_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, ErrorInfo> {
@@ -239,19 +271,27 @@ async fn fetch_one(
         max_redirects: 10,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Bytes of this file received but not yet checkpointed (part of the job's live bytes).
+    let mut live = 0u64;
     let result = {
         let fetch = d.fetcher.fetch(&req, &tx, token);
         tokio::pin!(fetch);
         loop {
             tokio::select! {
                 r = &mut fetch => break r,
-                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, ev),
+                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, &mut live, ev),
             }
         }
     };
     drop(tx);
     while let Ok(ev) = rx.try_recv() {
-        on_event(d, job_id, &mut file, ev);
+        on_event(d, job_id, &mut file, &mut live, ev);
+    }
+    if live > 0 {
+        let mut inner = d.lock();
+        if let Some(e) = inner.jobs.get_mut(job_id) {
+            e.rt.live_bytes = e.rt.live_bytes.saturating_sub(live);
+        }
     }
     match result {
         Ok(done) => {
@@ -263,7 +303,7 @@ async fn fetch_one(
 }
 
 /// Applies a fetch event to the file and the job.
-fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, ev: FetchEvent) {
+fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, ev: FetchEvent) {
     let now = d.mono.now();
     let mut inner = d.lock();
     // First sign of life from the server: connecting → transferring.
@@ -279,7 +319,9 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, ev: FetchEvent) {
                 entry.rt.last_progress_at = Some(now);
                 entry.rt.first_transient_at = None;
             }
-            entry.rt.live_bytes = bytes.saturating_sub(file.bytes_transferred);
+            let now_live = bytes.saturating_sub(file.bytes_transferred);
+            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live) + now_live;
+            *live = now_live;
             set_total(&mut entry.row, file, total);
         }
         FetchEvent::Checkpoint {
@@ -294,7 +336,8 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, ev: FetchEvent) {
             file.bytes_transferred = offset;
             file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
             set_total(row, file, total);
-            entry.rt.live_bytes = 0;
+            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live);
+            *live = 0;
             row.modified = clock::now_rfc3339();
             d.modified(entry);
             let (row, f) = (entry.row.clone(), file.clone());
@@ -357,7 +400,7 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
     row.files_transferred += 1;
     row.modified = clock::now_rfc3339();
-    entry.rt.live_bytes = 0;
+    entry.rt.untransferred.remove(&file.file_index);
     entry.rt.outbox.push(owed.clone());
     d.modified(entry);
     let (row, f) = (entry.row.clone(), file);

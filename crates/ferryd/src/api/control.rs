@@ -235,6 +235,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    e.rt.untransferred.insert(file.file_index);
     let row = &mut e.row;
     row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
     row.files_transferred = row.files_transferred.saturating_sub(1);

@@ -625,7 +625,11 @@ async fn garbage_silence_and_disconnect_mid_callback_are_failures_then_retried()
     for round in 0..2 {
         // Skip the daemon's answer to our garbage (-32700); wait for the next request.
         let req = loop {
-            let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v.get("method").is_some() {
                 break v;
@@ -638,9 +642,14 @@ async fn garbage_silence_and_disconnect_mid_callback_are_failures_then_retried()
             w.write_all(b"this is not json\n").await.unwrap();
         }
     }
-    assert_eq!(delivery_ids[0], delivery_ids[1], "the retry carries the same delivery_id");
+    assert_eq!(
+        delivery_ids[0], delivery_ids[1],
+        "the retry carries the same delivery_id"
+    );
     let e = wait_notifications(&c, &id, 2, |_, t, o| t == "interface" && o == "failed").await;
-    let EventKind::Notification { detail, .. } = e.kind else { unreachable!() };
+    let EventKind::Notification { detail, .. } = e.kind else {
+        unreachable!()
+    };
     assert!(detail.unwrap().contains("did not answer"));
     // Third attempt: hang up while it is outstanding.
     let _ = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
@@ -661,14 +670,27 @@ async fn a_handler_that_never_attaches_times_out() {
     let srv = TestServer::start().await;
     let dir = d.files_dir();
     let _: serde_json::Value = c
-        .call("handler.register", json!({"name": "sleepy", "argv": ["/bin/sleep", "30"], "activation_timeout_s": 1}))
+        .call(
+            "handler.register",
+            json!({"name": "sleepy", "argv": ["/bin/sleep", "30"], "activation_timeout_s": 1}),
+        )
         .await
         .unwrap();
     let id = job_with(&c, files(&srv, &dir, 1)).await;
-    set(&c, SetParams { job_id: id.clone(), notify_handler: Some(Some("sleepy".into())), ..Default::default() }).await;
+    set(
+        &c,
+        SetParams {
+            job_id: id.clone(),
+            notify_handler: Some(Some("sleepy".into())),
+            ..Default::default()
+        },
+    )
+    .await;
     c.resume(&id).await.unwrap();
     let e = wait_notification(&c, &id, |_, t, o| t == "handler" && o == "unreachable").await;
-    let EventKind::Notification { detail, .. } = e.kind else { unreachable!() };
+    let EventKind::Notification { detail, .. } = e.kind else {
+        unreachable!()
+    };
     assert!(detail.unwrap().contains("did not attach within 1 s"));
 }
 
@@ -678,17 +700,38 @@ async fn notify_registration_rules() {
     let mut raw = crate::protocol::Raw::connect(&d.socket).await;
     let r = raw.call("job.create", json!({"display_name": "x"})).await;
     let id = r["result"]["job_id"].as_str().unwrap().to_string();
-    let e = raw.error("job.set", json!({"job_id": id, "notify_cmdline": "/bin/true"})).await;
-    assert_eq!((e["code"].as_i64(), e["data"]["field"].as_str()), (Some(-32602), Some("notify_cmdline")));
-    let e = raw.error("handler.register", json!({"name": "h", "argv": ["relative/prog"]})).await;
+    let e = raw
+        .error(
+            "job.set",
+            json!({"job_id": id, "notify_cmdline": "/bin/true"}),
+        )
+        .await;
+    assert_eq!(
+        (e["code"].as_i64(), e["data"]["field"].as_str()),
+        (Some(-32602), Some("notify_cmdline"))
+    );
+    let e = raw
+        .error(
+            "handler.register",
+            json!({"name": "h", "argv": ["relative/prog"]}),
+        )
+        .await;
     assert_eq!(e["data"]["field"], "argv");
     raw.call("job.cancel", json!({"job_id": id})).await;
-    let e = raw.error("job.set_notify_interface", json!({"job_id": id})).await;
+    let e = raw
+        .error("job.set_notify_interface", json!({"job_id": id}))
+        .await;
     assert_eq!(e["code"], -32001);
-    let e = raw.error("job.set", json!({"job_id": id, "notify_flags": 1})).await;
+    let e = raw
+        .error("job.set", json!({"job_id": id, "notify_flags": 1}))
+        .await;
     assert_eq!(e["code"], -32001);
     // Registrations persist and list per user.
-    raw.call("handler.register", json!({"name": "h", "argv": ["/bin/true"]})).await;
+    raw.call(
+        "handler.register",
+        json!({"name": "h", "argv": ["/bin/true"]}),
+    )
+    .await;
     let l = raw.call("handler.list", json!({})).await;
     assert_eq!(l["result"]["handlers"][0]["name"], "h");
     assert_eq!(l["result"]["handlers"][0]["activation_timeout_s"], 30);

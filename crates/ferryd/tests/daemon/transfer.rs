@@ -205,3 +205,77 @@ async fn resume_fetches_only_the_rest() {
     c.complete(&id).await.unwrap();
     assert_eq!(sha256_file(&dir.join("p")), content.sha256);
 }
+
+#[tokio::test]
+async fn files_transfer_in_parallel_over_reused_connections_and_notify_in_order() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let d = daemon();
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    let dir = d.files_dir();
+    let gates: Vec<Arc<Semaphore>> = (0..3).map(|_| Arc::new(Semaphore::new(0))).collect();
+    let mut specs = Vec::new();
+    for i in 0..12u64 {
+        let path = format!("/par{i}");
+        srv.add_file(&path, TestContent::new(80 + i, 20_000).bytes);
+        if i < 3 {
+            srv.set_behavior(
+                &path,
+                Behavior {
+                    gate: Some(gates[i as usize].clone()),
+                    ..Behavior::default()
+                },
+            );
+        }
+        specs.push(spec(&srv.url(&path), &dir.join(format!("par{i}"))));
+    }
+    let id = job_with(&c, specs).await;
+    c.set(ferry_proto::params::SetParams {
+        job_id: id.clone(),
+        notify_flags: Some(16 | 1),
+        max_parallel_files: Some(4),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut app = crate::callbacks::LiveApp::connect(&d.socket).await;
+    app.register(&id).await;
+    c.resume(&id).await.unwrap();
+    // The three gated files are all in flight at once.
+    srv.wait_until(WAIT, |log| {
+        (0..3).all(|i| log.iter().any(|r| r.path == format!("/par{i}")))
+    })
+    .await
+    .expect("three requests in flight together");
+    // File 2 finishes first, then 1, then 0: callbacks still come in file order.
+    gates[2].add_permits(1);
+    gates[1].add_permits(1);
+    gates[0].add_permits(1);
+    let mut order = Vec::new();
+    for _ in 0..12 {
+        let r = app.next(std::time::Duration::from_secs(30)).await;
+        assert_eq!(r.method, "callback.file_transferred");
+        order.push(r.file_index().unwrap());
+    }
+    assert_eq!(order, (0..12).collect::<Vec<u64>>());
+    assert_eq!(
+        app.next(std::time::Duration::from_secs(30)).await.method,
+        "callback.job_transferred"
+    );
+    let reqs = srv.requests();
+    let conns: std::collections::HashSet<u64> = reqs.iter().map(|r| r.connection_id).collect();
+    assert!(
+        conns.len() < reqs.len(),
+        "connections are reused: {} connections for {} requests",
+        conns.len(),
+        reqs.len()
+    );
+    c.complete(&id).await.unwrap();
+    for i in 0..12u64 {
+        assert_eq!(
+            sha256_file(&dir.join(format!("par{i}"))),
+            TestContent::new(80 + i, 20_000).sha256
+        );
+    }
+}

@@ -35,7 +35,10 @@ pub fn prepare_fallback_dir(socket: &std::path::Path) -> Result<(), ClientError>
     let Some(dir) = socket.parent() else {
         return Ok(());
     };
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| !v.is_empty()) {
+    // Only the fallback location is ours to create and vet; an explicit socket is the caller's.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| !v.is_empty())
+        || user_socket().as_deref() != Some(socket)
+    {
         return Ok(());
     }
     let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);

@@ -29,6 +29,9 @@ pub enum ClientError {
     /// Starting a daemon failed.
     #[error("{0}")]
     Autostart(String),
+    /// [`crate::handler::serve`] ran in a program that ferryd did not start as a handler.
+    #[error("{0}")]
+    NotActivated(String),
 }
 
 impl ClientError {

@@ -4,11 +4,19 @@
 //! socket; see [`connect`]), optionally starting a per-user `ferryd` when none answers
 //! ([`autostart`]), and exposes every method of protocol 1 as a typed async call. It is a thin
 //! layer over `ferry-rpc` and `ferry-proto`: no daemon logic lives here.
+//!
+//! Notifications: implement [`Callback`] and register it for a job with
+//! [`Client::set_notify_interface`] (a live callback, for as long as the connection is open), or
+//! write a handler program that ferryd starts on demand and that serves with
+//! [`handler::serve`]. A callback failure is answered with [`CallbackError::CODE`].
 
 pub mod autostart;
+pub mod callback;
 pub mod connect;
 mod error;
+pub mod handler;
 
+pub use callback::{Callback, CallbackContext, CallbackError, CallbackFuture};
 pub use error::ClientError;
 pub use ferry_proto as proto;
 
@@ -17,47 +25,44 @@ use std::sync::Arc;
 
 use ferry_proto::params::*;
 use ferry_proto::{File, Job, method};
-use ferry_rpc::{CallError, Handled, Peer, Service};
-use futures_util::future::BoxFuture;
+use ferry_rpc::{CallError, Peer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// A connection to `ferryd`.
+use callback::{Inbound, Registry};
+
+/// A connection to `ferryd`. Cloning is cheap and shares the connection; it closes when the
+/// last clone is dropped (or on [`Client::close`]).
+#[derive(Clone)]
 pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// The shared state of a connection.
+pub(crate) struct Inner {
     peer: Arc<Peer>,
     socket: PathBuf,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<ferry_proto::Event>>,
+    registry: Arc<Registry>,
 }
 
-/// Collects `events.event` notifications; callbacks arrive through the same service later.
-struct Inbound {
-    events: mpsc::UnboundedSender<ferry_proto::Event>,
-}
-
-impl Service for Inbound {
-    fn request(
-        &self,
-        _: Arc<Peer>,
-        method: String,
-        _: Option<Value>,
-    ) -> BoxFuture<'static, Handled> {
-        Box::pin(async move {
-            Handled::Reply(Err(ferry_proto::ProtoError::new(
-                ferry_proto::ErrorCode::METHOD_NOT_FOUND,
-                format!("this client registered no callback for {method}"),
-            )))
-        })
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Without this the connection would live on until the daemon closed it: ferry-rpc's
+        // reader task holds the peer.
+        self.peer.close();
     }
+}
 
-    fn notification(&self, _: Arc<Peer>, method: String, params: Option<Value>) {
-        if method == method::EVENTS_EVENT
-            && let Some(n) =
-                params.and_then(|p| serde_json::from_value::<EventNotification>(p).ok())
-        {
-            let _ = self.events.send(n.event);
-        }
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.inner.socket)
+            .field("peer", &self.inner.peer.id())
+            .finish()
     }
 }
 
@@ -71,13 +76,7 @@ impl Client {
                 source,
             })?;
         let (r, w) = stream.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (peer, _task) = ferry_rpc::serve(r, w, Arc::new(Inbound { events: tx }));
-        Ok(Client {
-            peer,
-            socket: socket.to_path_buf(),
-            events: tokio::sync::Mutex::new(rx),
-        })
+        Ok(Client::from_parts(r, w, socket.to_path_buf()))
     }
 
     /// Connects to the daemon found by [`connect::find_socket`].
@@ -86,14 +85,65 @@ impl Client {
         Client::connect_to(&socket).await
     }
 
+    /// A client over an already connected stream (e.g. one end of `UnixStream::pair` in tests);
+    /// [`Client::socket`] is then empty. Must be called within a Tokio runtime.
+    pub fn from_stream<S>(stream: S) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (r, w) = tokio::io::split(stream);
+        Client::from_parts(r, w, PathBuf::new())
+    }
+
+    fn from_parts<R, W>(r: R, w: W, socket: PathBuf) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let registry = Arc::new(Registry::new());
+        let inner = Arc::new_cyclic(|weak| {
+            let inbound = Inbound {
+                events: tx,
+                registry: registry.clone(),
+                client: weak.clone(),
+            };
+            // The reader task ends by itself once the connection closes.
+            let (peer, _task) = ferry_rpc::serve(r, w, Arc::new(inbound));
+            Inner {
+                peer,
+                socket,
+                events: tokio::sync::Mutex::new(rx),
+                registry,
+            }
+        });
+        Client { inner }
+    }
+
     /// The socket this client is connected to.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        &self.inner.socket
     }
 
     /// The underlying peer (for raw calls).
     pub fn peer(&self) -> &Arc<Peer> {
-        &self.peer
+        &self.inner.peer
+    }
+
+    /// Closes the connection for every clone: pending calls fail, the daemon forgets this
+    /// connection as a callback target or handler.
+    pub fn close(&self) {
+        self.inner.peer.close();
+    }
+
+    /// Whether the connection has closed (either side).
+    pub fn is_closed(&self) -> bool {
+        self.inner.peer.is_closed()
+    }
+
+    /// Resolves once the connection has closed.
+    pub async fn closed(&self) {
+        self.inner.peer.closed().await;
     }
 
     /// Calls any method with any params and decodes the result.
@@ -104,10 +154,15 @@ impl Client {
     ) -> Result<R, ClientError> {
         let params =
             serde_json::to_value(params).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let v = self.peer.call(method, params).await.map_err(|e| match e {
-            CallError::Remote(e) => ClientError::Daemon(e),
-            CallError::Closed | CallError::Timeout(_) => ClientError::Disconnected,
-        })?;
+        let v = self
+            .inner
+            .peer
+            .call(method, params)
+            .await
+            .map_err(|e| match e {
+                CallError::Remote(e) => ClientError::Daemon(e),
+                CallError::Closed | CallError::Timeout(_) => ClientError::Disconnected,
+            })?;
         serde_json::from_value(v).map_err(|e| ClientError::Decode(format!("{method}: {e}")))
     }
 
@@ -236,6 +291,116 @@ impl Client {
 
     /// The next followed event; `None` once the connection closed.
     pub async fn next_event(&self) -> Option<ferry_proto::Event> {
-        self.events.lock().await.recv().await
+        self.inner.events.lock().await.recv().await
+    }
+
+    /// `events.unfollow`
+    pub async fn unfollow_events(&self) -> Result<(), ClientError> {
+        let _: Value = self.call(method::EVENTS_UNFOLLOW, Empty {}).await?;
+        Ok(())
+    }
+
+    /// Registers `callback` for `job_id` on this connection, then makes the connection the job's
+    /// live callback (`job.set_notify_interface`; last caller wins). Registering first means a
+    /// notification the daemon sends at once is served. The callback stays registered until
+    /// [`Client::clear_notify_interface`] or the connection closes.
+    pub async fn set_notify_interface(
+        &self,
+        job_id: &str,
+        callback: Arc<dyn Callback>,
+    ) -> Result<(), ClientError> {
+        let previous = self.inner.registry.set_job(job_id, callback);
+        let r: Result<Value, _> = self
+            .call(method::JOB_SET_NOTIFY_INTERFACE, Self::id(job_id))
+            .await;
+        if let Err(e) = r {
+            match previous {
+                Some(p) => self.inner.registry.set_job(job_id, p),
+                None => self.inner.registry.clear_job(job_id),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `job.clear_notify_interface`, then forgets the job's callback here (also when the daemon
+    /// refused, e.g. for a job that no longer exists).
+    pub async fn clear_notify_interface(&self, job_id: &str) -> Result<(), ClientError> {
+        let r: Result<Value, _> = self
+            .call(method::JOB_CLEAR_NOTIFY_INTERFACE, Self::id(job_id))
+            .await;
+        self.inner.registry.clear_job(job_id);
+        r.map(drop)
+    }
+
+    /// Sets (or, with `None`, clears) the callback for jobs that have none of their own on this
+    /// connection: a handler's. Set it before [`Client::attach_handler`], since owed
+    /// notifications flow as soon as the connection is attached.
+    pub fn set_default_callback(&self, callback: Option<Arc<dyn Callback>>) {
+        self.inner.registry.set_default(callback);
+    }
+
+    /// `handler.register`: `argv[0]` must be an absolute path; `activation_timeout_s` defaults
+    /// to 30 s in the daemon.
+    pub async fn register_handler(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        activation_timeout_s: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let _: Value = self
+            .call(
+                method::HANDLER_REGISTER,
+                HandlerRegisterParams {
+                    name: name.into(),
+                    argv,
+                    activation_timeout_s,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `handler.unregister`
+    pub async fn unregister_handler(&self, name: &str) -> Result<(), ClientError> {
+        let _: Value = self
+            .call(
+                method::HANDLER_UNREGISTER,
+                HandlerNameParams { name: name.into() },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `handler.list`: the caller's registered handlers.
+    pub async fn list_handlers(&self) -> Result<Vec<HandlerInfo>, ClientError> {
+        let r: HandlerListResult = self.call(method::HANDLER_LIST, Empty {}).await?;
+        Ok(r.handlers)
+    }
+
+    /// `handler.attach`: this connection serves the callbacks of every job of the caller whose
+    /// `notify_handler` is `name` (and that has no live callback), through the default callback
+    /// ([`Client::set_default_callback`]). `token` is `FERRY_ACTIVATION` for a program ferryd
+    /// started; a program that was already running passes `None`. Returns the jobs served.
+    pub async fn attach_handler(
+        &self,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
+        let r: HandlerAttachResult = self
+            .call(
+                method::HANDLER_ATTACH,
+                HandlerAttachParams {
+                    name: name.into(),
+                    token: token.map(str::to_owned),
+                },
+            )
+            .await?;
+        Ok(r.jobs)
+    }
+
+    /// Watches the callbacks running on this connection (for a handler's idle clock).
+    pub(crate) fn activity(&self) -> tokio::sync::watch::Receiver<callback::Activity> {
+        self.inner.registry.activity()
     }
 }

@@ -6,6 +6,7 @@
 //! retried, who runs next, how a resumed body fits the bytes already on disk) small enough to be
 //! tested exhaustively.
 
+pub mod bandwidth;
 pub mod notify;
 pub mod range;
 pub mod retry;

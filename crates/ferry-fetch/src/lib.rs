@@ -26,6 +26,7 @@ mod http;
 mod local;
 mod sink;
 pub mod staging;
+pub mod throttle;
 
 pub use error::{FetchError, FetchSetupError, codes};
 
@@ -111,6 +112,8 @@ pub struct FetchRequest {
     pub checkpoint_interval: Duration,
     /// Most redirects followed before `REDIRECT_REFUSED`.
     pub max_redirects: u32,
+    /// Bandwidth limits to honour while reading the body.
+    pub throttle: throttle::Throttle,
 }
 
 impl FetchRequest {
@@ -131,6 +134,7 @@ impl FetchRequest {
             checkpoint_bytes: 8 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
             max_redirects: 10,
+            throttle: throttle::Throttle::default(),
         }
     }
 }
@@ -449,8 +453,20 @@ impl Run<'_> {
                         ));
                         return Err(self.salvage(err).await);
                     }
+                    let len = chunk.len() as u64;
                     if !chunk.is_empty() {
                         self.sink.push(chunk).await?;
+                    }
+                    // Bandwidth limits: wait before reading on, so the sender slows down.
+                    let wait = self.req.throttle.take(len);
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => {
+                                return Err(self.salvage(FetchError::cancelled()).await);
+                            }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
                     }
                     if self.sink.position() - self.sink.durable() >= every_bytes {
                         self.checkpoint(false).await?;

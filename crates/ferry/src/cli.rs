@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ferry_proto::{JobState, JobType, Priority};
 
 /// Ferry: background file transfers that survive logouts, reboots and flaky networks.
@@ -69,6 +69,12 @@ pub enum Command {
     Wait(WaitArgs),
     /// Print job events as they happen.
     Monitor(MonitorArgs),
+    /// Print the event log (`--follow`: then keep printing new events).
+    Events(EventsArgs),
+    /// Give the application's verdict on a transferred file (BITS SetValidationState).
+    Validate(ValidateArgs),
+    /// Manage handler programs that ferryd starts to deliver notifications.
+    Handler(HandlerArgs),
     /// Run ferryd in the foreground (the remaining arguments go to ferryd).
     Daemon(DaemonArgs),
 }
@@ -207,6 +213,21 @@ pub struct SetArgs {
     /// How many of the job's files may transfer at once.
     #[arg(long, value_name = "N")]
     pub max_parallel_files: Option<u32>,
+    /// Run PROGRAM (given after `--`, with its arguments) when the job is transferred or fails.
+    #[arg(long, requires = "cmdline")]
+    pub notify_cmdline: bool,
+    /// Remove the notify command line.
+    #[arg(long, conflicts_with = "notify_cmdline")]
+    pub no_notify_cmdline: bool,
+    /// Send the job's notifications to handler NAME (see `ferry handler`).
+    #[arg(long, value_name = "NAME")]
+    pub handler: Option<String>,
+    /// Stop sending the job's notifications to a handler.
+    #[arg(long, conflicts_with = "handler")]
+    pub no_handler: bool,
+    /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
+    #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
+    pub cmdline: Vec<String>,
 }
 
 /// What `ferry wait` waits for.
@@ -239,6 +260,79 @@ pub struct WaitArgs {
 pub struct MonitorArgs {
     /// Only this job's events [default: every job of yours].
     pub job: Option<String>,
+}
+
+/// `ferry events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this job's events [default: every job of yours].
+    pub job: Option<String>,
+    /// Keep printing new events until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Only events after this sequence number (with `--follow`: replayed first).
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<u64>,
+}
+
+/// `ferry validate`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("verdict").required(true).args(["valid", "invalid"])))]
+pub struct ValidateArgs {
+    /// The job.
+    pub job: String,
+    /// The file's index (see `ferry files`).
+    pub file_index: u64,
+    /// The content is good.
+    #[arg(long)]
+    pub valid: bool,
+    /// The content is bad: the job fails with VALIDATION_FAILED and a resume fetches it again.
+    #[arg(long)]
+    pub invalid: bool,
+}
+
+/// `ferry handler`.
+#[derive(Debug, Args)]
+pub struct HandlerArgs {
+    /// What to do with handlers.
+    #[command(subcommand)]
+    pub command: HandlerCommand,
+}
+
+/// The `ferry handler` verbs.
+#[derive(Debug, Subcommand)]
+pub enum HandlerCommand {
+    /// Register PROGRAM as handler NAME (replacing one of that name).
+    #[command(
+        after_help = "ferryd starts PROGRAM (no shell, no PATH search) when a job whose handler is \
+                      NAME has a notification due and no program is attached, with FERRY_SOCKET, \
+                      FERRY_HANDLER and FERRY_ACTIVATION in its environment."
+    )]
+    Add(HandlerAddArgs),
+    /// List your registered handlers.
+    List,
+    /// Unregister a handler.
+    Remove(HandlerNameArg),
+}
+
+/// `ferry handler add`.
+#[derive(Debug, Args)]
+pub struct HandlerAddArgs {
+    /// The handler's name.
+    pub name: String,
+    /// Seconds PROGRAM has to attach after ferryd starts it [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub activation_timeout: Option<u64>,
+    /// PROGRAM and its arguments, after `--` (a relative PROGRAM is made absolute).
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub argv: Vec<String>,
+}
+
+/// `ferry handler remove`.
+#[derive(Debug, Args)]
+pub struct HandlerNameArg {
+    /// The handler's name.
+    pub name: String,
 }
 
 /// `ferry daemon`.
@@ -293,6 +387,103 @@ mod tests {
         assert!(Cli::try_parse_from(["ferry", "add", "j", "u"]).is_err());
         assert!(Cli::try_parse_from(["ferry", "add", "j"]).is_err());
         assert!(Cli::try_parse_from(["ferry", "add", "j", "--from-file", "l"]).is_ok());
+    }
+
+    #[test]
+    fn set_takes_a_notify_command_line_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "set",
+            "j",
+            "--notify-cmdline",
+            "--notify-flags",
+            "3",
+            "--",
+            "./notify",
+            "--flag",
+            "x",
+        ])
+        .unwrap();
+        let Command::Set(s) = cli.command else {
+            panic!("not set")
+        };
+        assert!(s.notify_cmdline);
+        assert_eq!(s.cmdline, ["./notify", "--flag", "x"]);
+        assert_eq!(s.notify_flags, Some(3));
+        // The flag and the argv need each other; clearing conflicts with setting.
+        assert!(Cli::try_parse_from(["ferry", "set", "j", "--notify-cmdline"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "set", "j", "--", "/bin/x"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "ferry",
+                "set",
+                "j",
+                "--no-notify-cmdline",
+                "--notify-cmdline",
+                "--",
+                "/x"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["ferry", "set", "j", "--no-notify-cmdline"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["ferry", "set", "j", "--handler", "h", "--no-handler"]).is_err()
+        );
+    }
+
+    #[test]
+    fn handler_verbs() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "handler",
+            "add",
+            "h",
+            "--activation-timeout",
+            "9",
+            "--",
+            "/bin/prog",
+            "-v",
+        ])
+        .unwrap();
+        let Command::Handler(HandlerArgs {
+            command: HandlerCommand::Add(a),
+        }) = cli.command
+        else {
+            panic!("not handler add")
+        };
+        assert_eq!((a.name.as_str(), a.activation_timeout), ("h", Some(9)));
+        assert_eq!(a.argv, ["/bin/prog", "-v"]);
+        assert!(Cli::try_parse_from(["ferry", "handler", "add", "h"]).is_err());
+        assert!(Cli::try_parse_from(["ferry", "handler", "list", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["ferry", "handler", "remove", "h"]).is_ok());
+    }
+
+    #[test]
+    fn validate_needs_exactly_one_verdict() {
+        let cli = Cli::try_parse_from(["ferry", "validate", "j", "2", "--invalid"]).unwrap();
+        let Command::Validate(v) = cli.command else {
+            panic!("not validate")
+        };
+        assert_eq!((v.file_index, v.valid, v.invalid), (2, false, true));
+        assert!(Cli::try_parse_from(["ferry", "validate", "j", "2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ferry", "validate", "j", "2", "--valid", "--invalid"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["ferry", "validate", "j", "x", "--valid"]).is_err());
+    }
+
+    #[test]
+    fn events_forms() {
+        let cli =
+            Cli::try_parse_from(["ferry", "events", "j", "--follow", "--after", "7"]).unwrap();
+        let Command::Events(e) = cli.command else {
+            panic!("not events")
+        };
+        assert_eq!(
+            (e.job.as_deref(), e.follow, e.after),
+            (Some("j"), true, Some(7))
+        );
+        assert!(Cli::try_parse_from(["ferry", "events"]).is_ok());
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct DaemonOptions {
     pub callback_timeout: Duration,
     /// A notify command line still running after this is killed.
     pub command_timeout: Duration,
+    /// The global limit for background jobs, bytes per second (foreground jobs are exempt).
+    pub bandwidth_limit_bps: Option<u64>,
 }
 
 impl DaemonOptions {
@@ -102,6 +104,7 @@ impl DaemonOptions {
             limits: Limits::default(),
             callback_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(600),
+            bandwidth_limit_bps: None,
         })
     }
 }

@@ -85,6 +85,8 @@ pub struct Runtime {
     /// Indices of files not transferred yet, as of the last transfer run (file notifications
     /// wait for lower files). Empty when unknown (no run since the daemon started).
     pub untransferred: std::collections::BTreeSet<u64>,
+    /// The job's own bandwidth limit, shared by its running transfers (changeable live).
+    pub bucket: Option<Arc<ferry_fetch::throttle::Bucket>>,
 }
 
 /// A job: its durable row and its runtime.
@@ -141,6 +143,8 @@ pub struct Daemon {
     pub kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
     /// At most 4 callbacks outstanding per user (PROTOCOL.md delivery rule 4).
     pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+    /// The global background bandwidth limit.
+    pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
 }
 
 /// A request to the notifier about one job.

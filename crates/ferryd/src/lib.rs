@@ -47,6 +47,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     let inner = recover(&opts, &writer, &reader, &mono).await?;
     let listener = listener::bind(&opts.socket, opts.mode)?;
     let socket_path = opts.socket.clone();
+    let bandwidth = opts.bandwidth_limit_bps;
     let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
     let owing: Vec<String> = inner
         .jobs
@@ -65,6 +66,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         shutdown: CancellationToken::new(),
         kicks,
         user_slots: Mutex::new(HashMap::new()),
+        global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
     // Notifications owed before the restart are attempted at once.

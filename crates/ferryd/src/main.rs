@@ -42,6 +42,9 @@ struct Args {
     /// Seconds a notify command line may run before it is killed.
     #[arg(long, default_value_t = 600)]
     command_timeout: u64,
+    /// Global limit for background jobs, in bytes per second (foreground jobs are exempt).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    bandwidth_limit: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
     opts.max_active_jobs = args.max_active_jobs.max(1);
     opts.callback_timeout = std::time::Duration::from_secs(args.callback_timeout.max(1));
     opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
+    opts.bandwidth_limit_bps = args.bandwidth_limit;
     opts.limits = ferryd::Limits {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,

@@ -86,6 +86,7 @@ impl Drop for DoneGuard {
 
 /// Settings copied out of the job row when the run starts.
 struct JobSettings {
+    throttle: ferry_fetch::throttle::Throttle,
     headers: Vec<(String, String)>,
     basic_auth: Option<(String, String)>,
     allow_https_to_http: bool,
@@ -104,6 +105,7 @@ impl JobSettings {
             .collect();
         let npt = Duration::from_secs(row.no_progress_timeout_s.max(1));
         JobSettings {
+            throttle: ferry_fetch::throttle::Throttle::default(),
             headers,
             basic_auth: row.credentials.clone(),
             allow_https_to_http: row.allow_https_to_http,
@@ -114,12 +116,23 @@ impl JobSettings {
 
 async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcome {
     let (settings, parallel) = {
-        let inner = d.lock();
-        match inner.jobs.get(job_id) {
-            Some(e) => (
-                JobSettings::of(&e.row),
-                e.row.max_parallel_files.max(1) as usize,
-            ),
+        let mut inner = d.lock();
+        match inner.jobs.get_mut(job_id) {
+            Some(e) => {
+                let mut s = JobSettings::of(&e.row);
+                // The job's own limit, plus the global one unless the job is foreground (BITS).
+                let limit = e.row.bandwidth_limit_bps;
+                let own =
+                    e.rt.bucket
+                        .get_or_insert_with(|| ferry_fetch::throttle::Bucket::new(limit))
+                        .clone();
+                let mut buckets = vec![own];
+                if e.row.priority != ferry_proto::Priority::Foreground {
+                    buckets.push(d.global_bucket.clone());
+                }
+                s.throttle = ferry_fetch::throttle::Throttle::new(buckets);
+                (s, e.row.max_parallel_files.max(1) as usize)
+            }
             None => return Outcome::Stopped,
         }
     };
@@ -269,6 +282,7 @@ async fn fetch_one(
         checkpoint_bytes: CHECKPOINT_BYTES,
         checkpoint_interval: CHECKPOINT_INTERVAL,
         max_redirects: 10,
+        throttle: settings.throttle.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Bytes of this file received but not yet checkpointed (part of the job's live bytes).

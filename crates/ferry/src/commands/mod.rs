@@ -5,7 +5,9 @@ pub mod cancel;
 pub mod complete;
 pub mod create;
 pub mod daemon;
+pub mod events;
 pub mod files;
+pub mod handler;
 pub mod info;
 pub mod list;
 pub mod monitor;
@@ -13,6 +15,7 @@ pub mod resume;
 pub mod set;
 pub mod suspend;
 pub mod transfer;
+pub mod validate;
 pub mod wait;
 
 use std::io::Read as _;
@@ -68,6 +71,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Set(a) => set::run(&ctx, a).await,
         Command::Wait(a) => wait::run(&ctx, a).await,
         Command::Monitor(a) => monitor::run(&ctx, a).await,
+        Command::Events(a) => events::run(&ctx, a).await,
+        Command::Validate(a) => validate::run(&ctx, a).await,
+        Command::Handler(a) => handler::run(&ctx, a).await,
         Command::Daemon(a) => daemon::exec(ctx.target.socket.as_deref(), &a.args),
     }
 }

@@ -52,10 +52,12 @@ pub fn event_text(kind: &EventKind) -> String {
 }
 
 /// Job display names, looked up once per job (and again when the name changes).
-struct Names(HashMap<String, String>);
+#[derive(Debug, Default)]
+pub struct Names(HashMap<String, String>);
 
 impl Names {
-    async fn get(&mut self, client: &Client, ev: &Event) -> String {
+    /// The display name of the event's job (`-` when it cannot be read).
+    pub async fn get(&mut self, client: &Client, ev: &Event) -> String {
         let renamed = matches!(&ev.kind, EventKind::Modified { fields } if fields.iter().any(|f| f == "display_name"));
         if renamed || !self.0.contains_key(&ev.job_id) {
             // A job that vanished or cannot be read still gets its events shown.
@@ -84,7 +86,7 @@ pub async fn run(ctx: &Ctx, a: MonitorArgs) -> anyhow::Result<u8> {
         })
         .await
         .context("cannot follow events")?;
-    let mut names = Names(HashMap::new());
+    let mut names = Names::default();
     loop {
         tokio::select! {
             ev = client.next_event() => {

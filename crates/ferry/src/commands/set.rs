@@ -11,7 +11,8 @@ use crate::exit_code;
 use crate::resolve::resolve_job;
 use crate::usage::UsageError;
 
-/// The `job.set` params the flags ask for, or `None` when no flag was given.
+/// The `job.set` params the flags ask for, or `None` when no flag was given. A notify command
+/// line comes in already resolved (see [`super::handler::absolute_argv`]).
 pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
     let custom_headers = if a.clear_headers {
         Some(Vec::new())
@@ -23,12 +24,25 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
     } else {
         a.bandwidth_limit.map(Some)
     };
+    // `null` clears a nullable property; absent leaves it alone.
+    let notify_cmdline = if a.no_notify_cmdline {
+        Some(None)
+    } else {
+        a.notify_cmdline.then_some(Some(a.cmdline))
+    };
+    let notify_handler = if a.no_handler {
+        Some(None)
+    } else {
+        a.handler.map(Some)
+    };
     let p = SetParams {
         job_id,
         display_name: a.display_name,
         description: a.description,
         priority: a.priority,
         notify_flags: a.notify_flags,
+        notify_cmdline,
+        notify_handler,
         minimum_retry_delay_s: a.retry_delay,
         no_progress_timeout_s: a.no_progress_timeout,
         max_download_time_s: a.max_download_time.map(Some),
@@ -46,8 +60,11 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
 }
 
 /// Applies the changes and prints the job.
-pub async fn run(ctx: &Ctx, a: SetArgs) -> anyhow::Result<u8> {
+pub async fn run(ctx: &Ctx, mut a: SetArgs) -> anyhow::Result<u8> {
     let job_arg = a.job.clone();
+    if a.notify_cmdline {
+        a.cmdline = super::handler::resolve_argv(std::mem::take(&mut a.cmdline))?;
+    }
     // The id is filled in once the job is resolved; a bare `ferry set JOB` fails before
     // anything talks to the daemon.
     let Some(mut params) = set_params(String::new(), a) else {
@@ -66,4 +83,41 @@ pub async fn run(ctx: &Ctx, a: SetArgs) -> anyhow::Result<u8> {
     let job = super::decode_job(&raw)?;
     super::show_job(ctx, &raw, &job)?;
     Ok(exit_code::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn params(args: &[&str]) -> Option<SetParams> {
+        let cli = Cli::try_parse_from([&["ferry", "set", "j"], args].concat()).unwrap();
+        let Command::Set(a) = cli.command else {
+            panic!("not set")
+        };
+        set_params("id".into(), a)
+    }
+
+    #[test]
+    fn notify_fields_set_clear_or_stay() {
+        let p = params(&["--notify-cmdline", "--", "/bin/n", "a"]).unwrap();
+        assert_eq!(
+            p.notify_cmdline,
+            Some(Some(vec!["/bin/n".into(), "a".into()]))
+        );
+        assert_eq!(p.notify_handler, None);
+        let p = params(&["--no-notify-cmdline", "--no-handler"]).unwrap();
+        assert_eq!(p.notify_cmdline, Some(None));
+        assert_eq!(p.notify_handler, Some(None));
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"job_id": "id", "notify_cmdline": null, "notify_handler": null})
+        );
+        let p = params(&["--handler", "h"]).unwrap();
+        assert_eq!(p.notify_handler, Some(Some("h".into())));
+        assert_eq!(p.notify_cmdline, None);
+        assert!(params(&[]).is_none());
+    }
 }

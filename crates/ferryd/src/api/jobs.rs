@@ -462,6 +462,10 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     put!(allow_https_to_http, |v| v);
     put!(peer_caching, |v| v);
     row.modified = clock::now_rfc3339();
+    if let Some(b) = &e.rt.bucket {
+        // Takes effect on the running transfer at once.
+        b.set_rate(e.row.bandwidth_limit_bps);
+    }
     let notify_changed = fields.iter().any(|f| {
         matches!(
             f.as_str(),

@@ -279,3 +279,79 @@ async fn files_transfer_in_parallel_over_reused_connections_and_notify_in_order(
         );
     }
 }
+
+/// Seconds between the server seeing the request and the job reaching `transferred`.
+async fn timed_download(
+    d: &ferry_testkit::daemon::TestDaemon,
+    srv: &TestServer,
+    name: &str,
+    set: ferry_proto::params::SetParams,
+) -> f64 {
+    let c = d.client().await;
+    let dir = d.files_dir();
+    let id = job_with(
+        &c,
+        vec![spec(&srv.url(&format!("/{name}")), &dir.join(name))],
+    )
+    .await;
+    c.set(ferry_proto::params::SetParams {
+        job_id: id.clone(),
+        ..set
+    })
+    .await
+    .unwrap();
+    c.resume(&id).await.unwrap();
+    let reqs = srv.wait_for_requests(&format!("/{name}"), 1, WAIT).await;
+    wait_state(&c, &id, JobState::Transferred).await;
+    reqs[0].time.elapsed().as_secs_f64()
+}
+
+#[tokio::test]
+async fn job_bandwidth_limit_is_held_within_ten_percent() {
+    let d = daemon();
+    let srv = TestServer::start().await;
+    let size = 2 * 1024 * 1024u64;
+    srv.add_file("/bw", TestContent::new(90, size as usize).bytes);
+    let rate = 512 * 1024u64;
+    let secs = timed_download(
+        &d,
+        &srv,
+        "bw",
+        ferry_proto::params::SetParams {
+            bandwidth_limit_bps: Some(Some(rate)),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The bucket starts with a tenth of a second of burst.
+    let expected = (size - rate / 10) as f64 / rate as f64;
+    assert!(
+        secs >= expected * 0.9 && secs <= expected * 1.1,
+        "took {secs:.2} s, expected {expected:.2} s ± 10 %"
+    );
+}
+
+#[tokio::test]
+async fn global_limit_applies_to_background_jobs_but_not_foreground() {
+    let d = daemon_with(&["--bandwidth-limit", "262144"]);
+    let srv = TestServer::start().await;
+    srv.add_file("/bg", TestContent::new(91, 1024 * 1024).bytes);
+    srv.add_file("/fg", TestContent::new(92, 1024 * 1024).bytes);
+    let bg = timed_download(&d, &srv, "bg", Default::default()).await;
+    let expected = (1024 * 1024 - 26214) as f64 / 262_144.0;
+    assert!(
+        bg >= expected * 0.9 && bg <= expected * 1.1,
+        "background took {bg:.2} s, expected {expected:.2} s"
+    );
+    let fg = timed_download(
+        &d,
+        &srv,
+        "fg",
+        ferry_proto::params::SetParams {
+            priority: Some(ferry_proto::Priority::Foreground),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(fg < expected / 2.0, "foreground is exempt: took {fg:.2} s");
+}

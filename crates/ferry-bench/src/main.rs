@@ -1,0 +1,94 @@
+//! `ferry-bench`: Ferry's benchmark harness.
+//!
+//! One binary, one subcommand per benchmark, one module per subcommand. Every benchmark drives
+//! a real `ferryd` process (see [`daemon`]) over the public protocol, so the numbers are what an
+//! application would see, and records its results in its own section of `docs/BENCHMARKS.md`
+//! (see [`report`]), replacing only that section.
+
+mod daemon;
+mod notify_latency;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ferry's benchmarks; results go to docs/BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-bench", version, about)]
+struct Cli {
+    /// The `ferryd` binary to benchmark [default: `ferryd` next to this binary, i.e.
+    /// target/<profile>/ferryd].
+    #[arg(long, global = true, value_name = "PATH")]
+    ferryd: Option<PathBuf>,
+    /// The Markdown file to record results in [default: docs/BENCHMARKS.md of this workspace].
+    #[arg(long, global = true, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Print the results only; leave the report file alone.
+    #[arg(long, global = true)]
+    no_report: bool,
+    /// The benchmark to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Latency from a file being recorded transferred to the client's callback running.
+    NotifyLatency(notify_latency::Args),
+}
+
+/// What every benchmark needs besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The `ferryd` binary to start.
+    pub ferryd: PathBuf,
+    /// Where to record results, or `None` to only print them.
+    pub report: Option<PathBuf>,
+}
+
+/// The workspace root this binary was built from (`crates/ferry-bench/../..`).
+pub fn workspace_root() -> &'static Path {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = Env {
+        ferryd: daemon::locate(cli.ferryd.as_deref())?,
+        report: if cli.no_report {
+            None
+        } else {
+            Some(
+                cli.report
+                    .unwrap_or_else(|| workspace_root().join("docs").join("BENCHMARKS.md")),
+            )
+        },
+    };
+    match cli.command {
+        Command::NotifyLatency(args) => notify_latency::run(&env, &args).await,
+    }
+}

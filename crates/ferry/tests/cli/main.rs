@@ -1,0 +1,22 @@
+//! Integration tests of the real `ferry` binary: each test runs `ferry` as a subprocess (the
+//! binary cargo built for this package) against a real `ferryd` in a temp dir
+//! (`ferry_testkit::daemon`) and a real HTTP server on 127.0.0.1 (`ferry_testkit::http`), and
+//! checks exit codes, stdout, stderr and the files on disk.
+//!
+//! Topic modules: `transfer` (`ferry transfer`: content, naming, list files, usage errors),
+//! `errors` (a failing job), `interrupt` (Ctrl-C suspends), `addressing` (id prefixes and
+//! display names), `verbs` (create/add/files/set/info/resume/wait/list/cancel), `autostart`
+//! (starting a per-user daemon, `--no-autostart`).
+//!
+//! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
+
+// Test code: a failed expectation should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod addressing;
+mod autostart;
+mod errors;
+mod interrupt;
+mod support;
+mod transfer;
+mod verbs;

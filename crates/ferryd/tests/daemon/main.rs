@@ -10,9 +10,11 @@
 
 mod access;
 mod callbacks;
+mod client;
 mod control;
 mod crash;
 mod errors;
+mod http_options;
 mod notify;
 mod protocol;
 mod schedule;

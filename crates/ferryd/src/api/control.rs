@@ -126,7 +126,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             continue;
         }
         let dest = PathBuf::from(&f.local_path);
-        match staging::finalize(Path::new(&temp), &dest) {
+        match staging::hand_over(Path::new(&temp), &dest) {
             Ok(()) => {
                 f.completed = true;
                 f.temp_path = None;
@@ -153,8 +153,15 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             }
         }
     }
-    for dir in &dirs {
-        staging::sync_dir(dir);
+    // One sync per file system makes every rename above durable.
+    if let Err(e) = staging::sync_filesystems(dirs.iter().map(PathBuf::as_path)) {
+        failure.get_or_insert(
+            ProtoError::kind(
+                ErrorKind::LocalIo,
+                format!("cannot make the delivered files durable: {e}; call complete again"),
+            )
+            .with("path", e.path.to_string_lossy().into_owned()),
+        );
     }
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;

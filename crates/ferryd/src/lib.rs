@@ -15,6 +15,7 @@ mod identity;
 mod listener;
 mod notifier;
 mod scheduler;
+mod systemd;
 mod transfer;
 
 pub use config::{DaemonOptions, Limits, Mode};
@@ -45,7 +46,25 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     .map_err(|e| DaemonError::Fetch(e.to_string()))?;
     let mono = Mono::start();
     let inner = recover(&opts, &writer, &reader, &mono).await?;
-    let listener = listener::bind(&opts.socket, opts.mode)?;
+    // Socket activation hands us the listener; otherwise bind it ourselves.
+    let activated = systemd::activated_listener().map_err(DaemonError::io(
+        "take the socket-activated listener",
+        "LISTEN_FDS",
+    ))?;
+    let owns_socket = activated.is_none();
+    let listener = match activated {
+        Some(l) => {
+            l.set_nonblocking(true).map_err(DaemonError::io(
+                "use the socket-activated listener",
+                "LISTEN_FDS",
+            ))?;
+            UnixListener::from_std(l).map_err(DaemonError::io(
+                "use the socket-activated listener",
+                "LISTEN_FDS",
+            ))?
+        }
+        None => listener::bind(&opts.socket, opts.mode)?,
+    };
     let socket_path = opts.socket.clone();
     let bandwidth = opts.bandwidth_limit_bps;
     let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -74,7 +93,8 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         daemon.kick(id, true);
     }
     tracing::info!(socket = %socket_path.display(), state = %daemon.opts.state_dir.display(),
-        mode = daemon.opts.mode.as_str(), "ferryd is ready");
+        mode = daemon.opts.mode.as_str(), activated = !owns_socket, "ferryd is ready");
+    systemd::notify_ready();
     let sched = tokio::spawn(scheduler::run(daemon.clone()));
     let mut term =
         signal(SignalKind::terminate()).map_err(DaemonError::io("handle SIGTERM", "signal"))?;
@@ -85,11 +105,15 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    systemd::notify_stopping();
     shutdown(&daemon).await;
     daemon.shutdown.cancel();
     let _ = sched.await;
     let _ = notifier.await;
-    let _ = std::fs::remove_file(&socket_path);
+    if owns_socket {
+        // An activated socket belongs to systemd, which keeps listening for the next start.
+        let _ = std::fs::remove_file(&socket_path);
+    }
     Ok(())
 }
 

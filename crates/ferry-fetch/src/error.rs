@@ -25,6 +25,12 @@ pub mod codes {
     pub const STALLED: &str = "STALLED";
     /// Wrong `Content-Range`, body longer than declared, 206 to a request without a range.
     pub const INVALID_SERVER_RESPONSE: &str = "INVALID_SERVER_RESPONSE";
+    /// A ranged file was asked of a server that answers ranged requests with the whole file
+    /// (BITS `BG_E_INSUFFICIENT_RANGE_SUPPORT`): fatal, `remote_file`.
+    pub const RANGE_UNSUPPORTED: &str = "RANGE_UNSUPPORTED";
+    /// *New*: a range of a ranged file starts at or reaches past the end of the remote file
+    /// (BITS `BG_E_INVALID_RANGE`): fatal, `remote_file`.
+    pub const INVALID_RANGE: &str = "INVALID_RANGE";
     /// The content does not match the expected SHA-256: fatal.
     pub const SHA256_MISMATCH: &str = "SHA256_MISMATCH";
     /// A redirect loop, too many redirects, https→http, or a redirect to a non-http scheme.
@@ -96,6 +102,26 @@ impl FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
             codes::INVALID_SERVER_RESPONSE,
+            false,
+            description,
+        )
+    }
+
+    /// A fatal `RANGE_UNSUPPORTED` (context `remote_file`).
+    pub(crate) fn range_unsupported(description: impl Into<String>) -> FetchError {
+        FetchError::new(
+            ErrorContext::RemoteFile,
+            codes::RANGE_UNSUPPORTED,
+            false,
+            description,
+        )
+    }
+
+    /// A fatal `INVALID_RANGE` (context `remote_file`).
+    pub(crate) fn invalid_range(description: impl Into<String>) -> FetchError {
+        FetchError::new(
+            ErrorContext::RemoteFile,
+            codes::INVALID_RANGE,
             false,
             description,
         )

@@ -33,7 +33,7 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// How many times one fetch may start over because the server's file changed under it.
-const MAX_RESTARTS: u32 = 3;
+pub(crate) const MAX_RESTARTS: u32 = 3;
 
 /// `url` without user name and password, for messages.
 pub(crate) fn redact(url: &Url) -> String {
@@ -147,7 +147,7 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 }
 
 /// The error for an answer with an error status.
-fn status_error(resp: &Response, url: &Url) -> FetchError {
+pub(crate) fn status_error(resp: &Response, url: &Url) -> FetchError {
     let status = resp.status();
     let code = status.as_u16();
     let transient = matches!(classify_http_status(code), Class::Transient);
@@ -172,7 +172,7 @@ fn status_error(resp: &Response, url: &Url) -> FetchError {
     err
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -180,7 +180,7 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> 
 }
 
 /// The validator an answer establishes: a strong ETag, else Last-Modified.
-fn response_validator(headers: &HeaderMap) -> Option<Validator> {
+pub(crate) fn response_validator(headers: &HeaderMap) -> Option<Validator> {
     if let Some(etag) = header_str(headers, &header::ETAG)
         && etag.starts_with('"')
         && etag.len() >= 2
@@ -193,7 +193,7 @@ fn response_validator(headers: &HeaderMap) -> Option<Validator> {
 }
 
 /// `Content-Length`, when present and numeric.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FetchError> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FetchError> {
     match header_str(headers, &header::CONTENT_LENGTH) {
         None => Ok(None),
         Some(v) => v
@@ -217,7 +217,7 @@ fn redirect_refused(description: String) -> FetchError {
 }
 
 /// Validates the custom headers once, before any request.
-fn custom_headers(
+pub(crate) fn custom_headers(
     pairs: &[(String, String)],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, FetchError> {
     let mut out = Vec::new();
@@ -244,10 +244,12 @@ enum Sent {
     Failed(FetchError),
 }
 
-/// What was asked for in one round: the range start and the validator sent with it.
-struct Ask<'v> {
-    from: u64,
-    validator: Option<&'v Validator>,
+/// What was asked for in one round: the range and the validator sent with it.
+pub(crate) struct Ask<'v> {
+    /// `Range: bytes=from-to` (`from-` without `to`); `None` sends no `Range` at all.
+    pub(crate) range: Option<(u64, Option<u64>)>,
+    /// Sent as `If-Range`, only together with a range.
+    pub(crate) validator: Option<&'v Validator>,
 }
 
 impl Run<'_> {
@@ -263,17 +265,18 @@ impl Run<'_> {
                 .validator
                 .clone()
                 .filter(|v| pos > 0 && v.usable_for_if_range());
+            let from = if validator.is_some() { pos } else { 0 };
             let ask = Ask {
-                from: if validator.is_some() { pos } else { 0 },
+                range: validator.is_some().then_some((pos, None)),
                 validator: validator.as_ref(),
             };
             let (resp, final_url) = self.send(&url, &headers, &ask).await?;
             let status = resp.status().as_u16();
 
-            if status == 416 && ask.from > 0 {
+            if status == 416 && from > 0 {
                 let total = header_str(resp.headers(), &header::CONTENT_RANGE)
                     .and_then(range::parse_unsatisfied_range);
-                if total == Some(ask.from) {
+                if total == Some(from) {
                     // Every byte is already here (a crash after the last write, before the
                     // final checkpoint): the validator still matched, so the file is whole.
                     self.total = total;
@@ -307,8 +310,8 @@ impl Run<'_> {
                 })?),
                 _ => None,
             };
-            let expected = if ask.from > 0 { self.total } else { None };
-            match range::decide_resume(ask.from, status, content_range.as_ref(), expected) {
+            let expected = if from > 0 { self.total } else { None };
+            match range::decide_resume(from, status, content_range.as_ref(), expected) {
                 ResumeDecision::Invalid(why) => {
                     return Err(FetchError::invalid_response(format!(
                         "{why} ({})",
@@ -379,7 +382,8 @@ impl Run<'_> {
         }
     }
 
-    fn unstable(&self, url: &Url) -> FetchError {
+    /// The error for a file that keeps changing under the transfer.
+    pub(crate) fn unstable(&self, url: &Url) -> FetchError {
         FetchError::invalid_response(format!(
             "{} changed {MAX_RESTARTS} times during one transfer",
             redact(url)
@@ -387,7 +391,7 @@ impl Run<'_> {
     }
 
     /// Sends the GET, following redirects by hand; returns the final answer and its URL.
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         start: &Url,
         headers: &[(HeaderName, HeaderValue)],
@@ -418,10 +422,15 @@ impl Run<'_> {
             {
                 rb = rb.basic_auth(user, Some(pass));
             }
-            if let Some(v) = ask.validator {
-                rb = rb
-                    .header(header::RANGE, format!("bytes={}-", ask.from))
-                    .header(header::IF_RANGE, v.to_header_value());
+            if let Some((from, to)) = ask.range {
+                let spec = match to {
+                    Some(to) => format!("bytes={from}-{to}"),
+                    None => format!("bytes={from}-"),
+                };
+                rb = rb.header(header::RANGE, spec);
+                if let Some(v) = ask.validator {
+                    rb = rb.header(header::IF_RANGE, v.to_header_value());
+                }
             }
             let stall_at = self.stall_deadline(tokio::time::Instant::now());
             let sent = tokio::select! {

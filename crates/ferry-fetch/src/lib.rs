@@ -8,9 +8,12 @@
 //! `If-Range` (strong ETag, else Last-Modified); an answer that does not fit the bytes on disk
 //! restarts the file from zero. Errors come back classified ([`FetchError`]).
 //!
-//! Not here: retry timing, scheduling, bandwidth limits, several files at once, ranged files
-//! (`AddFileWithRanges`), uploads, proxies per job, and the peer cache; those live in the daemon
-//! or come later.
+//! Ranged files (BITS `AddFileWithRanges`, [`FetchRequest::ranges`]) concatenate several
+//! ranges of the remote file into the staging file; offsets, checkpoints and the SHA-256 then
+//! refer to that concatenation (`ranged.rs`).
+//!
+//! Not here: retry timing, scheduling, bandwidth limits, several files at once, uploads,
+//! proxies per job, and the peer cache; those live in the daemon or come later.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,13 +27,15 @@ use tokio_util::sync::CancellationToken;
 mod error;
 mod http;
 mod local;
+mod ranged;
 mod sink;
 pub mod staging;
 pub mod throttle;
 
 pub use error::{FetchError, FetchSetupError, codes};
 
-use ferry_proto::ErrorContext;
+use ferry_core::range;
+use ferry_proto::{ErrorContext, FileRange};
 use sink::Sink;
 
 /// How often, at most, a [`FetchEvent::Progress`] is sent.
@@ -114,6 +119,11 @@ pub struct FetchRequest {
     pub max_redirects: u32,
     /// Bandwidth limits to honour while reading the body.
     pub throttle: throttle::Throttle,
+    /// Ranges of the remote file to concatenate, in this order, into the staging file (BITS
+    /// `AddFileWithRanges`; a `length` of `None` reaches to the end of the remote file); `None`
+    /// fetches the whole file. With ranges, `offset`, `expected_total`, the checkpoints and
+    /// `sha256` all refer to the concatenation.
+    pub ranges: Option<Vec<FileRange>>,
 }
 
 impl FetchRequest {
@@ -135,6 +145,7 @@ impl FetchRequest {
             checkpoint_interval: Duration::from_secs(1),
             max_redirects: 10,
             throttle: throttle::Throttle::default(),
+            ranges: None,
         }
     }
 }
@@ -159,6 +170,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("max_redirects", &self.max_redirects)
+            .field("ranges", &self.ranges)
             .finish()
     }
 }
@@ -240,6 +252,11 @@ impl Fetcher {
                 )));
             }
         };
+        if let Some(ranges) = &req.ranges {
+            range::check_ranges(ranges).map_err(|e| {
+                FetchError::invalid_request(format!("invalid ranges: {e}")).on(protocol)
+            })?;
+        }
         let (sink, lost) = Sink::open(&req.temp_path, req.offset)
             .await
             .map_err(|e| e.on(protocol))?;
@@ -249,7 +266,7 @@ impl Fetcher {
             events,
             cancel,
             sink,
-            total: req.expected_total,
+            total: initial_total(req),
             validator: req.validator.clone(),
             protocol,
             last_checkpoint: Instant::now(),
@@ -258,15 +275,30 @@ impl Fetcher {
         if lost {
             // The committed prefix is not on disk (the file is shorter): tell the daemon.
             run.validator = None;
-            run.total = None;
+            // A ranged file's bounded lengths still tell its size; nothing else does.
+            run.total = req.ranges.as_deref().and_then(range::output_len);
             run.restart().await.map_err(|e| e.on(protocol))?;
         }
-        let result = if protocol == "file" {
-            run.fetch_file(&url).await
-        } else {
-            run.fetch_http(url).await
+        let result = match (protocol, req.ranges.as_deref()) {
+            ("file", None) => run.fetch_file(&url).await,
+            ("file", Some(ranges)) => run.fetch_file_ranged(&url, ranges).await,
+            (_, None) => run.fetch_http(url).await,
+            (_, Some(ranges)) => run.fetch_http_ranged(url, ranges).await,
         };
         result.map_err(|e| e.on(run.protocol))
+    }
+}
+
+/// The size known before any answer: the recorded one; for a ranged file the sum of the
+/// lengths, with an open-ended range's length taken from the recorded total when it fits.
+fn initial_total(req: &FetchRequest) -> Option<u64> {
+    match &req.ranges {
+        None => req.expected_total,
+        Some(ranges) => range::output_len(ranges).or_else(|| {
+            req.expected_total
+                .and_then(|t| range::resolve_output(ranges, t))
+                .and_then(|r| range::output_len(&r))
+        }),
     }
 }
 

@@ -52,6 +52,17 @@ pub(crate) struct FileSource {
 }
 
 impl FileSource {
+    /// Reads `file` from `pos` up to (not including) `end`.
+    pub(crate) fn new(file: Arc<File>, path: Arc<Path>, pos: u64, end: u64) -> FileSource {
+        FileSource {
+            file,
+            path,
+            pos,
+            end,
+            inflight: None,
+        }
+    }
+
     /// The next chunk, `None` at `end`. A file that ends early (it shrank while being read)
     /// is a transient error: the next attempt sees a new validator and starts over.
     pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
@@ -98,46 +109,73 @@ impl FileSource {
     }
 }
 
+/// An opened `file://` source: the file, its size and its validator.
+pub(crate) struct Opened {
+    /// The open source file (shared with the reader tasks).
+    pub(crate) file: Arc<File>,
+    /// Its path, for messages.
+    pub(crate) path: Arc<Path>,
+    /// Its size when opened.
+    pub(crate) size: u64,
+    /// `LastModified("<mtime_nanos>:<size>")`.
+    pub(crate) validator: Validator,
+}
+
+/// Opens the regular file a `file://` URL names, on the blocking pool.
+pub(crate) async fn open_source(url: &Url) -> Result<Opened, FetchError> {
+    let path: Arc<Path> = url
+        .to_file_path()
+        .map_err(|()| FetchError::invalid_request(format!("{url} does not name a local path")))?
+        .into();
+    let p = path.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
+        let file = File::open(&p).map_err(|e| source_error(&p, "open", &e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| source_error(&p, "inspect", &e))?;
+        Ok((file, meta))
+    })
+    .await
+    .map_err(|_| {
+        source_error(
+            &path,
+            "open",
+            &io::Error::other("the reader task stopped unexpectedly"),
+        )
+    })??;
+    let (file, meta) = opened;
+    if !meta.is_file() {
+        return Err(FetchError::new(
+            ErrorContext::RemoteFile,
+            codes::FILE_NOT_FOUND,
+            false,
+            format!("the source {} is not a regular file", path.display()),
+        ));
+    }
+    let size = meta.len();
+    // Nanosecond mtime plus size: a rewrite in place changes at least one of them.
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(Opened {
+        file: Arc::new(file),
+        path,
+        size,
+        validator: Validator::LastModified(format!("{mtime}:{size}")),
+    })
+}
+
 impl Run<'_> {
     /// Copies a `file://` URL into the sink.
     pub(crate) async fn fetch_file(&mut self, url: &Url) -> Result<FetchDone, FetchError> {
-        let path: Arc<Path> = url
-            .to_file_path()
-            .map_err(|()| FetchError::invalid_request(format!("{url} does not name a local path")))?
-            .into();
-        let p = path.clone();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
-            let file = File::open(&p).map_err(|e| source_error(&p, "open", &e))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| source_error(&p, "inspect", &e))?;
-            Ok((file, meta))
-        })
-        .await
-        .map_err(|_| {
-            source_error(
-                &path,
-                "open",
-                &io::Error::other("the reader task stopped unexpectedly"),
-            )
-        })??;
-        let (file, meta) = opened;
-        if !meta.is_file() {
-            return Err(FetchError::new(
-                ErrorContext::RemoteFile,
-                codes::FILE_NOT_FOUND,
-                false,
-                format!("the source {} is not a regular file", path.display()),
-            ));
-        }
-        let size = meta.len();
-        // Nanosecond mtime plus size: a rewrite in place changes at least one of them.
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let validator = Validator::LastModified(format!("{mtime}:{size}"));
+        let Opened {
+            file,
+            path,
+            size,
+            validator,
+        } = open_source(url).await?;
 
         let pos = self.sink.position();
         let same = self.validator.as_ref() == Some(&validator)
@@ -149,13 +187,7 @@ impl Run<'_> {
             self.restart().await?;
         }
 
-        let mut source = Source::File(FileSource {
-            file: Arc::new(file),
-            path,
-            pos: self.sink.position(),
-            end: size,
-            inflight: None,
-        });
+        let mut source = Source::File(FileSource::new(file, path, self.sink.position(), size));
         self.pump(&mut source, Some(size)).await?;
         self.finish().await
     }

@@ -280,6 +280,7 @@ async fn fetch_one(
         checkpoint_interval: CHECKPOINT_INTERVAL,
         max_redirects: 10,
         throttle: settings.throttle.clone(),
+        ranges: file.ranges.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Bytes of this file received but not yet checkpointed (part of the job's live bytes).

@@ -8,6 +8,7 @@
 mod download;
 mod errors;
 mod local;
+mod ranged;
 mod redirect;
 mod resume;
 mod support;

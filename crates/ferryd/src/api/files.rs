@@ -1,10 +1,11 @@
-//! Checking a `FileSpec` before it joins a job: path shape, URL scheme, destination directory
-//! and whether the job's owner may write there.
+//! Checking a `FileSpec` before it joins a job: path shape, URL scheme, ranges (BITS
+//! `AddFileWithRanges` rules), destination directory and whether the job's owner may write there.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use ferry_proto::{ErrorKind, FileSpec, ProtoError};
+use ferry_core::range::{self, RangesError};
+use ferry_proto::{ErrorKind, FileRange, FileSpec, ProtoError};
 use ferry_store::FileRow;
 
 use crate::config::Limits;
@@ -85,11 +86,7 @@ pub fn check(
             )
             .with("limit", "ranges_per_file"));
         }
-        return Err(ProtoError::kind(
-            ErrorKind::Unsupported,
-            "files with ranges are not supported by this ferryd yet; add the whole file",
-        )
-        .with("field", field("ranges")));
+        check_ranges(&url, ranges, owner).map_err(|e| ranges_error(&field("ranges"), &e))?;
     }
     if local.is_dir() {
         return Err(ProtoError::invalid_params(
@@ -104,8 +101,38 @@ pub fn check(
         remote_url: spec.remote_url.clone(),
         local_path: spec.local_path.clone(),
         sha256,
+        ranges: spec.ranges.clone(),
+        // Fully bounded ranges: the file's size (the concatenation) is known now; an
+        // open-ended range waits for the server's size.
+        bytes_total: spec.ranges.as_deref().and_then(range::output_len),
         ..FileRow::default()
     })
+}
+
+/// BITS `AddFileWithRanges` rules, plus the end of a `file://` source, whose size is known
+/// now (checked only when the owner may read the file: the answer must not reveal the size of
+/// a file they cannot read).
+fn check_ranges(url: &url::Url, ranges: &[FileRange], owner: &Caller) -> Result<(), RangesError> {
+    range::check_ranges(ranges)?;
+    if url.scheme() == "file"
+        && let Ok(path) = url.to_file_path()
+        && let Ok(meta) = std::fs::metadata(&path)
+        && meta.is_file()
+        && may_read(&meta, owner)
+    {
+        range::check_within(ranges, meta.len())?;
+    }
+    Ok(())
+}
+
+/// `-32602` naming `files[i].ranges`, with the BITS error name where there is one.
+fn ranges_error(field: &str, e: &RangesError) -> ProtoError {
+    let err = ProtoError::invalid_params(field, format!("{field}: {e}"));
+    match e {
+        RangesError::Overlapping { .. } => err.with("bits", "BG_E_OVERLAPPING_RANGES"),
+        RangesError::BeyondEnd { .. } => err.with("bits", "BG_E_INVALID_RANGE"),
+        RangesError::Empty | RangesError::ZeroLength { .. } | RangesError::Overflow { .. } => err,
+    }
 }
 
 /// The destination directory must exist and be writable by the job's owner.
@@ -141,6 +168,21 @@ pub fn check_dir(dir: &Path, owner: &Caller) -> Result<(), ProtoError> {
         .with("path", dir.to_string_lossy().into_owned()));
     }
     Ok(())
+}
+
+/// Mode-bit check of read permission for `owner` (the kernel's rule without ACLs).
+fn may_read(meta: &std::fs::Metadata, owner: &Caller) -> bool {
+    if owner.uid == 0 {
+        return true;
+    }
+    let mode = meta.mode();
+    if meta.uid() == owner.uid {
+        return mode & 0o400 != 0;
+    }
+    if meta.gid() == owner.gid || in_group(owner.uid, meta.gid()) {
+        return mode & 0o040 != 0;
+    }
+    mode & 0o004 != 0
 }
 
 /// Mode-bit check of write+search permission for `owner` (the kernel's rule without ACLs).

@@ -107,7 +107,8 @@ pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         created: now.clone(),
         modified: now.clone(),
         files_total: rows.len() as u64,
-        size_unknown_files: rows.len() as u64,
+        size_known_bytes: known_bytes(&rows),
+        size_unknown_files: unknown_files(&rows),
         ..JobRow::default()
     };
     row.minimum_retry_delay_s = row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s);
@@ -173,7 +174,8 @@ pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     let first = e.row.files_total;
     let count = rows.len() as u64;
     e.row.files_total += count;
-    e.row.size_unknown_files += count;
+    e.row.size_known_bytes = e.row.size_known_bytes.saturating_add(known_bytes(&rows));
+    e.row.size_unknown_files += unknown_files(&rows);
     e.row.refresh_total();
     e.row.modified = clock::now_rfc3339();
     d.modified(e);
@@ -199,6 +201,18 @@ pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
         },
         commit,
     )
+}
+
+/// Bytes of the new files whose size is already known (ranged files with bounded ranges).
+fn known_bytes(rows: &[FileRow]) -> u64 {
+    rows.iter()
+        .filter_map(|r| r.bytes_total)
+        .fold(0, u64::saturating_add)
+}
+
+/// New files whose size the server will tell (every file but a fully bounded ranged one).
+fn unknown_files(rows: &[FileRow]) -> u64 {
+    rows.iter().filter(|r| r.bytes_total.is_none()).count() as u64
 }
 
 fn owner_gid(uid: u32) -> u32 {

@@ -3,7 +3,8 @@
 //!
 //! Topic modules: `transfer` (downloads, resume, restarts from zero), `errors` (error
 //! classification and timeouts), `control` (complete/cancel/state rules), `crash` (kill -9 and
-//! restart), `protocol` (wire-level error codes), `access` (other users).
+//! restart), `protocol` (wire-level error codes), `access` (other users), `ranges` (ranged
+//! files).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -17,6 +18,8 @@ mod errors;
 mod http_options;
 mod notify;
 mod protocol;
+mod ranges;
 mod schedule;
 mod support;
+mod systemd;
 mod transfer;

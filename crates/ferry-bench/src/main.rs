@@ -55,6 +55,7 @@ pub fn workspace_root() -> &'static Path {
     manifest.ancestors().nth(2).unwrap_or(manifest)
 }
 
+/// Parses the command line and runs the benchmark on a multi-threaded runtime.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Resolves what every benchmark shares, then runs the chosen one.
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Env {
         ferryd: daemon::locate(cli.ferryd.as_deref())?,

@@ -109,7 +109,9 @@ pub async fn run(env: &crate::Env, args: &Args) -> Result<()> {
 struct Arrival {
     /// When the callback was invoked here.
     at: OffsetDateTime,
+    /// `params.file.file_index`.
     file_index: Option<u64>,
+    /// `params.delivery_id`, to name a malformed callback in an error.
     delivery_id: String,
 }
 
@@ -175,14 +177,17 @@ struct RunResult {
 }
 
 impl RunResult {
+    /// The p-th percentile latency in milliseconds.
     fn percentile_ms(&self, p: usize) -> f64 {
         ms(nearest_rank(&self.m.latencies_ns, p))
     }
 
+    /// The largest latency in milliseconds.
     fn max_ms(&self) -> f64 {
         ms(self.m.latencies_ns.last().copied().unwrap_or(0))
     }
 
+    /// Names the row: disk or memory, and where the state dir was.
     fn label(&self) -> String {
         if self.fs.in_memory() {
             format!("memory (`{}`, {})", self.base.display(), self.fs.fstype)
@@ -191,6 +196,7 @@ impl RunResult {
         }
     }
 
+    /// Callbacks per second between the first and the last one.
     fn callbacks_per_s(&self) -> f64 {
         let secs = self.m.delivery_span.as_seconds_f64();
         if secs > 0.0 {
@@ -200,6 +206,7 @@ impl RunResult {
         }
     }
 
+    /// One line for the terminal.
     fn summary_line(&self) -> String {
         format!(
             "{}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms max={:.3} ms; transfer span {:.3} s, \

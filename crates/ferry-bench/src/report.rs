@@ -32,6 +32,9 @@ pub struct Machine {
     pub date: String,
     /// The workspace's commit, with a mark when it has uncommitted changes.
     pub commit: Option<String>,
+    /// The 1/5/15-minute load averages when the benchmark started: other work on the machine
+    /// skews latencies, and the reader should see that it was there.
+    pub load: Option<String>,
 }
 
 impl Machine {
@@ -66,6 +69,10 @@ impl Machine {
             kernel,
             date,
             commit: commit(crate::workspace_root()),
+            load: std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
+                let avgs: Vec<&str> = l.split_whitespace().take(3).collect();
+                (avgs.len() == 3).then(|| avgs.join(" "))
+            }),
         }
     }
 
@@ -76,8 +83,13 @@ impl Machine {
             .as_deref()
             .map(|c| format!("; ferry `{c}`"))
             .unwrap_or_default();
+        let load = self
+            .load
+            .as_deref()
+            .map(|l| format!("; load average at start {l}"))
+            .unwrap_or_default();
         format!(
-            "_Measured {date} on {nproc} CPU(s) ({cpu}), {kernel}{commit}._",
+            "_Measured {date} on {nproc} CPU(s) ({cpu}), {kernel}{commit}{load}._",
             date = self.date,
             nproc = self.nproc,
             cpu = self.cpu_model,

@@ -14,6 +14,7 @@ mod callbacks;
 mod client;
 mod control;
 mod crash;
+mod crash_loop;
 mod errors;
 mod http_options;
 mod notify;

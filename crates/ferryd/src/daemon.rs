@@ -461,6 +461,16 @@ impl Daemon {
         limit: u64,
     ) -> Result<Vec<ferry_store::FileRow>, ProtoError> {
         self.store.flush().await.map_err(store_failed)?;
+        self.read_files_committed(job_id, from, limit).await
+    }
+
+    /// [`Daemon::read_files`] for a caller that already waited for the writes it needs.
+    pub async fn read_files_committed(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<ferry_store::FileRow>, ProtoError> {
         let reader = self.reader.clone();
         let id = job_id.to_owned();
         tokio::task::spawn_blocking(move || reader.files(&id, from, limit))

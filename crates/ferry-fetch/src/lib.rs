@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 mod error;
 mod http;
+pub mod identity;
 mod local;
 mod ranged;
 mod sink;
@@ -119,6 +120,8 @@ pub struct FetchRequest {
     pub max_redirects: u32,
     /// Bandwidth limits to honour while reading the body.
     pub throttle: throttle::Throttle,
+    /// Whom the kernel checks file access against (system mode: the job's owner).
+    pub identity: Option<identity::FsIdentity>,
     /// Ranges of the remote file to concatenate, in this order, into the staging file (BITS
     /// `AddFileWithRanges`; a `length` of `None` reaches to the end of the remote file); `None`
     /// fetches the whole file. With ranges, `offset`, `expected_total`, the checkpoints and
@@ -145,6 +148,7 @@ impl FetchRequest {
             checkpoint_interval: Duration::from_secs(1),
             max_redirects: 10,
             throttle: throttle::Throttle::default(),
+            identity: None,
             ranges: None,
         }
     }
@@ -257,7 +261,7 @@ impl Fetcher {
                 FetchError::invalid_request(format!("invalid ranges: {e}")).on(protocol)
             })?;
         }
-        let (sink, lost) = Sink::open(&req.temp_path, req.offset)
+        let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity)
             .await
             .map_err(|e| e.on(protocol))?;
         let mut run = Run {

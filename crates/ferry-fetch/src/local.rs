@@ -122,14 +122,19 @@ pub(crate) struct Opened {
 }
 
 /// Opens the regular file a `file://` URL names, on the blocking pool.
-pub(crate) async fn open_source(url: &Url) -> Result<Opened, FetchError> {
+pub(crate) async fn open_source(
+    url: &Url,
+    identity: Option<crate::identity::FsIdentity>,
+) -> Result<Opened, FetchError> {
     let path: Arc<Path> = url
         .to_file_path()
         .map_err(|()| FetchError::invalid_request(format!("{url} does not name a local path")))?
         .into();
     let p = path.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
-        let file = File::open(&p).map_err(|e| source_error(&p, "open", &e))?;
+        // Read as the job's owner: `file://` must not reveal what the owner may not read.
+        let file = crate::identity::as_owner(identity, || File::open(&p))
+            .map_err(|e| source_error(&p, "open", &e))?;
         let meta = file
             .metadata()
             .map_err(|e| source_error(&p, "inspect", &e))?;
@@ -175,7 +180,7 @@ impl Run<'_> {
             path,
             size,
             validator,
-        } = open_source(url).await?;
+        } = open_source(url, self.req.identity).await?;
 
         let pos = self.sink.position();
         let same = self.validator.as_ref() == Some(&validator)

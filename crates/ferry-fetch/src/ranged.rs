@@ -289,7 +289,7 @@ impl Run<'_> {
             path,
             size,
             validator,
-        } = open_source(url).await?;
+        } = open_source(url, self.req.identity).await?;
         let resolved = range::resolve_remote(ranges, size)
             .map_err(|e| FetchError::invalid_range(format!("{e} ({})", path.display())))?;
         let total = range::output_len(&resolved);

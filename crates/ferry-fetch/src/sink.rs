@@ -43,7 +43,11 @@ impl Sink {
     ///
     /// Returns the sink and whether the committed prefix was *lost*: a file shorter than
     /// `offset` cannot hold the bytes the caller believes are durable, so the sink starts at 0.
-    pub(crate) async fn open(path: &Path, offset: u64) -> Result<(Sink, bool), FetchError> {
+    pub(crate) async fn open(
+        path: &Path,
+        offset: u64,
+        identity: Option<crate::identity::FsIdentity>,
+    ) -> Result<(Sink, bool), FetchError> {
         let owned = path.to_owned();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
             let io = |action: &str| {
@@ -51,14 +55,18 @@ impl Sink {
                 let action = action.to_owned();
                 move |e: io::Error| FetchError::local_io(&path, &action, &e)
             };
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&owned)
-                .map_err(io("open"))?;
+            // As the owner, and never through a symlink planted at the staging name.
+            let mut file = crate::identity::as_owner(identity, || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&owned)
+            })
+            .map_err(io("open"))?;
             let len = file.metadata().map_err(io("inspect"))?.len();
             let (keep, lost) = if len < offset {
                 (0, true)

@@ -9,6 +9,8 @@
 //! (callers that rename many files into one directory can call [`sync_dir`] once at the end).
 
 use std::fs::{File, OpenOptions};
+
+use crate::identity::{FsIdentity, as_owner};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -39,15 +41,23 @@ impl StagingError {
 /// Creates a new empty staging file `.ferry-<uuid>.part` in `dir` (exclusive create, mode 0600)
 /// and returns its path.
 pub fn create_temp(dir: &Path) -> Result<PathBuf, StagingError> {
+    create_temp_as(dir, None)
+}
+
+/// [`create_temp`] as `identity` (system mode: the file is the job owner's, and the kernel checks
+/// the owner may create it there).
+pub fn create_temp_as(dir: &Path, identity: Option<FsIdentity>) -> Result<PathBuf, StagingError> {
     let name = format!(".ferry-{}.part", uuid::Uuid::new_v4().simple());
     let path = dir.join(name);
     // create_new = O_CREAT|O_EXCL: never reuse (or follow a symlink planted at) an existing name.
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| StagingError::new(&path, "create", e))?;
+    as_owner(identity, || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+    })
+    .map_err(|e| StagingError::new(&path, "create", e))?;
     Ok(path)
 }
 
@@ -77,12 +87,20 @@ pub fn finalize(temp: &Path, dest: &Path) -> Result<(), StagingError> {
 /// Hands over a staging file whose bytes are already durable (the fetcher synced them before it
 /// reported the file done): gives it the ordinary mode (0644) and renames it over `dest`. The
 /// caller makes the renames durable afterwards, once for many files ([`sync_filesystems`]).
-pub fn hand_over(temp: &Path, dest: &Path) -> Result<(), StagingError> {
+pub fn hand_over(
+    temp: &Path,
+    dest: &Path,
+    identity: Option<FsIdentity>,
+) -> Result<(), StagingError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| StagingError::new(temp, "set permissions on", e))?;
-    std::fs::rename(temp, dest)
-        .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e))
+    // As the owner: a destination directory swapped for a symlink to somewhere the owner may
+    // not write fails here instead of writing there.
+    as_owner(identity, || {
+        std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| StagingError::new(temp, "set permissions on", e))?;
+        std::fs::rename(temp, dest)
+            .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e))
+    })
 }
 
 /// Makes renames, creations and metadata changes in `dirs` durable: one `syncfs` per file
@@ -124,7 +142,12 @@ pub fn try_sync_dir(dir: &Path) -> Result<(), StagingError> {
 
 /// Deletes a staging file; a file that is already gone is fine.
 pub fn remove(temp: &Path) -> Result<(), StagingError> {
-    match std::fs::remove_file(temp) {
+    remove_as(temp, None)
+}
+
+/// [`remove`] as `identity`.
+pub fn remove_as(temp: &Path, identity: Option<FsIdentity>) -> Result<(), StagingError> {
+    match as_owner(identity, || std::fs::remove_file(temp)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StagingError::new(temp, "remove", e)),

@@ -304,6 +304,12 @@ impl Daemon {
         }
     }
 
+    /// The identity a job's file operations run as (system mode: its owner).
+    pub fn fs_identity(&self, job_id: &str) -> Option<ferry_fetch::identity::FsIdentity> {
+        let owner = self.lock().jobs.get(job_id).map(|e| e.row.owner_uid)?;
+        crate::identity::fs_identity(self.opts.mode, owner)
+    }
+
     /// Resolves once every write queued so far is committed.
     pub fn durable(&self) -> Commit<()> {
         self.store.submit(|_| Ok(()))

@@ -58,3 +58,18 @@ pub fn command_as(
     }
     Ok(cmd)
 }
+
+/// The file-system identity a job's file operations run as: the owner's in system mode when
+/// the daemon is someone else (root), `None` when the daemon already is the owner.
+pub fn fs_identity(mode: Mode, owner: u32) -> Option<ferry_fetch::identity::FsIdentity> {
+    if mode != Mode::System || owner == nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    // An owner without a passwd entry still gets its uid; its gid then equals the uid, which
+    // grants nothing beyond what the uid itself may do.
+    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+        .ok()
+        .flatten()
+        .map_or(owner, |u| u.gid.as_raw());
+    Some(ferry_fetch::identity::FsIdentity { uid: owner, gid })
+}

@@ -222,11 +222,23 @@ async fn ensure_temp(
     }
     let dest = Path::new(&file.local_path);
     let dir = dest.parent().unwrap_or(Path::new("/"));
-    let temp = staging::create_temp(dir).map_err(|e| {
-        FileFailure::Local(local_info(
-            Some(file.file_index),
-            format!("cannot create the staging file in {}: {e}", dir.display()),
-        ))
+    let temp = staging::create_temp_as(dir, d.fs_identity(job_id)).map_err(|e| {
+        let denied = e.source.kind() == std::io::ErrorKind::PermissionDenied;
+        FileFailure::Local(ErrorInfo {
+            code: if denied { "ACCESS_DENIED" } else { "LOCAL_IO" }.into(),
+            ..local_info(
+                Some(file.file_index),
+                format!(
+                    "cannot create the staging file in {}: {e}{}",
+                    dir.display(),
+                    if denied {
+                        " (the job's owner may not write there)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })
     })?;
     file.temp_path = Some(temp.to_string_lossy().into_owned());
     let lost = file.bytes_transferred;
@@ -280,6 +292,7 @@ async fn fetch_one(
         checkpoint_interval: CHECKPOINT_INTERVAL,
         max_redirects: 10,
         throttle: settings.throttle.clone(),
+        identity: d.fs_identity(job_id),
         ranges: file.ranges.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -65,8 +65,8 @@ async fn load_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, Proto
 
 /// Deletes a staging file; a failure is logged (the job goes on) because the file is hidden
 /// and unusable anyway.
-fn discard(temp: &str) {
-    if let Err(e) = staging::remove(Path::new(temp)) {
+fn discard(temp: &str, identity: Option<ferry_fetch::identity::FsIdentity>) {
+    if let Err(e) = staging::remove_as(Path::new(temp), identity) {
         tracing::warn!(path = temp, error = %e, "could not delete a staging file");
     }
 }
@@ -83,7 +83,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     drop(commit);
     for f in &mut files {
         if let Some(t) = f.temp_path.take() {
-            discard(&t);
+            discard(&t, d.fs_identity(&p.job_id));
         }
     }
     let id = p.job_id.clone();
@@ -108,6 +108,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     )
     .await?;
     let mut files = load_files(d, &p.job_id).await?;
+    let identity = d.fs_identity(&p.job_id);
     let mut dirs = BTreeSet::new();
     let mut partial = false;
     let mut failure = None;
@@ -121,12 +122,12 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         };
         if !f.transferred {
             partial = true;
-            discard(&temp);
+            discard(&temp, identity);
             f.temp_path = None;
             continue;
         }
         let dest = PathBuf::from(&f.local_path);
-        match staging::hand_over(Path::new(&temp), &dest) {
+        match staging::hand_over(Path::new(&temp), &dest, identity) {
             Ok(()) => {
                 f.completed = true;
                 f.temp_path = None;
@@ -139,9 +140,14 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
                 }
             }
             Err(e) => {
+                let kind = if e.source.kind() == std::io::ErrorKind::PermissionDenied {
+                    ErrorKind::AccessDenied
+                } else {
+                    ErrorKind::LocalIo
+                };
                 failure = Some(
                     ProtoError::kind(
-                        ErrorKind::LocalIo,
+                        kind,
                         format!(
                             "cannot hand over {}: {e}; fix the problem and call complete again",
                             dest.display()
@@ -238,7 +244,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     // resume fetches it again (BITS_E_VALIDATION_FAILED).
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard(&t);
+        discard(&t, d.fs_identity(&p.job_id));
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;

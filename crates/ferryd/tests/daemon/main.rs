@@ -22,5 +22,6 @@ mod protocol;
 mod ranges;
 mod schedule;
 mod support;
+mod system_mode;
 mod systemd;
 mod transfer;

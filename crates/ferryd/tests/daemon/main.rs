@@ -15,6 +15,7 @@ mod client;
 mod control;
 mod crash;
 mod crash_loop;
+mod disk_full;
 mod errors;
 mod http_options;
 mod notify;

@@ -3,7 +3,7 @@
 //! side goes away.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub struct Peer {
     next_call: AtomicU64,
     pending: Mutex<Pending>,
     closed: watch::Sender<bool>,
+    /// Bytes queued for the writer and not yet written (what a slow reader costs us).
+    backlog: Arc<AtomicUsize>,
 }
 
 static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
@@ -101,6 +103,7 @@ impl Peer {
     fn send_value(&self, value: &Value) -> Result<(), CallError> {
         let mut line = serde_json::to_vec(value).map_err(|_| CallError::Closed)?;
         line.push(b'\n');
+        self.backlog.fetch_add(line.len(), Ordering::Relaxed);
         self.out
             .send(Out::Line(line))
             .map_err(|_| CallError::Closed)
@@ -148,6 +151,11 @@ impl Peer {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(timeout)),
         }
+    }
+
+    /// Bytes sent but not yet written to the socket: grows when the other side does not read.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Closes the connection (pending calls fail with [`CallError::Closed`]).
@@ -198,8 +206,9 @@ where
         next_call: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
         closed,
+        backlog: Arc::new(AtomicUsize::new(0)),
     });
-    let writer_task = tokio::spawn(write_loop(writer, out_rx));
+    let writer_task = tokio::spawn(write_loop(writer, out_rx, peer.backlog.clone()));
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(work_loop(peer.clone(), service.clone(), req_rx));
     let p = peer.clone();
@@ -214,7 +223,11 @@ where
     (peer, task)
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Out>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    backlog: Arc<AtomicUsize>,
+) {
     let mut w = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(msg) = rx.recv().await {
         let line = match msg {
@@ -224,6 +237,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedRec
         if w.write_all(&line).await.is_err() {
             return;
         }
+        backlog.fetch_sub(line.len(), Ordering::Relaxed);
         // Batch whatever else is already queued into the same flush.
         let mut close = false;
         while let Ok(more) = rx.try_recv() {
@@ -232,6 +246,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedRec
                     if w.write_all(&l).await.is_err() {
                         return;
                     }
+                    backlog.fetch_sub(l.len(), Ordering::Relaxed);
                 }
                 Out::Close => {
                     close = true;

@@ -117,3 +117,63 @@ async fn corrupt_store_is_refused_not_replaced() {
         b"this is not a database, it is a test"
     );
 }
+
+#[tokio::test]
+async fn a_live_socket_is_never_stolen_and_a_stale_one_is_replaced() {
+    let d = daemon();
+    let other_state = d.dir.path().join("other-state");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--state-dir")
+        .arg(&other_state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already listening"), "{err}");
+    // The first daemon still serves.
+    assert_eq!(d.client().await.hello().await.unwrap().protocol, 1);
+
+    // A socket file left by a dead daemon is replaced.
+    let stale = d.dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .arg("--socket")
+        .arg(&stale)
+        .arg("--state-dir")
+        .arg(d.dir.path().join("stale-state"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("ferryd is ready"));
+    assert!(ready, "ferryd took over the stale socket");
+    let c = ferry_client::Client::connect_to(&stale).await.unwrap();
+    assert_eq!(c.hello().await.unwrap().protocol, 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn missing_xdg_runtime_dir_is_a_clear_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("FERRY_SOCKET")
+        .env(
+            "FERRY_STATE_DIR",
+            std::env::temp_dir().join("ferry-xdg-test-unused"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("XDG_RUNTIME_DIR") && err.contains("--socket"),
+        "{err}"
+    );
+}

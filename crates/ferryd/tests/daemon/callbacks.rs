@@ -21,6 +21,8 @@ pub enum Answer {
     Fail,
     /// Calls `job.complete` on the same connection, then answers `{}`.
     CompleteThenOk,
+    /// Waits for a permit of the app's `hold` semaphore, then answers `{}`.
+    Hold,
 }
 
 /// One callback as the application received it.
@@ -44,6 +46,7 @@ impl Received {
 
 struct App {
     answer: Arc<Mutex<Answer>>,
+    hold: Arc<tokio::sync::Semaphore>,
     tx: mpsc::UnboundedSender<Received>,
 }
 
@@ -56,6 +59,7 @@ impl Service for App {
     ) -> BoxFuture<'static, Handled> {
         let answer = *self.answer.lock().unwrap();
         let tx = self.tx.clone();
+        let hold = self.hold.clone();
         Box::pin(async move {
             let params = params.unwrap_or(Value::Null);
             let job_id = params["job"]["job_id"].clone();
@@ -65,6 +69,11 @@ impl Service for App {
             });
             match answer {
                 Answer::Ok => Handled::Reply(Ok(json!({}))),
+                // Deferred, so the connection keeps serving other callbacks meanwhile.
+                Answer::Hold => Handled::Deferred(Box::pin(async move {
+                    let _ = hold.acquire().await.map(|p| p.forget());
+                    Ok(json!({}))
+                })),
                 Answer::Fail => Handled::Reply(Err(ProtoError::new(
                     ferry_proto::ErrorCode(-32000),
                     "the application is not ready",
@@ -85,6 +94,8 @@ impl Service for App {
 pub struct LiveApp {
     pub peer: Arc<Peer>,
     pub answer: Arc<Mutex<Answer>>,
+    /// Permits release held callbacks (`Answer::Hold`), one each.
+    pub hold: Arc<tokio::sync::Semaphore>,
     rx: mpsc::UnboundedReceiver<Received>,
 }
 
@@ -93,16 +104,20 @@ impl LiveApp {
         let s = tokio::net::UnixStream::connect(socket).await.unwrap();
         let (r, w) = s.into_split();
         let answer = Arc::new(Mutex::new(Answer::Ok));
+        let hold = Arc::new(tokio::sync::Semaphore::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
-        let (peer, _) = ferry_rpc::serve(
-            r,
-            w,
-            Arc::new(App {
-                answer: answer.clone(),
-                tx,
-            }),
-        );
-        LiveApp { peer, answer, rx }
+        let app = App {
+            answer: answer.clone(),
+            hold: hold.clone(),
+            tx,
+        };
+        let (peer, _) = ferry_rpc::serve(r, w, Arc::new(app));
+        LiveApp {
+            peer,
+            answer,
+            hold,
+            rx,
+        }
     }
 
     pub fn answer(&self, a: Answer) {

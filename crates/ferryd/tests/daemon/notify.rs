@@ -736,3 +736,44 @@ async fn notify_registration_rules() {
     assert_eq!(l["result"]["handlers"][0]["name"], "h");
     assert_eq!(l["result"]["handlers"][0]["activation_timeout_s"], 30);
 }
+
+#[tokio::test]
+async fn at_most_four_callbacks_are_outstanding_per_user() {
+    let d = daemon();
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    let dir = d.files_dir();
+    let mut app = LiveApp::connect(&d.socket).await;
+    app.answer(Answer::Hold);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        srv.add_file(&format!("/u{i}"), TestContent::new(120 + i, 100).bytes);
+        let id = job_with(
+            &c,
+            vec![spec(
+                &srv.url(&format!("/u{i}")),
+                &dir.join(format!("u{i}")),
+            )],
+        )
+        .await;
+        app.register(&id).await;
+        c.resume(&id).await.unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        wait_state(&c, id, JobState::Transferred).await;
+    }
+    // Four callbacks arrive and are held; the other two wait for a free slot.
+    for _ in 0..4 {
+        app.next(CB).await;
+    }
+    assert!(
+        app.quiet_for(Duration::from_millis(500)).await,
+        "a fifth callback while four are outstanding"
+    );
+    app.hold.add_permits(1);
+    app.next(CB).await;
+    assert!(app.quiet_for(Duration::from_millis(300)).await);
+    app.hold.add_permits(10);
+    app.next(CB).await;
+}

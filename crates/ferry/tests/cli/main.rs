@@ -17,6 +17,7 @@ mod addressing;
 mod autostart;
 mod errors;
 mod interrupt;
+mod notify;
 mod support;
 mod transfer;
 mod verbs;

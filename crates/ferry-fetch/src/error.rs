@@ -23,6 +23,10 @@ pub mod codes {
     pub const CONNECTION_RESET: &str = "CONNECTION_RESET";
     /// *New*: no body byte arrived for the request's `stall_timeout`: transient.
     pub const STALLED: &str = "STALLED";
+    /// *New*: the answer's head is not HTTP the client can parse (larger than its limit, a bad
+    /// status line or header): transient, `general_transport` (BITS §5.3: a malformed server
+    /// response is retried after the retry delay).
+    pub const MALFORMED_RESPONSE: &str = "MALFORMED_RESPONSE";
     /// Wrong `Content-Range`, body longer than declared, 206 to a request without a range.
     pub const INVALID_SERVER_RESPONSE: &str = "INVALID_SERVER_RESPONSE";
     /// A ranged file was asked of a server that answers ranged requests with the whole file

@@ -64,11 +64,39 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Classifies a failure to get an answer (connect, DNS, TLS, or the connection dropping).
+/// hyper's messages (lowercased) for a response head it refuses to parse (`hyper::Error::
+/// is_parse` on the client side): a head beyond its size limit (about 400 KiB, so a server
+/// sending megabytes of headers costs bounded memory), a bad status line, a malformed header.
+const PARSE_ERRORS: &[&str] = &[
+    "message head is too large",
+    "invalid http version parsed",
+    "invalid http header parsed",
+    "invalid content-length parsed",
+    "unexpected transfer-encoding parsed",
+    "invalid http status-code parsed",
+];
+
+/// Classifies a failure to get an answer (connect, DNS, TLS, the connection dropping, or an
+/// answer that is not HTTP).
 fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
     let text = chain_text(e);
     let host = url.host_str().unwrap_or("?");
     let shown = redact(url);
+    if PARSE_ERRORS.iter().any(|p| text.contains(p)) {
+        // The server did answer, with something that is not HTTP. This used to fall through
+        // to CONNECTION_RESET ("broke before an answer"), which misnamed the fault. Still
+        // transient, as in BITS (a malformed response is retried after the retry delay), and
+        // because leftover bytes of an earlier answer on a reused connection look the same.
+        return FetchError::new(
+            ErrorContext::GeneralTransport,
+            codes::MALFORMED_RESPONSE,
+            true,
+            format!(
+                "the answer of {host} for {shown} is not valid HTTP: {}",
+                e.without_url_ref()
+            ),
+        );
+    }
     let (code, transient, what) = if e.is_dns() {
         (codes::DNS_FAILED, true, format!("could not resolve {host}"))
     } else if text.contains("certificate") || text.contains("unknownissuer") {
@@ -214,6 +242,30 @@ fn redirect_refused(description: String) -> FetchError {
         false,
         description,
     )
+}
+
+/// Whether a redirect from `from` to `next` may be followed, judged by scheme alone: to https
+/// always, to http only from http or when the job allows https→http, to anything else
+/// (`file:`, `ftp:`, `data:` …) never. A separate function so the https→http rule is tested
+/// without a TLS server.
+fn check_redirect_scheme(
+    from: &Url,
+    next: &Url,
+    allow_https_to_http: bool,
+) -> Result<(), FetchError> {
+    match next.scheme() {
+        "https" => Ok(()),
+        "http" if from.scheme() == "http" || allow_https_to_http => Ok(()),
+        "http" => Err(redirect_refused(format!(
+            "{} redirected from https to http ({}), which the job does not allow",
+            redact(from),
+            redact(next)
+        ))),
+        other => Err(redirect_refused(format!(
+            "{} redirected to a {other}: URL, which is never followed",
+            redact(from)
+        ))),
+    }
 }
 
 /// Validates the custom headers once, before any request.
@@ -471,23 +523,7 @@ impl Run<'_> {
                     redact(start)
                 )));
             }
-            match next.scheme() {
-                "https" => {}
-                "http" if url.scheme() == "http" || self.req.allow_https_to_http => {}
-                "http" => {
-                    return Err(redirect_refused(format!(
-                        "{} redirected from https to http ({}), which the job does not allow",
-                        redact(&url),
-                        redact(&next)
-                    )));
-                }
-                other => {
-                    return Err(redirect_refused(format!(
-                        "{} redirected to a {other}: URL, which is never followed",
-                        redact(&url)
-                    )));
-                }
-            }
+            check_redirect_scheme(&url, &next, self.req.allow_https_to_http)?;
             if visited.contains(&next) {
                 return Err(redirect_refused(format!(
                     "redirect loop: {} leads back to {}",
@@ -552,6 +588,35 @@ mod tests {
         assert_eq!(redact(&u), "http://example.test/a");
         assert_eq!(redact_url_str("https://u:p@h/x"), "https://h/x");
         assert_eq!(redact_url_str("not a url"), "not a url");
+    }
+
+    #[test]
+    fn https_to_http_redirects_are_refused_unless_allowed() {
+        let https = Url::parse("https://user:pw@example.test/a").unwrap();
+        let http = Url::parse("http://example.test/b").unwrap();
+        let err = check_redirect_scheme(&https, &http, false).unwrap_err();
+        assert_eq!(err.code, codes::REDIRECT_REFUSED);
+        assert_eq!(err.context, ErrorContext::RemoteFile);
+        assert!(!err.transient);
+        assert!(
+            err.description.contains("from https to http") && !err.description.contains("pw"),
+            "{}",
+            err.description
+        );
+        // Allowed per job (`allow_https_to_http`); upgrades and same-scheme hops always are.
+        assert!(check_redirect_scheme(&https, &http, true).is_ok());
+        assert!(check_redirect_scheme(&http, &https, false).is_ok());
+        assert!(check_redirect_scheme(&http, &http, false).is_ok());
+        assert!(check_redirect_scheme(&https, &https, false).is_ok());
+        // Other schemes never, whatever the job allows.
+        for other in ["file:///etc/passwd", "ftp://example.test/x", "data:,x"] {
+            let next = Url::parse(other).unwrap();
+            for allow in [false, true] {
+                let err = check_redirect_scheme(&https, &next, allow).unwrap_err();
+                assert_eq!(err.code, codes::REDIRECT_REFUSED, "{other}");
+                assert!(!err.transient);
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ enum Out {
     Close,
 }
 
+/// How long queued requests of a connection whose reading side ended may still be answered.
+const DRAIN_ON_CLOSE: Duration = Duration::from_secs(30);
+
 type Pending = HashMap<u64, oneshot::Sender<Result<Value, ProtoError>>>;
 
 /// One end of a connection; cheap to share behind an `Arc`.
@@ -177,6 +180,16 @@ impl Peer {
     }
 
     fn route_response(&self, id: &Value, result: Result<Value, ProtoError>) {
+        // An error with a null id is about the connection itself (e.g. a limit refused it):
+        // every call in flight gets it, instead of a bare "connection closed" later.
+        if id.is_null() {
+            if let Err(e) = &result {
+                for (_, tx) in self.lock_pending().drain() {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
         // Ids we send are numbers; anything else was never ours and is ignored.
         let Some(n) = id.as_u64() else { return };
         if let Some(tx) = self.lock_pending().remove(&n) {
@@ -214,8 +227,17 @@ where
     let p = peer.clone();
     let task = tokio::spawn(async move {
         read_loop(reader, &p, &service, req_tx).await;
+        // No answers to our own calls can arrive any more: fail them now. Requests the other
+        // side sent before it stopped sending are still answered (a half-closed client reads
+        // them), within a bound so a stuck handler cannot hold the connection forever.
         p.mark_closed();
-        worker.abort();
+        let mut worker = worker;
+        if tokio::time::timeout(DRAIN_ON_CLOSE, &mut worker)
+            .await
+            .is_err()
+        {
+            worker.abort();
+        }
         p.close();
         let _ = writer_task.await;
         service.closed(p);
@@ -269,18 +291,23 @@ async fn work_loop<S: Service + ?Sized>(
     service: Arc<S>,
     mut rx: mpsc::UnboundedReceiver<Request>,
 ) {
+    let mut deferred = tokio::task::JoinSet::new();
     while let Some((id, method, params)) = rx.recv().await {
         match service.request(peer.clone(), method, params).await {
             Handled::Reply(r) => peer.respond(id, r),
             Handled::Deferred(fut) => {
                 let p = peer.clone();
-                tokio::spawn(async move {
+                deferred.spawn(async move {
                     let r = fut.await;
                     p.respond(id, r);
                 });
             }
         }
+        // Reap finished answers so the set does not grow on a long-lived connection.
+        while deferred.try_join_next().is_some() {}
     }
+    // The other side stopped sending: every request it did send still gets its answer.
+    while deferred.join_next().await.is_some() {}
 }
 
 async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
@@ -452,5 +479,28 @@ mod tests {
         let second: Value =
             serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         assert_eq!(second["result"], json!([1]));
+    }
+
+    #[tokio::test]
+    async fn requests_sent_before_a_half_close_are_all_answered() {
+        let (a, b) = duplex(1 << 20);
+        let (ar, aw) = tokio::io::split(a);
+        let (_server, _t) = serve(ar, aw, Arc::new(Echo));
+        let (br, mut bw) = tokio::io::split(b);
+        for i in 0..100 {
+            let line = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"echo\",\"params\":[{i}]}}\n"
+            );
+            bw.write_all(line.as_bytes()).await.unwrap();
+        }
+        bw.shutdown().await.unwrap();
+        let mut lines = BufReader::new(br).lines();
+        let mut n = 0;
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            assert_eq!(v["result"], json!([v["id"]]));
+            n += 1;
+        }
+        assert_eq!(n, 100);
     }
 }

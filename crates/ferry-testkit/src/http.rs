@@ -1,10 +1,13 @@
 //! A hand-written HTTP/1.1 test server with per-path fault knobs and a full request log.
 //!
 //! Written by hand (not axum/hyper) so a test controls every byte on the wire: it can cut a body
-//! mid-way, stall with the socket open, ignore `Range`, change the ETag on every request, drip
-//! the body slowly, or hold it until the test releases a permit. It serves files registered with
-//! [`TestServer::add_file`] with strong validators and single-range support, keeps connections
-//! alive, and records every request so tests can check what a client sent.
+//! mid-way or reset the connection, stall with the socket open, ignore `Range`, change the ETag
+//! on every request, drip the body slowly, or hold it until the test releases a permit; and,
+//! for hostile-server tests, answer a range with an HTML page, lie in `Content-Range`, send more
+//! than `Content-Length`, send megabytes of headers, never end a body, or never answer at all.
+//! It serves files registered with [`TestServer::add_file`] with strong validators and
+//! single-range support, keeps connections alive, and records every request so tests can check
+//! what a client sent.
 //!
 //! Not for production, not a general web server: one listener on 127.0.0.1, no TLS, no
 //! `multipart/byteranges` (a multi-range request gets the whole file, which RFC 9110 allows),
@@ -29,9 +32,11 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Per-path fault knobs; the default serves the file normally.
 ///
-/// Knobs are checked in this order: `fail_first`, `redirect_to`, `status`, then the file. The
-/// body knobs (`gate`, `rate_bytes_per_sec`, `stall_after`, `cut_after`) apply to file bodies
-/// only, never to the short bodies of error answers.
+/// Knobs are checked in this order: `never_answer`, `fail_first`, `redirect_to`, `status`,
+/// `body_override`, then the file. The body knobs (`gate`, `rate_bytes_per_sec`, `stall_after`,
+/// `cut_after`, `reset_after`, `extra_body_bytes`, `endless_body`) apply to file bodies and to
+/// `body_override`, never to the short bodies of error answers; `huge_headers` and
+/// `extra_headers` apply to every answer.
 #[derive(Debug, Clone, Default)]
 pub struct Behavior {
     /// Answer every request with this status (and a short text body) instead of the file.
@@ -62,7 +67,37 @@ pub struct Behavior {
     /// Hold each file body (after the headers went out) until a permit is available; the permit
     /// is consumed, so each added permit releases exactly one body.
     pub gate: Option<Arc<Semaphore>>,
+    /// Answer 200 with this body instead of the file, whatever the request's `Range` says: an
+    /// HTML error page from a misconfigured server or proxy. It goes out with its own
+    /// `Content-Length` (unless `no_content_length`) and `content-type: text/html;
+    /// charset=utf-8`, without validators or `Accept-Ranges`; no file needs to exist at the path.
+    pub body_override: Option<Bytes>,
+    /// Answer a satisfiable single-range request with 206 and this `Content-Range` value, while
+    /// the body (and its `Content-Length`) are still exactly the bytes requested. Requests
+    /// without a usable `Range` are answered normally.
+    pub content_range_override: Option<String>,
+    /// After a complete body, send this many more bytes than `Content-Length` declared (filler
+    /// that belongs to no file), then carry on with the connection as if nothing happened.
+    pub extra_body_bytes: Option<u64>,
+    /// Put about this many bytes of extra header lines (`x-filler-N: aaa…`, about 1 KiB each)
+    /// into the answer's head, before the blank line that ends it.
+    pub huge_headers: Option<usize>,
+    /// Send the file body without `Content-Length` (delimited by closing the connection, which
+    /// never happens), then filler, forever, until the client goes away or the server is
+    /// dropped. Always 200 (a stream has no ranges; no `Accept-Ranges`). Pair it with
+    /// `rate_bytes_per_sec`, or a client writing to disk fills it at loopback speed.
+    pub endless_body: bool,
+    /// Read the request and never answer: no status line, no byte, the socket stays open until
+    /// the client goes away or the server is dropped. Logged with status 0.
+    pub never_answer: bool,
+    /// Send the headers and this many body bytes, then abort the connection with a TCP RST
+    /// (`SO_LINGER` 0): the client sees "connection reset by peer", not a clean end of stream.
+    pub reset_after: Option<u64>,
 }
+
+/// What `extra_body_bytes` and `endless_body` send: bytes that belong to no file.
+const FILLER: &[u8] =
+    b"ferry-testkit filler: these bytes belong to no file; a client must never keep them\n";
 
 /// One request as the server saw it, and what it answered.
 #[derive(Debug, Clone)]
@@ -81,7 +116,7 @@ pub struct RequestLog {
     pub if_range: Option<String>,
     /// When the request head was parsed.
     pub time: Instant,
-    /// The status the server answered.
+    /// The status the server answered (0 while and when `never_answer` holds it).
     pub status: u16,
     /// Body bytes written to the socket for this answer (final once `finished`).
     pub body_bytes_sent: u64,
@@ -497,16 +532,26 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, connection_id:
                 return;
             }
         };
-        let keep = respond(&shared, &mut conn, req, connection_id).await;
-        if !keep {
-            let _ = conn.get_mut().shutdown().await;
-            return;
+        match respond(&shared, &mut conn, req, connection_id).await {
+            After::KeepAlive => {}
+            After::Close => {
+                let _ = conn.get_mut().shutdown().await;
+                return;
+            }
+            After::Reset => {
+                // SO_LINGER 0, then close: the kernel sends RST instead of FIN. With a zero
+                // linger time the close does not block, which is what the deprecation is about.
+                #[expect(deprecated, reason = "a zero linger never blocks the thread on drop")]
+                let _ = conn.get_ref().set_linger(Some(Duration::ZERO));
+                return;
+            }
         }
     }
 }
 
 /// What to send for one request, decided under the lock.
 struct Plan {
+    /// 0: send nothing at all (`never_answer`).
     status: u16,
     headers: Vec<(String, String)>,
     body: Bytes,
@@ -622,6 +667,16 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
     let b = st.behaviors.get(path).cloned().unwrap_or_default();
     let mut headers = b.extra_headers.clone();
 
+    if b.never_answer {
+        return Plan {
+            status: 0,
+            headers,
+            body: Bytes::new(),
+            file_body: false,
+            behavior: b,
+            close_delimited: false,
+        };
+    }
     if let Some((count, status)) = b.fail_first
         && n <= count
     {
@@ -633,6 +688,17 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
     }
     if let Some(status) = b.status {
         return short_answer(status, &b, headers);
+    }
+    if let Some(page) = &b.body_override {
+        headers.push(("content-type".into(), "text/html; charset=utf-8".into()));
+        return Plan {
+            status: 200,
+            headers,
+            body: page.clone(),
+            file_body: true,
+            close_delimited: b.no_content_length || b.endless_body,
+            behavior: b,
+        };
     }
     let Some(file) = st.files.get(path) else {
         return short_answer(404, &b, headers);
@@ -646,10 +712,10 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
     };
     let last_modified = httpdate::fmt_http_date(file.modified);
 
+    // An endless stream has no ranges: it ignores them like `ignore_range`.
+    let ignore_range = b.ignore_range || b.endless_body;
     let mut range = None;
-    if !b.ignore_range
-        && let Some(r) = req.header("range")
-    {
+    if !ignore_range && let Some(r) = req.header("range") {
         // If-Range (RFC 9110 §13.1.5): a strong ETag compares exactly, a date compares equal to
         // Last-Modified; a weak ETag never matches. A mismatch means "send the whole thing".
         let validator_ok = match req.header("if-range") {
@@ -668,7 +734,7 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
         headers.push(("etag".into(), etag));
         headers.push(("last-modified".into(), last_modified));
     }
-    if !b.ignore_range {
+    if !ignore_range {
         headers.push(("accept-ranges".into(), "bytes".into()));
     }
     let (status, body) = match range {
@@ -678,10 +744,11 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
             return short_answer(416, &b, headers);
         }
         Some(RangeAnswer::Part(start, end)) => {
-            headers.push((
-                "content-range".into(),
-                format!("bytes {start}-{end}/{total}"),
-            ));
+            let content_range = match &b.content_range_override {
+                Some(lie) => lie.clone(),
+                None => format!("bytes {start}-{end}/{total}"),
+            };
+            headers.push(("content-range".into(), content_range));
             // Both bounds lie within the body (checked by parse_range), so the casts are exact.
             (206, file.body.slice(start as usize..=end as usize))
         }
@@ -692,18 +759,47 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
         headers,
         body,
         file_body: true,
-        close_delimited: b.no_content_length,
+        close_delimited: b.no_content_length || b.endless_body,
         behavior: b,
     }
 }
 
-/// Answers one request; returns whether the connection may carry another.
+/// How a connection goes on after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Read the next request.
+    KeepAlive,
+    /// Close cleanly (FIN).
+    Close,
+    /// Abort with a TCP RST (`reset_after`).
+    Reset,
+}
+
+/// Bytes of extra header lines for `huge_headers`: `x-filler-N: aaa…` lines of about 1 KiB.
+fn filler_headers(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 1024);
+    let mut i = 0u64;
+    while out.len() < bytes {
+        let name = format!("x-filler-{i}: ");
+        // At least one value byte, so every line is a valid header.
+        let room = bytes
+            .saturating_sub(out.len() + name.len() + 2)
+            .clamp(1, 1000);
+        out.push_str(&name);
+        out.extend(std::iter::repeat_n('a', room));
+        out.push_str("\r\n");
+        i += 1;
+    }
+    out
+}
+
+/// Answers one request; says how the connection goes on.
 async fn respond(
     shared: &Shared,
     conn: &mut BufReader<TcpStream>,
     req: Request,
     connection_id: u64,
-) -> bool {
+) -> After {
     let path = normalize(req.target.split('?').next().unwrap_or(""));
     let (plan, index) = {
         let mut st = shared.lock();
@@ -726,11 +822,21 @@ async fn respond(
     };
     shared.changed.notify_waiters();
 
+    if plan.status == 0 {
+        // never_answer: hold the socket, send nothing, until the client gives up.
+        wait_for_client_to_leave(conn).await;
+        shared.update_log(index, 0, true);
+        return After::Close;
+    }
+
     let head_only = req.method.eq_ignore_ascii_case("HEAD");
     let keep = req.keep_alive() && !plan.close_delimited;
     let mut head = format!("HTTP/1.1 {} {}\r\n", plan.status, reason(plan.status));
     for (name, value) in &plan.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(n) = plan.behavior.huge_headers {
+        head.push_str(&filler_headers(n));
     }
     if !plan.close_delimited {
         head.push_str(&format!("content-length: {}\r\n", plan.body.len()));
@@ -739,6 +845,13 @@ async fn respond(
         head.push_str("connection: close\r\n");
     }
     head.push_str("\r\n");
+    let ending = |ok: bool| {
+        if ok && keep {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
+    };
 
     let stream = conn.get_mut();
     if head_only || !plan.file_body {
@@ -749,12 +862,12 @@ async fn respond(
         let ok = stream.write_all(&out).await.is_ok();
         let sent = if head_only { 0 } else { plan.body.len() as u64 };
         shared.update_log(index, if ok { sent } else { 0 }, true);
-        return ok && keep;
+        return ending(ok);
     }
 
     if stream.write_all(head.as_bytes()).await.is_err() {
         shared.update_log(index, 0, true);
-        return false;
+        return After::Close;
     }
     let b = &plan.behavior;
     if let Some(gate) = &b.gate {
@@ -766,56 +879,114 @@ async fn respond(
     }
 
     let len = plan.body.len() as u64;
-    let stop_at = [b.stall_after, b.cut_after]
+    let stop_at = [b.stall_after, b.cut_after, b.reset_after]
         .into_iter()
         .flatten()
         .fold(len, u64::min);
-    let sent = send_body(stream, &plan.body, stop_at, b.rate_bytes_per_sec).await;
-    let Ok(sent) = sent else {
+    let mut pacer = Pacer::new(b.rate_bytes_per_sec);
+    // stop_at <= body.len(), so the cast is exact.
+    if pacer
+        .write(stream, &plan.body[..stop_at as usize])
+        .await
+        .is_err()
+    {
         shared.update_log(index, 0, true);
-        return false;
-    };
-    if sent < len && b.stall_after.is_some_and(|s| s == stop_at) {
-        // Stall: keep the socket open, send nothing, until the client gives up (EOF or error)
-        // or the server is dropped (the connection task is cancelled then).
-        shared.update_log(index, sent, false);
-        let mut sink = [0u8; 1024];
-        while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+        return After::Close;
+    }
+    let mut sent = stop_at;
+    if sent < len {
+        if b.stall_after == Some(stop_at) {
+            // Stall: keep the socket open, send nothing, until the client gives up (EOF or
+            // error) or the server is dropped (the connection task is cancelled then).
+            shared.update_log(index, sent, false);
+            wait_for_client_to_leave(conn).await;
+            shared.update_log(index, sent, true);
+            return After::Close;
+        }
         shared.update_log(index, sent, true);
-        return false;
+        if b.reset_after == Some(stop_at) {
+            return After::Reset;
+        }
+        // A cut body ends the connection.
+        return After::Close;
+    }
+
+    if b.endless_body || b.extra_body_bytes.is_some() {
+        // Filler past the end of the body: forever, or exactly `extra_body_bytes`.
+        let mut left = if b.endless_body {
+            u64::MAX
+        } else {
+            b.extra_body_bytes.unwrap_or(0)
+        };
+        let filler = filler_block();
+        shared.update_log(index, sent, false);
+        while left > 0 {
+            let n = left.min(filler.len() as u64);
+            // n <= filler.len(), so the cast is exact.
+            if pacer.write(stream, &filler[..n as usize]).await.is_err() {
+                // The client went away: the usual end of an endless body.
+                shared.update_log(index, sent, true);
+                return After::Close;
+            }
+            sent += n;
+            left -= n;
+            shared.update_log(index, sent, false);
+        }
     }
     shared.update_log(index, sent, true);
-    // A cut body (or one delimited by close) ends the connection.
-    sent == len && keep
+    // A body delimited by close ends the connection.
+    ending(true)
 }
 
-/// Writes `body[..stop_at]`, paced to `rate` bytes/s if set; returns the bytes written.
-async fn send_body(
-    stream: &mut TcpStream,
-    body: &Bytes,
-    stop_at: u64,
+/// 64 KiB of [`FILLER`].
+fn filler_block() -> Bytes {
+    FILLER.iter().copied().cycle().take(64 * 1024).collect()
+}
+
+/// Reads and drops whatever the client sends until it closes the connection (or fails).
+async fn wait_for_client_to_leave(conn: &mut BufReader<TcpStream>) {
+    let mut sink = [0u8; 1024];
+    while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// Writes body bytes, paced to a rate in bytes per second if one is set; the pace holds
+/// across several writes of one answer.
+struct Pacer {
     rate: Option<u64>,
-) -> std::io::Result<u64> {
-    // stop_at <= body.len(), so the cast is exact.
-    let data = &body[..stop_at as usize];
-    let Some(rate) = rate.filter(|r| *r > 0) else {
-        stream.write_all(data).await?;
-        return Ok(stop_at);
-    };
-    // About 20 writes per second: smooth enough to interrupt anywhere, cheap enough to not matter.
-    let chunk = (rate / 20).max(1) as usize;
-    let start = tokio::time::Instant::now();
-    let mut sent = 0usize;
-    for piece in data.chunks(chunk) {
-        // A piece goes out when the rate allows its last byte, so the whole body takes
-        // len / rate seconds and no byte is early.
-        let due_nanos = ((sent + piece.len()) as u128 * 1_000_000_000) / u128::from(rate);
-        let due = Duration::from_nanos(u64::try_from(due_nanos).unwrap_or(u64::MAX));
-        tokio::time::sleep_until(start + due).await;
-        stream.write_all(piece).await?;
-        sent += piece.len();
+    start: tokio::time::Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: Option<u64>) -> Pacer {
+        Pacer {
+            rate: rate.filter(|r| *r > 0),
+            start: tokio::time::Instant::now(),
+            sent: 0,
+        }
     }
-    Ok(sent as u64)
+
+    async fn write(&mut self, stream: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+        let Some(rate) = self.rate else {
+            stream.write_all(data).await?;
+            self.sent += data.len() as u64;
+            return Ok(());
+        };
+        // About 20 writes per second: smooth enough to interrupt anywhere, cheap enough to not
+        // matter.
+        let chunk = usize::try_from(rate / 20).unwrap_or(usize::MAX).max(1);
+        for piece in data.chunks(chunk) {
+            // A piece goes out when the rate allows its last byte, so the whole body takes
+            // len / rate seconds and no byte is early.
+            let due_nanos =
+                (u128::from(self.sent) + piece.len() as u128) * 1_000_000_000 / u128::from(rate);
+            let due = Duration::from_nanos(u64::try_from(due_nanos).unwrap_or(u64::MAX));
+            tokio::time::sleep_until(self.start + due).await;
+            stream.write_all(piece).await?;
+            self.sent += piece.len() as u64;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1221,6 +1392,193 @@ mod tests {
         assert_eq!(&log[0].request_body[..], b"abc");
         assert_eq!(&log[1].request_body[..], b"xyz");
         assert_eq!(log[1].method, "POST");
+    }
+
+    #[tokio::test]
+    async fn body_override_answers_200_whatever_the_range() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        let page = Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>");
+        server.set_behavior(
+            "/f",
+            Behavior {
+                body_override: Some(page.clone()),
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        let r = c
+            .get("/f", &[("range", "bytes=100-"), ("if-range", "\"x\"")])
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, page);
+        assert_eq!(r.header("content-length"), Some("41"));
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("etag"), None);
+        assert_eq!(r.header("accept-ranges"), None);
+        // No file needed, and the connection stays usable.
+        server.set_behavior(
+            "/none",
+            Behavior {
+                body_override: Some(page.clone()),
+                ..Behavior::default()
+            },
+        );
+        assert_eq!(c.get("/none", &[]).await.body, page);
+    }
+
+    #[tokio::test]
+    async fn content_range_override_lies_about_the_requested_bytes() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                content_range_override: Some("bytes 0-899/1000".into()),
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        let r = c.get("/f", &[("range", "bytes=100-")]).await;
+        assert_eq!(r.status, 206);
+        assert_eq!(r.header("content-range"), Some("bytes 0-899/1000"));
+        assert_eq!(r.body, body()[100..]);
+        // Without a range: the whole file, no Content-Range.
+        let r = c.get("/f", &[]).await;
+        assert_eq!((r.status, r.header("content-range")), (200, None));
+    }
+
+    #[tokio::test]
+    async fn extra_body_bytes_follow_the_declared_body() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                extra_body_bytes: Some(500),
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        let r = c.get("/f", &[]).await;
+        assert_eq!(r.header("content-length"), Some("1000"));
+        assert_eq!(r.body, body());
+        let mut extra = vec![0; 500];
+        c.conn.read_exact(&mut extra).await.unwrap();
+        assert_eq!(
+            extra,
+            FILLER.iter().copied().cycle().take(500).collect::<Vec<_>>()
+        );
+        let log = server
+            .wait_until(T, |l| l.first().is_some_and(|r| r.finished))
+            .await
+            .unwrap();
+        assert_eq!(log[0].body_bytes_sent, 1500);
+    }
+
+    #[tokio::test]
+    async fn huge_headers_come_before_the_blank_line() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                huge_headers: Some(100_000),
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        let r = c.get("/f", &[]).await;
+        assert_eq!(r.body, body());
+        let filler: usize = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-filler-"))
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        assert!((100_000..101_100).contains(&filler), "{filler}");
+    }
+
+    #[tokio::test]
+    async fn endless_body_never_ends_until_the_client_leaves() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                endless_body: true,
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        c.send("GET", "/f", &[("range", "bytes=10-")]).await;
+        let r = c.read(true).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), None);
+        assert_eq!(r.header("accept-ranges"), None);
+        let mut start = vec![0; 1000];
+        c.conn.read_exact(&mut start).await.unwrap();
+        assert_eq!(start, body());
+        // Far more than the file, and still going.
+        let mut more = vec![0; 1 << 20];
+        c.conn.read_exact(&mut more).await.unwrap();
+        assert!(more.starts_with(FILLER));
+        assert!(!server.requests()[0].finished);
+        drop(c);
+        let log = server
+            .wait_until(T, |l| l.first().is_some_and(|r| r.finished))
+            .await
+            .unwrap();
+        assert!(log[0].body_bytes_sent > 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn never_answer_holds_the_request_until_the_client_leaves() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                never_answer: true,
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        c.send("GET", "/f", &[]).await;
+        server.wait_for_requests("/f", 1, T).await;
+        let mut one = [0u8; 1];
+        let silent = tokio::time::timeout(Duration::from_millis(200), c.conn.read(&mut one)).await;
+        assert!(silent.is_err(), "the server answered something");
+        let log = server.requests();
+        assert_eq!((log[0].status, log[0].finished), (0, false));
+        drop(c);
+        server
+            .wait_until(T, |l| l.first().is_some_and(|r| r.finished))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn reset_after_aborts_with_rst() {
+        let server = TestServer::start().await;
+        server.add_file("/f", body());
+        server.set_behavior(
+            "/f",
+            Behavior {
+                reset_after: Some(300),
+                ..Behavior::default()
+            },
+        );
+        let mut c = RawClient::connect(&server).await;
+        c.send("GET", "/f", &[]).await;
+        let r = c.read(true).await;
+        assert_eq!(r.header("content-length"), Some("1000"));
+        let mut rest = Vec::new();
+        let err = c.conn.read_to_end(&mut rest).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+        assert!(rest.len() <= 300);
+        let log = server.requests_for("/f");
+        assert_eq!((log[0].body_bytes_sent, log[0].finished), (300, true));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Limits {
     pub jobs_per_daemon: u64,
     /// Ranges of one file.
     pub ranges_per_file: u64,
+    /// Connections one uid may hold open at once (`--max-connections-per-user`).
+    pub connections_per_user: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             jobs_per_user: 10_000,
             jobs_per_daemon: 100_000,
             ranges_per_file: 500,
+            connections_per_user: 1024,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct DaemonOptions {
     pub command_timeout: Duration,
     /// The global limit for background jobs, bytes per second (foreground jobs are exempt).
     pub bandwidth_limit_bps: Option<u64>,
+    /// At most this many transfers talk to one host (host:port) at once, across all jobs.
+    pub max_connections_per_host: usize,
 }
 
 impl DaemonOptions {
@@ -105,6 +110,7 @@ impl DaemonOptions {
             callback_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(600),
             bandwidth_limit_bps: None,
+            max_connections_per_host: 16,
         })
     }
 }

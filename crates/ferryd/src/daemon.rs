@@ -145,6 +145,8 @@ pub struct Daemon {
     pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// The global background bandwidth limit.
     pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
+    /// Per-host connection budgets (host:port → permits), shared by every job.
+    pub host_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// A request to the notifier about one job.
@@ -304,7 +306,8 @@ impl Daemon {
         }
     }
 
-    /// The identity a job's file operations run as (system mode: its owner).
+    /// The identity a job's file operations run as (system mode: its owner). Takes the
+    /// daemon's lock: never call it with the lock held.
     pub fn fs_identity(&self, job_id: &str) -> Option<ferry_fetch::identity::FsIdentity> {
         let owner = self.lock().jobs.get(job_id).map(|e| e.row.owner_uid)?;
         crate::identity::fs_identity(self.opts.mode, owner)

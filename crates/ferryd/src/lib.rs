@@ -86,6 +86,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         kicks,
         user_slots: Mutex::new(HashMap::new()),
         global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
+        host_slots: Mutex::new(HashMap::new()),
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
     // Notifications owed before the restart are attempted at once.
@@ -118,6 +119,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
 }
 
 async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
+    let counts = Arc::new(ConnectionCounts::default());
+    let limit = d.opts.limits.connections_per_user;
+    // Refusals in progress hold a descriptor for a moment each; beyond this many at once a
+    // refused connection is closed without the explanation, so a flood cannot exhaust them.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -140,10 +146,108 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
             gid: cred.gid(),
             pid: cred.pid(),
         };
+        let Some(slot) = counts.take(caller.uid, limit) else {
+            tracing::warn!(
+                uid = caller.uid,
+                pid = caller.pid,
+                limit,
+                "connection refused: the user has --max-connections-per-user connections open"
+            );
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_connection(stream, caller.uid, limit).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         let (r, w) = stream.into_split();
         let session = Arc::new(api::Session::new(d.clone(), caller));
-        let _ = ferry_rpc::serve(r, w, Arc::new(api::Connection(session)));
+        let (_, task) = ferry_rpc::serve(r, w, Arc::new(api::Connection(session)));
+        // The serving task ends when the connection closes; the slot goes back then.
+        tokio::spawn(async move {
+            let _ = task.await;
+            drop(slot);
+        });
     }
+}
+
+/// Open connections per uid, for `--max-connections-per-user`.
+#[derive(Default)]
+struct ConnectionCounts(Mutex<HashMap<u32, u64>>);
+
+/// One counted connection of a uid; dropping it gives the slot back.
+struct ConnectionSlot {
+    counts: Arc<ConnectionCounts>,
+    uid: u32,
+}
+
+impl ConnectionCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u64>> {
+        // A poisoned map is still a valid map: every update is a single step.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for `uid`, or `None` when it already holds `limit` connections.
+    fn take(self: &Arc<Self>, uid: u32, limit: u64) -> Option<ConnectionSlot> {
+        let mut map = self.lock();
+        let open = map.entry(uid).or_default();
+        if *open >= limit {
+            return None;
+        }
+        *open += 1;
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock();
+        if let Some(open) = map.get_mut(&self.uid) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Answers a connection over the per-user limit with one `limit_exceeded` error line (id
+/// `null`: no request was read) and closes it. What the caller already sent is drained first,
+/// so it reads the error and then a clean end of stream rather than a reset. Bounded in time
+/// and bytes: a caller that never reads or never stops writing cannot keep the task.
+async fn refuse_connection(mut stream: tokio::net::UnixStream, uid: u32, limit: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let error = ferry_proto::ProtoError::kind(
+        ferry_proto::ErrorKind::LimitExceeded,
+        format!(
+            "user {uid} already has {limit} connections open to ferryd \
+             (ferryd --max-connections-per-user raises the limit); close some and try again"
+        ),
+    )
+    .with("limit", "connections_per_user");
+    let message = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
+    let Ok(mut line) = serde_json::to_vec(&message) else {
+        return;
+    };
+    line.push(b'\n');
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&line).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Stops every transfer (each checkpoints), puts interrupted jobs back in the queue, and waits

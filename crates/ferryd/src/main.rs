@@ -36,6 +36,10 @@ struct Args {
     /// Most ranges one file may have.
     #[arg(long, default_value_t = 500)]
     max_ranges_per_file: u64,
+    /// Most connections one user may hold open at once; beyond it a connection is answered
+    /// with a `limit_exceeded` error and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_user: u64,
     /// Seconds a callback may take to answer before it counts as failed.
     #[arg(long, default_value_t = 60)]
     callback_timeout: u64,
@@ -45,6 +49,26 @@ struct Args {
     /// Global limit for background jobs, in bytes per second (foreground jobs are exempt).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     bandwidth_limit: Option<u64>,
+    /// Most transfers talking to one host at once, across all jobs.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_connections_per_host: u64,
+}
+
+/// Raises the soft limit on open files towards the hard limit. Every client connection is a
+/// file descriptor, and the usual soft limit (1024) is below what `--max-connections-per-user`
+/// allows by default. Capped at 65 536 because the programs ferryd starts (handlers, command
+/// lines) inherit it. On failure the limit stays as it was (accept then backs off on EMFILE).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let want = hard.min(65_536);
+    if soft < want
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit");
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,12 +92,15 @@ fn main() -> ExitCode {
     opts.callback_timeout = std::time::Duration::from_secs(args.callback_timeout.max(1));
     opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
     opts.bandwidth_limit_bps = args.bandwidth_limit;
+    opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
     opts.limits = ferryd::Limits {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,
         jobs_per_daemon: args.max_jobs,
         ranges_per_file: args.max_ranges_per_file,
+        connections_per_user: args.max_connections_per_user,
     };
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

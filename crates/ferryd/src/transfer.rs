@@ -272,6 +272,14 @@ async fn fetch_one(
     settings: &JobSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
+    // Politeness: however many jobs and files want one host, at most a few talk to it at once.
+    let _slot = match host_slot(d, &file.remote_url) {
+        Some(sem) => tokio::select! {
+            p = sem.acquire_owned() => p.ok(),
+            _ = token.cancelled() => return Ok(()),
+        },
+        None => None,
+    };
     let temp = ensure_temp(d, job_id, &mut file).await?;
     let validator: Option<Validator> = file
         .validator
@@ -383,6 +391,21 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
             });
         }
     }
+}
+
+/// The connection budget of the URL's host (`None` for `file://`).
+fn host_slot(d: &Daemon, url: &str) -> Option<Arc<tokio::sync::Semaphore>> {
+    let url = url::Url::parse(url).ok()?;
+    let host = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+    let mut slots = d.host_slots.lock().unwrap_or_else(|p| p.into_inner());
+    Some(
+        slots
+            .entry(host)
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(d.opts.max_connections_per_host))
+            })
+            .clone(),
+    )
 }
 
 /// Keeps the job's size counters in step when a file's size becomes known or changes.

@@ -151,3 +151,30 @@ async fn credentials_never_appear_in_errors() {
     assert_eq!(err.code, "HTTP_404");
     assert!(!err.description.contains("hunter2"), "{}", err.description);
 }
+
+#[tokio::test]
+async fn an_oversized_response_head_is_malformed_not_a_reset() {
+    let h = Harness::new().await;
+    h.serve("/h", 32, 100);
+    h.server.set_behavior(
+        "/h",
+        Behavior {
+            huge_headers: Some(2 * 1024 * 1024),
+            ..Default::default()
+        },
+    );
+    let req = h.request("/h");
+    let out = h.run(&req).await;
+    let err = out.err();
+    assert_eq!(err.code, "MALFORMED_RESPONSE");
+    assert_eq!(err.context, ErrorContext::GeneralTransport);
+    assert!(err.transient);
+    assert!(
+        err.description.contains("not valid HTTP: ")
+            && err.description.contains("message head is too large"),
+        "{}",
+        err.description
+    );
+    // Nothing of the answer reached the staging file.
+    assert!(crate::support::read(&req.temp_path).is_empty());
+}

@@ -75,15 +75,18 @@ fn discard(temp: &str, identity: Option<ferry_fetch::identity::FsIdentity>) {
 pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
     let mut files = load_files(d, &p.job_id).await?;
-    let mut inner = d.lock();
-    Daemon::owned(&mut inner, c, &p.job_id)?;
-    let (state, commit) = d
-        .transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
-        .map_err(|r| refusal("cancel", r))?;
-    drop(commit);
+    let identity = d.fs_identity(&p.job_id);
+    let state = {
+        let mut inner = d.lock();
+        Daemon::owned(&mut inner, c, &p.job_id)?;
+        d.transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
+            .map_err(|r| refusal("cancel", r))?
+            .0
+    };
+    // File I/O happens outside the daemon's lock.
     for f in &mut files {
         if let Some(t) = f.temp_path.take() {
-            discard(&t, d.fs_identity(&p.job_id));
+            discard(&t, identity);
         }
     }
     let id = p.job_id.clone();

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use ferry_client::Client;
-use ferry_proto::params::{CreateParams, ListParams, SetParams};
 use ferry_proto::JobState;
+use ferry_proto::params::{CreateParams, ListParams, SetParams};
 use ferry_testkit::content::TestContent;
 use ferry_testkit::http::{Behavior, TestServer};
 use serde_json::json;
@@ -41,17 +41,28 @@ fn integrity_ok(state_dir: &std::path::Path) {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();
-    let r: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let r: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(r, "ok");
 }
 
 #[tokio::test]
 async fn kill_9_at_random_moments_loses_nothing() {
-    let loops: u32 = std::env::var("FERRY_CRASH_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let loops: u32 = std::env::var("FERRY_CRASH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let seed: u64 = std::env::var("FERRY_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("crash loop: {loops} kills, FERRY_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
 
@@ -68,7 +79,13 @@ async fn kill_9_at_random_moments_loses_nothing() {
         let path = format!("/src{i}");
         srv.add_file(&path, c.bytes.clone());
         if *size >= 2_000_000 {
-            srv.set_behavior(&path, Behavior { rate_bytes_per_sec: Some(4_000_000), ..Behavior::default() });
+            srv.set_behavior(
+                &path,
+                Behavior {
+                    rate_bytes_per_sec: Some(4_000_000),
+                    ..Behavior::default()
+                },
+            );
         }
         expected.insert(path, c.sha256);
     }
@@ -81,8 +98,10 @@ async fn kill_9_at_random_moments_loses_nothing() {
         {
             let c = d.client().await;
             if round == 0 {
-                let _: serde_json::Value =
-                    c.call("handler.register", json!({"name": "crash", "argv": argv})).await.unwrap();
+                let _: serde_json::Value = c
+                    .call("handler.register", json!({"name": "crash", "argv": argv}))
+                    .await
+                    .unwrap();
             }
             // A few new jobs each round, some served by the handler.
             for _ in 0..1 + rng.below(2) {
@@ -95,14 +114,22 @@ async fn kill_9_at_random_moments_loses_nothing() {
                     files.push(spec(&srv.url(&src), &local));
                 }
                 let id = c
-                    .create(CreateParams { display_name: format!("r{round}"), files: Some(files), ..Default::default() })
+                    .create(CreateParams {
+                        display_name: format!("r{round}"),
+                        files: Some(files),
+                        ..Default::default()
+                    })
                     .await
                     .unwrap();
                 let handled = rng.below(2) == 0;
                 c.set(SetParams {
                     job_id: id.clone(),
                     minimum_retry_delay_s: Some(1),
-                    notify_handler: if handled { Some(Some("crash".into())) } else { None },
+                    notify_handler: if handled {
+                        Some(Some("crash".into()))
+                    } else {
+                        None
+                    },
                     ..Default::default()
                 })
                 .await
@@ -141,13 +168,19 @@ async fn kill_9_at_random_moments_loses_nothing() {
     let c = d.client().await;
     let jobs = c.list(ListParams::default()).await.unwrap().jobs;
     for j in &jobs {
-        if matches!(j.state, JobState::Suspended | JobState::Error | JobState::TransientError) {
+        if matches!(
+            j.state,
+            JobState::Suspended | JobState::Error | JobState::TransientError
+        ) {
             c.resume(&j.job_id).await.unwrap();
         }
     }
     for j in &jobs {
         let job = ferry_testkit::daemon::wait_for(&c, &j.job_id, WAIT, |j| {
-            matches!(j.state, JobState::Transferred | JobState::Acknowledged | JobState::Cancelled)
+            matches!(
+                j.state,
+                JobState::Transferred | JobState::Acknowledged | JobState::Cancelled
+            )
         })
         .await;
         if job.state == JobState::Transferred && !handler_jobs.contains(&job.job_id) {
@@ -159,23 +192,49 @@ async fn kill_9_at_random_moments_loses_nothing() {
     }
 
     // Every final file is right; no staging file belongs to a final job.
-    let all = c.list(ListParams { include_final: Some(true), ..Default::default() }).await.unwrap().jobs;
+    let all = c
+        .list(ListParams {
+            include_final: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs;
     let mut live_temps = HashSet::new();
     for j in &all {
         for f in c.files(&j.job_id).await.unwrap() {
             if f.completed {
                 let src = &sources[&f.local_path];
-                assert_eq!(sha256_file(std::path::Path::new(&f.local_path)), expected[src], "{}", f.local_path);
+                assert_eq!(
+                    sha256_file(std::path::Path::new(&f.local_path)),
+                    expected[src],
+                    "{}",
+                    f.local_path
+                );
             }
             if let Some(t) = f.temporary_path {
-                assert!(!j.state.is_final(), "job {} is {} but keeps staging file {t}", j.job_id, j.state);
+                assert!(
+                    !j.state.is_final(),
+                    "job {} is {} but keeps staging file {t}",
+                    j.job_id,
+                    j.state
+                );
                 live_temps.insert(t);
             }
         }
-        assert!(!matches!(j.state, JobState::Error), "job {} ended in error: {:?}", j.job_id, j.error);
+        assert!(
+            !matches!(j.state, JobState::Error),
+            "job {} ended in error: {:?}",
+            j.job_id,
+            j.error
+        );
     }
     for t in temp_files(&dir) {
-        assert!(live_temps.contains(&t.to_string_lossy().into_owned()), "orphan staging file {}", t.display());
+        assert!(
+            live_temps.contains(&t.to_string_lossy().into_owned()),
+            "orphan staging file {}",
+            t.display()
+        );
     }
     // Handler jobs: job_transferred reached the handler, always with one delivery_id per job.
     let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
@@ -186,9 +245,16 @@ async fn kill_9_at_random_moments_loses_nothing() {
                 .insert(l["delivery_id"].as_str().unwrap().to_string());
         }
     }
-    for j in all.iter().filter(|j| handler_jobs.contains(&j.job_id) && j.state == JobState::Acknowledged) {
+    for j in all
+        .iter()
+        .filter(|j| handler_jobs.contains(&j.job_id) && j.state == JobState::Acknowledged)
+    {
         let got = ids.get(&j.job_id).map(HashSet::len).unwrap_or(0);
-        assert_eq!(got, 1, "job {}: job_transferred delivered with {got} distinct delivery ids", j.job_id);
+        assert_eq!(
+            got, 1,
+            "job {}: job_transferred delivered with {got} distinct delivery ids",
+            j.job_id
+        );
     }
     integrity_ok(&d.state_dir);
 }

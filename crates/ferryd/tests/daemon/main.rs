@@ -4,7 +4,8 @@
 //! Topic modules: `transfer` (downloads, resume, restarts from zero), `errors` (error
 //! classification and timeouts), `control` (complete/cancel/state rules), `crash` (kill -9 and
 //! restart), `protocol` (wire-level error codes), `access` (other users), `ranges` (ranged
-//! files).
+//! files), `hostile` (servers that misbehave on purpose; see docs/RELIABILITY.md), `garbage`
+//! (random lines on many connections), `load` (1 000 clients, the per-user connection limit).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -17,7 +18,10 @@ mod crash;
 mod crash_loop;
 mod disk_full;
 mod errors;
+mod garbage;
+mod hostile;
 mod http_options;
+mod load;
 mod notify;
 mod protocol;
 mod ranges;

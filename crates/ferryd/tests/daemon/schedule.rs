@@ -86,3 +86,40 @@ async fn priorities_slots_and_preemption() {
         );
     }
 }
+
+#[tokio::test]
+async fn per_host_connection_budget_is_shared_by_jobs() {
+    let d = daemon_with(&["--max-connections-per-host", "2"]);
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    let dir = d.files_dir();
+    let gate = Arc::new(Semaphore::new(0));
+    let mut ids = Vec::new();
+    for name in ["h1", "h2", "h3", "h4"] {
+        srv.add_file(&format!("/{name}"), TestContent::new(41, 1000).bytes);
+        srv.set_behavior(
+            &format!("/{name}"),
+            Behavior {
+                gate: Some(gate.clone()),
+                ..Behavior::default()
+            },
+        );
+        let id = job(&c, &srv, &dir, name, Priority::Foreground).await;
+        c.resume(&id).await.unwrap();
+        ids.push(id);
+    }
+    // Four foreground jobs run, but only two requests reach the host at once.
+    srv.wait_until(WAIT, |log| log.len() >= 2)
+        .await
+        .expect("two requests");
+    assert_eq!(
+        srv.requests().len(),
+        2,
+        "the third waits for a connection slot"
+    );
+    gate.add_permits(100);
+    for id in &ids {
+        wait_state(&c, id, JobState::Transferred).await;
+    }
+    assert_eq!(srv.requests().len(), 4);
+}

@@ -122,6 +122,8 @@ pub struct FetchRequest {
     pub throttle: throttle::Throttle,
     /// Whom the kernel checks file access against (system mode: the job's owner).
     pub identity: Option<identity::FsIdentity>,
+    /// Send every request through this proxy instead of the environment's.
+    pub proxy: Option<String>,
     /// Ranges of the remote file to concatenate, in this order, into the staging file (BITS
     /// `AddFileWithRanges`; a `length` of `None` reaches to the end of the remote file); `None`
     /// fetches the whole file. With ranges, `offset`, `expected_total`, the checkpoints and
@@ -149,6 +151,7 @@ impl FetchRequest {
             max_redirects: 10,
             throttle: throttle::Throttle::default(),
             identity: None,
+            proxy: None,
             ranges: None,
         }
     }
@@ -219,18 +222,49 @@ pub struct Fetcher {
     /// Redirects are disabled in the client and followed by hand, so each hop can be checked
     /// (scheme downgrade, loops) and credentials kept to their origin.
     client: reqwest::Client,
+    /// Clients for per-job proxies, built on first use (each keeps its own connection pool).
+    proxied: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>>,
+    opts: FetcherOptions,
 }
 
 impl Fetcher {
     /// Builds the HTTP client (rustls, HTTP/2 by ALPN, no transparent decompression: byte
     /// offsets must be wire bytes).
     pub fn new(opts: FetcherOptions) -> Result<Fetcher, FetchSetupError> {
-        let client = reqwest::Client::builder()
-            .user_agent(opts.user_agent)
+        let client = Self::builder(&opts).build()?;
+        Ok(Fetcher {
+            client,
+            proxied: std::sync::Arc::default(),
+            opts,
+        })
+    }
+
+    fn builder(opts: &FetcherOptions) -> reqwest::ClientBuilder {
+        // The default client honours http_proxy/https_proxy/no_proxy from the environment.
+        reqwest::Client::builder()
+            .user_agent(opts.user_agent.clone())
             .connect_timeout(opts.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Fetcher { client })
+    }
+
+    /// The client for a job: the shared one, or one that sends everything through `proxy`.
+    fn client_for(&self, proxy: Option<&str>) -> Result<reqwest::Client, FetchError> {
+        let Some(proxy) = proxy else {
+            return Ok(self.client.clone());
+        };
+        let mut cache = self.proxied.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(proxy) {
+            return Ok(c.clone());
+        }
+        let bad = |e: reqwest::Error| {
+            FetchError::invalid_request(format!("the job's proxy {proxy:?} cannot be used: {e}"))
+        };
+        let client = Self::builder(&self.opts)
+            .proxy(reqwest::Proxy::all(proxy).map_err(bad)?)
+            .build()
+            .map_err(bad)?;
+        cache.insert(proxy.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// Fetches `req.url` into `req.temp_path`, resuming from `req.offset`.
@@ -261,11 +295,14 @@ impl Fetcher {
                 FetchError::invalid_request(format!("invalid ranges: {e}")).on(protocol)
             })?;
         }
+        let client = self
+            .client_for(req.proxy.as_deref())
+            .map_err(|e| e.on(protocol))?;
         let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity)
             .await
             .map_err(|e| e.on(protocol))?;
         let mut run = Run {
-            client: &self.client,
+            client: &client,
             req,
             events,
             cancel,

@@ -800,7 +800,13 @@ async fn respond(
     req: Request,
     connection_id: u64,
 ) -> After {
-    let path = normalize(req.target.split('?').next().unwrap_or(""));
+    // A request sent to us as a proxy names the whole URL (absolute form); serve its path, and
+    // keep the full target in the log so a test can see the proxy was used.
+    let origin_form = match req.target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => req.target.as_str(),
+    };
+    let path = normalize(origin_form.split('?').next().unwrap_or(""));
     let (plan, index) = {
         let mut st = shared.lock();
         let plan = plan_for(&mut st, &req, &path);

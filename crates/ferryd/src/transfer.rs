@@ -87,6 +87,7 @@ impl Drop for DoneGuard {
 /// Settings copied out of the job row when the run starts.
 struct JobSettings {
     throttle: ferry_fetch::throttle::Throttle,
+    proxy: Option<String>,
     headers: Vec<(String, String)>,
     basic_auth: Option<(String, String)>,
     allow_https_to_http: bool,
@@ -106,6 +107,7 @@ impl JobSettings {
         let npt = Duration::from_secs(row.no_progress_timeout_s.max(1));
         JobSettings {
             throttle: ferry_fetch::throttle::Throttle::default(),
+            proxy: row.proxy.clone(),
             headers,
             basic_auth: row.credentials.clone(),
             allow_https_to_http: row.allow_https_to_http,
@@ -301,6 +303,7 @@ async fn fetch_one(
         max_redirects: 10,
         throttle: settings.throttle.clone(),
         identity: d.fs_identity(job_id),
+        proxy: settings.proxy.clone(),
         ranges: file.ranges.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();

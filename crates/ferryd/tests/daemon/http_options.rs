@@ -167,3 +167,34 @@ async fn body_of_unknown_size_is_downloaded() {
     c.complete(&id).await.unwrap();
     assert_eq!(sha256_file(&dir.join("nolen")), content.sha256);
 }
+
+#[tokio::test]
+async fn per_job_proxy_carries_every_request() {
+    let d = daemon();
+    let c = d.client().await;
+    // The "proxy" is a second test server: it sees the absolute URL and serves its path.
+    let proxy = TestServer::start().await;
+    let content = TestContent::new(114, 10_000);
+    proxy.add_file("/via-proxy", content.bytes.clone());
+    let dir = d.files_dir();
+    // A host that does not resolve: only the proxy can make this work.
+    let url = "http://origin.invalid/via-proxy";
+    let id = job_with(&c, vec![spec(url, &dir.join("p"))]).await;
+    c.set(SetParams {
+        job_id: id.clone(),
+        proxy: Some(Some(proxy.url(""))),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.resume(&id).await.unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    let reqs = proxy.requests_for("/via-proxy");
+    assert_eq!(reqs[0].target, url, "the proxy got the absolute URL");
+    c.complete(&id).await.unwrap();
+    assert_eq!(sha256_file(&dir.join("p")), content.sha256);
+    assert_eq!(
+        c.get(&id).await.unwrap().proxy.as_deref(),
+        Some(proxy.url("").as_str())
+    );
+}

@@ -60,6 +60,11 @@ impl Daemon {
     /// Starts `bin` with its socket at `root/ferryd.sock` and its state in `root/state`, and
     /// waits until it is ready to serve.
     pub async fn start(bin: &Path, root: &Path) -> Result<Daemon> {
+        Daemon::start_with(bin, root, &[]).await
+    }
+
+    /// [`Daemon::start`] with `extra` flags added to the command line (e.g. raised limits).
+    pub async fn start_with(bin: &Path, root: &Path, extra: &[&str]) -> Result<Daemon> {
         let socket = root.join("ferryd.sock");
         let state_dir = root.join("state");
         let mut child = Command::new(bin)
@@ -68,6 +73,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&state_dir)
             .args(["--retry-delay-floor", "1"])
+            .args(extra)
             // The ready line is logged at info level; the caller's settings must not hide it,
             // and the flags above must not be overridden from the environment.
             .env("FERRY_LOG", "info")
@@ -126,6 +132,11 @@ impl Daemon {
     /// The daemon's socket.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The daemon's process id (`None` once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The daemon's state dir.

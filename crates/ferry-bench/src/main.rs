@@ -8,6 +8,7 @@
 mod daemon;
 mod notify_latency;
 mod report;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ struct Cli {
 enum Command {
     /// Latency from a file being recorded transferred to the client's callback running.
     NotifyLatency(notify_latency::Args),
+    /// ferry against curl, wget and aria2c on a local nginx, and the daemon's own figures
+    /// (many jobs, job creation rate, restart with 100 000 jobs, idleness).
+    Transfer(transfer::Args),
 }
 
 /// What every benchmark needs besides its own arguments.
@@ -92,5 +96,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::NotifyLatency(args) => notify_latency::run(&env, &args).await,
+        Command::Transfer(args) => transfer::run(&env, &args).await,
     }
 }

@@ -34,6 +34,36 @@ use tokio::sync::mpsc;
 
 use callback::{Inbound, Registry};
 
+/// Encoded bytes of file specs per `job.create`/`job.add_files` request, well under the
+/// protocol's 1 MiB line limit.
+const FILES_BYTES_PER_REQUEST: usize = 512 * 1024;
+
+/// Takes the next batch of file specs that fits one request (at least one spec).
+fn next_batch(rest: &mut Vec<ferry_proto::FileSpec>) -> Vec<ferry_proto::FileSpec> {
+    let mut bytes = 0;
+    let mut n = 0;
+    for spec in rest.iter() {
+        // URL + path + JSON punctuation; ranges add a little more each.
+        let size = spec.remote_url.len()
+            + spec.local_path.len()
+            + spec.sha256.as_ref().map_or(0, String::len)
+            + spec.ranges.as_ref().map_or(0, |r| r.len() * 48)
+            + 64;
+        if n > 0 && bytes + size > FILES_BYTES_PER_REQUEST {
+            break;
+        }
+        bytes += size;
+        n += 1;
+    }
+    rest.drain(..n).collect()
+}
+
+/// Files per `job.files` page.
+const FILES_PAGE: u64 = 2000;
+
+/// The longest answer line this client accepts from the daemon.
+const MAX_ANSWER_LINE: usize = 256 * 1024 * 1024;
+
 /// A connection to `ferryd`. Cloning is cheap and shares the connection; it closes when the
 /// last clone is dropped (or on [`Client::close`]).
 #[derive(Clone)]
@@ -109,7 +139,8 @@ impl Client {
                 client: weak.clone(),
             };
             // The reader task ends by itself once the connection closes.
-            let (peer, _task) = ferry_rpc::serve(r, w, Arc::new(inbound));
+            let (peer, _task) =
+                ferry_rpc::serve_with_max_line(r, w, Arc::new(inbound), MAX_ANSWER_LINE);
             Inner {
                 peer,
                 socket,
@@ -178,8 +209,21 @@ impl Client {
     }
 
     /// `job.create`
-    pub async fn create(&self, p: CreateParams) -> Result<String, ClientError> {
+    pub async fn create(&self, mut p: CreateParams) -> Result<String, ClientError> {
+        // A request line may not exceed 1 MiB: many files go in batches, the first with the
+        // create and the rest through `job.add_files`. A batch that fails cancels the job, so
+        // no half-made job is left behind.
+        let mut rest = p.files.take().unwrap_or_default();
+        let first = next_batch(&mut rest);
+        p.files = (!first.is_empty()).then_some(first);
         let r: CreateResult = self.call(method::JOB_CREATE, p).await?;
+        while !rest.is_empty() {
+            let batch = next_batch(&mut rest);
+            if let Err(e) = self.add_files(&r.job_id, batch).await {
+                let _ = self.cancel(&r.job_id).await;
+                return Err(e);
+            }
+        }
         Ok(r.job_id)
     }
 
@@ -212,8 +256,22 @@ impl Client {
 
     /// `job.files`
     pub async fn files(&self, job_id: &str) -> Result<Vec<File>, ClientError> {
-        let r: FilesResult = self.call(method::JOB_FILES, Self::id(job_id)).await?;
-        Ok(r.files)
+        // Page through: a job may hold 100 000 files, far more than one answer should carry.
+        let mut all = Vec::new();
+        let mut from = 0;
+        loop {
+            let p = FilesParams {
+                job_id: job_id.into(),
+                from: Some(from),
+                limit: Some(FILES_PAGE),
+            };
+            let r: FilesResult = self.call(method::JOB_FILES, p).await?;
+            all.extend(r.files);
+            match r.next {
+                Some(n) if n > from => from = n,
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// `job.get_error`

@@ -84,11 +84,28 @@ pub struct JobIdParams {
     pub job_id: String,
 }
 
+/// `job.files` params (`from`/`limit` page through a large job; without them, every file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesParams {
+    /// The job.
+    pub job_id: String,
+    /// First file index to return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Most files to return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
 /// `job.files` result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilesResult {
     /// Files in index order.
     pub files: Vec<File>,
+    /// The `from` of the next page, when `limit` cut the answer short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// `job.list` params.

@@ -14,4 +14,4 @@ mod codec;
 mod peer;
 
 pub use codec::{Incoming, LineError, decode_line};
-pub use peer::{CallError, Handled, Peer, Service, serve};
+pub use peer::{CallError, Handled, Peer, Service, serve, serve_with_max_line};

@@ -211,6 +211,22 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     S: Service + ?Sized,
 {
+    serve_with_max_line(reader, writer, service, MAX_LINE_BYTES)
+}
+
+/// [`serve`] accepting incoming lines up to `max_line` bytes. The daemon holds clients to the
+/// protocol's 1 MiB; a client may accept longer answers (a job with many files).
+pub fn serve_with_max_line<R, W, S>(
+    reader: R,
+    writer: W,
+    service: Arc<S>,
+    max_line: usize,
+) -> (Arc<Peer>, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: Service + ?Sized,
+{
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (closed, _) = watch::channel(false);
     let peer = Arc::new(Peer {
@@ -226,7 +242,7 @@ where
     let worker = tokio::spawn(work_loop(peer.clone(), service.clone(), req_rx));
     let p = peer.clone();
     let task = tokio::spawn(async move {
-        read_loop(reader, &p, &service, req_tx).await;
+        read_loop(reader, &p, &service, req_tx, max_line).await;
         // No answers to our own calls can arrive any more: fail them now. Requests the other
         // side sent before it stopped sending are still answered (a half-closed client reads
         // them), within a bound so a stuck handler cannot hold the connection forever.
@@ -315,6 +331,7 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
     peer: &Arc<Peer>,
     service: &Arc<S>,
     requests: mpsc::UnboundedSender<Request>,
+    max_line: usize,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line: Vec<u8> = Vec::new();
@@ -333,12 +350,12 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
         line.extend_from_slice(chunk);
         let used = complete.unwrap_or(buf.len());
         reader.consume(used);
-        if line.len() > MAX_LINE_BYTES {
+        if line.len() > max_line {
             peer.respond(
                 Value::Null,
                 Err(ProtoError::new(
                     ErrorCode::INVALID_REQUEST,
-                    format!("line longer than {MAX_LINE_BYTES} bytes; closing the connection"),
+                    format!("line longer than {max_line} bytes; closing the connection"),
                 )),
             );
             return;

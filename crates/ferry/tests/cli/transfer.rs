@@ -257,3 +257,38 @@ async fn wrong_command_lines_exit_2_and_create_no_job() {
         .expect_code(2);
     assert!(env.list(&["--all"]).await.is_empty());
 }
+
+/// Regression (the transfer benchmark): a list whose `job.create` would exceed the 1 MiB line
+/// limit, and whose `job.files` answer is larger than 1 MiB, still transfers.
+#[tokio::test]
+async fn a_list_larger_than_one_request_line_transfers() {
+    let env = Env::start();
+    let src = env.dir("many-src");
+    let out = env.dir("many-out-with-a-deliberately-long-directory-name-to-make-each-line-big");
+    let mut list = String::new();
+    for i in 0..6000 {
+        let p = src.join(format!("source-file-with-a-long-name-{i:05}"));
+        std::fs::write(&p, format!("{i}")).unwrap();
+        list.push_str(&format!(
+            "file://{} {}\n",
+            p.display(),
+            out.join(format!("copy-with-a-long-name-{i:05}")).display()
+        ));
+    }
+    assert!(
+        list.len() > 1024 * 1024,
+        "the list must not fit one request line"
+    );
+    let list_path = env.root().join("many.txt");
+    std::fs::write(&list_path, list).unwrap();
+    let o = env
+        .ok(&["--json", "transfer", "--from-file", arg(&list_path)])
+        .await;
+    let v = o.json();
+    assert_eq!(v["state"], "acknowledged");
+    assert_eq!(v["files"].as_array().unwrap().len(), 6000);
+    assert_eq!(
+        std::fs::read_to_string(out.join("copy-with-a-long-name-05999")).unwrap(),
+        "5999"
+    );
+}

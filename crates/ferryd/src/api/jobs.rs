@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ferry_core::state::{self, Operation};
 use ferry_proto::params::{
-    AddFilesParams, AddFilesResult, CreateParams, CreateResult, FilesResult, JobIdParams,
-    ListParams, ListResult, SetParams,
+    AddFilesParams, AddFilesResult, CreateParams, CreateResult, FilesParams, FilesResult,
+    JobIdParams, ListParams, ListResult, SetParams,
 };
 use ferry_proto::{ErrorKind, EventKind, File, JobState, JobType, NotifyFlags, ProtoError};
 use ferry_rpc::Peer;
@@ -252,14 +252,26 @@ pub fn file_view(f: FileRow) -> File {
 }
 
 /// `job.files`
-pub async fn files(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
     {
         let mut inner = d.lock();
         Daemon::owned(&mut inner, c, &p.job_id)?;
     }
-    let rows = d.read_files(&p.job_id, 0, u64::MAX).await?;
+    let from = p.from.unwrap_or(0);
+    // One more than asked tells whether another page follows.
+    let limit = p.limit.map_or(u64::MAX, |l| l.clamp(1, 100_000));
+    let mut rows = d
+        .read_files(&p.job_id, from, limit.saturating_add(1))
+        .await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.last().map(|r| r.file_index + 1)
+    } else {
+        None
+    };
     Answer::now(FilesResult {
         files: rows.into_iter().map(file_view).collect(),
+        next,
     })
 }
 

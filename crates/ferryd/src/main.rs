@@ -102,6 +102,9 @@ fn main() -> ExitCode {
     };
     raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // File I/O runs on blocking threads; a bounded pool keeps thousands of small files from
+        // spreading memory over hundreds of threads (and their malloc arenas).
+        .max_blocking_threads(32)
         .enable_all()
         .build()
     {

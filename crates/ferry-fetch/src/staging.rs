@@ -86,7 +86,7 @@ pub fn finalize(temp: &Path, dest: &Path) -> Result<(), StagingError> {
 
 /// Hands over a staging file whose bytes are already durable (the fetcher synced them before it
 /// reported the file done): gives it the ordinary mode (0644) and renames it over `dest`. The
-/// caller makes the renames durable afterwards, once for many files ([`sync_filesystems`]).
+/// caller makes the renames durable afterwards, once per directory ([`sync_dirs`]).
 pub fn hand_over(
     temp: &Path,
     dest: &Path,
@@ -103,24 +103,13 @@ pub fn hand_over(
     })
 }
 
-/// Makes renames, creations and metadata changes in `dirs` durable: one `syncfs` per file
-/// system (cheaper than an fsync per file when many files were handed over), falling back to
-/// an fsync of each directory where `syncfs` is refused.
-pub fn sync_filesystems<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<(), StagingError> {
-    use std::os::unix::fs::MetadataExt;
-    let mut done = std::collections::HashSet::new();
+/// Makes the renames into `dirs` durable: one fsync per directory, however many files were
+/// handed over into it. (Not `syncfs`: its cost grows with everything else dirty on the file
+/// system, which other programs control.) The files' bytes were synced before they counted as
+/// transferred.
+pub fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<(), StagingError> {
     for dir in dirs {
-        let handle = File::open(dir).map_err(|e| StagingError::new(dir, "open", e))?;
-        let dev = handle
-            .metadata()
-            .map_err(|e| StagingError::new(dir, "inspect", e))?
-            .dev();
-        if !done.insert(dev) {
-            continue;
-        }
-        if nix::unistd::syncfs(&handle).is_err() {
-            try_sync_dir(dir)?;
-        }
+        try_sync_dir(dir)?;
     }
     Ok(())
 }

@@ -162,8 +162,8 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             }
         }
     }
-    // One sync per file system makes every rename above durable.
-    if let Err(e) = staging::sync_filesystems(dirs.iter().map(PathBuf::as_path)) {
+    // One fsync per directory makes every rename above durable.
+    if let Err(e) = staging::sync_dirs(dirs.iter().map(PathBuf::as_path)) {
         failure.get_or_insert(
             ProtoError::kind(
                 ErrorKind::LocalIo,

@@ -152,7 +152,7 @@ impl LiveApp {
 
 /// A handler program (python3) that ferryd starts: it attaches with its activation token,
 /// logs every callback as a JSON line (with its uid) to `log`, calls `job.complete` inside
-/// `job_transferred` when `complete` is set, and exits after 3 s without callbacks.
+/// `job_transferred` when `complete` is set, and exits after 10 s without messages.
 pub fn handler_script(dir: &Path, log: &Path, complete: bool) -> Vec<String> {
     let script = dir.join("handler.py");
     std::fs::write(
@@ -166,7 +166,7 @@ def note(**kw):
         f.write(json.dumps(kw) + "\n")
 s = socket.socket(socket.AF_UNIX)
 s.connect(os.environ["FERRY_SOCKET"])
-s.settimeout(3)
+s.settimeout(10)
 f = s.makefile("rwb", buffering=0)
 def send(o):
     f.write(json.dumps(o).encode() + b"\n")

@@ -108,6 +108,27 @@ async fn updater_example_is_relaunched_by_ferryd_and_completes() {
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     // The application has exited; ferryd starts it again as the handler to finish the job.
     let job = wait_state(&c, &id, JobState::Acknowledged).await;
+    // The handler answers job_transferred after it logged; its answer is in the event log.
+    c.follow_events(ferry_proto::params::EventsFollowParams {
+        after: Some(0),
+        job_id: Some(id.clone()),
+    })
+    .await
+    .unwrap();
+    loop {
+        let e = tokio::time::timeout(WAIT, c.next_event())
+            .await
+            .unwrap()
+            .unwrap();
+        if let ferry_proto::EventKind::Notification {
+            callback, outcome, ..
+        } = &e.kind
+            && callback == "job_transferred"
+            && outcome == "ok"
+        {
+            break;
+        }
+    }
     assert_eq!(job.notify_handler.as_deref(), Some("ferry-example-updater"));
     assert_eq!(sha256_file(&dir.join("update.bin")), content.sha256);
     let log = std::fs::read_to_string(dir.join("ferry-example-updater.log")).unwrap();

@@ -62,8 +62,10 @@ pub struct Runtime {
     pub retry_at: Option<u64>,
     /// Start of the current run of transient errors.
     pub first_transient_at: Option<u64>,
-    /// Last time bytes arrived.
+    /// Last time the job reached bytes it never had before.
     pub last_progress_at: Option<u64>,
+    /// The most bytes the job has had at once since the owner last resumed it.
+    pub furthest: u64,
     /// Bytes received but not yet checkpointed (shown in progress, not durable).
     pub live_bytes: u64,
     /// Why a queued job waits (set by the scheduler).
@@ -376,6 +378,7 @@ impl Daemon {
             // BITS: resume resets the max-download-time counter and the no-progress window.
             row.active_ms = 0;
             entry.rt.first_transient_at = None;
+            entry.rt.furthest = 0;
         }
         edit(row);
         if to.is_final() && !from.is_final() {

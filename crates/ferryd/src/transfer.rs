@@ -351,13 +351,18 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
     };
     match ev {
         FetchEvent::Progress { bytes, total } => {
-            if bytes > file.bytes_transferred {
-                entry.rt.last_progress_at = Some(now);
-                entry.rt.first_transient_at = None;
-            }
             let now_live = bytes.saturating_sub(file.bytes_transferred);
             entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live) + now_live;
             *live = now_live;
+            // Progress is reaching bytes the job never had: fetching the same bytes again after
+            // a restart from zero does not count, or a server that changes the file and cuts
+            // every answer would keep the job retrying forever.
+            let position = entry.row.bytes_transferred + entry.rt.live_bytes;
+            if position > entry.rt.furthest {
+                entry.rt.furthest = position;
+                entry.rt.last_progress_at = Some(now);
+                entry.rt.first_transient_at = None;
+            }
             set_total(&mut entry.row, file, total);
         }
         FetchEvent::Checkpoint {

@@ -844,7 +844,6 @@ async fn accepts_and_never_answers() {
 /// never fires and the job loops until `max_download_time_s`. What should hold: progress
 /// means bytes beyond the furthest offset reached, and the job fails `NO_PROGRESS_TIMEOUT`.
 #[tokio::test]
-#[ignore = "known gap: restarts from zero count as progress (docs/RELIABILITY.md)"]
 async fn etag_changes_and_every_body_is_cut() {
     let d = daemon();
     let c = d.client().await;

@@ -66,6 +66,8 @@ pub struct Runtime {
     pub last_progress_at: Option<u64>,
     /// The most bytes the job has had at once since the owner last resumed it.
     pub furthest: u64,
+    /// When the job's last `progress` event was logged (they are coalesced).
+    pub last_progress_event: Option<u64>,
     /// Bytes received but not yet checkpointed (shown in progress, not durable).
     pub live_bytes: u64,
     /// Why a queued job waits (set by the scheduler).

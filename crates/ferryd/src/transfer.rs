@@ -315,13 +315,16 @@ async fn fetch_one(
         loop {
             tokio::select! {
                 r = &mut fetch => break r,
-                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, &mut live, ev),
+                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, &mut live, ev, true),
             }
         }
     };
     drop(tx);
+    // After a success, `file_done` writes the final state at once: the last checkpoint need
+    // not be written first (one transaction per small file instead of two).
+    let persist = result.is_err();
     while let Ok(ev) = rx.try_recv() {
-        on_event(d, job_id, &mut file, &mut live, ev);
+        on_event(d, job_id, &mut file, &mut live, ev, persist);
     }
     if live > 0 {
         let mut inner = d.lock();
@@ -339,7 +342,14 @@ async fn fetch_one(
 }
 
 /// Applies a fetch event to the file and the job.
-fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, ev: FetchEvent) {
+fn on_event(
+    d: &Arc<Daemon>,
+    job_id: &str,
+    file: &mut FileRow,
+    live: &mut u64,
+    ev: FetchEvent,
+    persist: bool,
+) {
     let now = d.mono.now();
     let mut inner = d.lock();
     // First sign of life from the server: connecting → transferring.
@@ -381,20 +391,34 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
             *live = 0;
             row.modified = clock::now_rfc3339();
             d.modified(entry);
+            if !persist {
+                return;
+            }
+            // The event log gets at most one `progress` event per job per second.
+            let now = d.mono.now();
+            let log_progress = entry
+                .rt
+                .last_progress_event
+                .is_none_or(|t| now.saturating_sub(t) >= 1000);
+            if log_progress {
+                entry.rt.last_progress_event = Some(now);
+            }
             let (row, f) = (entry.row.clone(), file.clone());
             let time = row.modified.clone();
             let _ = d.store.submit(move |tx| {
                 tx.put_files(&row.id, &[f])?;
                 tx.update_job(&row)?;
-                tx.append_event(
-                    &row.id,
-                    row.owner_uid,
-                    &time,
-                    EventKind::Progress {
-                        bytes_transferred: row.bytes_transferred,
-                        bytes_total: row.bytes_total,
-                    },
-                )?;
+                if log_progress {
+                    tx.append_event(
+                        &row.id,
+                        row.owner_uid,
+                        &time,
+                        EventKind::Progress {
+                            bytes_transferred: row.bytes_transferred,
+                            bytes_total: row.bytes_total,
+                        },
+                    )?;
+                }
                 Ok(())
             });
         }

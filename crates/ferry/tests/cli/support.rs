@@ -192,29 +192,7 @@ pub fn find_job<'a>(jobs: &'a [Value], id: &str) -> Option<&'a Value> {
     jobs.iter().find(|j| j["job_id"] == id)
 }
 
-/// SHA-256 of a file, read in chunks (large payloads are not held in memory twice).
-pub fn sha256_file(p: &Path) -> String {
-    use sha2::Digest as _;
-    let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    hex::encode(h.finalize())
-}
-
-/// Staging files (`.ferry-…`) left in a directory.
-pub fn staging_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".ferry-"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use ferry_testkit::content::{sha256_file, staging_files};
 
 /// The job id that follows `marker` in `text` (e.g. `ferry resume <id>` in a hint).
 #[track_caller]

@@ -1,6 +1,6 @@
 //! Helpers shared by the topic modules.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ferry_client::Client;
@@ -59,24 +59,4 @@ pub async fn wait_state(c: &Client, id: &str, st: JobState) -> Job {
     wait_for(c, id, WAIT, |j| j.state == st).await
 }
 
-/// Staging files left in a directory.
-pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".ferry-"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// SHA-256 of a file on disk.
-pub fn sha256_file(p: &Path) -> String {
-    use sha2::Digest;
-    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    hex::encode(sha2::Sha256::digest(&data))
-}
+pub use ferry_testkit::content::{sha256_file, staging_files as temp_files};

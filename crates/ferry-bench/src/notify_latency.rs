@@ -344,6 +344,23 @@ async fn call(peer: &Peer, method: &str, params: Value) -> Result<Value> {
         .with_context(|| format!("{method} failed"))
 }
 
+/// Selects `file_transferred` callbacks for the job and makes `peer` its live callback.
+async fn watch_files(peer: &Peer, job_id: &str) -> Result<()> {
+    call(
+        peer,
+        method::JOB_SET,
+        json!({"job_id": job_id, "notify_flags": 16}),
+    )
+    .await?;
+    call(
+        peer,
+        method::JOB_SET_NOTIFY_INTERFACE,
+        json!({"job_id": job_id}),
+    )
+    .await?;
+    Ok(())
+}
+
 /// `job.get` as a string for an error message (or why it could not be had).
 async fn describe_job(peer: &Peer, job_id: &str) -> String {
     peer.call(method::JOB_GET, json!({"job_id": job_id}))

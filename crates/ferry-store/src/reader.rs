@@ -45,44 +45,48 @@ impl Reader {
         f(&conn)
     }
 
-    /// Every job, in `seq` order.
-    pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+    /// Runs a query whose rows are one JSON `body` column and decodes each into `T`.
+    fn bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        action: &'static str,
+        what: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
         self.with(|c| {
             let mut stmt = c
-                .prepare("SELECT body FROM jobs ORDER BY seq")
-                .map_err(StoreError::sql(&self.path, "loading jobs"))?;
+                .prepare_cached(sql)
+                .map_err(StoreError::sql(&self.path, action))?;
             let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(StoreError::sql(&self.path, "loading jobs"))?;
+                .query_map(args, |r| r.get::<_, String>(0))
+                .map_err(StoreError::sql(&self.path, action))?;
             let mut out = Vec::new();
             for body in rows {
-                let body = body.map_err(StoreError::sql(&self.path, "loading jobs"))?;
-                out.push(decode("job row", &body)?);
+                let body = body.map_err(StoreError::sql(&self.path, action))?;
+                out.push(decode(what, &body)?);
             }
             Ok(out)
         })
     }
 
+    /// Every job, in `seq` order.
+    pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        self.bodies(
+            "SELECT body FROM jobs ORDER BY seq",
+            [],
+            "loading jobs",
+            "job row",
+        )
+    }
+
     /// The files of a job, in index order; `from` and `limit` select a slice.
     pub fn files(&self, job_id: &str, from: u64, limit: u64) -> Result<Vec<FileRow>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT body FROM files WHERE job_id = ?1 AND file_index >= ?2 ORDER BY file_index LIMIT ?3",
-                )
-                .map_err(StoreError::sql(&self.path, "reading files"))?;
-            let rows = stmt
-                .query_map(params![job_id, from as i64, limit.min(i64::MAX as u64) as i64], |r| {
-                    r.get::<_, String>(0)
-                })
-                .map_err(StoreError::sql(&self.path, "reading files"))?;
-            let mut out = Vec::new();
-            for body in rows {
-                let body = body.map_err(StoreError::sql(&self.path, "reading files"))?;
-                out.push(decode("file row", &body)?);
-            }
-            Ok(out)
-        })
+        self.bodies(
+            "SELECT body FROM files WHERE job_id = ?1 AND file_index >= ?2 ORDER BY file_index LIMIT ?3",
+            params![job_id, from.min(i64::MAX as u64) as i64, limit.min(i64::MAX as u64) as i64],
+            "reading files",
+            "file row",
+        )
     }
 
     /// Events after `after`, readable by `uid` (`None`: everyone's), optionally of one job.
@@ -145,38 +149,22 @@ impl Reader {
 
     /// Every registered handler.
     pub fn handlers(&self) -> Result<Vec<HandlerRow>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT body FROM handlers")
-                .map_err(StoreError::sql(&self.path, "reading handlers"))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(StoreError::sql(&self.path, "reading handlers"))?;
-            let mut out = Vec::new();
-            for body in rows {
-                let body = body.map_err(StoreError::sql(&self.path, "reading handlers"))?;
-                out.push(decode("handler row", &body)?);
-            }
-            Ok(out)
-        })
+        self.bodies(
+            "SELECT body FROM handlers",
+            [],
+            "reading handlers",
+            "handler row",
+        )
     }
 
     /// Every owed notification, in creation order.
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT body FROM outbox ORDER BY id")
-                .map_err(StoreError::sql(&self.path, "reading the outbox"))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(StoreError::sql(&self.path, "reading the outbox"))?;
-            let mut out = Vec::new();
-            for body in rows {
-                let body = body.map_err(StoreError::sql(&self.path, "reading the outbox"))?;
-                out.push(decode("outbox row", &body)?);
-            }
-            Ok(out)
-        })
+        self.bodies(
+            "SELECT body FROM outbox ORDER BY id",
+            [],
+            "reading the outbox",
+            "outbox row",
+        )
     }
 
     /// `PRAGMA integrity_check` (used by tests and the crash loop).

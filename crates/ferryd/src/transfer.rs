@@ -215,6 +215,7 @@ async fn ensure_temp(
     d: &Arc<Daemon>,
     job_id: &str,
     file: &mut FileRow,
+    identity: Option<ferry_fetch::identity::FsIdentity>,
 ) -> Result<PathBuf, FileFailure> {
     if let Some(p) = &file.temp_path {
         let p = PathBuf::from(p);
@@ -224,7 +225,7 @@ async fn ensure_temp(
     }
     let dest = Path::new(&file.local_path);
     let dir = dest.parent().unwrap_or(Path::new("/"));
-    let temp = staging::create_temp_as(dir, d.fs_identity(job_id)).map_err(|e| {
+    let temp = staging::create_temp_as(dir, identity).map_err(|e| {
         let denied = e.source.kind() == std::io::ErrorKind::PermissionDenied;
         FileFailure::Local(ErrorInfo {
             code: if denied { "ACCESS_DENIED" } else { "LOCAL_IO" }.into(),
@@ -282,7 +283,8 @@ async fn fetch_one(
         },
         None => None,
     };
-    let temp = ensure_temp(d, job_id, &mut file).await?;
+    let identity = d.fs_identity(job_id);
+    let temp = ensure_temp(d, job_id, &mut file, identity).await?;
     let validator: Option<Validator> = file
         .validator
         .clone()
@@ -302,7 +304,7 @@ async fn fetch_one(
         checkpoint_interval: CHECKPOINT_INTERVAL,
         max_redirects: 10,
         throttle: settings.throttle.clone(),
-        identity: d.fs_identity(job_id),
+        identity,
         proxy: settings.proxy.clone(),
         ranges: file.ranges.clone(),
     };

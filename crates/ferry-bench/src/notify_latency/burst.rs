@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use super::{
     FILE_SIZE, Latencies, Place, STALL_TIMEOUT, call, connect, describe_job, make_files,
-    read_file_events,
+    read_file_events, watch_files,
 };
 use crate::daemon::Daemon;
 
@@ -93,18 +93,7 @@ pub(super) async fn measure(daemon: &Daemon, work: &Path, n: u64) -> Result<Burs
         )
         .await?;
     }
-    call(
-        &peer,
-        method::JOB_SET,
-        json!({"job_id": job_id, "notify_flags": 16}),
-    )
-    .await?;
-    call(
-        &peer,
-        method::JOB_SET_NOTIFY_INTERFACE,
-        json!({"job_id": job_id}),
-    )
-    .await?;
+    watch_files(&peer, &job_id).await?;
     call(&peer, method::JOB_RESUME, json!({"job_id": job_id})).await?;
 
     // First arrival per file; later ones (retries of the same delivery) are only counted.

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{
     FILE_SIZE, Latencies, Place, STALL_TIMEOUT, TARGET_P99_MS, call, connect, describe_job,
-    make_files, read_file_events, verdict,
+    make_files, read_file_events, verdict, watch_files,
 };
 use crate::daemon::Daemon;
 
@@ -89,18 +89,7 @@ pub(super) async fn measure(daemon: &Daemon, work: &Path, n: u64) -> Result<Unqu
         )
         .context("job.create answered something unexpected")?;
         let job_id = created.job_id;
-        call(
-            &peer,
-            method::JOB_SET,
-            json!({"job_id": job_id, "notify_flags": 16}),
-        )
-        .await?;
-        call(
-            &peer,
-            method::JOB_SET_NOTIFY_INTERFACE,
-            json!({"job_id": job_id}),
-        )
-        .await?;
+        watch_files(&peer, &job_id).await?;
         let resumed_at = Instant::now();
         call(&peer, method::JOB_RESUME, json!({"job_id": job_id})).await?;
 

@@ -23,6 +23,10 @@ pub use ferry_proto as proto;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_proto::cache::{
+    CacheDeleteParams, CacheDeleteResult, CacheInfo, CacheListParams, CacheListResult,
+    PeersListResult,
+};
 use ferry_proto::params::*;
 use ferry_proto::{File, Job, method};
 use ferry_rpc::{CallError, Peer};
@@ -455,6 +459,34 @@ impl Client {
             )
             .await?;
         Ok(r.jobs)
+    }
+
+    /// `cache.list`: the validated files the peer cache holds, most recently used first.
+    pub async fn cache_list(&self) -> Result<CacheListResult, ClientError> {
+        self.call(method::CACHE_LIST, CacheListParams {}).await
+    }
+
+    /// `cache.info`: the peer cache's settings and use (`enabled: false` when it is off).
+    pub async fn cache_info(&self) -> Result<CacheInfo, ClientError> {
+        self.call(method::CACHE_INFO, Empty {}).await
+    }
+
+    /// `cache.delete`: removes the entry with `key`, or every entry downloaded from `url`.
+    pub async fn cache_delete(
+        &self,
+        p: CacheDeleteParams,
+    ) -> Result<CacheDeleteResult, ClientError> {
+        self.call(method::CACHE_DELETE, p).await
+    }
+
+    /// `cache.clear`: removes every entry the caller may remove.
+    pub async fn cache_clear(&self) -> Result<CacheDeleteResult, ClientError> {
+        self.call(method::CACHE_CLEAR, Empty {}).await
+    }
+
+    /// `peers.list`: the peers this host knows and how they fared.
+    pub async fn peers_list(&self) -> Result<PeersListResult, ClientError> {
+        self.call(method::PEERS_LIST, Empty {}).await
     }
 
     /// Watches the callbacks running on this connection (for a handler's idle clock).

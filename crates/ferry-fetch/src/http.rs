@@ -78,7 +78,7 @@ const PARSE_ERRORS: &[&str] = &[
 
 /// Classifies a failure to get an answer (connect, DNS, TLS, the connection dropping, or an
 /// answer that is not HTTP).
-fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
+pub(crate) fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
     let text = chain_text(e);
     let host = url.host_str().unwrap_or("?");
     let shown = redact(url);
@@ -248,7 +248,7 @@ fn redirect_refused(description: String) -> FetchError {
 /// always, to http only from http or when the job allows https→http, to anything else
 /// (`file:`, `ftp:`, `data:` …) never. A separate function so the https→http rule is tested
 /// without a TLS server.
-fn check_redirect_scheme(
+pub(crate) fn check_redirect_scheme(
     from: &Url,
     next: &Url,
     allow_https_to_http: bool,
@@ -442,6 +442,34 @@ impl Run<'_> {
         ))
     }
 
+    /// Sends one request, bounded by the stall timeout and the cancellation token (both salvage
+    /// what was written before returning).
+    pub(crate) async fn dispatch(
+        &mut self,
+        rb: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<Response, FetchError> {
+        let stall_at = self.stall_deadline(tokio::time::Instant::now());
+        let sent = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Sent::Cancelled,
+            r = tokio::time::timeout_at(stall_at, rb.send()) => match r {
+                Err(_) => Sent::Stalled,
+                Ok(Err(e)) => Sent::Failed(send_error(&e, url)),
+                Ok(Ok(resp)) => Sent::Answer(resp),
+            },
+        };
+        match sent {
+            Sent::Answer(resp) => Ok(resp),
+            Sent::Cancelled => Err(self.salvage(FetchError::cancelled()).await),
+            Sent::Stalled => {
+                let err = self.stalled_error();
+                Err(self.salvage(err).await)
+            }
+            Sent::Failed(e) => Err(e),
+        }
+    }
+
     /// Sends the GET, following redirects by hand; returns the final answer and its URL.
     pub(crate) async fn send(
         &mut self,
@@ -484,25 +512,7 @@ impl Run<'_> {
                     rb = rb.header(header::IF_RANGE, v.to_header_value());
                 }
             }
-            let stall_at = self.stall_deadline(tokio::time::Instant::now());
-            let sent = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => Sent::Cancelled,
-                r = tokio::time::timeout_at(stall_at, rb.send()) => match r {
-                    Err(_) => Sent::Stalled,
-                    Ok(Err(e)) => Sent::Failed(send_error(&e, &url)),
-                    Ok(Ok(resp)) => Sent::Answer(resp),
-                },
-            };
-            let resp = match sent {
-                Sent::Answer(resp) => resp,
-                Sent::Cancelled => return Err(self.salvage(FetchError::cancelled()).await),
-                Sent::Stalled => {
-                    let err = self.stalled_error();
-                    return Err(self.salvage(err).await);
-                }
-                Sent::Failed(e) => return Err(e),
-            };
+            let resp = self.dispatch(rb, &url).await?;
             if !is_redirect(resp.status()) {
                 return Ok((resp, url));
             }

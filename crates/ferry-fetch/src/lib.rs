@@ -13,7 +13,7 @@
 //! refer to that concatenation (`ranged.rs`).
 //!
 //! Not here: retry timing, scheduling, bandwidth limits, several files at once, uploads,
-//! proxies per job, and the peer cache; those live in the daemon or come later.
+//! and which peers to ask; those live in the daemon. Fetching from a peer is `peer.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,12 +28,14 @@ mod error;
 mod http;
 pub mod identity;
 mod local;
+mod peer;
 mod ranged;
 mod sink;
 pub mod staging;
 pub mod throttle;
 
 pub use error::{FetchError, FetchSetupError, codes};
+pub use peer::{PeerAnswer, PeerSource, Probe};
 
 use ferry_core::range;
 use ferry_proto::{ErrorContext, FileRange};
@@ -129,6 +131,9 @@ pub struct FetchRequest {
     /// fetches the whole file. With ranges, `offset`, `expected_total`, the checkpoints and
     /// `sha256` all refer to the concatenation.
     pub ranges: Option<Vec<FileRange>>,
+    /// Fetch the bytes from this peer instead of the origin (whole files only; set `sha256` to
+    /// the peer's advertised SHA-256 so wrong bytes fail the fetch).
+    pub peer: Option<PeerSource>,
 }
 
 impl FetchRequest {
@@ -153,6 +158,7 @@ impl FetchRequest {
             identity: None,
             proxy: None,
             ranges: None,
+            peer: None,
         }
     }
 }
@@ -178,6 +184,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("max_redirects", &self.max_redirects)
             .field("ranges", &self.ranges)
+            .field("peer", &self.peer.as_ref().map(|p| &p.peer))
             .finish()
     }
 }
@@ -224,6 +231,8 @@ pub struct Fetcher {
     client: reqwest::Client,
     /// Clients for per-job proxies, built on first use (each keeps its own connection pool).
     proxied: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>>,
+    /// For peer caches on the LAN: never through a proxy.
+    peer_client: reqwest::Client,
     opts: FetcherOptions,
 }
 
@@ -232,9 +241,11 @@ impl Fetcher {
     /// offsets must be wire bytes).
     pub fn new(opts: FetcherOptions) -> Result<Fetcher, FetchSetupError> {
         let client = Self::builder(&opts).build()?;
+        let peer_client = Self::builder(&opts).no_proxy().build()?;
         Ok(Fetcher {
             client,
             proxied: std::sync::Arc::default(),
+            peer_client,
             opts,
         })
     }
@@ -295,9 +306,17 @@ impl Fetcher {
                 FetchError::invalid_request(format!("invalid ranges: {e}")).on(protocol)
             })?;
         }
-        let client = self
-            .client_for(req.proxy.as_deref())
-            .map_err(|e| e.on(protocol))?;
+        if req.peer.is_some() && (req.ranges.is_some() || protocol == "file") {
+            return Err(FetchError::invalid_request(
+                "only whole http(s) files are fetched from peers",
+            ));
+        }
+        let client = match &req.peer {
+            Some(_) => self.peer_client.clone(),
+            None => self
+                .client_for(req.proxy.as_deref())
+                .map_err(|e| e.on(protocol))?,
+        };
         let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity)
             .await
             .map_err(|e| e.on(protocol))?;
@@ -320,11 +339,12 @@ impl Fetcher {
             run.total = req.ranges.as_deref().and_then(range::output_len);
             run.restart().await.map_err(|e| e.on(protocol))?;
         }
-        let result = match (protocol, req.ranges.as_deref()) {
-            ("file", None) => run.fetch_file(&url).await,
-            ("file", Some(ranges)) => run.fetch_file_ranged(&url, ranges).await,
-            (_, None) => run.fetch_http(url).await,
-            (_, Some(ranges)) => run.fetch_http_ranged(url, ranges).await,
+        let result = match (protocol, req.ranges.as_deref(), &req.peer) {
+            (_, None, Some(peer)) => run.fetch_peer(peer).await,
+            ("file", None, _) => run.fetch_file(&url).await,
+            ("file", Some(ranges), _) => run.fetch_file_ranged(&url, ranges).await,
+            (_, None, _) => run.fetch_http(url).await,
+            (_, Some(ranges), _) => run.fetch_http_ranged(url, ranges).await,
         };
         result.map_err(|e| e.on(run.protocol))
     }

@@ -67,6 +67,28 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// The peer cache did something for this job (only emitted when the cache is enabled).
+    PeerCache {
+        /// `published`, `evicted`, `from_peer`, `peer_failed`.
+        action: String,
+        /// The file concerned.
+        file_index: u64,
+        /// The content key, when one is involved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// The peer's `address:port`, when one is involved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// Bytes concerned (fetched from the peer, or the entry's size).
+        #[serde(default)]
+        bytes: u64,
+        /// Milliseconds spent on the peer before this (e.g. before falling back to the origin).
+        #[serde(default)]
+        waited_ms: u64,
+        /// Why, in words (eviction reason, peer failure).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -80,6 +102,7 @@ impl EventKind {
             EventKind::Modified { .. } => "modified",
             EventKind::Error { .. } => "error",
             EventKind::Notification { .. } => "notification",
+            EventKind::PeerCache { .. } => "peer_cache",
         }
     }
 }

@@ -378,6 +378,9 @@ pub struct File {
     pub from_peer: bool,
     /// Bytes that came from peers.
     pub bytes_from_peers: u64,
+    /// Bytes that came from the origin server (an addition to protocol 1; old daemons omit it).
+    #[serde(default)]
+    pub bytes_from_origin: u64,
     /// Where the bytes are staged before complete.
     pub temporary_path: Option<String>,
 }

@@ -5,6 +5,7 @@
 //! async runtime, no daemon logic. Parameters are strict (`deny_unknown_fields`); results are
 //! tolerant, so new result fields never break an old client.
 
+pub mod cache;
 pub mod error;
 pub mod event;
 pub mod job;

@@ -46,6 +46,16 @@ pub const EVENTS_READ: &str = "events.read";
 pub const EVENTS_FOLLOW: &str = "events.follow";
 /// `events.unfollow`
 pub const EVENTS_UNFOLLOW: &str = "events.unfollow";
+/// `cache.list`
+pub const CACHE_LIST: &str = "cache.list";
+/// `cache.info`
+pub const CACHE_INFO: &str = "cache.info";
+/// `cache.delete`
+pub const CACHE_DELETE: &str = "cache.delete";
+/// `cache.clear`
+pub const CACHE_CLEAR: &str = "cache.clear";
+/// `peers.list`
+pub const PEERS_LIST: &str = "peers.list";
 
 /// Daemon → client notification carrying one followed event.
 pub const EVENTS_EVENT: &str = "events.event";

@@ -17,7 +17,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use reader::Reader;
-pub use rows::{EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
+pub use rows::{CacheRow, EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
 pub use writer::{Commit, Tx, Writer};
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use ferry_proto::EventKind;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
-use crate::rows::{EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
+use crate::rows::{CacheRow, EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
 
 /// The reading side of the store. Calls block briefly; call them off the async workers for
 /// large reads.
@@ -164,6 +164,16 @@ impl Reader {
             [],
             "reading the outbox",
             "outbox row",
+        )
+    }
+
+    /// Every peer-cache entry.
+    pub fn cache_entries(&self) -> Result<Vec<CacheRow>, StoreError> {
+        self.bodies(
+            "SELECT body FROM cache_entries",
+            [],
+            "reading the cache index",
+            "cache entry",
         )
     }
 

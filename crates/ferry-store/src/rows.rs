@@ -163,6 +163,15 @@ pub struct FileRow {
     pub from_peer: bool,
     /// Bytes from peers.
     pub bytes_from_peers: u64,
+    /// Bytes from the origin server.
+    pub bytes_from_origin: u64,
+    /// The SHA-256 a peer advertised for the bytes it sent (checked before the file counts as
+    /// transferred, even when the origin sent the rest).
+    pub peer_sha256: Option<String>,
+    /// The peer (`address:port`) the peer bytes came from.
+    pub peer: Option<String>,
+    /// Peers are not asked for this file any more (its peer content was rejected).
+    pub origin_only: bool,
     /// The staging file, once created.
     pub temp_path: Option<String>,
     /// The origin's validator for the bytes in the temp file (JSON of `ferry_fetch::Validator`).
@@ -229,4 +238,32 @@ pub struct OutboxRow {
     pub attempts: u64,
     /// RFC 3339 creation time.
     pub created: String,
+}
+
+/// A validated file held by the peer cache (its bytes live in the cache directory as `<key>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CacheRow {
+    /// Content key (URL + origin validator + size).
+    pub key: String,
+    /// The URL it was downloaded from.
+    pub url: String,
+    /// The origin's validator, readable (`etag "…"`, `last-modified …`).
+    pub validator: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content (lowercase hex).
+    pub sha256: String,
+    /// Whose job published it.
+    pub owner_uid: u32,
+    /// The job it came from.
+    pub job_id: String,
+    /// The file's index in that job.
+    pub file_index: u64,
+    /// Publication time, unix milliseconds.
+    pub published: u64,
+    /// Last publication or use, unix milliseconds.
+    pub last_access: u64,
+    /// Times served to peers.
+    pub times_served: u64,
 }

@@ -9,8 +9,10 @@ use crate::StoreError;
 /// `PRAGMA application_id` of a Ferry store ("FERY"): tells our file from any other SQLite file.
 const APPLICATION_ID: i64 = 0x4645_5259;
 
-/// Migrations, applied in order; `user_version` is the number applied so far.
-const MIGRATIONS: &[&str] = &[r#"
+/// Migrations, applied in order; `user_version` is the number applied so far. 2: the peer
+/// cache's index (issue 6).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -46,7 +48,14 @@ CREATE TABLE outbox (
     body TEXT NOT NULL
 );
 CREATE INDEX outbox_job ON outbox(job_id, id);
-"#];
+"#,
+    r#"
+CREATE TABLE cache_entries (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 pub(crate) fn pragmas(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Savepoint, params};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::StoreError;
-use crate::rows::{EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
+use crate::rows::{CacheRow, EventRow, FileRow, HandlerRow, JobRow, OutboxRow};
 
 /// The most operations one transaction carries.
 const MAX_BATCH: usize = 2048;
@@ -117,6 +117,28 @@ impl Tx<'_> {
         for f in files {
             stmt.execute(params![job_id, f.file_index as i64, json(f)?])
                 .map_err(StoreError::sql(self.path, "writing files"))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a peer-cache entry.
+    pub fn put_cache_entry(&mut self, row: &CacheRow) -> Result<(), StoreError> {
+        let body = json(row)?;
+        self.sp
+            .execute(
+                "INSERT OR REPLACE INTO cache_entries (key, body) VALUES (?1, ?2)",
+                params![row.key, body],
+            )
+            .map(drop)
+            .map_err(self.sql("writing a cache entry"))
+    }
+
+    /// Deletes peer-cache entries.
+    pub fn delete_cache_entries(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.sp
+                .execute("DELETE FROM cache_entries WHERE key = ?1", params![key])
+                .map_err(self.sql("deleting a cache entry"))?;
         }
         Ok(())
     }

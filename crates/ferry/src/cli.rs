@@ -75,6 +75,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Manage handler programs that ferryd starts to deliver notifications.
     Handler(HandlerArgs),
+    /// Inspect or empty the peer cache: validated downloads this host serves to its peers.
+    Cache(CacheArgs),
+    /// Show the peers this host fetches cached content from.
+    Peers(PeersArgs),
     /// Run ferryd in the foreground (the remaining arguments go to ferryd).
     Daemon(DaemonArgs),
 }
@@ -335,6 +339,59 @@ pub struct HandlerNameArg {
     pub name: String,
 }
 
+/// `ferry cache`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The peer cache is off unless ferryd's config file enables it \
+                  ([peer_cache] enabled = true)."
+)]
+pub struct CacheArgs {
+    /// What to do with the peer cache.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// The `ferry cache` verbs.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached files (most recently used first).
+    List,
+    /// Show the cache's settings and use.
+    Info,
+    /// Remove one entry (by KEY) or every entry downloaded from a URL.
+    #[command(override_usage = "ferry cache delete [OPTIONS] KEY\n       \
+                                ferry cache delete [OPTIONS] --url URL")]
+    Delete(CacheDeleteArgs),
+    /// Remove every entry.
+    Clear,
+}
+
+/// `ferry cache delete`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("entry").required(true).args(["key", "url"])))]
+pub struct CacheDeleteArgs {
+    /// The entry's content key, or a unique prefix of one (as `ferry cache list` shows it).
+    pub key: Option<String>,
+    /// Remove every entry downloaded from this URL instead.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// `ferry peers`.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// What to show about peers.
+    #[command(subcommand)]
+    pub command: PeersCommand,
+}
+
+/// The `ferry peers` verbs.
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// List the known peers, their health and what was fetched from each.
+    List,
+}
+
 /// `ferry daemon`.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -470,6 +527,36 @@ mod tests {
             Cli::try_parse_from(["ferry", "validate", "j", "2", "--valid", "--invalid"]).is_err()
         );
         assert!(Cli::try_parse_from(["ferry", "validate", "j", "x", "--valid"]).is_err());
+    }
+
+    #[test]
+    fn cache_delete_needs_exactly_one_of_key_and_url() {
+        let cli = Cli::try_parse_from(["ferry", "cache", "delete", "abc123"]).unwrap();
+        let Command::Cache(CacheArgs {
+            command: CacheCommand::Delete(d),
+        }) = cli.command
+        else {
+            panic!("not cache delete")
+        };
+        assert_eq!((d.key.as_deref(), d.url.as_deref()), (Some("abc123"), None));
+        let cli =
+            Cli::try_parse_from(["ferry", "cache", "delete", "--url", "https://h/a"]).unwrap();
+        let Command::Cache(CacheArgs {
+            command: CacheCommand::Delete(d),
+        }) = cli.command
+        else {
+            panic!("not cache delete")
+        };
+        assert_eq!((d.key, d.url.as_deref()), (None, Some("https://h/a")));
+        assert!(Cli::try_parse_from(["ferry", "cache", "delete"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ferry", "cache", "delete", "k", "--url", "https://h/a"]).is_err()
+        );
+        for verb in ["list", "info", "clear"] {
+            assert!(Cli::try_parse_from(["ferry", "cache", verb, "--json"]).is_ok());
+        }
+        assert!(Cli::try_parse_from(["ferry", "peers", "list", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["ferry", "peers"]).is_err());
     }
 
     #[test]

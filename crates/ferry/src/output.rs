@@ -188,9 +188,8 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
     lines
 }
 
-/// Prints a job as aligned `key: value` lines.
-pub fn print_job(job: &Job) -> anyhow::Result<()> {
-    let lines = job_lines(job);
+/// Prints `key: value` lines with the values aligned.
+pub fn print_lines(lines: &[(&str, String)]) -> anyhow::Result<()> {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in lines {
         // An empty value (e.g. no description) would leave trailing blanks.
@@ -198,6 +197,21 @@ pub fn print_job(job: &Job) -> anyhow::Result<()> {
         outln!("{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Prints a job as aligned `key: value` lines.
+pub fn print_job(job: &Job) -> anyhow::Result<()> {
+    print_lines(&job_lines(job))
+}
+
+/// The first 12 characters of a peer-cache content key, as tables show it.
+pub fn short_key(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}
+
+/// A byte count in binary units (`1.50 KiB`).
+pub fn bytes_text(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
 }
 
 /// One row of `ferry files`.
@@ -265,6 +279,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_keys() {
+        assert_eq!(short_key(&"ab".repeat(32)), "abababababab");
+        assert_eq!(short_key("abc"), "abc");
+    }
 
     #[test]
     fn short_ids() {

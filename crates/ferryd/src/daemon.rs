@@ -151,6 +151,8 @@ pub struct Daemon {
     pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
     /// Per-host connection budgets (host:port → permits), shared by every job.
     pub host_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The peer cache, when the configuration enables it.
+    pub peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
 }
 
 /// A request to the notifier about one job.

@@ -14,6 +14,7 @@ mod handlers;
 mod identity;
 mod listener;
 mod notifier;
+mod peer_cache;
 mod scheduler;
 mod systemd;
 mod transfer;
@@ -37,6 +38,11 @@ use crate::daemon::{Caller, Daemon, Entry, Inner, Runtime};
 
 /// Runs the daemon until SIGTERM or SIGINT, then checkpoints and exits cleanly.
 pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let config = {
+        let (file, required) = (opts.config_file.clone(), opts.config_required);
+        let (explicit, default) = if required { (file, None) } else { (None, file) };
+        peer_cache::config::load(explicit.as_deref(), default, &opts.state_dir)?
+    };
     let _lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
@@ -74,6 +80,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         .filter(|(_, e)| !e.rt.outbox.is_empty())
         .map(|(id, _)| id.clone())
         .collect();
+    let stop = CancellationToken::new();
+    let peer_cache =
+        peer_cache::PeerCache::start(&config, writer.clone(), &reader, stop.clone()).await?;
     let daemon = Arc::new(Daemon {
         opts,
         store: writer,
@@ -82,11 +91,12 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         mono,
         inner: Mutex::new(inner),
         wake: Notify::new(),
-        shutdown: CancellationToken::new(),
+        shutdown: stop,
         kicks,
         user_slots: Mutex::new(HashMap::new()),
         global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
         host_slots: Mutex::new(HashMap::new()),
+        peer_cache,
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
     // Notifications owed before the restart are attempted at once.
@@ -107,6 +117,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     systemd::notify_stopping();
+    if let Some(pc) = &daemon.peer_cache {
+        pc.stop();
+    }
     shutdown(&daemon).await;
     daemon.shutdown.cancel();
     let _ = sched.await;

@@ -52,6 +52,10 @@ struct Args {
     /// Most transfers talking to one host at once, across all jobs.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_connections_per_host: u64,
+    /// Read settings (the peer cache) from this TOML file instead of the default
+    /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
+    #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 /// Raises the soft limit on open files towards the hard limit. Every client connection is a
@@ -93,6 +97,10 @@ fn main() -> ExitCode {
     opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
     opts.bandwidth_limit_bps = args.bandwidth_limit;
     opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
+    if let Some(config) = args.config {
+        opts.config_file = Some(config);
+        opts.config_required = true;
+    }
     opts.limits = ferryd::Limits {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,

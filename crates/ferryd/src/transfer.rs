@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferry_core::retry::{self, TransientDecision, TransientInput};
 use ferry_core::state::Trigger;
-use ferry_fetch::{FetchDone, FetchError, FetchEvent, FetchRequest, Validator, staging};
+use ferry_fetch::{FetchDone, FetchError, FetchEvent, FetchRequest, staging};
 use ferry_proto::{ErrorContext, ErrorInfo, EventKind, JobState};
 use ferry_store::{FileRow, JobRow};
 use futures_util::StreamExt;
@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::daemon::{Daemon, Inner, Running};
+
+mod peers;
 
 /// A durable checkpoint is taken at least every this many bytes …
 const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
@@ -92,6 +94,9 @@ struct JobSettings {
     basic_auth: Option<(String, String)>,
     allow_https_to_http: bool,
     stall_timeout: Duration,
+    /// The job lets this host ask peers (and the cache is enabled).
+    peer_caching: bool,
+    owner_uid: u32,
 }
 
 impl JobSettings {
@@ -112,6 +117,8 @@ impl JobSettings {
             basic_auth: row.credentials.clone(),
             allow_https_to_http: row.allow_https_to_http,
             stall_timeout: npt.min(MAX_STALL),
+            peer_caching: row.peer_caching,
+            owner_uid: row.owner_uid,
         }
     }
 }
@@ -285,39 +292,107 @@ async fn fetch_one(
     };
     let identity = d.fs_identity(job_id);
     let temp = ensure_temp(d, job_id, &mut file, identity).await?;
-    let validator: Option<Validator> = file
-        .validator
-        .clone()
-        .and_then(|v| serde_json::from_value(v).ok());
-    let req = FetchRequest {
-        url: file.remote_url.clone(),
-        temp_path: temp,
-        offset: file.bytes_transferred,
-        validator,
-        expected_total: file.bytes_total,
-        sha256: file.sha256.clone(),
-        headers: settings.headers.clone(),
-        basic_auth: settings.basic_auth.clone(),
-        allow_https_to_http: settings.allow_https_to_http,
-        stall_timeout: settings.stall_timeout,
-        checkpoint_bytes: CHECKPOINT_BYTES,
-        checkpoint_interval: CHECKPOINT_INTERVAL,
-        max_redirects: 10,
-        throttle: settings.throttle.clone(),
-        identity,
-        proxy: settings.proxy.clone(),
-        ranges: file.ranges.clone(),
-    };
+    // Each round fetches from one source; a peer that fails hands over to the next peer or the
+    // origin (it is marked bad, so it is not asked again), so the rounds are few.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let mut req = FetchRequest {
+            url: file.remote_url.clone(),
+            temp_path: temp.clone(),
+            offset: file.bytes_transferred,
+            validator: file
+                .validator
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok()),
+            expected_total: file.bytes_total,
+            // Bytes a peer sent stay unverified until the whole content has its SHA-256.
+            sha256: file.sha256.clone().or_else(|| file.peer_sha256.clone()),
+            headers: settings.headers.clone(),
+            basic_auth: settings.basic_auth.clone(),
+            allow_https_to_http: settings.allow_https_to_http,
+            stall_timeout: settings.stall_timeout,
+            checkpoint_bytes: CHECKPOINT_BYTES,
+            checkpoint_interval: CHECKPOINT_INTERVAL,
+            max_redirects: 10,
+            throttle: settings.throttle.clone(),
+            identity,
+            proxy: settings.proxy.clone(),
+            ranges: file.ranges.clone(),
+            peer: None,
+        };
+        let choice = match &d.peer_cache {
+            Some(pc) if rounds <= MAX_PEER_ROUNDS => {
+                peers::choose(d, pc, job_id, &file, &req, settings).await
+            }
+            _ => None,
+        };
+        if let (Some(pc), Some(c)) = (&d.peer_cache, &choice) {
+            peers::aim(pc, &mut req, c);
+        }
+        let started = std::time::Instant::now();
+        let result = drive(d, job_id, &mut file, &req, choice.as_ref(), token).await;
+        let pc = d.peer_cache.as_ref();
+        match result {
+            Ok(done) => {
+                if let (Some(pc), Some(c)) = (pc, &choice) {
+                    peers::fetched(pc, job_id, settings.owner_uid, &file, c);
+                }
+                file_done(d, job_id, file, done);
+                return Ok(());
+            }
+            Err(e) if e.cancelled => return Err(FileFailure::Fetch(e)),
+            Err(e) => {
+                let Some(pc) = pc else {
+                    return Err(FileFailure::Fetch(e));
+                };
+                let mismatch = e.code == ferry_fetch::codes::SHA256_MISMATCH;
+                if let Some(c) = &choice {
+                    // The peer failed mid-way or sent wrong bytes: the origin (or another
+                    // peer) continues from what is durable, or from zero after wrong bytes.
+                    peers::failed(pc, job_id, settings.owner_uid, &file, &c.peer, &e, started);
+                    if mismatch {
+                        reset_file(d, job_id, &mut file, false);
+                    }
+                    continue;
+                }
+                if mismatch && file.bytes_from_peers > 0 {
+                    // Peer bytes plus origin bytes are not what the peer advertised: the peer's
+                    // bytes were wrong. Start over from the origin alone.
+                    if let Some(peer) = file.peer.clone() {
+                        peers::failed(pc, job_id, settings.owner_uid, &file, &peer, &e, started);
+                    }
+                    reset_file(d, job_id, &mut file, true);
+                    continue;
+                }
+                return Err(FileFailure::Fetch(e));
+            }
+        }
+    }
+}
+
+/// Peer rounds per file before only the origin is asked.
+const MAX_PEER_ROUNDS: u32 = 3;
+
+/// Runs one fetch, applying its events to the file and the job as they come.
+async fn drive(
+    d: &Arc<Daemon>,
+    job_id: &str,
+    file: &mut FileRow,
+    req: &FetchRequest,
+    source: Option<&peers::Choice>,
+    token: &CancellationToken,
+) -> Result<FetchDone, FetchError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Bytes of this file received but not yet checkpointed (part of the job's live bytes).
     let mut live = 0u64;
     let result = {
-        let fetch = d.fetcher.fetch(&req, &tx, token);
+        let fetch = d.fetcher.fetch(req, &tx, token);
         tokio::pin!(fetch);
         loop {
             tokio::select! {
                 r = &mut fetch => break r,
-                Some(ev) = rx.recv() => on_event(d, job_id, &mut file, &mut live, ev, true),
+                Some(ev) = rx.recv() => on_event(d, job_id, file, &mut live, ev, true, source),
             }
         }
     };
@@ -326,7 +401,7 @@ async fn fetch_one(
     // not be written first (one transaction per small file instead of two).
     let persist = result.is_err();
     while let Ok(ev) = rx.try_recv() {
-        on_event(d, job_id, &mut file, &mut live, ev, persist);
+        on_event(d, job_id, file, &mut live, ev, persist, source);
     }
     if live > 0 {
         let mut inner = d.lock();
@@ -334,13 +409,31 @@ async fn fetch_one(
             e.rt.live_bytes = e.rt.live_bytes.saturating_sub(live);
         }
     }
-    match result {
-        Ok(done) => {
-            file_done(d, job_id, file, done);
-            Ok(())
-        }
-        Err(e) => Err(FileFailure::Fetch(e)),
-    }
+    result
+}
+
+/// Drops the file's bytes (its staging file is truncated by the next fetch) and its peer
+/// record; `origin_only` keeps peers out of this file from now on.
+fn reset_file(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, origin_only: bool) {
+    let lost = file.bytes_transferred;
+    file.bytes_transferred = 0;
+    file.validator = None;
+    file.from_peer = false;
+    file.bytes_from_peers = 0;
+    file.bytes_from_origin = 0;
+    file.peer_sha256 = None;
+    file.peer = None;
+    file.origin_only |= origin_only;
+    let mut inner = d.lock();
+    let Some(e) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+    let (row, f) = (e.row.clone(), file.clone());
+    drop(d.store.submit(move |tx| {
+        tx.update_job(&row)?;
+        tx.put_files(&row.id, &[f])
+    }));
 }
 
 /// Applies a fetch event to the file and the job.
@@ -351,6 +444,7 @@ fn on_event(
     live: &mut u64,
     ev: FetchEvent,
     persist: bool,
+    source: Option<&peers::Choice>,
 ) {
     let now = d.mono.now();
     let mut inner = d.lock();
@@ -381,8 +475,9 @@ fn on_event(
             offset,
             total,
             validator,
-            restarted: _,
+            restarted,
         } => {
+            peers::attribute(file, offset, restarted, source);
             let row = &mut entry.row;
             row.bytes_transferred =
                 row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
@@ -476,6 +571,7 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     row.bytes_transferred =
         row.bytes_transferred.saturating_sub(file.bytes_transferred) + done.bytes;
     file.bytes_transferred = done.bytes;
+    file.bytes_from_origin = done.bytes.saturating_sub(file.bytes_from_peers);
     file.transferred = true;
     file.validation = ferry_proto::Validation::Unset;
     file.content_sha256 = Some(done.sha256);

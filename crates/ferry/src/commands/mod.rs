@@ -1,6 +1,7 @@
 //! One module per verb, and the helpers they share.
 
 pub mod add;
+pub mod cache;
 pub mod cancel;
 pub mod complete;
 pub mod create;
@@ -11,6 +12,7 @@ pub mod handler;
 pub mod info;
 pub mod list;
 pub mod monitor;
+pub mod peers;
 pub mod resume;
 pub mod set;
 pub mod suspend;
@@ -74,6 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Events(a) => events::run(&ctx, a).await,
         Command::Validate(a) => validate::run(&ctx, a).await,
         Command::Handler(a) => handler::run(&ctx, a).await,
+        Command::Cache(a) => cache::run(&ctx, a).await,
+        Command::Peers(a) => peers::run(&ctx, a).await,
         Command::Daemon(a) => daemon::exec(ctx.target.socket.as_deref(), &a.args),
     }
 }

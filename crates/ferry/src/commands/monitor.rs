@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Ctx;
 use crate::cli::MonitorArgs;
 use crate::exit_code;
-use crate::output::{bytes_fraction, short_id};
+use crate::output::{bytes_fraction, bytes_text, short_id, short_key};
 use crate::resolve::resolve_job;
 
 /// What an event says, in a few words.
@@ -43,6 +43,33 @@ pub fn event_text(kind: &EventKind) -> String {
         } => {
             let mut s =
                 format!("notification {callback} via {target}: {outcome} (attempt {attempt})");
+            if let Some(d) = detail {
+                s.push_str(&format!(": {d}"));
+            }
+            s
+        }
+        EventKind::PeerCache {
+            action,
+            file_index,
+            key,
+            peer,
+            bytes,
+            waited_ms,
+            detail,
+        } => {
+            let mut s = format!("peer cache {} file {file_index}", action.replace('_', " "));
+            if let Some(k) = key {
+                s.push_str(&format!(" key {}", short_key(k)));
+            }
+            if let Some(p) = peer {
+                s.push_str(&format!(" peer {p}"));
+            }
+            if *bytes > 0 {
+                s.push_str(&format!(" ({})", bytes_text(*bytes)));
+            }
+            if *waited_ms > 0 {
+                s.push_str(&format!(" after {waited_ms}ms"));
+            }
             if let Some(d) = detail {
                 s.push_str(&format!(": {d}"));
             }
@@ -135,6 +162,19 @@ mod tests {
                 detail: Some("exit status 1".into()),
             }),
             "notification job_error via cmdline: failed (attempt 2): exit status 1"
+        );
+        assert_eq!(
+            event_text(&EventKind::PeerCache {
+                action: "peer_failed".into(),
+                file_index: 0,
+                key: Some("0123456789abcdef".into()),
+                peer: Some("10.0.0.2:7580".into()),
+                bytes: 0,
+                waited_ms: 250,
+                detail: Some("connection refused".into()),
+            }),
+            "peer cache peer failed file 0 key 0123456789ab peer 10.0.0.2:7580 after 250ms: \
+             connection refused"
         );
     }
 }

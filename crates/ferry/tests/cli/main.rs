@@ -6,7 +6,8 @@
 //! Topic modules: `transfer` (`ferry transfer`: content, naming, list files, usage errors),
 //! `errors` (a failing job), `interrupt` (Ctrl-C suspends), `addressing` (id prefixes and
 //! display names), `verbs` (create/add/files/set/info/resume/wait/list/cancel), `autostart`
-//! (starting a per-user daemon, `--no-autostart`).
+//! (starting a per-user daemon, `--no-autostart`), `cache` (`ferry cache` and `ferry peers`: the
+//! peer cache off, on with a static peer, and a download published to it).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -15,6 +16,7 @@
 
 mod addressing;
 mod autostart;
+mod cache;
 mod errors;
 mod interrupt;
 mod notify;

@@ -114,6 +114,11 @@ pub async fn finish(child: tokio::process::Child, args: String, limit: Duration)
 pub struct Env {
     /// The daemon (its temp dir holds everything the test writes).
     pub daemon: TestDaemon,
+    /// The daemon's config file, when it was started with one (`--config`).
+    pub config: Option<PathBuf>,
+    /// Owns the config file's directory (the daemon's own temp dir does not exist before it
+    /// starts).
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 impl Env {
@@ -121,6 +126,24 @@ impl Env {
     pub fn start() -> Env {
         Env {
             daemon: TestDaemon::start(),
+            config: None,
+            _config_dir: None,
+        }
+    }
+
+    /// Boots a daemon that reads `toml` as its config file (`ferryd --config PATH`).
+    pub fn start_with_config(toml: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-test-config-")
+            .tempdir()
+            .expect("temp dir for the config file");
+        let path = dir.path().join("ferryd.toml");
+        std::fs::write(&path, toml).expect("write the config file");
+        let daemon = TestDaemon::start_with(&ferryd_bin(), &["--config", arg(&path)]);
+        Env {
+            daemon,
+            config: Some(path),
+            _config_dir: Some(dir),
         }
     }
 

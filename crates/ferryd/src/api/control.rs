@@ -115,6 +115,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     let mut dirs = BTreeSet::new();
     let mut partial = false;
     let mut failure = None;
+    let mut handed = BTreeSet::new();
     for f in &mut files {
         if f.completed {
             continue;
@@ -134,6 +135,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             Ok(()) => {
                 f.completed = true;
                 f.temp_path = None;
+                handed.insert(f.file_index);
                 if f.validation == Validation::Unset {
                     // BITS: complete implies the content is valid.
                     f.validation = Validation::Valid;
@@ -189,6 +191,15 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         return Err(err);
     }
     drop(files_commit);
+    if let (Some(pc), Some(e)) = (&d.peer_cache, inner.jobs.get(&p.job_id)) {
+        // Completing validates the content (BITS): it may now be served to peers.
+        for f in files
+            .iter()
+            .filter(|f| f.completed && handed.contains(&f.file_index))
+        {
+            pc.offer(&e.row, f, PathBuf::from(&f.local_path), identity);
+        }
+    }
     let (state, commit) = d
         .transition(
             &mut inner,
@@ -234,7 +245,25 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
         let id = p.job_id.clone();
         let f = file.clone();
         let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+        if let Some(pc) = &d.peer_cache {
+            let identity = d.fs_identity(&p.job_id);
+            let row = d.lock().jobs.get(&p.job_id).map(|e| e.row.clone());
+            let source = match (&file.temp_path, file.completed) {
+                (Some(t), false) => Some(PathBuf::from(t)),
+                (_, true) => Some(PathBuf::from(&file.local_path)),
+                (None, false) => None,
+            };
+            if let (Some(row), Some(source)) = (row, source) {
+                pc.offer(&row, &file, source, identity);
+            }
+        }
         return Answer::after(super::jobs::file_view(file), commit);
+    }
+    if !file.completed
+        && file.bytes_from_peers > 0
+        && let Some(pc) = d.peer_cache.clone()
+    {
+        return refetch_from_origin(d, c, &pc, &p.job_id, file).await;
     }
     if file.completed {
         file.validation = Validation::Invalid;
@@ -283,5 +312,81 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
                 state::Refusal::InvalidState(JobState::Cancelled),
             )
         })?;
+    Answer::after(super::jobs::file_view(file), commit)
+}
+
+/// The owner rejected content that came (partly) from a peer (BITS-REFERENCE §4.1): the peer is
+/// marked bad and any cache entry of that content evicted, the file starts over from the origin
+/// alone, and `file_transferred` fires again when it arrives. The job is not failed: the peer,
+/// not the origin, was wrong.
+async fn refetch_from_origin(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    pc: &Arc<crate::peer_cache::PeerCache>,
+    job_id: &str,
+    mut file: FileRow,
+) -> ApiResult {
+    d.stop_transfer(job_id).await;
+    if let Some(t) = file.temp_path.take() {
+        discard(&t, d.fs_identity(job_id));
+    }
+    if let Some(peer) = &file.peer {
+        pc.mark_bad(peer, "the application rejected content it served");
+    }
+    if let Some(key) = crate::peer_cache::PeerCache::key_of(&file) {
+        pc.remove(|r| r.key == key, "rejected");
+    }
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, job_id)?;
+    e.rt.untransferred.insert(file.file_index);
+    let row = &mut e.row;
+    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
+    row.files_transferred = row.files_transferred.saturating_sub(1);
+    let (owner, files_total, state) = (row.owner_uid, row.files_total, row.state);
+    pc.event(
+        job_id,
+        owner,
+        ferry_proto::EventKind::PeerCache {
+            action: "rejected".into(),
+            file_index: file.file_index,
+            key: None,
+            peer: file.peer.clone(),
+            bytes: file.bytes_from_peers,
+            waited_ms: 0,
+            detail: Some("the application rejected content that came from a peer; fetching it again from the origin".into()),
+        },
+    );
+    file = FileRow {
+        file_index: file.file_index,
+        remote_url: file.remote_url,
+        local_path: file.local_path,
+        sha256: file.sha256,
+        ranges: file.ranges,
+        origin_only: true,
+        ..FileRow::default()
+    };
+    let id = job_id.to_owned();
+    let f = file.clone();
+    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    // Back to the queue: a stopped transfer is preempted, a finished job has a pending file.
+    let trigger = match state {
+        JobState::Connecting | JobState::Transferring => Some(Trigger::Preempt),
+        JobState::Transferred => Some(Trigger::Resume {
+            files_total,
+            files_pending: 1,
+        }),
+        _ => None,
+    };
+    if let Some(t) = trigger {
+        let (_, c) = d
+            .transition(&mut inner, job_id, t, |_| {})
+            .map_err(|r| refusal("set the validation state", r))?;
+        commit = c;
+    } else if let Some(e) = inner.jobs.get(job_id) {
+        let row = e.row.clone();
+        commit = d.store.submit(move |tx| tx.update_job(&row));
+    }
+    drop(inner);
+    d.wake.notify_one();
     Answer::after(super::jobs::file_view(file), commit)
 }

@@ -247,6 +247,7 @@ pub fn file_view(f: FileRow) -> File {
         validation: f.validation,
         from_peer: f.from_peer,
         bytes_from_peers: f.bytes_from_peers,
+        bytes_from_origin: f.bytes_from_origin,
         temporary_path: f.temp_path,
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! `jobs` creates, reads and edits jobs; `control` moves them (resume, suspend, cancel,
 //! complete, validation); `events` serves the event log; `handlers` keeps handler registrations.
-//! `files` checks what a caller may add. Every answer that reports a change is sent only after
+//! `files` checks what a caller may add; `cache` administers the peer cache. Every answer that reports a change is sent only after
 //! the store committed it.
 
+mod cache;
 mod control;
 mod events;
 mod files;
@@ -113,6 +114,11 @@ impl Session {
             method::FILE_SET_VALIDATION_STATE => {
                 control::set_validation(d, c, decode_params(params)?).await
             }
+            method::CACHE_LIST => cache::list(d, c, decode_params(params)?),
+            method::CACHE_INFO => cache::info(d, c, decode_params(params)?),
+            method::CACHE_DELETE => cache::delete(d, c, decode_params(params)?),
+            method::CACHE_CLEAR => cache::clear(d, c, decode_params(params)?),
+            method::PEERS_LIST => cache::peers(d, c, decode_params(params)?),
             method::HANDLER_REGISTER => handlers::register(d, c, decode_params(params)?),
             method::HANDLER_UNREGISTER => handlers::unregister(d, c, decode_params(params)?),
             method::HANDLER_LIST => handlers::list(d, c, decode_params(params)?),

@@ -5,7 +5,8 @@
 //! classification and timeouts), `control` (complete/cancel/state rules), `crash` (kill -9 and
 //! restart), `protocol` (wire-level error codes), `access` (other users), `ranges` (ranged
 //! files), `hostile` (servers that misbehave on purpose; see docs/RELIABILITY.md), `garbage`
-//! (random lines on many connections), `load` (1 000 clients, the per-user connection limit).
+//! (random lines on many connections), `load` (1 000 clients, the per-user connection limit),
+//! `peer_cache` (several daemons sharing validated files on 127.0.0.x).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -23,6 +24,7 @@ mod hostile;
 mod http_options;
 mod load;
 mod notify;
+mod peer_cache;
 mod protocol;
 mod ranges;
 mod schedule;

@@ -1,0 +1,230 @@
+//! The engine's side of the peer cache: asking the origin which version it serves now
+//! ([`Fetcher::probe`]), asking a peer whether it holds that version ([`Fetcher::ask_peer`]),
+//! and fetching the bytes from a peer ([`PeerSource`] in [`FetchRequest::peer`]).
+//!
+//! A peer's bytes go through the same staging file, checkpoints and SHA-256 check as the
+//! origin's: the fetch only succeeds when the whole content has the SHA-256 the peer advertised
+//! (the daemon passes it as [`FetchRequest::sha256`]), so wrong bytes never count as transferred.
+//! The checkpoints carry the *origin's* validator, so the origin can continue where a peer
+//! stopped. Not here: which peers to ask, the credential, marking peers bad (the daemon).
+
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+
+use crate::error::FetchError;
+use crate::http::{self, content_length, custom_headers, header_str, response_validator};
+use crate::{FetchDone, FetchRequest, Fetcher, Run, Source, Validator};
+use ferry_core::range;
+use ferry_peer::wire;
+
+/// Where to fetch a file's bytes from instead of the origin.
+#[derive(Debug, Clone)]
+pub struct PeerSource {
+    /// The peer's content URL (`http://addr:port/ferry-peer/v1/content/<key>`).
+    pub url: String,
+    /// `address:port` of the peer, for messages.
+    pub peer: String,
+    /// Headers for the request (the credential); the daemon signs them per request.
+    pub headers: Vec<(String, String)>,
+    /// The origin's validator for this content.
+    pub validator: Validator,
+    /// The content's size.
+    pub size: u64,
+}
+
+/// What the origin says it serves now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Its validator, if it sent a usable one.
+    pub validator: Option<Validator>,
+    /// Its size, if declared.
+    pub size: Option<u64>,
+}
+
+/// A peer's answer to "do you hold this content?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAnswer {
+    /// It does: the SHA-256 and size it advertises.
+    Has {
+        /// Lowercase hex SHA-256 of the content.
+        sha256: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// It does not (404).
+    Missing,
+    /// It refused or failed; the words say how (bad credential, busy, unreachable, slow).
+    Failed(String),
+}
+
+impl Fetcher {
+    /// Asks the origin (`HEAD`, redirects followed under the job's rules, its headers and
+    /// credentials) which version of `req.url` it serves now.
+    pub async fn probe(&self, req: &FetchRequest, timeout: Duration) -> Result<Probe, FetchError> {
+        let client = self.client_for(req.proxy.as_deref())?;
+        let start = Url::parse(&req.url)
+            .map_err(|e| FetchError::invalid_request(format!("invalid URL {:?}: {e}", req.url)))?;
+        let headers = custom_headers(&req.headers)?;
+        let mut url = start.clone();
+        for _ in 0..=req.max_redirects {
+            let mut rb = client
+                .request(Method::HEAD, url.clone())
+                .header(header::ACCEPT_ENCODING, "identity")
+                .timeout(timeout);
+            let downgraded = start.scheme() == "https" && url.scheme() == "http";
+            if url.host_str() == start.host_str() && !downgraded {
+                for (n, v) in &headers {
+                    rb = rb.header(n.clone(), v.clone());
+                }
+            }
+            if let Some((user, pass)) = &req.basic_auth
+                && url.origin() == start.origin()
+            {
+                rb = rb.basic_auth(user, Some(pass));
+            }
+            let resp = rb.send().await.map_err(|e| http::send_error(&e, &url))?;
+            let status = resp.status().as_u16();
+            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let Some(next) =
+                    header_str(resp.headers(), &header::LOCATION).and_then(|l| url.join(l).ok())
+                else {
+                    return Err(http::status_error(&resp, &url));
+                };
+                http::check_redirect_scheme(&url, &next, req.allow_https_to_http)?;
+                url = next;
+                continue;
+            }
+            if status != 200 {
+                return Err(http::status_error(&resp, &url));
+            }
+            return Ok(Probe {
+                validator: response_validator(resp.headers()),
+                size: content_length(resp.headers())?,
+            });
+        }
+        Err(FetchError::invalid_response(format!(
+            "more than {} redirects starting at {}",
+            req.max_redirects,
+            http::redact(&start)
+        )))
+    }
+
+    /// Asks one peer (`HEAD` on its content URL, with `headers`) whether it holds the content,
+    /// waiting at most `timeout`. Never goes through a proxy.
+    pub async fn ask_peer(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> PeerAnswer {
+        let mut rb = self.peer_client.head(url).timeout(timeout);
+        for (n, v) in headers {
+            rb = rb.header(n.as_str(), v.as_str());
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return PeerAnswer::Failed(format!("no answer within {timeout:?}"));
+            }
+            Err(e) => {
+                let url = Url::parse(url).ok();
+                let why =
+                    url.map_or_else(|| e.to_string(), |u| http::send_error(&e, &u).description);
+                return PeerAnswer::Failed(why);
+            }
+        };
+        match resp.status().as_u16() {
+            200 => {
+                let h = resp.headers();
+                let sha = header_str(h, &HeaderName::from_static(wire::SHA256_HEADER))
+                    .map(str::to_ascii_lowercase)
+                    .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+                let size = header_str(h, &HeaderName::from_static(wire::SIZE_HEADER))
+                    .and_then(|s| s.parse::<u64>().ok());
+                match (sha, size) {
+                    (Some(sha256), Some(size)) => PeerAnswer::Has { sha256, size },
+                    _ => PeerAnswer::Failed("answered without a SHA-256 or size".into()),
+                }
+            }
+            404 => PeerAnswer::Missing,
+            401 | 403 => PeerAnswer::Failed(
+                "refused our credential (is the fleet secret the same on both hosts?)".into(),
+            ),
+            503 => PeerAnswer::Failed("busy serving other peers".into()),
+            s => PeerAnswer::Failed(format!("answered HTTP {s}")),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Fetches the file's bytes from a peer, from the durable offset on, then verifies it.
+    pub(crate) async fn fetch_peer(&mut self, peer: &PeerSource) -> Result<FetchDone, FetchError> {
+        let pos = self.sink.position();
+        if pos > 0 && self.validator.as_ref() != Some(&peer.validator) {
+            // The bytes on disk belong to another version than the one the peer holds.
+            self.validator = Some(peer.validator.clone());
+            self.total = Some(peer.size);
+            self.restart().await?;
+        }
+        self.validator = Some(peer.validator.clone());
+        self.total = Some(peer.size);
+        let pos = self.sink.position();
+        if pos >= peer.size {
+            return self.finish().await;
+        }
+        let url = Url::parse(&peer.url).map_err(|e| {
+            FetchError::invalid_request(format!("invalid peer URL {:?}: {e}", peer.url))
+        })?;
+        let mut headers = Vec::new();
+        for (n, v) in &peer.headers {
+            let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(n.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                return Err(FetchError::invalid_request(format!(
+                    "invalid peer header {n:?}"
+                )));
+            };
+            headers.push((n, v));
+        }
+        let ask = (pos > 0).then_some(pos);
+        let mut rb = self
+            .client
+            .get(url.clone())
+            .header(header::ACCEPT_ENCODING, "identity");
+        for (n, v) in headers {
+            rb = rb.header(n, v);
+        }
+        if let Some(from) = ask {
+            rb = rb.header(header::RANGE, format!("bytes={from}-"));
+        }
+        let resp = self.dispatch(rb, &url).await?;
+        let status = resp.status().as_u16();
+        let content_range = match header_str(resp.headers(), &header::CONTENT_RANGE) {
+            Some(v) if status == 206 => Some(range::parse_content_range(v).map_err(|e| {
+                FetchError::invalid_response(format!("{e} from peer {}", peer.peer))
+            })?),
+            _ => None,
+        };
+        match (status, content_range) {
+            (200, _) => {
+                if pos > 0 {
+                    self.restart().await?;
+                }
+            }
+            (206, Some(cr)) if cr.start == pos && cr.total == Some(peer.size) => {}
+            (206, _) => {
+                return Err(FetchError::invalid_response(format!(
+                    "peer {} answered a range that does not start at byte {pos} of {}",
+                    peer.peer, peer.size
+                )));
+            }
+            _ => return Err(http::status_error(&resp, &url)),
+        }
+        let mut source = Source::Http(Box::pin(resp.bytes_stream()));
+        self.pump(&mut source, Some(peer.size)).await?;
+        self.finish().await
+    }
+}

@@ -1,0 +1,54 @@
+//! The HTTP exchange between hosts.
+//!
+//! - `HEAD {CONTENT_PREFIX}{key}` → `200` with [`SHA256_HEADER`] and [`SIZE_HEADER`] when the host
+//!   holds that validated content, `404` when not, `401` (empty body) without a valid credential,
+//!   `503` when it serves too many peers at once.
+//! - `GET {CONTENT_PREFIX}{key}` with an optional `Range: bytes=FROM-` → `200`/`206` and the bytes.
+//!
+//! Every request carries [`auth::HEADER`](crate::auth::HEADER).
+
+/// Path prefix of content requests.
+pub const CONTENT_PREFIX: &str = "/ferry-peer/v1/content/";
+/// Response header: SHA-256 of the whole content (lowercase hex).
+pub const SHA256_HEADER: &str = "x-ferry-sha256";
+/// Response header: size of the whole content in bytes.
+pub const SIZE_HEADER: &str = "x-ferry-size";
+
+/// The request path for `key`.
+pub fn content_path(key: &str) -> String {
+    format!("{CONTENT_PREFIX}{key}")
+}
+
+/// The key a request path names, if it is a well-formed content path.
+pub fn parse_content_path(path: &str) -> Option<&str> {
+    path.strip_prefix(CONTENT_PREFIX)
+        .filter(|k| crate::key::is_key(k))
+}
+
+/// Parses `Range: bytes=FROM-` (the only form peers send); `None` for anything else.
+pub fn parse_range_from(value: &str) -> Option<u64> {
+    let from = value.trim().strip_prefix("bytes=")?.strip_suffix('-')?;
+    from.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip_and_reject_junk() {
+        let key = "a".repeat(64);
+        assert_eq!(parse_content_path(&content_path(&key)), Some(key.as_str()));
+        assert_eq!(parse_content_path("/ferry-peer/v1/content/../../x"), None);
+        assert_eq!(parse_content_path("/other"), None);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range_from("bytes=10-"), Some(10));
+        assert_eq!(parse_range_from("bytes=0-"), Some(0));
+        assert_eq!(parse_range_from("bytes=0-5"), None);
+        assert_eq!(parse_range_from("bytes=-5"), None);
+        assert_eq!(parse_range_from("items=1-"), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! The peer cache (issue 6): validated files shared between Ferry hosts, so a fleet fetches each
+//! file from the origin about once.
+//!
+//! - `config`: the `[peer_cache]` section of the configuration file (off by default).
+//! - `index`: the content this host holds (a copy of each validated file under the cache
+//!   directory, indexed in the job store), publication and eviction.
+//! - `server`: the HTTP server peers fetch from; every request is authenticated.
+//! - `discovery`: finding peers by mDNS (static peers come from the configuration).
+//! - this module: the shared state, and the client side — asking peers for a version the origin
+//!   serves now, and remembering which peers failed.
+//!
+//! Contract between hosts (keys, credentials, paths, eviction and health rules): `ferry-peer`.
+//! Fetching the bytes and checking them against the peer's SHA-256: `ferry-fetch`. Deciding per
+//! file whether to ask peers: `transfer.rs`.
+
+pub mod config;
+pub mod discovery;
+mod index;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_fetch::{Fetcher, PeerAnswer, Validator};
+use ferry_peer::health::Health;
+use ferry_proto::EventKind;
+use ferry_proto::cache::PeerInfo;
+use ferry_store::{Reader, Writer};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, PeerCacheConfig};
+
+use crate::error::DaemonError;
+
+/// The peer cache of this daemon (only exists when enabled).
+pub struct PeerCache {
+    /// Settings.
+    pub cfg: PeerCacheConfig,
+    /// The configuration file it came from.
+    pub config_file: Option<PathBuf>,
+    /// The address the server is bound to (the configured one, with the real port).
+    pub listen: SocketAddr,
+    store: Writer,
+    index: Mutex<index::Index>,
+    health: Mutex<Health>,
+    discovery: Mutex<Option<discovery::MdnsDiscovery>>,
+    bytes_served: AtomicU64,
+    refused: AtomicU64,
+    uploads: Arc<Semaphore>,
+    upload_bucket: Arc<ferry_fetch::throttle::Bucket>,
+    /// Wakes the eviction timer when entries change.
+    changed: Notify,
+}
+
+/// A peer that holds the version a file needs.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// `address:port`.
+    pub peer: String,
+    /// The content key.
+    pub key: String,
+    /// The SHA-256 the peer advertises.
+    pub sha256: String,
+    /// The size.
+    pub size: u64,
+    /// The origin's validator of that version.
+    pub validator: Validator,
+}
+
+/// A peer that could not help, and how long asking it took.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// `address:port`.
+    pub peer: String,
+    /// Why, in words.
+    pub why: String,
+    /// Milliseconds spent on it.
+    pub waited_ms: u64,
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl PeerCache {
+    /// Opens the cache directory and index, binds the peer server and starts discovery.
+    pub async fn start(
+        config: &Config,
+        store: Writer,
+        reader: &Reader,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Arc<PeerCache>>, DaemonError> {
+        let Some(cfg) = config.peer_cache.clone() else {
+            return Ok(None);
+        };
+        let file_hint = config
+            .file
+            .as_ref()
+            .map(|f| format!(" in {}", f.display()))
+            .unwrap_or_default();
+        let (index, stale) = index::Index::open(&cfg.dir, reader)?;
+        if !stale.is_empty() {
+            store
+                .submit(move |tx| tx.delete_cache_entries(&stale))
+                .wait()
+                .await?;
+        }
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| {
+                DaemonError::Config(format!(
+                    "cannot serve peers on {}: {e}; change [peer_cache] listen{file_hint} or stop what uses that port",
+                    cfg.listen
+                ))
+            })?;
+        let listen = listener.local_addr().map_err(|e| {
+            DaemonError::Config(format!("cannot read the peer server's address: {e}"))
+        })?;
+        let pc = Arc::new(PeerCache {
+            uploads: Arc::new(Semaphore::new(cfg.max_uploads)),
+            upload_bucket: ferry_fetch::throttle::Bucket::new(cfg.upload_limit_bps),
+            cfg,
+            config_file: config.file.clone(),
+            listen,
+            store,
+            index: Mutex::new(index),
+            health: Mutex::new(Health::default()),
+            discovery: Mutex::new(None),
+            bytes_served: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            changed: Notify::new(),
+        });
+        if pc.cfg.discovery == config::Discovery::Mdns {
+            let ip = listen.ip();
+            let addrs = if ip.is_unspecified() {
+                vec![]
+            } else {
+                vec![ip]
+            };
+            let instance = uuid::Uuid::new_v4().simple().to_string();
+            let d = discovery::MdnsDiscovery::start(&instance, listen.port(), &addrs).map_err(
+                |e| DaemonError::Config(format!("cannot start mDNS discovery: {e}; use discovery = \"static\"{file_hint} with a peers list instead")),
+            )?;
+            *pc.discovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+        }
+        tokio::spawn(server::serve(pc.clone(), listener, shutdown.clone()));
+        tokio::spawn(index::expire(pc.clone(), shutdown.clone()));
+        pc.evict_now();
+        tracing::info!(listen = %listen, discovery = pc.cfg.discovery.as_str(), "peer cache enabled");
+        Ok(Some(pc))
+    }
+
+    /// Stops advertising on mDNS (shutdown).
+    pub fn stop(&self) {
+        if let Some(d) = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            d.shutdown();
+        }
+    }
+
+    /// Peers to ask: the configured ones and those discovered, never this host itself.
+    fn peers(&self) -> Vec<(SocketAddr, &'static str)> {
+        let mut out: Vec<(SocketAddr, &'static str)> =
+            self.cfg.peers.iter().map(|p| (*p, "static")).collect();
+        if let Some(d) = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            for p in d.peers() {
+                if !out.iter().any(|(a, _)| *a == p) {
+                    out.push((p, "mdns"));
+                }
+            }
+        }
+        out.retain(|(a, _)| *a != self.listen);
+        out
+    }
+
+    /// Whether any peer may be asked now.
+    pub fn has_usable_peers(&self) -> bool {
+        let now = unix_ms();
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        self.peers()
+            .iter()
+            .any(|(a, _)| health.usable(&a.to_string(), now))
+    }
+
+    /// `peers.list`: every known peer with its health.
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+        let now = unix_ms();
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<PeerInfo> = self
+            .peers()
+            .into_iter()
+            .map(|(addr, source)| {
+                let addr = addr.to_string();
+                let r = health.record(&addr).cloned().unwrap_or_default();
+                let bad = r.bad_until_ms > now;
+                PeerInfo {
+                    state: if bad {
+                        "bad"
+                    } else if r.asked {
+                        "ok"
+                    } else {
+                        "unknown"
+                    }
+                    .into(),
+                    bad_until: bad.then(|| {
+                        crate::clock::rfc3339_in(Duration::from_millis(r.bad_until_ms - now))
+                    }),
+                    last_error: r.last_error,
+                    bytes_fetched: r.bytes_fetched,
+                    files_fetched: r.files_fetched,
+                    source: source.into(),
+                    addr,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.addr.cmp(&b.addr));
+        out
+    }
+
+    /// The `Authorization` header for a request to a peer.
+    pub fn credential(&self, method: &str, path: &str) -> (String, String) {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let value = ferry_peer::auth::sign(&self.cfg.secret, method, path, unix_now(), &nonce);
+        (ferry_peer::auth::HEADER.to_owned(), value)
+    }
+
+    /// Skips `peer` for the configured time.
+    pub fn mark_bad(&self, peer: &str, why: &str) {
+        tracing::warn!(peer, why, "peer marked bad");
+        let penalty = u64::try_from(self.cfg.bad_peer.as_millis()).unwrap_or(u64::MAX);
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mark_bad(peer, unix_ms(), penalty, why);
+    }
+
+    /// Counts a file fetched from `peer`.
+    pub fn fetched(&self, peer: &str, bytes: u64) {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fetched(peer, bytes);
+    }
+
+    /// Asks every usable peer at once whether it holds `key` (with `want_sha`, when the file
+    /// names one), for at most the configured peer timeout; the first that does wins. Peers
+    /// that fail are marked bad and reported.
+    pub async fn find(
+        &self,
+        fetcher: &Fetcher,
+        key: &str,
+        validator: &Validator,
+        want_sha: Option<&str>,
+    ) -> (Option<Choice>, Vec<Failure>) {
+        let now = unix_ms();
+        let peers: Vec<String> = {
+            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            let usable: Vec<String> = self
+                .peers()
+                .into_iter()
+                .map(|(a, _)| a.to_string())
+                .filter(|a| health.usable(a, now))
+                .collect();
+            for p in &usable {
+                health.asked(p);
+            }
+            usable
+        };
+        let path = ferry_peer::wire::content_path(key);
+        let timeout = self.cfg.peer_timeout;
+        let started = Instant::now();
+        let mut asks: FuturesUnordered<_> = peers
+            .into_iter()
+            .map(|peer| {
+                let url = format!("http://{peer}{path}");
+                let headers = vec![self.credential("HEAD", &path)];
+                async move {
+                    let answer =
+                        tokio::time::timeout(timeout, fetcher.ask_peer(&url, &headers, timeout))
+                            .await
+                            .unwrap_or_else(|_| {
+                                PeerAnswer::Failed(format!("no answer within {timeout:?}"))
+                            });
+                    (peer, answer)
+                }
+            })
+            .collect();
+        let mut failures = Vec::new();
+        while let Some((peer, answer)) = asks.next().await {
+            let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match answer {
+                PeerAnswer::Has { sha256, size } => {
+                    if want_sha.is_some_and(|w| !w.trim().eq_ignore_ascii_case(&sha256)) {
+                        // Another content than the owner expects: not this peer's fault.
+                        continue;
+                    }
+                    return (
+                        Some(Choice {
+                            peer,
+                            key: key.to_owned(),
+                            sha256,
+                            size,
+                            validator: validator.clone(),
+                        }),
+                        failures,
+                    );
+                }
+                PeerAnswer::Missing => {}
+                PeerAnswer::Failed(why) => {
+                    self.mark_bad(&peer, &why);
+                    failures.push(Failure {
+                        peer,
+                        why,
+                        waited_ms,
+                    });
+                }
+            }
+        }
+        (None, failures)
+    }
+
+    /// Logs a `peer_cache` event for a job (queued; not awaited).
+    pub fn event(&self, job_id: &str, owner_uid: u32, kind: EventKind) {
+        let (id, time) = (job_id.to_owned(), crate::clock::now_rfc3339());
+        drop(
+            self.store
+                .submit(move |tx| tx.append_event(&id, owner_uid, &time, kind).map(drop)),
+        );
+    }
+
+    /// Bytes served and requests refused since start.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.bytes_served.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl PeerCache {
+    /// Offers a validated file to the cache (BITS: validation, explicit or through complete,
+    /// makes content eligible for peers). Shared only when it is a whole http(s) file of a job
+    /// that allows peer caching and authenticates to its origin by neither credentials nor
+    /// custom headers (those may guard private content), with a version-identifying validator.
+    pub fn offer(
+        self: &Arc<Self>,
+        job: &ferry_store::JobRow,
+        file: &ferry_store::FileRow,
+        source: PathBuf,
+        identity: Option<ferry_fetch::identity::FsIdentity>,
+    ) {
+        if !job.peer_caching
+            || job.credentials.is_some()
+            || !job.custom_headers.is_empty()
+            || file.ranges.is_some()
+            || !file.transferred
+        {
+            return;
+        }
+        let (Some(sha256), Some(size), Some(validator)) = (
+            file.content_sha256.clone(),
+            file.bytes_total,
+            file.validator
+                .clone()
+                .and_then(|v| serde_json::from_value::<Validator>(v).ok()),
+        ) else {
+            return;
+        };
+        let Some((key, validator)) = content_key(&file.remote_url, &validator, size) else {
+            return;
+        };
+        self.publish(index::Publish {
+            key,
+            validator,
+            url: file.remote_url.clone(),
+            size,
+            sha256,
+            owner_uid: job.owner_uid,
+            job_id: job.id.clone(),
+            file_index: file.file_index,
+            source,
+            identity,
+        });
+    }
+
+    /// The key of a transferred file's content, if it has one.
+    pub fn key_of(file: &ferry_store::FileRow) -> Option<String> {
+        let validator = file
+            .validator
+            .clone()
+            .and_then(|v| serde_json::from_value::<Validator>(v).ok())?;
+        content_key(&file.remote_url, &validator, file.bytes_total?).map(|(k, _)| k)
+    }
+}
+
+/// The key and readable validator of a file's content, when it can be shared: a whole http(s)
+/// file with a size and a validator that identifies one version.
+pub fn content_key(url: &str, validator: &Validator, size: u64) -> Option<(String, String)> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    let v = match validator {
+        Validator::ETag(v) => ferry_peer::key::Validator::ETag(v),
+        Validator::LastModified(v) => ferry_peer::key::Validator::LastModified(v),
+    };
+    Some((ferry_peer::key::content_key(url, v, size)?, v.describe()))
+}

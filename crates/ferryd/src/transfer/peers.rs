@@ -1,0 +1,190 @@
+//! A file's transfer and the peer cache: whether to ask peers for it, pointing the fetch at the
+//! chosen peer, telling peer bytes from origin bytes, and recording what peers did.
+//!
+//! The policy — which peers, their credentials and health — is `crate::peer_cache`; the bytes
+//! and their SHA-256 check are `ferry_fetch`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_fetch::{FetchError, FetchRequest, PeerSource};
+use ferry_proto::EventKind;
+use ferry_store::FileRow;
+
+use crate::daemon::Daemon;
+pub use crate::peer_cache::Choice;
+use crate::peer_cache::PeerCache;
+
+use super::JobSettings;
+
+/// How long the origin may take to say which version it serves before peers are skipped.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer that sends nothing for this long is given up (the origin takes over).
+const PEER_STALL: Duration = Duration::from_secs(5);
+
+/// The peer to fetch `file` from, if peers may be asked and one holds the version the origin
+/// serves now. Asking costs one `HEAD` to the origin plus one to each usable peer, in parallel
+/// and bounded by the peer timeout; nothing is asked when no peer is usable.
+pub(super) async fn choose(
+    d: &Arc<Daemon>,
+    pc: &Arc<PeerCache>,
+    job_id: &str,
+    file: &FileRow,
+    req: &FetchRequest,
+    settings: &JobSettings,
+) -> Option<Choice> {
+    let http = file.remote_url.starts_with("http://") || file.remote_url.starts_with("https://");
+    if !settings.peer_caching || file.origin_only || file.ranges.is_some() || !http {
+        return None;
+    }
+    if !pc.has_usable_peers() {
+        return None;
+    }
+    // A failing origin is reported by the origin fetch that follows, with its own error.
+    let probe = d.fetcher.probe(req, PROBE_TIMEOUT).await.ok()?;
+    let (validator, size) = (probe.validator?, probe.size?);
+    if size == 0 || size < pc.cfg.min_file_size {
+        return None;
+    }
+    let (key, _) = crate::peer_cache::content_key(&file.remote_url, &validator, size)?;
+    let (choice, failures) = pc
+        .find(&d.fetcher, &key, &validator, file.sha256.as_deref())
+        .await;
+    for f in failures {
+        pc.event(
+            job_id,
+            settings.owner_uid,
+            EventKind::PeerCache {
+                action: "peer_failed".into(),
+                file_index: file.file_index,
+                key: Some(key.clone()),
+                peer: Some(f.peer),
+                bytes: 0,
+                waited_ms: f.waited_ms,
+                detail: Some(f.why),
+            },
+        );
+    }
+    choice
+}
+
+/// Points `req` at the chosen peer: its URL and credential, its SHA-256 (so wrong bytes fail
+/// the fetch), and a short stall limit.
+pub(super) fn aim(pc: &PeerCache, req: &mut FetchRequest, c: &Choice) {
+    let path = ferry_peer::wire::content_path(&c.key);
+    req.peer = Some(PeerSource {
+        url: format!("http://{}{path}", c.peer),
+        peer: c.peer.clone(),
+        headers: vec![pc.credential("GET", &path)],
+        validator: c.validator.clone(),
+        size: c.size,
+    });
+    if req.sha256.is_none() {
+        req.sha256 = Some(c.sha256.clone());
+    }
+    req.stall_timeout = PEER_STALL;
+}
+
+/// Counts a checkpoint's new bytes as the peer's or the origin's; a restart forgets both.
+pub(super) fn attribute(file: &mut FileRow, offset: u64, restarted: bool, source: Option<&Choice>) {
+    if restarted {
+        file.from_peer = false;
+        file.bytes_from_peers = 0;
+        file.bytes_from_origin = 0;
+        file.peer_sha256 = None;
+        file.peer = None;
+    }
+    let before = if restarted { 0 } else { file.bytes_transferred };
+    let new = offset.saturating_sub(before);
+    match source {
+        Some(c) => {
+            file.bytes_from_peers += new;
+            if new > 0 {
+                file.from_peer = true;
+                file.peer_sha256 = Some(c.sha256.clone());
+                file.peer = Some(c.peer.clone());
+            }
+        }
+        None => file.bytes_from_origin += new,
+    }
+}
+
+/// Records a file fetched (at least partly) from `c`.
+pub(super) fn fetched(pc: &PeerCache, job_id: &str, owner: u32, file: &FileRow, c: &Choice) {
+    pc.fetched(&c.peer, file.bytes_from_peers);
+    pc.event(
+        job_id,
+        owner,
+        EventKind::PeerCache {
+            action: "from_peer".into(),
+            file_index: file.file_index,
+            key: Some(c.key.clone()),
+            peer: Some(c.peer.clone()),
+            bytes: file.bytes_from_peers,
+            waited_ms: 0,
+            detail: None,
+        },
+    );
+}
+
+/// Marks a peer bad after its bytes failed, and logs it.
+pub(super) fn failed(
+    pc: &PeerCache,
+    job_id: &str,
+    owner: u32,
+    file: &FileRow,
+    peer: &str,
+    e: &FetchError,
+    started: Instant,
+) {
+    pc.mark_bad(peer, &e.description);
+    pc.event(
+        job_id,
+        owner,
+        EventKind::PeerCache {
+            action: "peer_failed".into(),
+            file_index: file.file_index,
+            key: None,
+            peer: Some(peer.to_owned()),
+            bytes: file.bytes_from_peers,
+            waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            detail: Some(e.description.clone()),
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice() -> Choice {
+        Choice {
+            peer: "127.0.0.2:7170".into(),
+            key: "k".into(),
+            sha256: "s".into(),
+            size: 100,
+            validator: ferry_fetch::Validator::ETag("\"v\"".into()),
+        }
+    }
+
+    #[test]
+    fn bytes_are_counted_for_their_source_and_a_restart_forgets_them() {
+        let mut f = FileRow::default();
+        attribute(&mut f, 40, false, Some(&choice()));
+        f.bytes_transferred = 40;
+        assert_eq!(
+            (f.bytes_from_peers, f.bytes_from_origin, f.from_peer),
+            (40, 0, true)
+        );
+        assert_eq!(f.peer.as_deref(), Some("127.0.0.2:7170"));
+        attribute(&mut f, 100, false, None);
+        f.bytes_transferred = 100;
+        assert_eq!((f.bytes_from_peers, f.bytes_from_origin), (40, 60));
+        attribute(&mut f, 10, true, None);
+        assert_eq!(
+            (f.bytes_from_peers, f.bytes_from_origin, f.from_peer),
+            (0, 10, false)
+        );
+        assert_eq!(f.peer_sha256, None);
+    }
+}

@@ -1,0 +1,552 @@
+//! Issue 6: the peer cache between real `ferryd` processes on loopback addresses (127.0.0.x),
+//! each with its own state dir and configuration file, against one origin on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_client::Client;
+use ferry_proto::params::EventsFollowParams;
+use ferry_proto::{Event, EventKind, JobState};
+use ferry_testkit::content::pseudo_random;
+use ferry_testkit::daemon::TestDaemon;
+use ferry_testkit::http::TestServer;
+
+use crate::support::{WAIT, daemon_with, job_with, sha256_file, spec, wait_state};
+
+const SECRET: &str = "peer-cache-test-fleet-secret";
+const SIZE: usize = 3 * 1024 * 1024 + 17;
+
+/// One Ferry host: a daemon serving peers on its own loopback address.
+struct Host {
+    d: TestDaemon,
+    /// Holds the configuration file (a restart reads it again).
+    _config: tempfile::TempDir,
+    c: Client,
+    /// `address:port` of its peer server.
+    addr: String,
+}
+
+/// Writes a configuration enabling the cache on `ip` (any port) with `peers`, plus `extra`
+/// lines, and starts a daemon with it.
+async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferryd.toml");
+    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[peer_cache]\nenabled = true\nlisten = \"{ip}:0\"\npeers = [{}]\n\
+             secret = \"{SECRET}\"\nmin_file_size = 0\n{extra}",
+            peers.join(", ")
+        ),
+    )
+    .unwrap();
+    let d = daemon_with(&["--config", config.to_str().unwrap()]);
+    let c = d.client().await;
+    let addr = c
+        .cache_info()
+        .await
+        .unwrap()
+        .listen
+        .expect("listen address");
+    Host {
+        d,
+        c,
+        addr,
+        _config: dir,
+    }
+}
+
+fn origin_file(server: &TestServer, path: &str, seed: u64) -> Vec<u8> {
+    let body = pseudo_random(seed, SIZE);
+    server.add_file(path, body.clone());
+    body
+}
+
+/// Follows `job`'s events until one matches, returning it.
+async fn wait_event(c: &Client, job: &str, what: impl Fn(&EventKind) -> bool) -> Event {
+    c.follow_events(EventsFollowParams {
+        after: Some(0),
+        job_id: Some(job.into()),
+    })
+    .await
+    .unwrap();
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let Some(e) = c.next_event().await else {
+                panic!("the event stream ended");
+            };
+            if what(&e.kind) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the event did not come");
+    c.unfollow_events().await.unwrap();
+    found
+}
+
+fn is_action(kind: &EventKind, want: &str) -> bool {
+    matches!(kind, EventKind::PeerCache { action, .. } if action == want)
+}
+
+/// A `peer_cache` event's peer, detail and wait.
+struct PeerEvent {
+    peer: Option<String>,
+    detail: Option<String>,
+    waited_ms: u64,
+}
+
+fn peer_event(e: Event) -> PeerEvent {
+    let EventKind::PeerCache {
+        peer,
+        detail,
+        waited_ms,
+        ..
+    } = e.kind
+    else {
+        panic!("not a peer_cache event: {e:?}")
+    };
+    PeerEvent {
+        peer,
+        detail,
+        waited_ms,
+    }
+}
+
+/// Runs a one-file job on `h` to `transferred` and returns its id and destination.
+async fn fetch(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
+    let dest = h.d.files_dir().join(name);
+    let id = job_with(&h.c, vec![spec(url, &dest)]).await;
+    h.c.resume(&id).await.unwrap();
+    wait_state(&h.c, &id, JobState::Transferred).await;
+    (id, dest)
+}
+
+/// Fetches, completes, and waits until the file is in `h`'s cache.
+async fn fetch_and_publish(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
+    let (id, dest) = fetch(h, url, name).await;
+    h.c.complete(&id).await.unwrap();
+    wait_event(&h.c, &id, |k| is_action(k, "published")).await;
+    (id, dest)
+}
+
+fn body_gets(server: &TestServer, path: &str) -> usize {
+    server
+        .requests_for(path)
+        .iter()
+        .filter(|r| r.method == "GET")
+        .count()
+}
+
+#[tokio::test]
+async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_body_once() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/update.bin", 1);
+    let a = host("127.0.0.2", &[], "").await;
+    let b = host("127.0.0.3", &[&a.addr], "").await;
+    let url = server.url("/update.bin");
+
+    fetch_and_publish(&a, &url, "a.bin").await;
+    let listed = a.c.cache_list().await.unwrap().entries;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].url.as_str(), listed[0].size),
+        (url.as_str(), SIZE as u64)
+    );
+
+    let (id, dest) = fetch(&b, &url, "b.bin").await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert!(f.from_peer, "{f:?}");
+    assert_eq!((f.bytes_from_peers, f.bytes_from_origin), (SIZE as u64, 0));
+    // The origin sent the body once (to A); B only asked it which version it serves.
+    assert_eq!(body_gets(&server, "/update.bin"), 1);
+    assert!(
+        server
+            .requests_for("/update.bin")
+            .iter()
+            .any(|r| r.method == "HEAD")
+    );
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
+    let peers = b.c.peers_list().await.unwrap().peers;
+    assert_eq!(peers.len(), 1);
+    assert_eq!((peers[0].state.as_str(), peers[0].files_fetched), ("ok", 1));
+    // And A counts what it served.
+    let info = a.c.cache_info().await.unwrap();
+    assert_eq!(info.bytes_served, SIZE as u64);
+}
+
+#[tokio::test]
+async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origin() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/c.bin", 2);
+    let a = host("127.0.0.4", &[], "").await;
+    let b = host("127.0.0.5", &[&a.addr], "").await;
+    let url = server.url("/c.bin");
+    fetch_and_publish(&a, &url, "a.bin").await;
+    // A's disk now returns other bytes of the same size for that content.
+    let key = a.c.cache_list().await.unwrap().entries[0].key.clone();
+    let cached = a.d.state_dir.join("cache").join(&key);
+    let mut bytes = std::fs::read(&cached).unwrap();
+    bytes[SIZE / 2] ^= 0xff;
+    std::fs::write(&cached, &bytes).unwrap();
+
+    let (id, dest) = fetch(&b, &url, "b.bin").await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert!(!f.from_peer, "the peer's bytes must be gone: {f:?}");
+    assert_eq!((f.bytes_from_peers, f.bytes_from_origin), (0, SIZE as u64));
+    assert_eq!(body_gets(&server, "/c.bin"), 2, "B fell back to the origin");
+    let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
+    assert_eq!(failed.peer.as_deref(), Some(a.addr.as_str()));
+    assert!(failed.detail.unwrap_or_default().contains("SHA-256"));
+    let peers = b.c.peers_list().await.unwrap().peers;
+    assert_eq!(peers[0].state, "bad", "{peers:?}");
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
+}
+
+#[tokio::test]
+async fn issue_6_a_dead_peer_costs_under_a_second_before_the_origin() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/d.bin", 3);
+    // Accepts connections (the kernel does) but never answers: the worst kind of dead.
+    let silent = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let b = host("127.0.0.7", &[&silent_addr], "").await;
+    let (id, dest) = fetch(&b, &server.url("/d.bin"), "b.bin").await;
+    let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
+    assert_eq!(failed.peer.as_deref(), Some(silent_addr.as_str()));
+    assert!(
+        failed.waited_ms < 1000,
+        "the dead peer cost {} ms",
+        failed.waited_ms
+    );
+    assert!(!b.c.files(&id).await.unwrap()[0].from_peer);
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
+    drop(silent);
+}
+
+/// Sends one raw HTTP/1.1 request and returns the status and body.
+fn raw(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth
+        .map(|a| format!("authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: peer\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().unwrap();
+    let body_at = text.find("\r\n\r\n").unwrap() + 4;
+    (status, out[body_at..].to_vec())
+}
+
+#[tokio::test]
+async fn issue_6_requests_without_the_fleet_secret_get_nothing() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/s.bin", 4);
+    let a = host("127.0.0.8", &[], "").await;
+    fetch_and_publish(&a, &server.url("/s.bin"), "a.bin").await;
+    let key = a.c.cache_list().await.unwrap().entries[0].key.clone();
+    let path = ferry_peer::wire::content_path(&key);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (addr, p) = (a.addr.clone(), path.clone());
+    let wrong = ferry_peer::auth::sign(b"another fleet's secret value", "GET", &path, now, "n");
+    let right = ferry_peer::auth::sign(SECRET.as_bytes(), "GET", &path, now, "n");
+    let replayed_elsewhere = ferry_peer::auth::sign(SECRET.as_bytes(), "GET", "/x", now, "n");
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            raw(&addr, "GET", &p, None),
+            raw(&addr, "HEAD", &p, None),
+            raw(&addr, "GET", &p, Some(&wrong)),
+            raw(&addr, "GET", &p, Some(&replayed_elsewhere)),
+            raw(&addr, "GET", &p, Some("Basic dXNlcjpwYXNz")),
+            raw(&addr, "GET", &p, Some(&right)),
+        ]
+    })
+    .await
+    .unwrap();
+    for (status, body) in &answers[..5] {
+        assert_eq!(*status, 401);
+        assert!(
+            body.is_empty(),
+            "a refused request got {} bytes",
+            body.len()
+        );
+    }
+    assert_eq!(answers[5].0, 200, "the right secret is served");
+    assert_eq!(answers[5].1.len(), SIZE);
+    assert_eq!(a.c.cache_info().await.unwrap().requests_refused, 5);
+
+    // A host with another secret is refused, marks the peer bad and uses the origin.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.9:0\"\npeers = [\"{}\"]\n\
+             secret = \"not-the-fleet-secret-at-all\"\nmin_file_size = 0\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    let d = daemon_with(&["--config", config.to_str().unwrap()]);
+    let c = d.client().await;
+    let stranger = Host {
+        addr: String::new(),
+        d,
+        c,
+        _config: dir,
+    };
+    let (id, _) = fetch(&stranger, &server.url("/s.bin"), "x.bin").await;
+    assert!(!stranger.c.files(&id).await.unwrap()[0].from_peer);
+    let peers = stranger.c.peers_list().await.unwrap().peers;
+    assert_eq!(peers[0].state, "bad");
+    assert!(
+        peers[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("credential"),
+        "{peers:?}"
+    );
+}
+
+#[tokio::test]
+async fn issue_6_content_the_host_never_validated_is_not_served() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/n.bin", 5);
+    let a = host("127.0.0.10", &[], "").await;
+    let b = host("127.0.0.11", &[&a.addr], "").await;
+    let url = server.url("/n.bin");
+    // A has every byte, but its application never validated them (no complete).
+    fetch(&a, &url, "a.bin").await;
+    assert!(a.c.cache_list().await.unwrap().entries.is_empty());
+    let (id, _) = fetch(&b, &url, "b.bin").await;
+    assert!(!b.c.files(&id).await.unwrap()[0].from_peer);
+    assert_eq!(body_gets(&server, "/n.bin"), 2);
+    // Missing content is no fault of the peer.
+    assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "ok");
+}
+
+#[tokio::test]
+async fn issue_6_rejected_peer_content_is_fetched_again_from_the_origin() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/v.bin", 6);
+    let a = host("127.0.0.12", &[], "").await;
+    let b = host("127.0.0.13", &[&a.addr], "").await;
+    let url = server.url("/v.bin");
+    fetch_and_publish(&a, &url, "a.bin").await;
+    let (id, dest) = fetch(&b, &url, "b.bin").await;
+    assert!(b.c.files(&id).await.unwrap()[0].from_peer);
+    // B's application rejects it: BITS re-downloads from the origin, no error.
+    let f = b.c.set_validation(&id, 0, false).await.unwrap();
+    assert!(!f.transferred && !f.from_peer, "{f:?}");
+    wait_state(&b.c, &id, JobState::Transferred).await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert_eq!((f.from_peer, f.bytes_from_origin), (false, SIZE as u64));
+    assert_eq!(body_gets(&server, "/v.bin"), 2);
+    let events =
+        b.c.read_events(ferry_proto::params::EventsReadParams {
+            after: None,
+            job_id: Some(id.clone()),
+            limit: None,
+        })
+        .await
+        .unwrap()
+        .events;
+    let transferred = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::FileTransferred { file_index: 0 }))
+        .count();
+    assert_eq!(
+        transferred, 2,
+        "file_transferred fires again after the refetch"
+    );
+    assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "bad");
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
+}
+
+#[tokio::test]
+async fn issue_6_eviction_by_size_and_by_age() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/e1.bin", 7);
+    origin_file(&server, "/e2.bin", 8);
+    // Room for one file only.
+    let limit = SIZE as u64 * 3 / 2;
+    let a = host("127.0.0.14", &[], &format!("max_size_bytes = {limit}\n")).await;
+    let (first, _) = fetch_and_publish(&a, &server.url("/e1.bin"), "1.bin").await;
+    fetch_and_publish(&a, &server.url("/e2.bin"), "2.bin").await;
+    let evicted = peer_event(wait_event(&a.c, &first, |k| is_action(k, "evicted")).await);
+    assert_eq!(evicted.detail.as_deref(), Some("size"));
+    let left = a.c.cache_list().await.unwrap().entries;
+    assert_eq!(left.len(), 1);
+    assert!(left[0].url.ends_with("/e2.bin"));
+    let info = a.c.cache_info().await.unwrap();
+    assert_eq!((info.entries, info.used_bytes), (1, SIZE as u64));
+    assert_eq!(
+        cache_files(&a.d.state_dir),
+        1,
+        "the evicted content is deleted"
+    );
+
+    // Entries unused for longer than max_age_s leave by themselves.
+    let b = host("127.0.0.15", &[], "max_age_s = 1\n").await;
+    let (id, _) = fetch_and_publish(&b, &server.url("/e1.bin"), "1.bin").await;
+    let evicted = peer_event(wait_event(&b.c, &id, |k| is_action(k, "evicted")).await);
+    assert_eq!(evicted.detail.as_deref(), Some("age"));
+    assert!(b.c.cache_list().await.unwrap().entries.is_empty());
+    assert_eq!(cache_files(&b.d.state_dir), 0);
+}
+
+fn cache_files(state_dir: &Path) -> usize {
+    std::fs::read_dir(state_dir.join("cache")).unwrap().count()
+}
+
+#[tokio::test]
+async fn issue_6_the_cache_survives_a_restart_and_is_off_by_default() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/r.bin", 9);
+    let mut a = host("127.0.0.16", &[], "").await;
+    fetch_and_publish(&a, &server.url("/r.bin"), "a.bin").await;
+    a.d.restart();
+    let c = a.d.client().await;
+    assert_eq!(c.cache_list().await.unwrap().entries.len(), 1);
+
+    // Without a configuration: no cache, no peer server, and the job API says so.
+    let plain = crate::support::daemon();
+    let c = plain.client().await;
+    let info = c.cache_info().await.unwrap();
+    assert!(!info.enabled && info.listen.is_none());
+    assert!(!c.peers_list().await.unwrap().enabled);
+}
+
+/// A network namespace of our own (only `lo`, multicast on), deleted on drop: mDNS traffic
+/// in it never reaches a real network.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        let name = format!("ferry-mdns-{}", std::process::id());
+        let run = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !run(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: cannot create a network namespace (`ip netns add` failed)");
+            return None;
+        }
+        let ns = Netns(name);
+        for cmd in [
+            "ip link set lo up",
+            "ip link set lo multicast on",
+            "ip route add 224.0.0.0/4 dev lo",
+        ] {
+            let mut args = vec!["netns", "exec", ns.0.as_str()];
+            args.extend(cmd.split(' '));
+            assert!(run(&args), "{cmd} failed in the test namespace");
+        }
+        Some(ns)
+    }
+
+    /// A script that runs this package's `ferryd` inside the namespace (`ip netns exec`
+    /// execs it, so the daemon keeps the script's pid).
+    fn ferryd(&self, dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("ferryd-in-netns");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec ip netns exec {} {} \"$@\"\n",
+                self.0,
+                env!("CARGO_BIN_EXE_ferryd")
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn issue_6_mdns_discovery_in_a_private_network_namespace() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: the mDNS test needs root to create a network namespace");
+        return;
+    }
+    let Some(ns) = Netns::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.1:0\"\ndiscovery = \"mdns\"\n\
+             secret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let bin = ns.ferryd(dir.path());
+    let args = ["--config", config.to_str().unwrap()];
+    let (a, b) = (
+        TestDaemon::start_with(&bin, &args),
+        TestDaemon::start_with(&bin, &args),
+    );
+    let (ca, cb) = (a.client().await, b.client().await);
+    let addr_a = ca.cache_info().await.unwrap().listen.unwrap();
+    let addr_b = cb.cache_info().await.unwrap().listen.unwrap();
+    assert_ne!(addr_a, addr_b);
+    // Each finds the other (and never itself) through mDNS alone: no static peers.
+    for (c, other) in [(&ca, &addr_b), (&cb, &addr_a)] {
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                let peers = c.peers_list().await.unwrap().peers;
+                if peers.iter().any(|p| &p.addr == other) {
+                    return peers;
+                }
+                // mDNS announcements are periodic; there is no event to wait on.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the other daemon was not discovered");
+        assert!(found.iter().all(|p| p.source == "mdns"), "{found:?}");
+        assert_eq!(found.len(), 1, "only the other daemon: {found:?}");
+    }
+    drop((a, b));
+    drop(ns);
+}

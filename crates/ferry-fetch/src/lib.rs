@@ -35,7 +35,7 @@ pub mod staging;
 pub mod throttle;
 
 pub use error::{FetchError, FetchSetupError, codes};
-pub use peer::{PeerAnswer, PeerSource, Probe};
+pub use peer::{PeerAnswer, PeerSource, Probe, SPOT_CHECK_BYTES};
 
 use ferry_core::range;
 use ferry_proto::{ErrorContext, FileRange};

@@ -63,6 +63,26 @@ impl Fetcher {
     /// Asks the origin (`HEAD`, redirects followed under the job's rules, its headers and
     /// credentials) which version of `req.url` it serves now.
     pub async fn probe(&self, req: &FetchRequest, timeout: Duration) -> Result<Probe, FetchError> {
+        let (resp, url) = self.ask_origin(req, Method::HEAD, &[], timeout).await?;
+        if resp.status().as_u16() != 200 {
+            return Err(http::status_error(&resp, &url));
+        }
+        Ok(Probe {
+            validator: response_validator(resp.headers()),
+            size: content_length(resp.headers())?,
+        })
+    }
+
+    /// Sends `method` for `req.url` with `extra` headers, following redirects by hand under the
+    /// job's rules (scheme downgrades, at most `max_redirects`), with the job's headers and
+    /// credentials sent only where the transfer itself would send them.
+    async fn ask_origin(
+        &self,
+        req: &FetchRequest,
+        method: Method,
+        extra: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, Url), FetchError> {
         let client = self.client_for(req.proxy.as_deref())?;
         let start = Url::parse(&req.url)
             .map_err(|e| FetchError::invalid_request(format!("invalid URL {:?}: {e}", req.url)))?;
@@ -70,9 +90,12 @@ impl Fetcher {
         let mut url = start.clone();
         for _ in 0..=req.max_redirects {
             let mut rb = client
-                .request(Method::HEAD, url.clone())
+                .request(method.clone(), url.clone())
                 .header(header::ACCEPT_ENCODING, "identity")
                 .timeout(timeout);
+            for (n, v) in extra {
+                rb = rb.header(n.clone(), v.clone());
+            }
             let downgraded = start.scheme() == "https" && url.scheme() == "http";
             if url.host_str() == start.host_str() && !downgraded {
                 for (n, v) in &headers {
@@ -85,24 +108,16 @@ impl Fetcher {
                 rb = rb.basic_auth(user, Some(pass));
             }
             let resp = rb.send().await.map_err(|e| http::send_error(&e, &url))?;
-            let status = resp.status().as_u16();
-            if matches!(status, 301 | 302 | 303 | 307 | 308) {
-                let Some(next) =
-                    header_str(resp.headers(), &header::LOCATION).and_then(|l| url.join(l).ok())
-                else {
-                    return Err(http::status_error(&resp, &url));
-                };
-                http::check_redirect_scheme(&url, &next, req.allow_https_to_http)?;
-                url = next;
-                continue;
+            if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok((resp, url));
             }
-            if status != 200 {
+            let Some(next) =
+                header_str(resp.headers(), &header::LOCATION).and_then(|l| url.join(l).ok())
+            else {
                 return Err(http::status_error(&resp, &url));
-            }
-            return Ok(Probe {
-                validator: response_validator(resp.headers()),
-                size: content_length(resp.headers())?,
-            });
+            };
+            http::check_redirect_scheme(&url, &next, req.allow_https_to_http)?;
+            url = next;
         }
         Err(FetchError::invalid_response(format!(
             "more than {} redirects starting at {}",
@@ -226,5 +241,69 @@ impl Run<'_> {
         let mut source = Source::Http(Box::pin(resp.bytes_stream()));
         self.pump(&mut source, Some(peer.size)).await?;
         self.finish().await
+    }
+}
+
+/// Bytes of the origin compared with a peer's copy ([`Fetcher::spot_check`]).
+pub const SPOT_CHECK_BYTES: u64 = 64 * 1024;
+
+impl Fetcher {
+    /// Compares `len` bytes at `offset` of the staged file with the same bytes from the origin
+    /// (`Range` + `If-Range` with the version's validator), after a peer supplied the file.
+    ///
+    /// A peer's SHA-256 only proves the bytes are the ones the peer meant to send; this proves
+    /// they are the version the origin serves, against a peer that serves another version
+    /// under the right key. `Ok(false)`: they differ, or the origin no longer serves that
+    /// version. Errors are the origin's (the file cannot be verified now; retry later).
+    pub async fn spot_check(
+        &self,
+        req: &FetchRequest,
+        validator: &Validator,
+        offset: u64,
+        len: u64,
+    ) -> Result<bool, FetchError> {
+        if len == 0 {
+            return Ok(true);
+        }
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let extra = [
+            (header::RANGE, HeaderValue::from_str(&range)),
+            (
+                header::IF_RANGE,
+                HeaderValue::from_str(validator.to_header_value()),
+            ),
+        ];
+        let extra: Vec<(HeaderName, HeaderValue)> = extra
+            .into_iter()
+            .filter_map(|(n, v)| Some((n, v.ok()?)))
+            .collect();
+        let timeout = req.stall_timeout.max(Duration::from_secs(1));
+        let (resp, url) = self.ask_origin(req, Method::GET, &extra, timeout).await?;
+        match resp.status().as_u16() {
+            206 => {}
+            // The whole file instead of the range: the validator no longer matches.
+            200 => return Ok(false),
+            _ => return Err(http::status_error(&resp, &url)),
+        }
+        let fits = header_str(resp.headers(), &header::CONTENT_RANGE)
+            .and_then(|v| range::parse_content_range(v).ok())
+            .is_some_and(|cr| cr.start == offset && cr.len() == len);
+        if !fits {
+            return Ok(false);
+        }
+        let origin = resp.bytes().await.map_err(|e| http::body_error(&e))?;
+        let (path, identity) = (req.temp_path.clone(), req.identity);
+        let ours = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = crate::identity::as_owner(identity, || std::fs::File::open(&path))?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| FetchError::invalid_request(format!("the spot check failed: {e}")))?
+        .map_err(|e| FetchError::local_io(&req.temp_path, "read", &e))?;
+        Ok(origin.as_ref() == ours.as_slice())
     }
 }

@@ -336,7 +336,24 @@ async fn fetch_one(
         match result {
             Ok(done) => {
                 if let (Some(pc), Some(c)) = (pc, &choice) {
-                    peers::fetched(pc, job_id, settings.owner_uid, &file, c);
+                    match peers::same_as_origin(d, &req, c).await {
+                        Ok(true) => peers::fetched(pc, job_id, settings.owner_uid, &file, c),
+                        Ok(false) => {
+                            let why = "it served another version than the origin's";
+                            peers::failed(
+                                pc,
+                                job_id,
+                                settings.owner_uid,
+                                &file,
+                                &c.peer,
+                                why,
+                                started,
+                            );
+                            reset_file(d, job_id, &mut file, true);
+                            continue;
+                        }
+                        Err(e) => return Err(FileFailure::Fetch(e)),
+                    }
                 }
                 file_done(d, job_id, file, done);
                 return Ok(());
@@ -350,7 +367,8 @@ async fn fetch_one(
                 if let Some(c) = &choice {
                     // The peer failed mid-way or sent wrong bytes: the origin (or another
                     // peer) continues from what is durable, or from zero after wrong bytes.
-                    peers::failed(pc, job_id, settings.owner_uid, &file, &c.peer, &e, started);
+                    let why = &e.description;
+                    peers::failed(pc, job_id, settings.owner_uid, &file, &c.peer, why, started);
                     if mismatch {
                         reset_file(d, job_id, &mut file, false);
                     }
@@ -360,7 +378,8 @@ async fn fetch_one(
                     // Peer bytes plus origin bytes are not what the peer advertised: the peer's
                     // bytes were wrong. Start over from the origin alone.
                     if let Some(peer) = file.peer.clone() {
-                        peers::failed(pc, job_id, settings.owner_uid, &file, &peer, &e, started);
+                        let why = &e.description;
+                        peers::failed(pc, job_id, settings.owner_uid, &file, &peer, why, started);
                     }
                     reset_file(d, job_id, &mut file, true);
                     continue;

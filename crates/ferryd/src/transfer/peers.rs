@@ -127,6 +127,25 @@ pub(super) fn fetched(pc: &PeerCache, job_id: &str, owner: u32, file: &FileRow, 
     );
 }
 
+/// Whether a file a peer supplied is the version the origin serves: a window of it, placed
+/// by chance, compared with the origin's bytes ([`ferry_fetch::Fetcher::spot_check`]).
+pub(super) async fn same_as_origin(
+    d: &Daemon,
+    req: &FetchRequest,
+    c: &Choice,
+) -> Result<bool, FetchError> {
+    let len = ferry_fetch::SPOT_CHECK_BYTES.min(c.size);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| u64::from(t.subsec_nanos()));
+    let offset = nanos % (c.size - len + 1);
+    let mut origin = req.clone();
+    origin.peer = None;
+    d.fetcher
+        .spot_check(&origin, &c.validator, offset, len)
+        .await
+}
+
 /// Marks a peer bad after its bytes failed, and logs it.
 pub(super) fn failed(
     pc: &PeerCache,
@@ -134,10 +153,10 @@ pub(super) fn failed(
     owner: u32,
     file: &FileRow,
     peer: &str,
-    e: &FetchError,
+    why: &str,
     started: Instant,
 ) {
-    pc.mark_bad(peer, &e.description);
+    pc.mark_bad(peer, why);
     pc.event(
         job_id,
         owner,
@@ -148,7 +167,7 @@ pub(super) fn failed(
             peer: Some(peer.to_owned()),
             bytes: file.bytes_from_peers,
             waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            detail: Some(e.description.clone()),
+            detail: Some(why.to_owned()),
         },
     );
 }

@@ -10,7 +10,7 @@ use ferry_proto::params::EventsFollowParams;
 use ferry_proto::{Event, EventKind, JobState};
 use ferry_testkit::content::pseudo_random;
 use ferry_testkit::daemon::TestDaemon;
-use ferry_testkit::http::TestServer;
+use ferry_testkit::http::{Behavior, TestServer};
 
 use crate::support::{WAIT, daemon_with, job_with, sha256_file, spec, wait_state};
 
@@ -141,6 +141,18 @@ fn body_gets(server: &TestServer, path: &str) -> usize {
         .count()
 }
 
+/// Body bytes the origin sent for `path`.
+fn origin_bytes(server: &TestServer, path: &str) -> u64 {
+    server
+        .requests_for(path)
+        .iter()
+        .map(|r| r.body_bytes_sent)
+        .sum()
+}
+
+/// What a host may take from the origin besides the body: one window to check a peer's copy.
+const SPOT: u64 = ferry_fetch::SPOT_CHECK_BYTES;
+
 #[tokio::test]
 async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_body_once() {
     let server = TestServer::start().await;
@@ -161,8 +173,13 @@ async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_b
     let f = &b.c.files(&id).await.unwrap()[0];
     assert!(f.from_peer, "{f:?}");
     assert_eq!((f.bytes_from_peers, f.bytes_from_origin), (SIZE as u64, 0));
-    // The origin sent the body once (to A); B only asked it which version it serves.
-    assert_eq!(body_gets(&server, "/update.bin"), 1);
+    // The origin sent the body once (to A); B asked it which version it serves and compared
+    // one window of the peer's copy with it.
+    let sent = origin_bytes(&server, "/update.bin");
+    assert!(
+        (SIZE as u64..=SIZE as u64 + SPOT).contains(&sent),
+        "the origin sent {sent} bytes"
+    );
     assert!(
         server
             .requests_for("/update.bin")
@@ -366,7 +383,7 @@ async fn issue_6_rejected_peer_content_is_fetched_again_from_the_origin() {
     wait_state(&b.c, &id, JobState::Transferred).await;
     let f = &b.c.files(&id).await.unwrap()[0];
     assert_eq!((f.from_peer, f.bytes_from_origin), (false, SIZE as u64));
-    assert_eq!(body_gets(&server, "/v.bin"), 2);
+    assert_eq!(origin_bytes(&server, "/v.bin"), 2 * SIZE as u64 + SPOT);
     let events =
         b.c.read_events(ferry_proto::params::EventsReadParams {
             after: None,
@@ -444,6 +461,142 @@ async fn issue_6_the_cache_survives_a_restart_and_is_off_by_default() {
     let info = c.cache_info().await.unwrap();
     assert!(!info.enabled && info.listen.is_none());
     assert!(!c.peers_list().await.unwrap().enabled);
+}
+
+#[tokio::test]
+async fn issue_6_what_is_published_and_which_jobs_ask_peers() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/private.bin", 12);
+    origin_file(&server, "/public.bin", 13);
+    let a = host("127.0.0.19", &[], "").await;
+    // A job that authenticates to its origin: its content may be private, so never shared.
+    let dest = a.d.files_dir().join("private.bin");
+    let private = job_with(&a.c, vec![spec(&server.url("/private.bin"), &dest)]).await;
+    a.c.set(ferry_proto::params::SetParams {
+        job_id: private.clone(),
+        credentials: Some(Some(ferry_proto::params::Credentials {
+            scheme: "basic".into(),
+            user: "u".into(),
+            password: "p".into(),
+        })),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    a.c.resume(&private).await.unwrap();
+    wait_state(&a.c, &private, JobState::Transferred).await;
+    a.c.complete(&private).await.unwrap();
+    // Validation alone (before complete) publishes, from the staging file.
+    let (public, _) = fetch(&a, &server.url("/public.bin"), "public.bin").await;
+    a.c.set_validation(&public, 0, true).await.unwrap();
+    wait_event(&a.c, &public, |k| is_action(k, "published")).await;
+    let entries = a.c.cache_list().await.unwrap().entries;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].url.ends_with("/public.bin"));
+
+    // A job with peer_caching off never asks peers, even when one holds its file.
+    let b = host("127.0.0.20", &[&a.addr], "").await;
+    let dest = b.d.files_dir().join("b.bin");
+    let id = job_with(&b.c, vec![spec(&server.url("/public.bin"), &dest)]).await;
+    b.c.set(ferry_proto::params::SetParams {
+        job_id: id.clone(),
+        peer_caching: Some(false),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    b.c.resume(&id).await.unwrap();
+    wait_state(&b.c, &id, JobState::Transferred).await;
+    assert!(!b.c.files(&id).await.unwrap()[0].from_peer);
+    assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "unknown");
+    assert_eq!(a.c.cache_info().await.unwrap().bytes_served, 0);
+}
+
+/// A stand-in peer (a plain test server, which checks no credential) holding `content` under the
+/// key of `origin`'s current version of `path`, advertising `content`'s SHA-256.
+async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> TestServer {
+    let etag = origin.etag(path).unwrap();
+    let key = ferry_peer::key::content_key(
+        &origin.url(path),
+        ferry_peer::key::Validator::ETag(&etag),
+        content.len() as u64,
+    )
+    .unwrap();
+    let peer = TestServer::start().await;
+    let at = ferry_peer::wire::content_path(&key);
+    peer.add_file(&at, content.to_vec());
+    let mut b = b;
+    b.extra_headers = vec![
+        (
+            "x-ferry-sha256".into(),
+            ferry_testkit::content::sha256_hex(content),
+        ),
+        ("x-ferry-size".into(), content.len().to_string()),
+    ];
+    peer.set_behavior(&at, b);
+    peer
+}
+
+#[tokio::test]
+async fn issue_6_a_peer_that_stalls_mid_file_hands_the_rest_to_the_origin() {
+    let origin = TestServer::start().await;
+    let body = origin_file(&origin, "/p.bin", 10);
+    let cut = SIZE as u64 / 3;
+    let stall = Behavior {
+        stall_after: Some(cut),
+        ..Behavior::default()
+    };
+    let peer = fake_peer(&origin, "/p.bin", &body, stall).await;
+    let b = host("127.0.0.17", &[&peer.addr().to_string()], "").await;
+    let (id, dest) = fetch(&b, &origin.url("/p.bin"), "b.bin").await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert!(f.from_peer);
+    assert_eq!(
+        (f.bytes_from_peers, f.bytes_from_origin),
+        (cut, SIZE as u64 - cut)
+    );
+    // The origin continued where the peer stopped, for that version only.
+    let etag = origin.etag("/p.bin");
+    let resumed = origin
+        .requests_for("/p.bin")
+        .into_iter()
+        .find(|r| r.method == "GET");
+    let resumed = resumed.expect("a GET to the origin");
+    assert_eq!(resumed.range, Some(format!("bytes={cut}-")));
+    assert_eq!(resumed.if_range, etag);
+    let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
+    assert!(failed.detail.unwrap_or_default().contains("no data"));
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
+}
+
+#[tokio::test]
+async fn issue_6_a_peer_serving_another_version_is_caught_by_the_origin_spot_check() {
+    let origin = TestServer::start().await;
+    let body = origin_file(&origin, "/o.bin", 11);
+    // Self-consistent bytes and SHA-256, but not what the origin serves under that version.
+    let other = pseudo_random(99, SIZE);
+    let peer = fake_peer(&origin, "/o.bin", &other, Behavior::default()).await;
+    let b = host("127.0.0.18", &[&peer.addr().to_string()], "").await;
+    let (id, dest) = fetch(&b, &origin.url("/o.bin"), "b.bin").await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert_eq!((f.from_peer, f.bytes_from_origin), (false, SIZE as u64));
+    let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
+    assert!(
+        failed
+            .detail
+            .unwrap_or_default()
+            .contains("another version")
+    );
+    assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "bad");
+    b.c.complete(&id).await.unwrap();
+    assert_eq!(
+        sha256_file(&dest),
+        ferry_testkit::content::sha256_hex(&body)
+    );
 }
 
 /// A network namespace of our own (only `lo`, multicast on), deleted on drop: mDNS traffic

@@ -406,6 +406,7 @@ impl Source {
 enum Step {
     Cancel,
     Checkpoint,
+    Synced,
     Stalled,
     Data(bytes::Bytes),
     Eof,
@@ -422,6 +423,12 @@ impl Run<'_> {
     /// Syncs, then reports the durable offset.
     async fn checkpoint(&mut self, restarted: bool) -> Result<(), FetchError> {
         self.sink.sync().await?;
+        self.report_durable(restarted);
+        Ok(())
+    }
+
+    /// Reports the durable offset (the sink synced it).
+    fn report_durable(&mut self, restarted: bool) {
         self.last_checkpoint = Instant::now();
         self.emit(FetchEvent::Checkpoint {
             offset: self.sink.durable(),
@@ -429,7 +436,6 @@ impl Run<'_> {
             validator: self.validator.clone(),
             restarted,
         });
-        Ok(())
     }
 
     /// Drops every byte on disk and reports it (set `total`/`validator` first).
@@ -490,12 +496,17 @@ impl Run<'_> {
         let every_bytes = self.req.checkpoint_bytes.max(1);
         self.progress(true);
         loop {
-            let unsynced = self.sink.position() > self.sink.durable();
+            let syncing = self.sink.syncing();
+            let unsynced = !syncing && self.sink.position() > self.sink.durable();
             let checkpoint_at = self.last_checkpoint + self.req.checkpoint_interval;
             let stall_at = self.stall_deadline(last_byte);
             let step = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => Step::Cancel,
+                r = self.sink.sync_finished(), if syncing => match r {
+                    Ok(_) => Step::Synced,
+                    Err(e) => Step::Failed(e),
+                },
                 _ = tokio::time::sleep_until(checkpoint_at), if unsynced => Step::Checkpoint,
                 r = tokio::time::timeout_at(stall_at, source.next_chunk()) => match r {
                     Err(_) => Step::Stalled,
@@ -506,7 +517,9 @@ impl Run<'_> {
             };
             match step {
                 Step::Cancel => return Err(self.salvage(FetchError::cancelled()).await),
-                Step::Checkpoint => self.checkpoint(false).await?,
+                // The sync runs while the body keeps coming; `Synced` reports it.
+                Step::Checkpoint => self.sink.start_sync().await?,
+                Step::Synced => self.report_durable(false),
                 Step::Stalled => {
                     let err = self.stalled_error();
                     return Err(self.salvage(err).await);
@@ -562,7 +575,7 @@ impl Run<'_> {
                         }
                     }
                     if self.sink.position() - self.sink.durable() >= every_bytes {
-                        self.checkpoint(false).await?;
+                        self.sink.start_sync().await?;
                     }
                     self.progress(false);
                 }

@@ -35,6 +35,10 @@ pub(crate) struct Sink {
     written: u64,
     /// Bytes known to be synced to disk.
     durable: u64,
+    /// A second handle on the file, so a sync can run while writing goes on.
+    sync_handle: std::sync::Arc<File>,
+    /// A sync in progress: the bytes it covers, and its task.
+    in_flight: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
 }
 
 impl Sink {
@@ -94,11 +98,12 @@ impl Sink {
                 remaining -= n as u64;
             }
             file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
-            Ok((Disk { file, hasher }, keep, lost))
+            let sync_handle = file.try_clone().map_err(io("open"))?;
+            Ok((Disk { file, hasher }, sync_handle, keep, lost))
         })
         .await
         .map_err(|_| broken(path))??;
-        let (disk, keep, lost) = opened;
+        let (disk, sync_handle, keep, lost) = opened;
         Ok((
             Sink {
                 path: path.to_owned(),
@@ -107,6 +112,8 @@ impl Sink {
                 pending_len: 0,
                 written: keep,
                 durable: keep,
+                sync_handle: std::sync::Arc::new(sync_handle),
+                in_flight: None,
             },
             lost,
         ))
@@ -151,9 +158,49 @@ impl Sink {
         Ok(())
     }
 
+    /// Starts syncing everything written so far in the background, unless a sync is already
+    /// running: the download goes on while the disk catches up, and [`Sink::sync_finished`]
+    /// says which offset became durable.
+    pub(crate) async fn start_sync(&mut self) -> Result<(), FetchError> {
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        self.flush().await?;
+        let file = self.sync_handle.clone();
+        let task = tokio::task::spawn_blocking(move || file.sync_data());
+        self.in_flight = Some((self.written, task));
+        Ok(())
+    }
+
+    /// Whether a background sync is running.
+    pub(crate) fn syncing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Waits for the background sync and returns the offset it made durable. Cancel-safe (the
+    /// sync stays in flight); pending forever when none runs.
+    pub(crate) async fn sync_finished(&mut self) -> Result<u64, FetchError> {
+        let Some((_, task)) = self.in_flight.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = task.await;
+        let covered = self.in_flight.take().map_or(0, |(c, _)| c);
+        match joined {
+            Ok(Ok(())) => {
+                self.durable = self.durable.max(covered);
+                Ok(self.durable)
+            }
+            Ok(Err(e)) => Err(FetchError::local_io(&self.path, "sync", &e)),
+            Err(_) => Err(broken(&self.path)),
+        }
+    }
+
     /// Flushes and syncs the file's data (DESIGN decision 4: bytes on disk before the offset
     /// covering them is reported).
     pub(crate) async fn sync(&mut self) -> Result<(), FetchError> {
+        if self.in_flight.is_some() {
+            self.sync_finished().await?;
+        }
         self.flush().await?;
         self.blocking("sync", |disk| disk.file.sync_data()).await?;
         self.durable = self.written;
@@ -162,6 +209,10 @@ impl Sink {
 
     /// Drops every byte (the server forced a restart): truncate to zero, reset the hash, sync.
     pub(crate) async fn restart(&mut self) -> Result<(), FetchError> {
+        // A sync of the old bytes must end first; what it covered is being dropped anyway.
+        if self.in_flight.is_some() {
+            let _ = self.sync_finished().await;
+        }
         self.pending.clear();
         self.pending_len = 0;
         self.blocking("truncate", |disk| {

@@ -8,6 +8,14 @@ use crate::support::{Harness, read};
 async fn full_download_is_byte_identical_and_checkpointed() {
     let h = Harness::new().await;
     let c = h.serve("/big.bin", 1, 3 * 1024 * 1024 + 17);
+    // Slow enough that the background syncs (one at a time) finish while bytes still come.
+    h.server.set_behavior(
+        "/big.bin",
+        ferry_testkit::http::Behavior {
+            rate_bytes_per_sec: Some(8 * 1024 * 1024),
+            ..Default::default()
+        },
+    );
     let mut req = h.request("/big.bin");
     req.sha256 = Some(c.sha256.to_uppercase());
     req.checkpoint_bytes = 1024 * 1024;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces docs/BENCHMARKS.md with one command (issue #4 item 9): installs the peers from
 # Debian's packages (scripts/bench-peers.sh), builds the release `ferry`, `ferryd` and
-# `ferry-bench`, then runs `ferry-bench transfer` and `ferry-bench notify-latency`; each
-# rewrites its own section of docs/BENCHMARKS.md.
+# `ferry-bench`, then runs `ferry-bench transfer`, `ferry-bench notify-latency` and
+# `ferry-bench peer-cache`; each rewrites its own section of docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh [OPTIONS for ferry-bench transfer, e.g. --runs 7]
 #
@@ -17,3 +17,4 @@ fi
 cargo build --release -p ferry -p ferryd -p ferry-bench
 target/release/ferry-bench transfer "$@"
 target/release/ferry-bench notify-latency
+target/release/ferry-bench peer-cache

@@ -77,8 +77,13 @@ impl Daemon {
             // The ready line is logged at info level; the caller's settings must not hide it,
             // and the flags above must not be overridden from the environment.
             .env("FERRY_LOG", "info")
+            // Plain text: the log's tail goes into error messages.
+            .env("NO_COLOR", "1")
             .env_remove("FERRY_SOCKET")
             .env_remove("FERRY_STATE_DIR")
+            // A user's own configuration (a peer cache, say) must not change the numbers; a
+            // `--config` among the arguments still wins.
+            .env("FERRY_CONFIG", "/dev/null")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

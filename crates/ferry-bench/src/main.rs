@@ -7,6 +7,7 @@
 
 mod daemon;
 mod notify_latency;
+mod peer_cache;
 mod report;
 mod transfer;
 
@@ -39,6 +40,9 @@ struct Cli {
 enum Command {
     /// Latency from a file being recorded transferred to the client's callback running.
     NotifyLatency(notify_latency::Args),
+    /// A fleet of ferryd hosts on 127.0.0.x fetching the same file with the peer cache off and
+    /// on: bytes the origin served, wall time, where each host's bytes came from.
+    PeerCache(peer_cache::Args),
     /// ferry against curl, wget and aria2c on a local nginx, and the daemon's own figures
     /// (many jobs, job creation rate, restart with 100 000 jobs, idleness).
     Transfer(transfer::Args),
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::NotifyLatency(args) => notify_latency::run(&env, &args).await,
+        Command::PeerCache(args) => peer_cache::run(&env, &args).await,
         Command::Transfer(args) => transfer::run(&env, &args).await,
     }
 }

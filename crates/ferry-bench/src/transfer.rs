@@ -21,14 +21,14 @@
 //! request, and a request line may hold at most 1 MiB, so 10 000 entries must stay under about
 //! 100 bytes each (`/tmp/fb-XXXXXX/o/00000` and `http://127.0.0.1:PORT/s/00000` do).
 
-mod conn;
+pub(crate) mod conn;
 mod files;
 mod jobs;
-mod nginx;
+pub(crate) mod nginx;
 mod procfs;
-mod render;
-mod setup;
-mod timing;
+pub(crate) mod render;
+pub(crate) mod setup;
+pub(crate) mod timing;
 
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ pub struct Results {
 }
 
 /// The 1/5/15-minute load averages now.
-fn load() -> String {
+pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -168,7 +168,7 @@ fn sibling(name: &str, explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// A path relative to the workspace when inside it.
-fn shown(p: &Path) -> String {
+pub(crate) fn shown(p: &Path) -> String {
     p.strip_prefix(crate::workspace_root())
         .unwrap_or(p)
         .display()
@@ -231,7 +231,7 @@ pub async fn run(env: &crate::Env, args: &Args) -> Result<()> {
         on(Part::Small),
         on(Part::Jobs),
     )?;
-    let nginx = nginx::Nginx::start(&nginx_bin, &work.nginx_prefix(), &work.www()).await?;
+    let nginx = nginx::Nginx::start(&nginx_bin, &work.nginx_prefix(), &work.www(), None).await?;
     eprintln!("transfer: nginx serves {}", nginx.base_url());
     let ctx = files::Ctx {
         work: &work,

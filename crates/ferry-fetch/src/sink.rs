@@ -83,7 +83,9 @@ impl Sink {
             let mut hasher = Sha256::new();
             file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
             let mut remaining = keep;
-            let mut buf = vec![0u8; 1024 * 1024];
+            // Sized to the prefix: a fresh file allocates nothing here (a 1 MiB buffer per file
+            // would raise glibc's mmap threshold and grow every thread's arena).
+            let mut buf = vec![0u8; usize::try_from(keep.min(1024 * 1024)).unwrap_or(0)];
             while remaining > 0 {
                 let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
                 let n = file.read(&mut buf[..want]).map_err(io("read"))?;

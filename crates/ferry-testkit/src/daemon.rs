@@ -91,6 +91,8 @@ impl TestDaemon {
             .arg(&self.state_dir)
             .args(&self.args)
             .env("FERRY_LOG", "info")
+            // The developer's own configuration must not leak into tests; `--config` wins.
+            .env("FERRY_CONFIG", "/dev/null")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         // File I/O runs on blocking threads; a bounded pool keeps thousands of small files from
         // spreading memory over hundreds of threads (and their malloc arenas).
-        .max_blocking_threads(32)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {

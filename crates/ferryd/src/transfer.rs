@@ -294,7 +294,7 @@ async fn fetch_one(
     let temp = ensure_temp(d, job_id, &mut file, identity).await?;
     // Each round fetches from one source; a peer that fails hands over to the next peer or the
     // origin (it is marked bad, so it is not asked again), so the rounds are few.
-    let mut rounds = 0;
+    let (mut rounds, mut busy_waits) = (0, 0);
     loop {
         rounds += 1;
         let mut req = FetchRequest {
@@ -364,6 +364,17 @@ async fn fetch_one(
                     return Err(FileFailure::Fetch(e));
                 };
                 let mismatch = e.code == ferry_fetch::codes::SHA256_MISMATCH;
+                if choice.is_some() && e.http_status == Some(503) && busy_waits < MAX_BUSY_WAITS {
+                    // The peer serves as many hosts as it allows: not a fault. Wait as it
+                    // asks, then look again (it, or another peer, may have room by then).
+                    busy_waits += 1;
+                    rounds -= 1;
+                    let wait = e.retry_after.unwrap_or(BUSY_WAIT).min(BUSY_WAIT_MAX);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = token.cancelled() => return Ok(()),
+                    }
+                }
                 if let Some(c) = &choice {
                     // The peer failed mid-way or sent wrong bytes: the origin (or another
                     // peer) continues from what is durable, or from zero after wrong bytes.
@@ -392,6 +403,11 @@ async fn fetch_one(
 
 /// Peer rounds per file before only the origin is asked.
 const MAX_PEER_ROUNDS: u32 = 3;
+/// Times a file waits for a busy peer (`503`) before the origin is used instead.
+const MAX_BUSY_WAITS: u32 = 30;
+/// The wait when a busy peer names none, and the longest wait one asks for.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// Runs one fetch, applying its events to the file and the job as they come.
 async fn drive(

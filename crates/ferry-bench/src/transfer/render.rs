@@ -33,7 +33,7 @@ fn thousands(n: u64) -> String {
 }
 
 /// A size in the largest binary unit that divides it.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -43,7 +43,7 @@ fn size(bytes: u64) -> String {
 }
 
 /// `median (min–max)` with `d` decimals and a unit.
-fn spread(s: &Samples, d: usize, unit: &str) -> String {
+pub(crate) fn spread(s: &Samples, d: usize, unit: &str) -> String {
     let unit = if unit.is_empty() {
         String::new()
     } else {
@@ -62,7 +62,7 @@ fn mib(s: &Samples) -> Samples {
 }
 
 /// The verdict cell.
-fn verdict(met: bool, how: String) -> String {
+pub(crate) fn verdict(met: bool, how: String) -> String {
     if met {
         format!("met ({how})")
     } else {

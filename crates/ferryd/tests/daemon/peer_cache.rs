@@ -512,6 +512,40 @@ async fn issue_6_what_is_published_and_which_jobs_ask_peers() {
     assert_eq!(a.c.cache_info().await.unwrap().bytes_served, 0);
 }
 
+#[tokio::test]
+async fn issue_6_a_busy_peer_is_waited_for_not_marked_bad() {
+    let server = TestServer::start().await;
+    origin_file(&server, "/busy.bin", 14);
+    let url = server.url("/busy.bin");
+    // One upload at a time, slowly: the second host finds it busy (503).
+    let a = host(
+        "127.0.0.21",
+        &[],
+        &format!("max_uploads = 1\nupload_limit_bps = {}\n", SIZE as u64 * 2),
+    )
+    .await;
+    fetch_and_publish(&a, &url, "a.bin").await;
+    let (b, c) = (
+        host("127.0.0.22", &[&a.addr], "").await,
+        host("127.0.0.23", &[&a.addr], "").await,
+    );
+    let (rb, rc) = tokio::join!(fetch(&b, &url, "b.bin"), fetch(&c, &url, "c.bin"));
+    for (h, (id, _)) in [(&b, rb), (&c, rc)] {
+        let f = &h.c.files(&id).await.unwrap()[0];
+        assert_eq!((f.bytes_from_peers, f.bytes_from_origin), (SIZE as u64, 0));
+        assert_eq!(h.c.peers_list().await.unwrap().peers[0].state, "ok");
+    }
+    let sent = origin_bytes(&server, "/busy.bin");
+    assert!(
+        sent <= SIZE as u64 + 2 * SPOT,
+        "the origin sent {sent} bytes"
+    );
+    assert_eq!(
+        a.c.cache_info().await.unwrap().bytes_served,
+        2 * SIZE as u64
+    );
+}
+
 /// A stand-in peer (a plain test server, which checks no credential) holding `content` under the
 /// key of `origin`'s current version of `path`, advertising `content`'s SHA-256.
 async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> TestServer {

@@ -89,6 +89,9 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A kind this version does not know (sent by a newer daemon): clients skip it.
+    #[serde(other)]
+    Other,
 }
 
 impl EventKind {
@@ -103,6 +106,7 @@ impl EventKind {
             EventKind::Error { .. } => "error",
             EventKind::Notification { .. } => "notification",
             EventKind::PeerCache { .. } => "peer_cache",
+            EventKind::Other => "other",
         }
     }
 }
@@ -110,6 +114,14 @@ impl EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_kinds_from_a_newer_daemon_are_not_an_error() {
+        let e: Event = serde_json::from_value(serde_json::json!({"seq": 1, "time": "t",
+            "job_id": "j", "kind": "from_the_future", "field": 1}))
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Other);
+    }
 
     #[test]
     fn state_event_wire_form() {

@@ -6,6 +6,7 @@
 //! client library: applications use `ferry-client`.
 
 mod api;
+pub mod arenas;
 mod clock;
 mod config;
 mod daemon;

@@ -76,6 +76,7 @@ fn raise_open_files_limit() {
 }
 
 fn main() -> ExitCode {
+    ferryd::arenas::limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         // File I/O runs on blocking threads; a bounded pool keeps thousands of small files from
         // spreading memory over hundreds of threads (and their malloc arenas).
-        .max_blocking_threads(8)
+        .max_blocking_threads(32)
         .enable_all()
         .build()
     {

@@ -75,6 +75,7 @@ pub fn event_text(kind: &EventKind) -> String {
             }
             s
         }
+        EventKind::Other => "an event this ferry does not know (a newer ferryd)".to_owned(),
     }
 }
 

@@ -39,7 +39,13 @@ pub(crate) struct Sink {
     sync_handle: std::sync::Arc<File>,
     /// A sync in progress: the bytes it covers, and its task.
     in_flight: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
+    /// A write in progress (write-behind): its length, and the task that owns the disk until
+    /// it ends. The body keeps arriving while the previous buffer is hashed and written.
+    writing: Option<(u64, WriteTask)>,
 }
+
+/// A background write: gives the disk back with its outcome.
+type WriteTask = tokio::task::JoinHandle<(Disk, io::Result<()>)>;
 
 impl Sink {
     /// Opens `path` (creating it, mode 0600, if missing; never truncating it), keeps the first
@@ -116,14 +122,15 @@ impl Sink {
                 durable: keep,
                 sync_handle: std::sync::Arc::new(sync_handle),
                 in_flight: None,
+                writing: None,
             },
             lost,
         ))
     }
 
-    /// Bytes accepted so far (written or buffered): the offset of the next byte.
+    /// Bytes accepted so far (written, being written or buffered): the offset of the next byte.
     pub(crate) fn position(&self) -> u64 {
-        self.written + self.pending_len
+        self.written + self.writing.as_ref().map_or(0, |(len, _)| *len) + self.pending_len
     }
 
     /// Bytes synced to disk.
@@ -131,33 +138,57 @@ impl Sink {
         self.durable
     }
 
-    /// Appends a chunk; writes the buffer out once it is large.
+    /// Appends a chunk; once the buffer is large, it is written out in the background.
     pub(crate) async fn push(&mut self, chunk: Bytes) -> Result<(), FetchError> {
         self.pending_len += chunk.len() as u64;
         self.pending.push(chunk);
         if self.pending_len >= FLUSH_BYTES {
-            self.flush().await?;
+            self.write_behind().await?;
         }
         Ok(())
     }
 
-    /// Writes (and hashes) everything buffered.
-    pub(crate) async fn flush(&mut self) -> Result<(), FetchError> {
+    /// Starts writing (and hashing) the buffer on the blocking pool, after the previous write
+    /// ended: at most one buffer is in flight, so memory stays bounded.
+    async fn write_behind(&mut self) -> Result<(), FetchError> {
+        self.finish_write().await?;
         if self.pending.is_empty() {
             return Ok(());
         }
         let chunks = std::mem::take(&mut self.pending);
         let len = std::mem::take(&mut self.pending_len);
-        self.blocking("write", move |disk| {
-            for c in &chunks {
-                disk.file.write_all(c)?;
-                disk.hasher.update(c);
-            }
-            Ok(())
-        })
-        .await?;
+        let mut disk = self.disk.take().ok_or_else(|| broken(&self.path))?;
+        let task = tokio::task::spawn_blocking(move || {
+            let mut write = || -> io::Result<()> {
+                for c in &chunks {
+                    disk.file.write_all(c)?;
+                    disk.hasher.update(c);
+                }
+                Ok(())
+            };
+            let r = write();
+            (disk, r)
+        });
+        self.writing = Some((len, task));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any.
+    async fn finish_write(&mut self) -> Result<(), FetchError> {
+        let Some((len, task)) = self.writing.take() else {
+            return Ok(());
+        };
+        let (disk, r) = task.await.map_err(|_| broken(&self.path))?;
+        self.disk = Some(disk);
+        r.map_err(|e| FetchError::local_io(&self.path, "write", &e))?;
         self.written += len;
         Ok(())
+    }
+
+    /// Writes (and hashes) everything buffered, and waits until it is written.
+    pub(crate) async fn flush(&mut self) -> Result<(), FetchError> {
+        self.write_behind().await?;
+        self.finish_write().await
     }
 
     /// Starts syncing everything written so far in the background, unless a sync is already
@@ -211,10 +242,11 @@ impl Sink {
 
     /// Drops every byte (the server forced a restart): truncate to zero, reset the hash, sync.
     pub(crate) async fn restart(&mut self) -> Result<(), FetchError> {
-        // A sync of the old bytes must end first; what it covered is being dropped anyway.
+        // A sync or write of the old bytes must end first; they are being dropped anyway.
         if self.in_flight.is_some() {
             let _ = self.sync_finished().await;
         }
+        self.finish_write().await?;
         self.pending.clear();
         self.pending_len = 0;
         self.blocking("truncate", |disk| {

@@ -362,6 +362,8 @@ async fn refetch_from_origin(
         local_path: file.local_path,
         sha256: file.sha256,
         ranges: file.ranges,
+        // The job's size counters include it; the refetch corrects it if it changed.
+        bytes_total: file.bytes_total,
         origin_only: true,
         ..FileRow::default()
     };

@@ -379,6 +379,7 @@ impl PeerCache {
             || !job.custom_headers.is_empty()
             || file.ranges.is_some()
             || !file.transferred
+            || file.validation != ferry_proto::Validation::Valid
         {
             return;
         }

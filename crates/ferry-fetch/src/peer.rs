@@ -244,6 +244,17 @@ impl Run<'_> {
     }
 }
 
+impl Fetcher {
+    /// Sends a report to a peer (`POST`, with `headers`); the answer does not matter.
+    pub async fn tell_peer(&self, url: &str, headers: &[(String, String)], timeout: Duration) {
+        let mut rb = self.peer_client.post(url).timeout(timeout);
+        for (n, v) in headers {
+            rb = rb.header(n.as_str(), v.as_str());
+        }
+        let _ = rb.send().await;
+    }
+}
+
 /// Bytes of the origin compared with a peer's copy ([`Fetcher::spot_check`]).
 pub const SPOT_CHECK_BYTES: u64 = 64 * 1024;
 

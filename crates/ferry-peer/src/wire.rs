@@ -5,10 +5,15 @@
 //!   `503` when it serves too many peers at once.
 //! - `GET {CONTENT_PREFIX}{key}` with an optional `Range: bytes=FROM-` → `200`/`206` and the bytes.
 //!
+//! - `POST {VERIFY_PREFIX}{key}` → `202`: the caller found that content wrong; the host
+//!   re-hashes its copy and evicts it if it no longer matches its SHA-256.
+//!
 //! Every request carries [`auth::HEADER`](crate::auth::HEADER).
 
 /// Path prefix of content requests.
 pub const CONTENT_PREFIX: &str = "/ferry-peer/v1/content/";
+/// Path prefix of "please check your copy" reports.
+pub const VERIFY_PREFIX: &str = "/ferry-peer/v1/verify/";
 /// Response header: SHA-256 of the whole content (lowercase hex).
 pub const SHA256_HEADER: &str = "x-ferry-sha256";
 /// Response header: size of the whole content in bytes.
@@ -22,6 +27,17 @@ pub fn content_path(key: &str) -> String {
 /// The key a request path names, if it is a well-formed content path.
 pub fn parse_content_path(path: &str) -> Option<&str> {
     path.strip_prefix(CONTENT_PREFIX)
+        .filter(|k| crate::key::is_key(k))
+}
+
+/// The report path for `key`.
+pub fn verify_path(key: &str) -> String {
+    format!("{VERIFY_PREFIX}{key}")
+}
+
+/// The key a report path names, if it is a well-formed report path.
+pub fn parse_verify_path(path: &str) -> Option<&str> {
+    path.strip_prefix(VERIFY_PREFIX)
         .filter(|k| crate::key::is_key(k))
 }
 
@@ -41,6 +57,8 @@ mod tests {
         assert_eq!(parse_content_path(&content_path(&key)), Some(key.as_str()));
         assert_eq!(parse_content_path("/ferry-peer/v1/content/../../x"), None);
         assert_eq!(parse_content_path("/other"), None);
+        assert_eq!(parse_verify_path(&verify_path(&key)), Some(key.as_str()));
+        assert_eq!(parse_verify_path(&content_path(&key)), None);
     }
 
     #[test]

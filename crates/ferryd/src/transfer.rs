@@ -381,6 +381,8 @@ async fn fetch_one(
                     let why = &e.description;
                     peers::failed(pc, job_id, settings.owner_uid, &file, &c.peer, why, started);
                     if mismatch {
+                        // Its copy may have rotted on disk: let it check and evict it.
+                        pc.report(&d.fetcher, &c.peer, &c.key);
                         reset_file(d, job_id, &mut file, false);
                     }
                     continue;

@@ -206,6 +206,37 @@ impl PeerCache {
         });
     }
 
+    /// Re-hashes the copy of `key` in the background (a peer reported wrong bytes) and evicts
+    /// it when it no longer matches; one check per key at a time.
+    pub(super) fn verify(self: &Arc<Self>, key: &str) {
+        let Some(entry) = self.entry(key) else {
+            return;
+        };
+        if !self.verifying().insert(entry.key.clone()) {
+            return;
+        }
+        let (pc, path) = (self.clone(), self.content_path(key));
+        tokio::spawn(async move {
+            let hashed = tokio::task::spawn_blocking(move || hash_file(&path)).await;
+            pc.verifying().remove(&entry.key);
+            let sha = match hashed {
+                Ok(Ok(sha)) => Some(sha),
+                Ok(Err(e)) => {
+                    tracing::warn!(key = %entry.key, error = %e, "cannot read cached content");
+                    None
+                }
+                Err(_) => return,
+            };
+            if sha.as_deref() != Some(entry.sha256.as_str()) {
+                pc.remove(|r| r.key == entry.key, "corrupt");
+            }
+        });
+    }
+
+    fn verifying(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.verifying.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds a copied entry to the index and the store, then evicts what no longer fits.
     fn admit(&self, p: Publish) {
         let now = unix_ms();
@@ -325,6 +356,20 @@ impl PeerCache {
             Ok(())
         }));
         (count, bytes)
+    }
+}
+
+/// The SHA-256 of a file (lowercase hex).
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
     }
 }
 

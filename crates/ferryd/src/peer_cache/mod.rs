@@ -56,6 +56,8 @@ pub struct PeerCache {
     upload_bucket: Arc<ferry_fetch::throttle::Bucket>,
     /// Wakes the eviction timer when entries change.
     changed: Notify,
+    /// Keys whose copy is being checked after a peer reported it wrong.
+    verifying: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A peer that holds the version a file needs.
@@ -145,6 +147,7 @@ impl PeerCache {
             bytes_served: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             changed: Notify::new(),
+            verifying: Mutex::default(),
         });
         if pc.cfg.discovery == config::Discovery::Mdns {
             let ip = listen.ip();
@@ -257,6 +260,15 @@ impl PeerCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .mark_bad(peer, unix_ms(), penalty, why);
+    }
+
+    /// Tells `peer` that its copy of `key` was wrong, so it checks (and evicts) it.
+    pub fn report(&self, fetcher: &Arc<Fetcher>, peer: &str, key: &str) {
+        let path = ferry_peer::wire::verify_path(key);
+        let url = format!("http://{peer}{path}");
+        let headers = vec![self.credential("POST", &path)];
+        let (fetcher, timeout) = (fetcher.clone(), self.cfg.peer_timeout);
+        tokio::spawn(async move { fetcher.tell_peer(&url, &headers, timeout).await });
     }
 
     /// Counts a file fetched from `peer`.

@@ -3,7 +3,8 @@
 //! Every request must carry a valid fleet credential (`ferry_peer::auth`); without one the
 //! answer is `401` with an empty body, whatever was asked. Only validated content in the index
 //! is served (`404` otherwise), by at most `max_uploads` peers at once (`503` beyond), within
-//! the upload bandwidth limit.
+//! the upload bandwidth limit. A peer that received wrong bytes reports it, and the copy is
+//! checked again (and evicted when it no longer matches).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -96,6 +97,15 @@ async fn handle(pc: &Arc<PeerCache>, req: Request<hyper::body::Incoming>) -> Res
             HeaderValue::from_static(auth::SCHEME),
         );
         return r;
+    }
+    if method == "POST" {
+        return match wire::parse_verify_path(&path) {
+            Some(key) => {
+                pc.verify(key);
+                empty(StatusCode::ACCEPTED)
+            }
+            None => empty(StatusCode::NOT_FOUND),
+        };
     }
     if method != "GET" && method != "HEAD" {
         return empty(StatusCode::METHOD_NOT_ALLOWED);

@@ -206,7 +206,7 @@ async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origi
     let a = host("127.0.0.4", &[], "").await;
     let b = host("127.0.0.5", &[&a.addr], "").await;
     let url = server.url("/c.bin");
-    fetch_and_publish(&a, &url, "a.bin").await;
+    let (a_job, _) = fetch_and_publish(&a, &url, "a.bin").await;
     // A's disk now returns other bytes of the same size for that content.
     let key = a.c.cache_list().await.unwrap().entries[0].key.clone();
     let cached = a.d.state_dir.join("cache").join(&key);
@@ -224,6 +224,11 @@ async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origi
     assert!(failed.detail.unwrap_or_default().contains("SHA-256"));
     let peers = b.c.peers_list().await.unwrap().peers;
     assert_eq!(peers[0].state, "bad", "{peers:?}");
+    // B told A, which checked its copy and evicted it.
+    let evicted = peer_event(wait_event(&a.c, &a_job, |k| is_action(k, "evicted")).await);
+    assert_eq!(evicted.detail.as_deref(), Some("corrupt"));
+    assert!(a.c.cache_list().await.unwrap().entries.is_empty());
+    assert!(!a.d.state_dir.join("cache").join(&key).exists());
     b.c.complete(&id).await.unwrap();
     assert_eq!(
         sha256_file(&dest),

@@ -200,6 +200,28 @@ async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_b
 }
 
 #[tokio::test]
+async fn issue_6_with_the_owners_sha256_the_origin_sends_no_body_at_all() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/h.bin", 15);
+    let a = host("127.0.0.24", &[], "").await;
+    let b = host("127.0.0.25", &[&a.addr], "").await;
+    let url = server.url("/h.bin");
+    fetch_and_publish(&a, &url, "a.bin").await;
+    let dest = b.d.files_dir().join("b.bin");
+    let mut file = spec(&url, &dest);
+    file.sha256 = Some(ferry_testkit::content::sha256_hex(&body));
+    let id = job_with(&b.c, vec![file]).await;
+    b.c.resume(&id).await.unwrap();
+    wait_state(&b.c, &id, JobState::Transferred).await;
+    assert_eq!(
+        b.c.files(&id).await.unwrap()[0].bytes_from_peers,
+        SIZE as u64
+    );
+    // The SHA-256 proves the content: no sample of the origin's bytes is needed.
+    assert_eq!(origin_bytes(&server, "/h.bin"), SIZE as u64);
+}
+
+#[tokio::test]
 async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origin() {
     let server = TestServer::start().await;
     let body = origin_file(&server, "/c.bin", 2);

@@ -39,13 +39,16 @@ pub(crate) struct Sink {
     sync_handle: std::sync::Arc<File>,
     /// A sync in progress: the bytes it covers, and its task.
     in_flight: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
-    /// A write in progress (write-behind): its length, and the task that owns the disk until
-    /// it ends. The body keeps arriving while the previous buffer is hashed and written.
-    writing: Option<(u64, WriteTask)>,
+    /// A write in progress (write-behind): its length, and the tasks that own the file and
+    /// the hasher until they end. The body keeps arriving while the previous buffer is written
+    /// and, on another thread, hashed.
+    writing: Option<(u64, WriteTask, HashTask)>,
 }
 
-/// A background write: gives the disk back with its outcome.
-type WriteTask = tokio::task::JoinHandle<(Disk, io::Result<()>)>;
+/// A background write: gives the file back with its outcome.
+type WriteTask = tokio::task::JoinHandle<(File, io::Result<()>)>;
+/// A background hash: gives the hasher back.
+type HashTask = tokio::task::JoinHandle<Sha256>;
 
 impl Sink {
     /// Opens `path` (creating it, mode 0600, if missing; never truncating it), keeps the first
@@ -130,7 +133,7 @@ impl Sink {
 
     /// Bytes accepted so far (written, being written or buffered): the offset of the next byte.
     pub(crate) fn position(&self) -> u64 {
-        self.written + self.writing.as_ref().map_or(0, |(len, _)| *len) + self.pending_len
+        self.written + self.writing.as_ref().map_or(0, |(len, ..)| *len) + self.pending_len
     }
 
     /// Bytes synced to disk.
@@ -148,8 +151,9 @@ impl Sink {
         Ok(())
     }
 
-    /// Starts writing (and hashing) the buffer on the blocking pool, after the previous write
-    /// ended: at most one buffer is in flight, so memory stays bounded.
+    /// Starts writing and hashing the buffer on the blocking pool (two threads: on a fast link
+    /// either alone can be slower than the network), after the previous write ended: at most
+    /// one buffer is in flight, so memory stays bounded.
     async fn write_behind(&mut self) -> Result<(), FetchError> {
         self.finish_write().await?;
         if self.pending.is_empty() {
@@ -157,29 +161,33 @@ impl Sink {
         }
         let chunks = std::mem::take(&mut self.pending);
         let len = std::mem::take(&mut self.pending_len);
-        let mut disk = self.disk.take().ok_or_else(|| broken(&self.path))?;
-        let task = tokio::task::spawn_blocking(move || {
-            let mut write = || -> io::Result<()> {
-                for c in &chunks {
-                    disk.file.write_all(c)?;
-                    disk.hasher.update(c);
-                }
-                Ok(())
-            };
-            let r = write();
-            (disk, r)
+        let Disk {
+            mut file,
+            mut hasher,
+        } = self.disk.take().ok_or_else(|| broken(&self.path))?;
+        let for_hash = chunks.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            for c in &for_hash {
+                hasher.update(c);
+            }
+            hasher
         });
-        self.writing = Some((len, task));
+        let write = tokio::task::spawn_blocking(move || {
+            let r = chunks.iter().try_for_each(|c| file.write_all(c));
+            (file, r)
+        });
+        self.writing = Some((len, write, hash));
         Ok(())
     }
 
     /// Waits for the write in flight, if any.
     async fn finish_write(&mut self) -> Result<(), FetchError> {
-        let Some((len, task)) = self.writing.take() else {
+        let Some((len, write, hash)) = self.writing.take() else {
             return Ok(());
         };
-        let (disk, r) = task.await.map_err(|_| broken(&self.path))?;
-        self.disk = Some(disk);
+        let (file, r) = write.await.map_err(|_| broken(&self.path))?;
+        let hasher = hash.await.map_err(|_| broken(&self.path))?;
+        self.disk = Some(Disk { file, hasher });
         r.map_err(|e| FetchError::local_io(&self.path, "write", &e))?;
         self.written += len;
         Ok(())

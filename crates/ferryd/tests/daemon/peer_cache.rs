@@ -573,6 +573,65 @@ async fn issue_6_a_busy_peer_is_waited_for_not_marked_bad() {
     );
 }
 
+#[tokio::test]
+async fn issue_6_system_mode_publishes_as_the_owner_and_shows_each_user_their_own_entries() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: the system-mode peer-cache test needs root to act as nobody");
+        return;
+    }
+    let server = TestServer::start().await;
+    origin_file(&server, "/theirs.bin", 16);
+    origin_file(&server, "/mine.bin", 17);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferryd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.26:0\"\nsecret = \"{SECRET}\"\n\
+             min_file_size = 0\n"
+        ),
+    )
+    .unwrap();
+    let d = daemon_with(&["--system", "--config", config.to_str().unwrap()]);
+    let c = d.client().await;
+    let root = Host {
+        addr: String::new(),
+        d,
+        c,
+        _config: dir,
+    };
+    let nobody = |call: serde_json::Value| {
+        let answers = crate::access::calls_as_nobody(&root.d.socket, &[call]);
+        answers[0]["result"].clone()
+    };
+    // nobody's job, delivered into a directory only nobody may write: the daemon reads it
+    // for the cache as nobody.
+    let home = root.d.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let created = nobody(serde_json::json!({"method": "job.create", "params": {
+        "display_name": "n",
+        "files": [{"remote_url": server.url("/theirs.bin"), "local_path": home.join("t.bin")}]}}));
+    let theirs = created["job_id"].as_str().unwrap().to_owned();
+    nobody(serde_json::json!({"method": "job.resume", "params": {"job_id": theirs}}));
+    wait_state(&root.c, &theirs, JobState::Transferred).await;
+    nobody(serde_json::json!({"method": "job.complete", "params": {"job_id": theirs}}));
+    wait_event(&root.c, &theirs, |k| is_action(k, "published")).await;
+    fetch_and_publish(&root, &server.url("/mine.bin"), "m.bin").await;
+
+    // Each user sees (and clears) only what their own jobs published; root sees everything.
+    assert_eq!(root.c.cache_list().await.unwrap().entries.len(), 2);
+    let listed = nobody(serde_json::json!({"method": "cache.list", "params": {}}));
+    let entries = listed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed}");
+    assert_eq!(entries[0]["owner_uid"], 65534);
+    let cleared = nobody(serde_json::json!({"method": "cache.clear", "params": {}}));
+    assert_eq!(cleared["deleted"], 1);
+    let left = root.c.cache_list().await.unwrap().entries;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].owner_uid, 0);
+}
+
 /// A stand-in peer (a plain test server, which checks no credential) holding `content` under the
 /// key of `origin`'s current version of `path`, advertising `content`'s SHA-256.
 async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> TestServer {

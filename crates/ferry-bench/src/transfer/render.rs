@@ -110,8 +110,10 @@ pub fn render(r: &Results, s: &Setup) -> String {
          round-robin (run r starts with the r-th tool), reported as median (min–max). Every tool \
          downloads from the same local nginx on 127.0.0.1 (generated config: `daemon off;`, \
          `worker_processes 2`, `sendfile on`, `keepalive_requests 100000`, `access_log off`) and \
-         writes into the same directory under the temp dir ({fs}); outputs are deleted and the \
-         file system synced (`syncfs`, untimed) before every run, and the content of each \
+         writes into the same directory under the temp dir ({fs}); outputs are removed (many \
+         small ones are moved aside instead, since ext4 slows down allocating inodes right \
+         after freeing thousands) and the file system synced (`syncfs`, untimed) before every \
+         run, and the content of each \
          tool's first run is compared byte for byte with the source (sizes on every run). \
          ferry is the real CLI (`{ferry}`) with `--socket` and `--no-autostart`, talking to a \
          `{ferryd}` the benchmark started (defaults, `--retry-delay-floor 1`; its state dir in \

@@ -42,11 +42,12 @@ pub(crate) struct Sink {
     /// A write in progress (write-behind): its length, and the tasks that own the file and
     /// the hasher until they end. The body keeps arriving while the previous buffer is written
     /// and, on another thread, hashed.
-    writing: Option<(u64, WriteTask, HashTask)>,
+    writing: Option<(u64, WriteTask, Option<HashTask>)>,
 }
 
-/// A background write: gives the file back with its outcome.
-type WriteTask = tokio::task::JoinHandle<(File, io::Result<()>)>;
+/// A background write: gives the file back with its outcome, and the hasher when it hashed
+/// the buffer itself (small buffers: a second thread would cost more than it saves).
+type WriteTask = tokio::task::JoinHandle<(File, Option<Sha256>, io::Result<()>)>;
 /// A background hash: gives the hasher back.
 type HashTask = tokio::task::JoinHandle<Sha256>;
 
@@ -165,6 +166,17 @@ impl Sink {
             mut file,
             mut hasher,
         } = self.disk.take().ok_or_else(|| broken(&self.path))?;
+        if len < FLUSH_BYTES {
+            let write = tokio::task::spawn_blocking(move || {
+                let r = chunks.iter().try_for_each(|c| {
+                    hasher.update(c);
+                    file.write_all(c)
+                });
+                (file, Some(hasher), r)
+            });
+            self.writing = Some((len, write, None));
+            return Ok(());
+        }
         let for_hash = chunks.clone();
         let hash = tokio::task::spawn_blocking(move || {
             for c in &for_hash {
@@ -174,9 +186,9 @@ impl Sink {
         });
         let write = tokio::task::spawn_blocking(move || {
             let r = chunks.iter().try_for_each(|c| file.write_all(c));
-            (file, r)
+            (file, None, r)
         });
-        self.writing = Some((len, write, hash));
+        self.writing = Some((len, write, Some(hash)));
         Ok(())
     }
 
@@ -185,8 +197,12 @@ impl Sink {
         let Some((len, write, hash)) = self.writing.take() else {
             return Ok(());
         };
-        let (file, r) = write.await.map_err(|_| broken(&self.path))?;
-        let hasher = hash.await.map_err(|_| broken(&self.path))?;
+        let (file, inline, r) = write.await.map_err(|_| broken(&self.path))?;
+        let hasher = match (inline, hash) {
+            (Some(h), _) => h,
+            (None, Some(task)) => task.await.map_err(|_| broken(&self.path))?,
+            (None, None) => return Err(broken(&self.path)),
+        };
         self.disk = Some(Disk { file, hasher });
         r.map_err(|e| FetchError::local_io(&self.path, "write", &e))?;
         self.written += len;
@@ -243,6 +259,10 @@ impl Sink {
             self.sync_finished().await?;
         }
         self.flush().await?;
+        if self.durable == self.written {
+            // Nothing written since the last sync (a checkpoint right after one).
+            return Ok(());
+        }
         self.blocking("sync", |disk| disk.file.sync_data()).await?;
         self.durable = self.written;
         Ok(())

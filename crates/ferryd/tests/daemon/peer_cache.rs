@@ -27,22 +27,20 @@ struct Host {
     addr: String,
 }
 
-/// Writes a configuration enabling the cache on `ip` (any port) with `peers`, plus `extra`
-/// lines, and starts a daemon with it.
-async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
+/// Writes a configuration file enabling the cache with `lines` (`key = value` lines) added.
+fn config_file(lines: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ferryd.toml");
-    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "[peer_cache]\nenabled = true\nlisten = \"{ip}:0\"\npeers = [{}]\n\
-             secret = \"{SECRET}\"\nmin_file_size = 0\n{extra}",
-            peers.join(", ")
-        ),
-    )
-    .unwrap();
-    let d = daemon_with(&["--config", config.to_str().unwrap()]);
+    std::fs::write(&config, format!("[peer_cache]\nenabled = true\n{lines}")).unwrap();
+    (dir, config)
+}
+
+/// Starts a daemon with the cache enabled by `lines`, plus `flags`.
+async fn start_host(lines: &str, flags: &[&str]) -> Host {
+    let (dir, config) = config_file(lines);
+    let mut args = flags.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
+    let d = daemon_with(&args);
     let c = d.client().await;
     let addr = c
         .cache_info()
@@ -56,6 +54,23 @@ async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
         addr,
         _config: dir,
     }
+}
+
+/// A daemon serving peers on `ip` (any port) with static `peers`, the fleet secret, no size
+/// floor, plus `extra` lines.
+async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
+    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+    let lines = format!(
+        "listen = \"{ip}:0\"\npeers = [{}]\nsecret = \"{SECRET}\"\nmin_file_size = 0\n{extra}",
+        peers.join(", ")
+    );
+    start_host(&lines, &[]).await
+}
+
+/// Completes the job and checks the delivered file is `body`.
+async fn complete_and_check(h: &Host, id: &str, dest: &Path, body: &[u8]) {
+    h.c.complete(id).await.unwrap();
+    assert_eq!(sha256_file(dest), ferry_testkit::content::sha256_hex(body));
 }
 
 fn origin_file(server: &TestServer, path: &str, seed: u64) -> Vec<u8> {
@@ -186,11 +201,7 @@ async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_b
             .iter()
             .any(|r| r.method == "HEAD")
     );
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
     let peers = b.c.peers_list().await.unwrap().peers;
     assert_eq!(peers.len(), 1);
     assert_eq!((peers[0].state.as_str(), peers[0].files_fetched), ("ok", 1));
@@ -251,11 +262,7 @@ async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origi
     assert_eq!(evicted.detail.as_deref(), Some("corrupt"));
     assert!(a.c.cache_list().await.unwrap().entries.is_empty());
     assert!(!a.d.state_dir.join("cache").join(&key).exists());
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
 }
 
 #[tokio::test]
@@ -275,11 +282,7 @@ async fn issue_6_a_dead_peer_costs_under_a_second_before_the_origin() {
         failed.waited_ms
     );
     assert!(!b.c.files(&id).await.unwrap()[0].from_peer);
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
     drop(silent);
 }
 
@@ -344,25 +347,12 @@ async fn issue_6_requests_without_the_fleet_secret_get_nothing() {
     assert_eq!(a.c.cache_info().await.unwrap().requests_refused, 5);
 
     // A host with another secret is refused, marks the peer bad and uses the origin.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ferryd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.9:0\"\npeers = [\"{}\"]\n\
-             secret = \"not-the-fleet-secret-at-all\"\nmin_file_size = 0\n",
-            a.addr
-        ),
-    )
-    .unwrap();
-    let d = daemon_with(&["--config", config.to_str().unwrap()]);
-    let c = d.client().await;
-    let stranger = Host {
-        addr: String::new(),
-        d,
-        c,
-        _config: dir,
-    };
+    let lines = format!(
+        "listen = \"127.0.0.9:0\"\npeers = [\"{}\"]\n\
+         secret = \"not-the-fleet-secret-at-all\"\nmin_file_size = 0\n",
+        a.addr
+    );
+    let stranger = start_host(&lines, &[]).await;
     let (id, _) = fetch(&stranger, &server.url("/s.bin"), "x.bin").await;
     assert!(!stranger.c.files(&id).await.unwrap()[0].from_peer);
     let peers = stranger.c.peers_list().await.unwrap().peers;
@@ -429,11 +419,7 @@ async fn issue_6_rejected_peer_content_is_fetched_again_from_the_origin() {
         "file_transferred fires again after the refetch"
     );
     assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "bad");
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
 }
 
 #[tokio::test]
@@ -582,24 +568,8 @@ async fn issue_6_system_mode_publishes_as_the_owner_and_shows_each_user_their_ow
     let server = TestServer::start().await;
     origin_file(&server, "/theirs.bin", 16);
     origin_file(&server, "/mine.bin", 17);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ferryd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.26:0\"\nsecret = \"{SECRET}\"\n\
-             min_file_size = 0\n"
-        ),
-    )
-    .unwrap();
-    let d = daemon_with(&["--system", "--config", config.to_str().unwrap()]);
-    let c = d.client().await;
-    let root = Host {
-        addr: String::new(),
-        d,
-        c,
-        _config: dir,
-    };
+    let lines = format!("listen = \"127.0.0.26:0\"\nsecret = \"{SECRET}\"\nmin_file_size = 0\n");
+    let root = start_host(&lines, &["--system"]).await;
     let nobody = |call: serde_json::Value| {
         let answers = crate::access::calls_as_nobody(&root.d.socket, &[call]);
         answers[0]["result"].clone()
@@ -686,11 +656,7 @@ async fn issue_6_a_peer_that_stalls_mid_file_hands_the_rest_to_the_origin() {
     assert_eq!(resumed.if_range, etag);
     let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
     assert!(failed.detail.unwrap_or_default().contains("no data"));
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
 }
 
 #[tokio::test]
@@ -712,11 +678,7 @@ async fn issue_6_a_peer_serving_another_version_is_caught_by_the_origin_spot_che
             .contains("another version")
     );
     assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "bad");
-    b.c.complete(&id).await.unwrap();
-    assert_eq!(
-        sha256_file(&dest),
-        ferry_testkit::content::sha256_hex(&body)
-    );
+    complete_and_check(&b, &id, &dest, &body).await;
 }
 
 /// A network namespace of our own (only `lo`, multicast on), deleted on drop: mDNS traffic
@@ -783,16 +745,9 @@ async fn issue_6_mdns_discovery_in_a_private_network_namespace() {
         return;
     }
     let Some(ns) = Netns::create() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ferryd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[peer_cache]\nenabled = true\nlisten = \"127.0.0.1:0\"\ndiscovery = \"mdns\"\n\
-             secret = \"{SECRET}\"\n"
-        ),
-    )
-    .unwrap();
+    let (dir, config) = config_file(&format!(
+        "listen = \"127.0.0.1:0\"\ndiscovery = \"mdns\"\nsecret = \"{SECRET}\"\n"
+    ));
     let bin = ns.ferryd(dir.path());
     let args = ["--config", config.to_str().unwrap()];
     let (a, b) = (

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ferry_proto::EventKind;
+use ferry_proto::{EventKind, JobState};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
@@ -23,6 +23,18 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result
     })
 }
 
+/// `'queued', 'error', …` for an `IN (…)` clause: the names are our own constants, never input.
+fn state_list(states: &[JobState]) -> String {
+    if states.is_empty() {
+        return "NULL".into();
+    }
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Reader {
     pub(crate) fn open(path: &Path) -> Result<Reader, StoreError> {
         let conn = Connection::open_with_flags(
@@ -37,12 +49,38 @@ impl Reader {
         })
     }
 
+    /// Another read connection on the same file, for callers that must not queue behind this
+    /// one's long reads (the daemon's point lookups under its lock).
+    pub fn another(&self) -> Result<Reader, StoreError> {
+        Reader::open(&self.path)
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn)
+    }
+
+    /// Runs a query and maps each row with `map`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        action: &'static str,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare_cached(sql)
+                .map_err(StoreError::sql(&self.path, action))?;
+            let rows = stmt
+                .query_map(args, map)
+                .map_err(StoreError::sql(&self.path, action))?;
+            rows.map(|r| r.map_err(StoreError::sql(&self.path, action)))
+                .collect()
+        })
     }
 
     /// Runs a query whose rows are one JSON `body` column and decodes each into `T`.
@@ -53,20 +91,10 @@ impl Reader {
         action: &'static str,
         what: &'static str,
     ) -> Result<Vec<T>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare_cached(sql)
-                .map_err(StoreError::sql(&self.path, action))?;
-            let rows = stmt
-                .query_map(args, |r| r.get::<_, String>(0))
-                .map_err(StoreError::sql(&self.path, action))?;
-            let mut out = Vec::new();
-            for body in rows {
-                let body = body.map_err(StoreError::sql(&self.path, action))?;
-                out.push(decode(what, &body)?);
-            }
-            Ok(out)
-        })
+        self.rows(sql, args, action, |r| r.get::<_, String>(0))?
+            .iter()
+            .map(|body| decode(what, body))
+            .collect()
     }
 
     /// Every job, in `seq` order.
@@ -75,6 +103,90 @@ impl Reader {
             "SELECT body FROM jobs ORDER BY seq",
             [],
             "loading jobs",
+            "job row",
+        )
+    }
+
+    /// One job, when it exists.
+    pub fn job(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
+        let mut rows = self.bodies(
+            "SELECT body FROM jobs WHERE id = ?1",
+            params![job_id],
+            "reading a job",
+            "job row",
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// The jobs in `states` or owing a notification, in `seq` order: what a start must hold in
+    /// memory.
+    pub fn jobs_needing_memory(&self, states: &[JobState]) -> Result<Vec<JobRow>, StoreError> {
+        let sql = format!(
+            "SELECT body FROM jobs WHERE state IN ({}) OR id IN (SELECT job_id FROM outbox) ORDER BY seq",
+            state_list(states)
+        );
+        self.bodies(&sql, [], "loading jobs", "job row")
+    }
+
+    /// Jobs in `states` per owner, counted from the index.
+    pub fn count_jobs_by_owner(&self, states: &[JobState]) -> Result<Vec<(u32, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT owner_uid, count(*) FROM jobs WHERE state IN ({}) GROUP BY owner_uid",
+            state_list(states)
+        );
+        let counts = self.rows(&sql, [], "counting jobs", |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        Ok(counts.into_iter().map(|(uid, n)| (uid, n as u64)).collect())
+    }
+
+    /// The highest job `seq` ever stored (0 when empty).
+    pub fn last_job_seq(&self) -> Result<u64, StoreError> {
+        self.max_seq("SELECT COALESCE(MAX(seq), 0) FROM jobs", "reading jobs")
+    }
+
+    /// The one integer a `MAX(seq)` query returns.
+    fn max_seq(&self, sql: &str, action: &'static str) -> Result<u64, StoreError> {
+        let max = self.rows(sql, [], action, |r| r.get::<_, i64>(0))?;
+        Ok(max.first().map_or(0, |s| *s as u64))
+    }
+
+    /// `(id, final_at)` of every job in `states` (history retention reads only these two).
+    pub fn final_times(
+        &self,
+        states: &[JobState],
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let sql = format!(
+            "SELECT id, json_extract(body, '$.final_at') FROM jobs WHERE state IN ({})",
+            state_list(states)
+        );
+        self.rows(&sql, [], "reading final jobs", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    /// Up to `limit` jobs from `seq` on, in `seq` order, of `owner` (`None`: everyone's) and in
+    /// one of `states`: one page of `job.list`.
+    pub fn job_page(
+        &self,
+        from_seq: u64,
+        owner: Option<u32>,
+        states: &[JobState],
+        limit: u64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let sql = format!(
+            "SELECT body FROM jobs WHERE seq >= ?1 AND (?2 IS NULL OR owner_uid = ?2) \
+             AND state IN ({}) ORDER BY seq LIMIT ?3",
+            state_list(states)
+        );
+        self.bodies(
+            &sql,
+            params![
+                from_seq.min(i64::MAX as u64) as i64,
+                owner,
+                limit.min(i64::MAX as u64) as i64
+            ],
+            "listing jobs",
             "job row",
         )
     }
@@ -138,13 +250,7 @@ impl Reader {
 
     /// The highest event seq written so far (0 when empty).
     pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|s| s as u64)
-            .map_err(StoreError::sql(&self.path, "reading events"))
-        })
+        self.max_seq("SELECT COALESCE(MAX(seq), 0) FROM events", "reading events")
     }
 
     /// Every registered handler.

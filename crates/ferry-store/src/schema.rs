@@ -10,7 +10,8 @@ use crate::StoreError;
 const APPLICATION_ID: i64 = 0x4645_5259;
 
 /// Migrations, applied in order; `user_version` is the number applied so far. 2: the peer
-/// cache's index (issue 6).
+/// cache's index (issue 6). 3: jobs by state, so a start loads only the jobs that need memory
+/// and counts the rest without reading their bodies (issue 4).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -54,6 +55,9 @@ CREATE TABLE cache_entries (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE INDEX jobs_state ON jobs(state, owner_uid);
 "#,
 ];
 

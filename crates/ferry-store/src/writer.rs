@@ -61,34 +61,46 @@ impl Tx<'_> {
         StoreError::sql(self.path, action)
     }
 
+    /// Runs one statement, prepared once per connection (thousands of small files make the
+    /// same few statements hot; parsing them every time showed in profiles).
+    fn exec(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        action: &'static str,
+    ) -> Result<usize, StoreError> {
+        self.sp
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(args))
+            .map_err(self.sql(action))
+    }
+
     /// Inserts a new job row.
     pub fn insert_job(&mut self, job: &JobRow) -> Result<(), StoreError> {
         let body = json(job)?;
-        self.sp
-            .execute(
-                "INSERT INTO jobs (seq, id, owner_uid, state, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    job.seq as i64,
-                    job.id,
-                    job.owner_uid,
-                    job.state.as_str(),
-                    body
-                ],
-            )
-            .map(drop)
-            .map_err(self.sql("inserting a job"))
+        self.exec(
+            "INSERT INTO jobs (seq, id, owner_uid, state, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                job.seq as i64,
+                job.id,
+                job.owner_uid,
+                job.state.as_str(),
+                body
+            ],
+            "inserting a job",
+        )
+        .map(drop)
     }
 
     /// Rewrites a job row.
     pub fn update_job(&mut self, job: &JobRow) -> Result<(), StoreError> {
         let body = json(job)?;
-        self.sp
-            .execute(
-                "UPDATE jobs SET owner_uid = ?2, state = ?3, body = ?4 WHERE id = ?1",
-                params![job.id, job.owner_uid, job.state.as_str(), body],
-            )
-            .map(drop)
-            .map_err(self.sql("updating a job"))
+        self.exec(
+            "UPDATE jobs SET owner_uid = ?2, state = ?3, body = ?4 WHERE id = ?1",
+            params![job.id, job.owner_uid, job.state.as_str(), body],
+            "updating a job",
+        )
+        .map(drop)
     }
 
     /// Deletes a job, its files, events and outbox entries (history retention).
@@ -99,9 +111,7 @@ impl Tx<'_> {
             "DELETE FROM events WHERE job_id = ?1",
             "DELETE FROM jobs WHERE id = ?1",
         ] {
-            self.sp
-                .execute(sql, params![job_id])
-                .map_err(self.sql("deleting a job"))?;
+            self.exec(sql, params![job_id], "deleting a job")?;
         }
         Ok(())
     }
@@ -124,21 +134,22 @@ impl Tx<'_> {
     /// Inserts or replaces a peer-cache entry.
     pub fn put_cache_entry(&mut self, row: &CacheRow) -> Result<(), StoreError> {
         let body = json(row)?;
-        self.sp
-            .execute(
-                "INSERT OR REPLACE INTO cache_entries (key, body) VALUES (?1, ?2)",
-                params![row.key, body],
-            )
-            .map(drop)
-            .map_err(self.sql("writing a cache entry"))
+        self.exec(
+            "INSERT OR REPLACE INTO cache_entries (key, body) VALUES (?1, ?2)",
+            params![row.key, body],
+            "writing a cache entry",
+        )
+        .map(drop)
     }
 
     /// Deletes peer-cache entries.
     pub fn delete_cache_entries(&mut self, keys: &[String]) -> Result<(), StoreError> {
         for key in keys {
-            self.sp
-                .execute("DELETE FROM cache_entries WHERE key = ?1", params![key])
-                .map_err(self.sql("deleting a cache entry"))?;
+            self.exec(
+                "DELETE FROM cache_entries WHERE key = ?1",
+                params![key],
+                "deleting a cache entry",
+            )?;
         }
         Ok(())
     }
@@ -153,12 +164,11 @@ impl Tx<'_> {
     ) -> Result<u64, StoreError> {
         let seq = self.next_seq;
         let body = json(&kind)?;
-        self.sp
-            .execute(
+        self.exec(
                 "INSERT INTO events (seq, time, job_id, owner_uid, kind, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![seq as i64, time, job_id, owner_uid, kind.name(), body],
-            )
-            .map_err(self.sql("appending an event"))?;
+                "appending an event",
+            )?;
         self.next_seq += 1;
         self.events.push(EventRow {
             seq,
@@ -173,21 +183,22 @@ impl Tx<'_> {
     /// Inserts or updates an owed notification.
     pub fn put_outbox(&mut self, row: &OutboxRow) -> Result<(), StoreError> {
         let body = json(row)?;
-        self.sp
-            .execute(
-                "INSERT OR REPLACE INTO outbox (id, job_id, body) VALUES (?1, ?2, ?3)",
-                params![row.id as i64, row.job_id, body],
-            )
-            .map(drop)
-            .map_err(self.sql("writing the outbox"))
+        self.exec(
+            "INSERT OR REPLACE INTO outbox (id, job_id, body) VALUES (?1, ?2, ?3)",
+            params![row.id as i64, row.job_id, body],
+            "writing the outbox",
+        )
+        .map(drop)
     }
 
     /// Removes owed notifications by id.
     pub fn delete_outbox(&mut self, ids: &[u64]) -> Result<(), StoreError> {
         for id in ids {
-            self.sp
-                .execute("DELETE FROM outbox WHERE id = ?1", params![*id as i64])
-                .map_err(self.sql("removing from the outbox"))?;
+            self.exec(
+                "DELETE FROM outbox WHERE id = ?1",
+                params![*id as i64],
+                "removing from the outbox",
+            )?;
         }
         Ok(())
     }
@@ -195,29 +206,29 @@ impl Tx<'_> {
     /// Registers or replaces a handler.
     pub fn put_handler(&mut self, h: &HandlerRow) -> Result<(), StoreError> {
         let body = json(h)?;
-        self.sp
-            .execute(
-                "INSERT OR REPLACE INTO handlers (uid, name, body) VALUES (?1, ?2, ?3)",
-                params![h.uid, h.name, body],
-            )
-            .map(drop)
-            .map_err(self.sql("registering a handler"))
+        self.exec(
+            "INSERT OR REPLACE INTO handlers (uid, name, body) VALUES (?1, ?2, ?3)",
+            params![h.uid, h.name, body],
+            "registering a handler",
+        )
+        .map(drop)
     }
 
     /// Removes a handler; returns whether it existed.
     pub fn delete_handler(&mut self, uid: u32, name: &str) -> Result<bool, StoreError> {
-        self.sp
-            .execute(
-                "DELETE FROM handlers WHERE uid = ?1 AND name = ?2",
-                params![uid, name],
-            )
-            .map(|n| n > 0)
-            .map_err(self.sql("removing a handler"))
+        self.exec(
+            "DELETE FROM handlers WHERE uid = ?1 AND name = ?2",
+            params![uid, name],
+            "removing a handler",
+        )
+        .map(|n| n > 0)
     }
 }
 
 impl Writer {
     pub(crate) fn start(conn: Connection, path: &Path) -> Result<Writer, StoreError> {
+        // Room for every statement `Tx` runs, so none is parsed twice.
+        conn.set_prepared_statement_cache_capacity(32);
         let next_seq: i64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| {
                 r.get(0)

@@ -44,7 +44,8 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Starts `ferryd` (found by [`ferryd_bin`]) with a 1 s retry-delay floor.
+    /// Starts `ferryd` (found by [`ferryd_bin`]) with a 1 s retry-delay floor and a 10 ms grace
+    /// before cold jobs leave memory.
     pub fn start() -> TestDaemon {
         TestDaemon::start_with(&ferryd_bin(), &[])
     }
@@ -60,7 +61,14 @@ impl TestDaemon {
         let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
         let socket = dir.path().join("ferryd.sock");
         let state_dir = dir.path().join("state");
-        let mut args = vec!["--retry-delay-floor".to_string(), "1".to_string()];
+        // Cold jobs leave memory 10 ms after activity (not 1 s), so every test also checks that
+        // reading them back from the store is invisible to clients.
+        let mut args = vec![
+            "--retry-delay-floor".to_string(),
+            "1".to_string(),
+            "--resident-grace-ms".to_string(),
+            "10".to_string(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let (_tx, log) = mpsc::channel();
         let mut d = TestDaemon {

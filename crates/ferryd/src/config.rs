@@ -78,6 +78,8 @@ pub struct DaemonOptions {
     pub bandwidth_limit_bps: Option<u64>,
     /// At most this many transfers talk to one host (host:port) at once, across all jobs.
     pub max_connections_per_host: usize,
+    /// How long after the last activity cold jobs leave memory (`resident`).
+    pub resident_grace: Duration,
     /// The configuration file (TOML; the peer cache's settings).
     pub config_file: Option<PathBuf>,
     /// Whether `config_file` must exist (given with `--config`) or may be absent (the default).
@@ -115,6 +117,7 @@ impl DaemonOptions {
             command_timeout: Duration::from_secs(600),
             bandwidth_limit_bps: None,
             max_connections_per_host: 16,
+            resident_grace: Duration::from_secs(1),
             config_file: crate::peer_cache::config::default_path(system),
             config_required: false,
         })

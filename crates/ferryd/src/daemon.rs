@@ -1,12 +1,13 @@
-//! The daemon's shared state: every job's row and runtime, the store handles, and the one
-//! place where a job changes state ([`Daemon::transition`]).
+//! The daemon's shared state: the jobs (rows and runtimes of the hot ones in memory, the rest
+//! read back from the store on access: `resident`), the store handles, and the one place where
+//! a job changes state ([`Daemon::transition`]).
 //!
 //! Locking rule: `inner` is a plain mutex held only for in-memory work and for *queueing* store
 //! writes, never across an await. Because writes are queued under the lock, the store applies
 //! them in the same order as memory changed; callers await the commit (outside the lock) before
 //! they answer or act.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferry_core::notify::Kind;
@@ -49,7 +50,8 @@ pub struct Running {
     pub started_ms: u64,
 }
 
-/// What the daemon knows about a job beyond its stored row; rebuilt at start.
+/// What the daemon knows about a job beyond its stored row; rebuilt at start, and the default
+/// for a job read back from the store (nothing in it matters while a job is cold).
 #[derive(Debug, Default)]
 pub struct Runtime {
     /// The transfer task, while one runs.
@@ -100,15 +102,15 @@ pub struct Entry {
     pub row: JobRow,
     /// Runtime-only state.
     pub rt: Runtime,
+    /// When it was last accessed ([`crate::resident::Jobs`]' stamp).
+    pub touched: u64,
 }
 
 /// State guarded by the daemon's mutex.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inner {
-    /// Every job (final ones until history retention drops them).
-    pub jobs: HashMap<String, Entry>,
-    /// Job ids by `seq` (list order and pagination).
-    pub order: BTreeMap<u64, String>,
+    /// Every job: the hot ones in memory, the others read back from the store on access.
+    pub jobs: crate::resident::Jobs,
     /// Next job `seq`.
     pub next_job_seq: u64,
     /// Next FIFO key.
@@ -123,6 +125,22 @@ pub struct Inner {
     pub next_outbox_id: u64,
     /// Registered and attached notification handlers.
     pub handlers: crate::handlers::Registry,
+}
+
+impl Inner {
+    /// Empty counters over `jobs` (the start fills them in).
+    pub fn new(jobs: crate::resident::Jobs) -> Inner {
+        Inner {
+            jobs,
+            next_job_seq: 0,
+            next_queue_seq: 0,
+            per_user: HashMap::new(),
+            live_jobs: 0,
+            stopping: false,
+            next_outbox_id: 0,
+            handlers: crate::handlers::Registry::default(),
+        }
+    }
 }
 
 /// The daemon: shared by every connection and task.
@@ -264,7 +282,7 @@ impl Daemon {
         caller: &Caller,
         job_id: &str,
     ) -> Result<&'a mut Entry, ProtoError> {
-        match inner.jobs.get_mut(job_id) {
+        match inner.jobs.try_get_mut(job_id).map_err(store_failed)? {
             Some(e) if e.row.owner_uid == caller.uid || caller.is_root() => Ok(e),
             _ => Err(not_found(job_id)),
         }

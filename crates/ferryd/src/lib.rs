@@ -16,6 +16,7 @@ mod identity;
 mod listener;
 mod notifier;
 mod peer_cache;
+mod resident;
 mod scheduler;
 mod systemd;
 mod transfer;
@@ -23,7 +24,7 @@ mod transfer;
 pub use config::{DaemonOptions, Limits, Mode};
 pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     })
     .map_err(|e| DaemonError::Fetch(e.to_string()))?;
     let mono = Mono::start();
-    let inner = recover(&opts, &writer, &reader, &mono).await?;
+    let sweep = Arc::new(Notify::new());
+    let inner = recover(&opts, &writer, &reader, &mono, sweep.clone()).await?;
     // Socket activation hands us the listener; otherwise bind it ourselves.
     let activated = systemd::activated_listener().map_err(DaemonError::io(
         "take the socket-activated listener",
@@ -77,7 +79,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
     let owing: Vec<String> = inner
         .jobs
-        .iter()
+        .resident()
         .filter(|(_, e)| !e.rt.outbox.is_empty())
         .map(|(id, _)| id.clone())
         .collect();
@@ -104,10 +106,20 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     for id in &owing {
         daemon.kick(id, true);
     }
+    let (unfinished, resident) = {
+        let inner = daemon.lock();
+        (inner.live_jobs, inner.jobs.resident_len())
+    };
     tracing::info!(socket = %socket_path.display(), state = %daemon.opts.state_dir.display(),
-        mode = daemon.opts.mode.as_str(), activated = !owns_socket, "ferryd is ready");
+        mode = daemon.opts.mode.as_str(), activated = !owns_socket, unfinished, resident,
+        "ferryd is ready");
     systemd::notify_ready();
     let sched = tokio::spawn(scheduler::run(daemon.clone()));
+    let sweeper = tokio::spawn(resident::sweeper(
+        daemon.clone(),
+        sweep,
+        daemon.opts.resident_grace,
+    ));
     let mut term =
         signal(SignalKind::terminate()).map_err(DaemonError::io("handle SIGTERM", "signal"))?;
     let mut int =
@@ -124,6 +136,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     shutdown(&daemon).await;
     daemon.shutdown.cancel();
     let _ = sched.await;
+    let _ = sweeper.await;
     let _ = notifier.await;
     if owns_socket {
         // An activated socket belongs to systemd, which keeps listening for the next start.
@@ -272,7 +285,7 @@ async fn shutdown(d: &Arc<Daemon>) {
         inner.stopping = true;
         inner
             .jobs
-            .iter()
+            .resident()
             .filter(|(_, e)| e.rt.running.is_some())
             .map(|(id, _)| id.clone())
             .collect()
@@ -287,29 +300,43 @@ async fn shutdown(d: &Arc<Daemon>) {
     }
 }
 
-/// Loads the store into memory after a start or a crash: interrupted transfers go back to the
-/// queue, retry timers restart, and final jobs past the retention period are dropped.
+/// Loads what needs memory after a start or a crash: interrupted transfers go back to the
+/// queue, retry timers restart, and final jobs past the retention period are dropped. Cold jobs
+/// stay in the store (`resident`); only their counts are read, from the state index.
 async fn recover(
     opts: &DaemonOptions,
     writer: &ferry_store::Writer,
     reader: &ferry_store::Reader,
     mono: &Mono,
+    sweep: Arc<Notify>,
 ) -> Result<Inner, DaemonError> {
-    let rows = reader.jobs()?;
-    let mut inner = Inner {
-        jobs: HashMap::with_capacity(rows.len()),
-        order: BTreeMap::new(),
-        ..Inner::default()
-    };
-    let mut expired = Vec::new();
+    let final_states = [JobState::Acknowledged, JobState::Cancelled];
+    let expired: Vec<String> = reader
+        .final_times(&final_states)?
+        .into_iter()
+        .filter(|(_, t)| {
+            t.as_deref()
+                .is_some_and(|t| clock::since(t) > opts.history_retention)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if !expired.is_empty() {
+        let gone = expired.clone();
+        writer.submit(move |tx| gone.iter().try_for_each(|id| tx.delete_job(id)));
+        writer.flush().await?;
+    }
+    let mut inner = Inner::new(resident::Jobs::new(reader.another()?, sweep));
+    let live: Vec<JobState> = JobState::ALL
+        .into_iter()
+        .filter(|s| !s.is_final())
+        .collect();
+    for (uid, n) in reader.count_jobs_by_owner(&live)? {
+        inner.live_jobs += n;
+        inner.per_user.insert(uid, n);
+    }
+    inner.next_job_seq = reader.last_job_seq()? + 1;
     let now = clock::now_rfc3339();
-    for mut row in rows {
-        if let Some(t) = &row.final_at
-            && clock::since(t) > opts.history_retention
-        {
-            expired.push(row.id.clone());
-            continue;
-        }
+    for mut row in reader.jobs_needing_memory(&resident::HOT_STATES)? {
         let mut rt = Runtime::default();
         match row.state {
             JobState::Connecting | JobState::Transferring => {
@@ -343,14 +370,12 @@ async fn recover(
             }
             _ => {}
         }
-        inner.next_job_seq = inner.next_job_seq.max(row.seq + 1);
-        if !row.state.is_final() {
-            inner.live_jobs += 1;
-            *inner.per_user.entry(row.owner_uid).or_default() += 1;
-        }
         rt.queued_seq = row.seq;
-        inner.order.insert(row.seq, row.id.clone());
-        inner.jobs.insert(row.id.clone(), Entry { row, rt });
+        inner.jobs.insert(Entry {
+            row,
+            rt,
+            touched: 0,
+        });
     }
     let mut next_outbox = 0;
     let mut stale = Vec::new();
@@ -367,10 +392,6 @@ async fn recover(
     inner.next_outbox_id = next_outbox.max(1);
     inner.handlers = handlers::Registry::load(reader.handlers()?);
     inner.next_queue_seq = inner.next_job_seq;
-    inner.next_job_seq = inner.next_job_seq.max(1);
-    if !expired.is_empty() {
-        writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
-    }
     writer.flush().await?;
     Ok(inner)
 }

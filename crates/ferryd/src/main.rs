@@ -52,6 +52,10 @@ struct Args {
     /// Most transfers talking to one host at once, across all jobs.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_connections_per_host: u64,
+    /// Milliseconds after the last activity before jobs nothing depends on (suspended, in
+    /// error, transferred, final) leave memory; they are read back from the store when needed.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    resident_grace_ms: u64,
     /// Read settings (the peer cache) from this TOML file instead of the default
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let mut opts = match ferryd::DaemonOptions::resolve(args.system, args.socket, args.state_dir) {
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
     opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
     opts.bandwidth_limit_bps = args.bandwidth_limit;
     opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
+    opts.resident_grace = std::time::Duration::from_millis(args.resident_grace_ms);
     if let Some(config) = args.config {
         opts.config_file = Some(config);
         opts.config_required = true;

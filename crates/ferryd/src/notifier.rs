@@ -559,7 +559,7 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
     }
     // BITS: a non-zero exit counts only if the program did not complete or cancel the job.
     let handled = {
-        let inner = d.lock();
+        let mut inner = d.lock();
         inner.jobs.get(job_id).is_none_or(|e| {
             e.row.state.is_final()
                 || (dl.kind == Kind::JobTransferred && e.row.state != JobState::Transferred)

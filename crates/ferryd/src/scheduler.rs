@@ -40,7 +40,7 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
 
     let due: Vec<String> = inner
         .jobs
-        .iter()
+        .resident()
         .filter(|(_, e)| e.row.state == JobState::TransientError)
         .filter_map(|(id, e)| match e.rt.retry_at {
             Some(at) if at > now => {
@@ -58,7 +58,8 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
     }
 
     let mut candidates = Vec::new();
-    for (id, e) in &inner.jobs {
+    // Queued and running jobs are hot, so resident.
+    for (id, e) in inner.jobs.resident() {
         let running = e.rt.running.is_some();
         let queued = e.row.state == JobState::Queued;
         if !(running || queued) {

@@ -31,7 +31,8 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
     let inner = d.lock();
     let ids: Vec<String> = inner
         .jobs
-        .values()
+        .resident()
+        .map(|(_, e)| e)
         .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
         .filter(|e| e.row.notify_handler.as_deref() == Some(name))
         .map(|e| e.row.id.clone())

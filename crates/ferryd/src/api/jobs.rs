@@ -15,7 +15,7 @@ use ferry_store::{FileRow, JobRow};
 
 use super::{Answer, ApiResult, files};
 use crate::clock;
-use crate::daemon::{Caller, Daemon, Entry, Inner, Runtime, refusal};
+use crate::daemon::{Caller, Daemon, Entry, Inner, refusal, store_failed};
 
 const MAX_DISPLAY_NAME: usize = 256;
 const MAX_DESCRIPTION: usize = 1024;
@@ -120,16 +120,9 @@ pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         tx.append_event(&r.id, r.owner_uid, &now, EventKind::Created)?;
         Ok(())
     });
-    inner.order.insert(seq, id.clone());
     inner.live_jobs += 1;
     *inner.per_user.entry(c.uid).or_default() += 1;
-    inner.jobs.insert(
-        id.clone(),
-        Entry {
-            row,
-            rt: Runtime::default(),
-        },
-    );
+    inner.jobs.insert(Entry::from_store(row));
     Answer::after(CreateResult { job_id: id }, commit)
 }
 
@@ -287,8 +280,9 @@ pub fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     Answer::after(err, d.durable())
 }
 
-/// `job.list`
-pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
+/// `job.list`: pages through the store, so cold jobs are listed without being loaded; a
+/// resident job shows its live view (bytes in flight, why it waits).
+pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
     let all = p.all_users.unwrap_or(false);
     if all && !c.is_root() {
         return Err(ProtoError::kind(
@@ -297,11 +291,18 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
         ));
     }
     let include_final = p.include_final.unwrap_or(false);
-    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000) as usize;
-    let inner = d.lock();
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    let states: Vec<JobState> = JobState::ALL
+        .into_iter()
+        .filter(|s| include_final || !s.is_final())
+        .filter(|s| p.states.as_ref().is_none_or(|want| want.contains(s)))
+        .collect();
+    let owner = (!all).then_some(c.uid);
+    // Memory is ahead of the store by the writes in flight: let them land first.
+    d.store.flush().await.map_err(store_failed)?;
     let start = match &p.after {
         None => 0,
-        Some(after) => match inner.jobs.get(after) {
+        Some(after) => match d.lock().jobs.get(after) {
             Some(e) if all || e.row.owner_uid == c.uid => e.row.seq + 1,
             _ => {
                 return Err(ProtoError::invalid_params(
@@ -311,29 +312,30 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
             }
         },
     };
-    let mut jobs = Vec::new();
-    let mut next = None;
-    for (_, id) in inner.order.range(start..) {
-        let Some(e) = inner.jobs.get(id) else {
-            continue;
-        };
-        if !all && e.row.owner_uid != c.uid {
-            continue;
-        }
-        if !include_final && e.row.state.is_final() {
-            continue;
-        }
-        if let Some(states) = &p.states
-            && !states.contains(&e.row.state)
-        {
-            continue;
-        }
-        if jobs.len() == limit {
-            next = jobs.last().map(|j: &ferry_proto::Job| j.job_id.clone());
-            break;
-        }
-        jobs.push(e.view());
-    }
+    let reader = d.reader.clone();
+    let mut rows =
+        tokio::task::spawn_blocking(move || reader.job_page(start, owner, &states, limit + 1))
+            .await
+            .map_err(|e| {
+                ProtoError::kind(ErrorKind::Internal, format!("listing jobs failed: {e}"))
+            })?
+            .map_err(store_failed)?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let inner = d.lock();
+    let jobs: Vec<ferry_proto::Job> = rows
+        .into_iter()
+        .map(|row| match inner.jobs.peek(&row.id) {
+            Some(e) => e.view(),
+            None => Entry::from_store(row).view(),
+        })
+        .collect();
+    drop(inner);
+    let next = if more {
+        jobs.last().map(|j| j.job_id.clone())
+    } else {
+        None
+    };
     Answer::after(ListResult { jobs, next }, d.durable())
 }
 
@@ -578,7 +580,8 @@ pub fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> Ap
 /// A connection closed: it is nobody's callback target any more.
 pub fn connection_closed(d: &Daemon, peer_id: u64) {
     let mut inner = d.lock();
-    for e in inner.jobs.values_mut() {
+    // A job with a live callback connection is hot, so resident.
+    for e in inner.jobs.resident_mut() {
         if e.rt
             .notify_peer
             .as_ref()

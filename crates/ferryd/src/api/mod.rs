@@ -98,7 +98,7 @@ impl Session {
             method::JOB_GET => jobs::get(d, c, decode_params(params)?),
             method::JOB_FILES => jobs::files(d, c, decode_params(params)?).await,
             method::JOB_GET_ERROR => jobs::get_error(d, c, decode_params(params)?),
-            method::JOB_LIST => jobs::list(d, c, decode_params(params)?),
+            method::JOB_LIST => jobs::list(d, c, decode_params(params)?).await,
             method::JOB_SET => jobs::set(d, c, decode_params(params)?),
             method::JOB_TAKE_OWNERSHIP => jobs::take_ownership(d, c, decode_params(params)?),
             method::JOB_SET_NOTIFY_INTERFACE => {

@@ -6,7 +6,8 @@
 //! restart), `protocol` (wire-level error codes), `access` (other users), `ranges` (ranged
 //! files), `hostile` (servers that misbehave on purpose; see docs/RELIABILITY.md), `garbage`
 //! (random lines on many connections), `load` (1 000 clients, the per-user connection limit),
-//! `peer_cache` (several daemons sharing validated files on 127.0.0.x).
+//! `peer_cache` (several daemons sharing validated files on 127.0.0.x), `resident` (cold jobs left
+//! in the store).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -27,6 +28,7 @@ mod notify;
 mod peer_cache;
 mod protocol;
 mod ranges;
+mod resident;
 mod schedule;
 mod support;
 mod system_mode;

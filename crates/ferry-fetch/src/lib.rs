@@ -105,6 +105,9 @@ pub struct FetchRequest {
     pub expected_total: Option<u64>,
     /// Expected SHA-256 (hex, any case); verified before the fetch succeeds.
     pub sha256: Option<String>,
+    /// Compute the content's SHA-256 even without `sha256` ([`FetchDone::sha256`]): for content
+    /// that may be published to peers. Off, and without `sha256`, nothing is hashed.
+    pub hash: bool,
     /// Custom request headers, sent on every request (to redirect targets on the same host
     /// only). `Range`, `If-Range`, `Accept-Encoding` and hop-by-hop headers are not overridable.
     pub headers: Vec<(String, String)>,
@@ -147,6 +150,7 @@ impl FetchRequest {
             validator: None,
             expected_total: None,
             sha256: None,
+            hash: false,
             headers: Vec::new(),
             basic_auth: None,
             allow_https_to_http: false,
@@ -173,6 +177,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("validator", &self.validator)
             .field("expected_total", &self.expected_total)
             .field("sha256", &self.sha256)
+            .field("hash", &self.hash)
             .field("headers", &self.headers)
             .field(
                 "basic_auth",
@@ -219,8 +224,9 @@ pub struct FetchDone {
     pub bytes: u64,
     /// The validator of the content (for later revalidation).
     pub validator: Option<Validator>,
-    /// Lowercase hex SHA-256 of the whole content.
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the whole content, when it was computed (`sha256` or `hash` in
+    /// the request).
+    pub sha256: Option<String>,
 }
 
 /// Downloads single files; one per daemon, shared by every transfer so connections are reused.
@@ -317,7 +323,8 @@ impl Fetcher {
                 .client_for(req.proxy.as_deref())
                 .map_err(|e| e.on(protocol))?,
         };
-        let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity)
+        let hash = req.hash || req.sha256.is_some();
+        let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity, hash)
             .await
             .map_err(|e| e.on(protocol))?;
         let mut run = Run {
@@ -598,15 +605,18 @@ impl Run<'_> {
         self.total = Some(bytes);
         let sha256 = self.sink.digest().await?;
         if let Some(want) = &self.req.sha256
-            && !want.trim().eq_ignore_ascii_case(&sha256)
+            && !sha256
+                .as_deref()
+                .is_some_and(|got| want.trim().eq_ignore_ascii_case(got))
         {
             return Err(FetchError::new(
                 ErrorContext::RemoteFile,
                 codes::SHA256_MISMATCH,
                 false,
                 format!(
-                    "the content of {} has SHA-256 {sha256}, expected {}",
+                    "the content of {} has SHA-256 {}, expected {}",
                     http::redact_url_str(&self.req.url),
+                    sha256.as_deref().unwrap_or("(not computed)"),
                     want.trim().to_ascii_lowercase()
                 ),
             ));

@@ -21,7 +21,9 @@ const FLUSH_BYTES: u64 = 1024 * 1024;
 /// What the blocking pool works on; moved in and out of each blocking call.
 struct Disk {
     file: File,
-    hasher: Sha256,
+    /// `None` when nobody needs the content's SHA-256 (hashing a 1 GiB file costs a core for
+    /// most of a second).
+    hasher: Option<Sha256>,
 }
 
 /// Writer for one staging file.
@@ -47,13 +49,13 @@ pub(crate) struct Sink {
 
 /// A background write: gives the file back with its outcome, and the hasher when it hashed
 /// the buffer itself (small buffers: a second thread would cost more than it saves).
-type WriteTask = tokio::task::JoinHandle<(File, Option<Sha256>, io::Result<()>)>;
+type WriteTask = tokio::task::JoinHandle<(File, Option<Option<Sha256>>, io::Result<()>)>;
 /// A background hash: gives the hasher back.
-type HashTask = tokio::task::JoinHandle<Sha256>;
+type HashTask = tokio::task::JoinHandle<Option<Sha256>>;
 
 impl Sink {
     /// Opens `path` (creating it, mode 0600, if missing; never truncating it), keeps the first
-    /// `offset` bytes, drops anything past them, and hashes the kept prefix.
+    /// `offset` bytes, drops anything past them, and (with `hash`) hashes the kept prefix.
     ///
     /// Returns the sink and whether the committed prefix was *lost*: a file shorter than
     /// `offset` cannot hold the bytes the caller believes are durable, so the sink starts at 0.
@@ -61,6 +63,7 @@ impl Sink {
         path: &Path,
         offset: u64,
         identity: Option<crate::identity::FsIdentity>,
+        hash: bool,
     ) -> Result<(Sink, bool), FetchError> {
         let owned = path.to_owned();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
@@ -92,10 +95,10 @@ impl Sink {
             file.set_len(keep).map_err(io("truncate"))?;
             let mut hasher = Sha256::new();
             file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
-            let mut remaining = keep;
+            let mut remaining = if hash { keep } else { 0 };
             // Sized to the prefix: a fresh file allocates nothing here (a 1 MiB buffer per file
             // would raise glibc's mmap threshold and grow every thread's arena).
-            let mut buf = vec![0u8; usize::try_from(keep.min(1024 * 1024)).unwrap_or(0)];
+            let mut buf = vec![0u8; usize::try_from(remaining.min(1024 * 1024)).unwrap_or(0)];
             while remaining > 0 {
                 let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
                 let n = file.read(&mut buf[..want]).map_err(io("read"))?;
@@ -111,6 +114,7 @@ impl Sink {
             }
             file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
             let sync_handle = file.try_clone().map_err(io("open"))?;
+            let hasher = hash.then_some(hasher);
             Ok((Disk { file, hasher }, sync_handle, keep, lost))
         })
         .await
@@ -162,33 +166,36 @@ impl Sink {
         }
         let chunks = std::mem::take(&mut self.pending);
         let len = std::mem::take(&mut self.pending_len);
-        let Disk {
-            mut file,
-            mut hasher,
-        } = self.disk.take().ok_or_else(|| broken(&self.path))?;
-        if len < FLUSH_BYTES {
-            let write = tokio::task::spawn_blocking(move || {
-                let r = chunks.iter().try_for_each(|c| {
-                    hasher.update(c);
-                    file.write_all(c)
+        let Disk { mut file, hasher } = self.disk.take().ok_or_else(|| broken(&self.path))?;
+        match hasher {
+            Some(mut h) if len >= FLUSH_BYTES => {
+                let for_hash = chunks.clone();
+                let hash = tokio::task::spawn_blocking(move || {
+                    for c in &for_hash {
+                        h.update(c);
+                    }
+                    Some(h)
                 });
-                (file, Some(hasher), r)
-            });
-            self.writing = Some((len, write, None));
-            return Ok(());
-        }
-        let for_hash = chunks.clone();
-        let hash = tokio::task::spawn_blocking(move || {
-            for c in &for_hash {
-                hasher.update(c);
+                let write = tokio::task::spawn_blocking(move || {
+                    let r = chunks.iter().try_for_each(|c| file.write_all(c));
+                    (file, None, r)
+                });
+                self.writing = Some((len, write, Some(hash)));
             }
-            hasher
-        });
-        let write = tokio::task::spawn_blocking(move || {
-            let r = chunks.iter().try_for_each(|c| file.write_all(c));
-            (file, None, r)
-        });
-        self.writing = Some((len, write, Some(hash)));
+            mut hasher => {
+                // Small buffers are hashed inline: a second thread would cost more than it saves.
+                let write = tokio::task::spawn_blocking(move || {
+                    let r = chunks.iter().try_for_each(|c| {
+                        if let Some(h) = hasher.as_mut() {
+                            h.update(c);
+                        }
+                        file.write_all(c)
+                    });
+                    (file, Some(hasher), r)
+                });
+                self.writing = Some((len, write, None));
+            }
+        }
         Ok(())
     }
 
@@ -280,7 +287,9 @@ impl Sink {
         self.blocking("truncate", |disk| {
             disk.file.set_len(0)?;
             disk.file.seek(SeekFrom::Start(0))?;
-            disk.hasher = Sha256::new();
+            if disk.hasher.is_some() {
+                disk.hasher = Some(Sha256::new());
+            }
             disk.file.sync_data()
         })
         .await?;
@@ -289,11 +298,11 @@ impl Sink {
         Ok(())
     }
 
-    /// Hex SHA-256 of everything written so far (flushes first).
-    pub(crate) async fn digest(&mut self) -> Result<String, FetchError> {
+    /// Hex SHA-256 of everything written so far (flushes first); `None` when not hashing.
+    pub(crate) async fn digest(&mut self) -> Result<Option<String>, FetchError> {
         self.flush().await?;
         let disk = self.disk.as_ref().ok_or_else(|| broken(&self.path))?;
-        Ok(hex::encode(disk.hasher.clone().finalize()))
+        Ok(disk.hasher.clone().map(|h| hex::encode(h.finalize())))
     }
 
     /// Runs `f` on the blocking pool with the file and hasher, mapping I/O errors to `LOCAL_IO`.

@@ -117,10 +117,12 @@ impl TestDaemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[ferryd] {line}");
-                if line.contains("ferryd is ready") {
+                let ready = line.contains("ferryd is ready");
+                // Into the log first: a test that saw the start may look for this line.
+                let _ = tx.send(line);
+                if ready {
                     let _ = ready_tx.send(Ok(()));
                 }
-                let _ = tx.send(line);
             }
             let _ = ready_tx.send(Err(()));
         });

@@ -96,6 +96,8 @@ struct JobSettings {
     stall_timeout: Duration,
     /// The job lets this host ask peers (and the cache is enabled).
     peer_caching: bool,
+    /// The cache is enabled and may publish this job's whole files: their SHA-256 is recorded.
+    publishable: bool,
     owner_uid: u32,
 }
 
@@ -118,6 +120,7 @@ impl JobSettings {
             allow_https_to_http: row.allow_https_to_http,
             stall_timeout: npt.min(MAX_STALL),
             peer_caching: row.peer_caching,
+            publishable: false,
             owner_uid: row.owner_uid,
         }
     }
@@ -140,6 +143,7 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
                     buckets.push(d.global_bucket.clone());
                 }
                 s.throttle = ferry_fetch::throttle::Throttle::new(buckets);
+                s.publishable = d.peer_cache.is_some() && crate::peer_cache::may_share(&e.row);
                 (s, e.row.max_parallel_files.max(1) as usize)
             }
             None => return Outcome::Stopped,
@@ -308,6 +312,8 @@ async fn fetch_one(
             expected_total: file.bytes_total,
             // Bytes a peer sent stay unverified until the whole content has its SHA-256.
             sha256: file.sha256.clone().or_else(|| file.peer_sha256.clone()),
+            // Hashing costs CPU on every byte: only for content the cache may publish.
+            hash: settings.publishable && file.ranges.is_none(),
             headers: settings.headers.clone(),
             basic_auth: settings.basic_auth.clone(),
             allow_https_to_http: settings.allow_https_to_http,
@@ -618,7 +624,7 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     file.bytes_from_origin = done.bytes.saturating_sub(file.bytes_from_peers);
     file.transferred = true;
     file.validation = ferry_proto::Validation::Unset;
-    file.content_sha256 = Some(done.sha256);
+    file.content_sha256 = done.sha256;
     file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
     row.files_transferred += 1;
     row.modified = clock::now_rfc3339();

@@ -22,7 +22,7 @@ async fn full_download_is_byte_identical_and_checkpointed() {
     let out = h.run(&req).await;
     let done = out.done();
     assert_eq!(done.bytes, c.len() as u64);
-    assert_eq!(done.sha256, c.sha256);
+    assert_eq!(done.sha256.as_deref(), Some(c.sha256.as_str()));
     assert_eq!(
         done.validator,
         Some(Validator::ETag(h.server.etag("/big.bin").unwrap()))
@@ -60,8 +60,14 @@ async fn connections_are_reused_across_fetches() {
     let b = h.serve("/b", 3, 2000);
     let ra = h.request("/a");
     let rb = h.request("/b");
-    assert_eq!(h.run(&ra).await.done().sha256, a.sha256);
-    assert_eq!(h.run(&rb).await.done().sha256, b.sha256);
+    assert_eq!(
+        h.run(&ra).await.done().sha256.as_deref(),
+        Some(a.sha256.as_str())
+    );
+    assert_eq!(
+        h.run(&rb).await.done().sha256.as_deref(),
+        Some(b.sha256.as_str())
+    );
     let log = h.server.requests();
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].connection_id, log[1].connection_id);
@@ -74,7 +80,7 @@ async fn empty_file() {
     let req = h.request("/empty");
     let out = h.run(&req).await;
     assert_eq!(out.done().bytes, 0);
-    assert_eq!(out.done().sha256, c.sha256);
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
 }
 
 #[tokio::test]
@@ -138,7 +144,7 @@ async fn garbage_beyond_the_committed_offset_is_truncated() {
     req.validator = Some(Validator::ETag(h.server.etag("/g").unwrap()));
     req.sha256 = Some(c.sha256.clone());
     let out = h.run(&req).await;
-    assert_eq!(out.done().sha256, c.sha256);
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
     assert_eq!(read(&req.temp_path), c.bytes);
     assert!(!out.restarted());
     assert_eq!(
@@ -156,7 +162,31 @@ async fn a_staging_file_shorter_than_the_offset_restarts() {
     req.offset = 5_000;
     req.validator = Some(Validator::ETag(h.server.etag("/s").unwrap()));
     let out = h.run(&req).await;
-    assert_eq!(out.done().sha256, c.sha256);
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
     assert_eq!(out.checkpoints()[0], (0, true));
     assert_eq!(h.server.requests_for("/s")[0].range, None);
+}
+
+#[tokio::test]
+async fn issue_4_without_sha256_or_hash_nothing_is_hashed_and_sha256_still_verifies() {
+    let h = Harness::new().await;
+    let c = h.serve("/plain", 17, 3 * 1024 * 1024 + 5);
+    let mut req = h.request("/plain");
+    req.hash = false;
+    let out = h.run(&req).await;
+    assert_eq!(out.done().sha256, None);
+    assert_eq!(read(&req.temp_path), c.bytes);
+
+    // `sha256` alone turns hashing on: a wrong digest still fails the fetch.
+    let mut req = h.request("/plain");
+    req.hash = false;
+    req.sha256 = Some("00".repeat(32));
+    assert_eq!(h.run(&req).await.err().code, "SHA256_MISMATCH");
+    let mut req = h.request("/plain");
+    req.hash = false;
+    req.sha256 = Some(c.sha256.clone());
+    assert_eq!(
+        h.run(&req).await.done().sha256.as_deref(),
+        Some(c.sha256.as_str())
+    );
 }

@@ -82,11 +82,13 @@ impl Harness {
         c
     }
 
-    /// A request for `url` into a fresh staging file, with test-friendly limits.
+    /// A request for `url` into a fresh staging file, with test-friendly limits, hashing.
     pub fn request_url(&self, url: String) -> FetchRequest {
         let temp = staging::create_temp(self.dir.path()).unwrap();
         let mut req = FetchRequest::new(url, temp);
         req.stall_timeout = Duration::from_secs(10);
+        // Every test checks the content's SHA-256 as well.
+        req.hash = true;
         req
     }
 

@@ -374,6 +374,12 @@ impl PeerCache {
     }
 }
 
+/// Whether a job's files may ever be shared: it allows peer caching and authenticates to its
+/// origin by neither credentials nor custom headers (those may guard private content).
+pub fn may_share(job: &ferry_store::JobRow) -> bool {
+    job.peer_caching && job.credentials.is_none() && job.custom_headers.is_empty()
+}
+
 impl PeerCache {
     /// Offers a validated file to the cache (BITS: validation, explicit or through complete,
     /// makes content eligible for peers). Shared only when it is a whole http(s) file of a job
@@ -386,9 +392,7 @@ impl PeerCache {
         source: PathBuf,
         identity: Option<ferry_fetch::identity::FsIdentity>,
     ) {
-        if !job.peer_caching
-            || job.credentials.is_some()
-            || !job.custom_headers.is_empty()
+        if !may_share(job)
             || file.ranges.is_some()
             || !file.transferred
             || file.validation != ferry_proto::Validation::Valid

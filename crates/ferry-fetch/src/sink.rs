@@ -65,60 +65,16 @@ impl Sink {
         identity: Option<crate::identity::FsIdentity>,
         hash: bool,
     ) -> Result<(Sink, bool), FetchError> {
-        let owned = path.to_owned();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
-            let io = |action: &str| {
-                let path = owned.clone();
-                let action = action.to_owned();
-                move |e: io::Error| FetchError::local_io(&path, &action, &e)
-            };
-            // As the owner, and never through a symlink planted at the staging name.
-            let mut file = crate::identity::as_owner(identity, || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                    .open(&owned)
-            })
-            .map_err(io("open"))?;
-            let len = file.metadata().map_err(io("inspect"))?.len();
-            let (keep, lost) = if len < offset {
-                (0, true)
-            } else {
-                (offset, false)
-            };
-            // Bytes past the committed offset were written but never covered by a checkpoint:
-            // after a crash they may be garbage, so they go.
-            file.set_len(keep).map_err(io("truncate"))?;
-            let mut hasher = Sha256::new();
-            file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
-            let mut remaining = if hash { keep } else { 0 };
-            // Sized to the prefix: a fresh file allocates nothing here (a 1 MiB buffer per file
-            // would raise glibc's mmap threshold and grow every thread's arena).
-            let mut buf = vec![0u8; usize::try_from(remaining.min(1024 * 1024)).unwrap_or(0)];
-            while remaining > 0 {
-                let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
-                let n = file.read(&mut buf[..want]).map_err(io("read"))?;
-                if n == 0 {
-                    return Err(FetchError::local_io(
-                        &owned,
-                        "read",
-                        &io::Error::from(io::ErrorKind::UnexpectedEof),
-                    ));
-                }
-                hasher.update(&buf[..n]);
-                remaining -= n as u64;
-            }
-            file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
-            let sync_handle = file.try_clone().map_err(io("open"))?;
-            let hasher = hash.then_some(hasher);
-            Ok((Disk { file, hasher }, sync_handle, keep, lost))
-        })
-        .await
-        .map_err(|_| broken(path))??;
+        // A fresh file has no prefix to read: opening it is a few metadata calls, done here
+        // rather than in a round trip to the blocking pool (thousands of small files).
+        let opened = if offset == 0 {
+            open_disk(path, offset, identity, hash)?
+        } else {
+            let owned = path.to_owned();
+            tokio::task::spawn_blocking(move || open_disk(&owned, offset, identity, hash))
+                .await
+                .map_err(|_| broken(path))??
+        };
         let (disk, sync_handle, keep, lost) = opened;
         Ok((
             Sink {
@@ -265,12 +221,26 @@ impl Sink {
         if self.in_flight.is_some() {
             self.sync_finished().await?;
         }
-        self.flush().await?;
-        if self.durable == self.written {
+        self.finish_write().await?;
+        if self.pending.is_empty() && self.durable == self.written {
             // Nothing written since the last sync (a checkpoint right after one).
             return Ok(());
         }
-        self.blocking("sync", |disk| disk.file.sync_data()).await?;
+        // What is still buffered is written and synced in the same blocking call: a small
+        // file's whole body costs one round trip to the pool.
+        let chunks = std::mem::take(&mut self.pending);
+        let len = std::mem::take(&mut self.pending_len);
+        self.blocking("write and sync", move |disk| {
+            for c in &chunks {
+                if let Some(h) = disk.hasher.as_mut() {
+                    h.update(c);
+                }
+                disk.file.write_all(c)?;
+            }
+            disk.file.sync_data()
+        })
+        .await?;
+        self.written += len;
         self.durable = self.written;
         Ok(())
     }
@@ -321,6 +291,65 @@ impl Sink {
         self.disk = Some(disk);
         result.map_err(|e| FetchError::local_io(&self.path, action, &e))
     }
+}
+
+/// Opens the staging file for [`Sink::open`]: returns the disk, a second handle for syncs, the
+/// offset kept and whether the committed prefix was lost.
+fn open_disk(
+    path: &Path,
+    offset: u64,
+    identity: Option<crate::identity::FsIdentity>,
+    hash: bool,
+) -> Result<(Disk, File, u64, bool), FetchError> {
+    let io = |action: &str| {
+        let path = path.to_owned();
+        let action = action.to_owned();
+        move |e: io::Error| FetchError::local_io(&path, &action, &e)
+    };
+    // As the owner, and never through a symlink planted at the staging name.
+    let mut file = crate::identity::as_owner(identity, || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)
+    })
+    .map_err(io("open"))?;
+    let len = file.metadata().map_err(io("inspect"))?.len();
+    let (keep, lost) = if len < offset {
+        (0, true)
+    } else {
+        (offset, false)
+    };
+    // Bytes past the committed offset were written but never covered by a checkpoint:
+    // after a crash they may be garbage, so they go.
+    file.set_len(keep).map_err(io("truncate"))?;
+    let mut hasher = Sha256::new();
+    file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
+    let mut remaining = if hash { keep } else { 0 };
+    // Sized to the prefix: a fresh file allocates nothing here (a 1 MiB buffer per file
+    // would raise glibc's mmap threshold and grow every thread's arena).
+    let mut buf = vec![0u8; usize::try_from(remaining.min(1024 * 1024)).unwrap_or(0)];
+    while remaining > 0 {
+        let want = usize::try_from(remaining.min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = file.read(&mut buf[..want]).map_err(io("read"))?;
+        if n == 0 {
+            return Err(FetchError::local_io(
+                path,
+                "read",
+                &io::Error::from(io::ErrorKind::UnexpectedEof),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        remaining -= n as u64;
+    }
+    file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
+    let sync_handle = file.try_clone().map_err(io("open"))?;
+    let hasher = hash.then_some(hasher);
+    Ok((Disk { file, hasher }, sync_handle, keep, lost))
 }
 
 /// The error for a writer whose blocking task died (a panic in the pool, or runtime shutdown).

@@ -260,12 +260,16 @@ async fn ensure_temp(
     file.validator = None;
     let commit = {
         let mut inner = d.lock();
-        if let Some(e) = inner.jobs.get_mut(job_id) {
-            e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
-        }
+        // The job's row changes only when the file had bytes (a fresh file: just its path).
+        let row = match inner.jobs.get_mut(job_id) {
+            Some(e) if lost > 0 => {
+                e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+                Some(e.row.clone())
+            }
+            _ => None,
+        };
         let f = file.clone();
         let id = job_id.to_owned();
-        let row = inner.jobs.get(job_id).map(|e| e.row.clone());
         d.store.submit(move |tx| {
             if let Some(row) = &row {
                 tx.update_job(row)?;
@@ -605,14 +609,27 @@ fn set_total(row: &mut JobRow, file: &mut FileRow, total: Option<u64>) {
 }
 
 fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) {
+    use ferry_core::notify::{Kind, Verdict, verdict};
     let mut inner = d.lock();
-    // The file's notification is owed in the same transaction that records it transferred.
-    let owed = Daemon::owe(
-        &mut inner,
-        job_id,
-        ferry_core::notify::Kind::FileTransferred,
-        Some(file.file_index),
-    );
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    // The file's notification is owed in the same transaction that records it transferred,
+    // unless the job's flags would drop it anyway (the default: most jobs of many small files
+    // then cost no outbox write, deletion and notifier round per file).
+    let wanted = verdict(
+        entry.row.notify_flags,
+        Kind::FileTransferred,
+        entry.row.state,
+    ) != Verdict::Drop;
+    let owed = wanted.then(|| {
+        Daemon::owe(
+            &mut inner,
+            job_id,
+            Kind::FileTransferred,
+            Some(file.file_index),
+        )
+    });
     let Some(entry) = inner.jobs.get_mut(job_id) else {
         return;
     };
@@ -629,14 +646,16 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     row.files_transferred += 1;
     row.modified = clock::now_rfc3339();
     entry.rt.untransferred.remove(&file.file_index);
-    entry.rt.outbox.push(owed.clone());
+    entry.rt.outbox.extend(owed.clone());
     d.modified(entry);
     let (row, f) = (entry.row.clone(), file);
     let time = row.modified.clone();
     let _ = d.store.submit(move |tx| {
         tx.put_files(&row.id, std::slice::from_ref(&f))?;
         tx.update_job(&row)?;
-        tx.put_outbox(&owed)?;
+        if let Some(o) = &owed {
+            tx.put_outbox(o)?;
+        }
         tx.append_event(
             &row.id,
             row.owner_uid,
@@ -647,7 +666,9 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
         )?;
         Ok(())
     });
-    d.kick(job_id, false);
+    if wanted {
+        d.kick(job_id, false);
+    }
 }
 
 /// Turns the run's outcome into the job's next state.

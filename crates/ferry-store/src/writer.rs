@@ -1,5 +1,6 @@
 //! The writer thread: group commit of queued operations, events published after commit.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -47,6 +48,8 @@ pub struct Tx<'a> {
     path: &'a Path,
     next_seq: u64,
     events: Vec<EventRow>,
+    /// Job rows this operation rewrote; written once per batch (see [`Tx::update_job`]).
+    jobs: Vec<JobRow>,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -92,15 +95,12 @@ impl Tx<'_> {
         .map(drop)
     }
 
-    /// Rewrites a job row.
+    /// Rewrites a job row. Many operations of one batch rewrite the same job (one per finished
+    /// file of a job of small files), so the row is written once, in its last version, just
+    /// before the batch commits; an operation that fails takes its rewrites with it.
     pub fn update_job(&mut self, job: &JobRow) -> Result<(), StoreError> {
-        let body = json(job)?;
-        self.exec(
-            "UPDATE jobs SET owner_uid = ?2, state = ?3, body = ?4 WHERE id = ?1",
-            params![job.id, job.owner_uid, job.state.as_str(), body],
-            "updating a job",
-        )
-        .map(drop)
+        self.jobs.push(job.clone());
+        Ok(())
     }
 
     /// Deletes a job, its files, events and outbox entries (history retention).
@@ -307,6 +307,7 @@ fn run(
         let seq_before = next_seq;
         let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
         let mut committed_events = Vec::new();
+        let mut rewrites: HashMap<String, JobRow> = HashMap::new();
         let outcome = (|| -> Result<(), StoreError> {
             let mut txn = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -328,12 +329,14 @@ fn run(
                     path: &path,
                     next_seq,
                     events: Vec::new(),
+                    jobs: Vec::new(),
                 };
                 let (ok, fin) = op(&mut tx);
                 let Tx {
                     sp,
                     events,
                     next_seq: seq,
+                    jobs,
                     ..
                 } = tx;
                 if ok {
@@ -341,11 +344,13 @@ fn run(
                         .map_err(StoreError::sql(&path, "releasing a savepoint"))?;
                     committed_events.extend(events);
                     next_seq = seq;
+                    rewrites.extend(jobs.into_iter().map(|j| (j.id.clone(), j)));
                 } else {
                     drop(sp); // rolls back this operation only
                 }
                 finishers.push(fin);
             }
+            rewrite_jobs(&txn, &path, rewrites.values())?;
             txn.commit().map_err(StoreError::sql(&path, "committing"))
         })();
         match &outcome {
@@ -372,6 +377,28 @@ fn run(
     }
 }
 
+/// Writes the batch's job rewrites (the last version of each job).
+fn rewrite_jobs<'a>(
+    conn: &Connection,
+    path: &Path,
+    jobs: impl Iterator<Item = &'a JobRow>,
+) -> Result<(), StoreError> {
+    let action = "updating a job";
+    let mut stmt = conn
+        .prepare_cached("UPDATE jobs SET owner_uid = ?2, state = ?3, body = ?4 WHERE id = ?1")
+        .map_err(StoreError::sql(path, action))?;
+    for job in jobs {
+        stmt.execute(params![
+            job.id,
+            job.owner_uid,
+            job.state.as_str(),
+            json(job)?
+        ])
+        .map_err(StoreError::sql(path, action))?;
+    }
+    Ok(())
+}
+
 /// Runs nothing for an op that cannot get a transaction: builds its finisher only.
 fn op_fail(op: Op, path: &Path, next_seq: &mut u64) -> (bool, Finish) {
     // The op needs a Tx to produce its finisher; give it one on a throwaway in-memory database
@@ -384,6 +411,7 @@ fn op_fail(op: Op, path: &Path, next_seq: &mut u64) -> (bool, Finish) {
                     path,
                     next_seq: *next_seq,
                     events: Vec::new(),
+                    jobs: Vec::new(),
                 };
                 op(&mut tx)
             }

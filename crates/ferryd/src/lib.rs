@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Mono;
-use crate::daemon::{Caller, Daemon, Entry, Inner, Runtime};
+use crate::daemon::{Caller, Daemon, Entry, Inner};
 
 /// Runs the daemon until SIGTERM or SIGINT, then checkpoints and exits cleanly.
 pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
@@ -321,8 +321,7 @@ async fn recover(
         .map(|(id, _)| id)
         .collect();
     if !expired.is_empty() {
-        let gone = expired.clone();
-        writer.submit(move |tx| gone.iter().try_for_each(|id| tx.delete_job(id)));
+        writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
         writer.flush().await?;
     }
     let mut inner = Inner::new(resident::Jobs::new(reader.another()?, sweep));
@@ -337,7 +336,7 @@ async fn recover(
     inner.next_job_seq = reader.last_job_seq()? + 1;
     let now = clock::now_rfc3339();
     for mut row in reader.jobs_needing_memory(&resident::HOT_STATES)? {
-        let mut rt = Runtime::default();
+        let mut retry_at = None;
         match row.state {
             JobState::Connecting | JobState::Transferring => {
                 let from = row.state;
@@ -365,17 +364,13 @@ async fn recover(
                     .as_deref()
                     .map(clock::until)
                     .unwrap_or(Duration::ZERO);
-                rt.retry_at =
-                    Some(mono.now() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                retry_at = Some(mono.now() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             }
             _ => {}
         }
-        rt.queued_seq = row.seq;
-        inner.jobs.insert(Entry {
-            row,
-            rt,
-            touched: 0,
-        });
+        let mut entry = Entry::from_store(row);
+        entry.rt.retry_at = retry_at;
+        inner.jobs.insert(entry);
     }
     let mut next_outbox = 0;
     let mut stale = Vec::new();

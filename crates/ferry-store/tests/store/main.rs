@@ -109,3 +109,58 @@ fn garbage_file_is_refused_and_kept() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), vec![0x42u8; 8192]);
 }
+
+/// Issue 4: job rewrites are written once per batch, in their last version; a failed
+/// operation's rewrite is dropped with it, and the reader's paging and counting see the result.
+#[tokio::test]
+async fn issue_4_job_rewrites_keep_the_last_successful_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, r) = ferry_store::open(dir.path()).unwrap();
+    w.submit(|tx| (1..=3).try_for_each(|i| tx.insert_job(&job(i, &format!("j{i}")))))
+        .wait()
+        .await
+        .unwrap();
+    // Queued back to back, so most land in one batch.
+    let mut commits = Vec::new();
+    for state in [
+        JobState::Queued,
+        JobState::Transferring,
+        JobState::Transferred,
+    ] {
+        let mut j = job(1, "j1");
+        j.state = state;
+        commits.push(w.submit(move |tx| tx.update_job(&j)));
+    }
+    let mut failed = job(1, "j1");
+    failed.state = JobState::Error;
+    let failing = w.submit(move |tx| {
+        tx.update_job(&failed)?;
+        tx.insert_job(&job(2, "j2")) // a duplicate: this operation fails
+    });
+    let mut cancelled = job(3, "j3");
+    cancelled.state = JobState::Cancelled;
+    commits.push(w.submit(move |tx| tx.update_job(&cancelled)));
+    for c in commits {
+        c.wait().await.unwrap();
+    }
+    assert!(failing.wait().await.is_err());
+    assert_eq!(
+        r.job("j1").unwrap().map(|j| j.state),
+        Some(JobState::Transferred)
+    );
+    assert_eq!(r.job("nope").unwrap(), None);
+
+    let live = [JobState::Suspended, JobState::Transferred];
+    assert_eq!(r.count_jobs_by_owner(&live).unwrap(), vec![(1000, 2)]);
+    let page = r.job_page(2, Some(1000), &live, 10).unwrap();
+    assert_eq!(page.iter().map(|j| j.seq).collect::<Vec<_>>(), vec![2]);
+    assert!(r.job_page(1, Some(1), &live, 10).unwrap().is_empty());
+    let hot = r.jobs_needing_memory(&[JobState::Transferred]).unwrap();
+    assert_eq!(
+        hot.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["j1"]
+    );
+    assert_eq!(r.last_job_seq().unwrap(), 3);
+    let finals = r.final_times(&[JobState::Cancelled]).unwrap();
+    assert_eq!(finals, vec![("j3".to_string(), None)]);
+}

@@ -23,7 +23,14 @@ pub fn limit() {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "ferryd".into());
     // The pid stays the same across exec, so socket activation (LISTEN_PID) is unaffected.
-    let err = std::process::Command::new("/proc/self/exe")
+    // The binary's own path, not /proc/self/exe: the kernel names the process after the file
+    // executed, and ps, top and pgrep should show `ferryd`, not `exe`. /proc/self/exe only
+    // when the file is gone (replaced by an upgrade while running).
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let err = std::process::Command::new(exe)
         .arg0(argv0)
         .args(args)
         .env(VAR, "2")

@@ -269,3 +269,20 @@ async fn connections_beyond_the_per_user_limit_get_a_clear_error() {
     let mut over = Raw::connect(&d.socket).await;
     expect_refusal(&mut over).await;
 }
+
+/// ferryd re-executes itself once with `MALLOC_ARENA_MAX=2` (`arenas.rs`); it must still be
+/// called `ferryd` in ps, top and pgrep (exec'ing /proc/self/exe named it `exe`).
+#[tokio::test]
+async fn the_daemon_keeps_its_name_after_limiting_malloc_arenas() {
+    let d = daemon();
+    let pid = d.pid();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "ferryd");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"MALLOC_ARENA_MAX=2"),
+        "MALLOC_ARENA_MAX=2 is in ferryd's environment"
+    );
+}

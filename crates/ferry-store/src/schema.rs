@@ -11,7 +11,8 @@ const APPLICATION_ID: i64 = 0x4645_5259;
 
 /// Migrations, applied in order; `user_version` is the number applied so far. 2: the peer
 /// cache's index (issue 6). 3: jobs by state, so a start loads only the jobs that need memory
-/// and counts the rest without reading their bodies (issue 4).
+/// and counts the rest without reading their bodies (issue 4). 4: each job's progress events,
+/// so a new one can replace the last at once.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -58,6 +59,9 @@ CREATE TABLE cache_entries (
 "#,
     r#"
 CREATE INDEX jobs_state ON jobs(state, owner_uid);
+"#,
+    r#"
+CREATE INDEX events_progress ON events(job_id, seq) WHERE kind = 'progress';
 "#,
 ];
 

@@ -154,7 +154,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Appends an event; its `seq` is returned and it is published after the commit.
+    /// Appends an event; its `seq` is returned and it is published after the commit. A
+    /// `progress` event replaces the job's earlier ones: they only say how far it was, and a
+    /// job transferring for weeks would otherwise grow the log by one row a second.
     pub fn append_event(
         &mut self,
         job_id: &str,
@@ -169,6 +171,13 @@ impl Tx<'_> {
                 params![seq as i64, time, job_id, owner_uid, kind.name(), body],
                 "appending an event",
             )?;
+        if matches!(kind, EventKind::Progress { .. }) {
+            self.exec(
+                "DELETE FROM events WHERE job_id = ?1 AND kind = 'progress' AND seq < ?2",
+                params![job_id, seq as i64],
+                "replacing a progress event",
+            )?;
+        }
         self.next_seq += 1;
         self.events.push(EventRow {
             seq,

@@ -164,3 +164,42 @@ async fn issue_4_job_rewrites_keep_the_last_successful_version() {
     let finals = r.final_times(&[JobState::Cancelled]).unwrap();
     assert_eq!(finals, vec![("j3".to_string(), None)]);
 }
+
+/// A job's `progress` events replace each other; every other event stays.
+#[tokio::test]
+async fn a_progress_event_replaces_the_jobs_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, r) = ferry_store::open(dir.path()).unwrap();
+    let progress = |n| EventKind::Progress {
+        bytes_transferred: n,
+        bytes_total: Some(100),
+    };
+    w.submit(move |tx| {
+        tx.insert_job(&job(1, "a"))?;
+        tx.insert_job(&job(2, "b"))?;
+        tx.append_event("a", 1000, "t", EventKind::Created)?;
+        tx.append_event("a", 1000, "t", progress(10))?;
+        tx.append_event("b", 1000, "t", progress(5))?;
+        tx.append_event("a", 1000, "t", progress(20))?;
+        tx.append_event("a", 1000, "t", EventKind::FileTransferred { file_index: 0 })?;
+        tx.append_event("a", 1000, "t", progress(30))
+    })
+    .wait()
+    .await
+    .unwrap();
+    let kinds: Vec<EventKind> = r
+        .events(0, None, Some("a"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Created,
+            EventKind::FileTransferred { file_index: 0 },
+            progress(30)
+        ]
+    );
+    assert_eq!(r.events(0, None, Some("b"), 100).unwrap().len(), 1);
+}

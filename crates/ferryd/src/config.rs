@@ -80,6 +80,8 @@ pub struct DaemonOptions {
     pub max_connections_per_host: usize,
     /// How long after the last activity cold jobs leave memory (`resident`).
     pub resident_grace: Duration,
+    /// A connection whose followed events queue beyond this many unsent bytes is closed.
+    pub follow_backlog_bytes: usize,
     /// The configuration file (TOML; the peer cache's settings).
     pub config_file: Option<PathBuf>,
     /// Whether `config_file` must exist (given with `--config`) or may be absent (the default).
@@ -118,6 +120,7 @@ impl DaemonOptions {
             bandwidth_limit_bps: None,
             max_connections_per_host: 16,
             resident_grace: Duration::from_secs(1),
+            follow_backlog_bytes: 64 * 1024 * 1024,
             config_file: crate::peer_cache::config::default_path(system),
             config_required: false,
         })

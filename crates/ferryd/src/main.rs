@@ -56,6 +56,9 @@ struct Args {
     /// error, transferred, final) leave memory; they are read back from the store when needed.
     #[arg(long, default_value_t = 1000, hide = true)]
     resident_grace_ms: u64,
+    /// Bytes of followed events a connection may leave unread before it is closed.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, hide = true)]
+    max_follow_backlog: usize,
     /// Read settings (the peer cache) from this TOML file instead of the default
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
     opts.bandwidth_limit_bps = args.bandwidth_limit;
     opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
     opts.resident_grace = std::time::Duration::from_millis(args.resident_grace_ms);
+    opts.follow_backlog_bytes = args.max_follow_backlog;
     if let Some(config) = args.config {
         opts.config_file = Some(config);
         opts.config_required = true;

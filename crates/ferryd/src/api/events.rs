@@ -17,8 +17,6 @@ use crate::daemon::{Caller, Daemon, store_failed};
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
-/// Unwritten bytes a follower may leave queued before its connection is closed.
-const MAX_FOLLOW_BACKLOG: usize = 64 * 1024 * 1024;
 
 /// Who may read which events.
 #[derive(Clone)]
@@ -81,10 +79,11 @@ pub fn follow(
     let mut live = d.store.subscribe();
     let start = p.after;
     let d = d.clone();
+    let max_backlog = d.opts.follow_backlog_bytes;
     tokio::spawn(async move {
         let send = |e: &EventRow| {
             // A follower that stops reading must not make the daemon buffer without bound.
-            if peer.backlog_bytes() > MAX_FOLLOW_BACKLOG {
+            if peer.backlog_bytes() > max_backlog {
                 tracing::warn!(
                     peer = peer.id(),
                     "closing a connection that does not read its followed events"

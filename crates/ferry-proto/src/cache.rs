@@ -40,6 +40,10 @@ pub struct CacheEntry {
 pub struct CacheListResult {
     /// Entries, most recently used first.
     pub entries: Vec<CacheEntry>,
+    /// Whether the peer cache is enabled (absent from daemons before it was added: ask
+    /// `cache.info`), so an empty list can say why it is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// `cache.info` result (params: none): the cache's settings and use.

@@ -91,10 +91,13 @@ async fn list(ctx: &Ctx) -> anyhow::Result<u8> {
         return Ok(exit_code::OK);
     }
     if r.entries.is_empty() {
-        // An empty list from a daemon whose cache is off would hide the reason.
-        if let Ok(info) = client.cache_info().await
-            && !info.enabled
-        {
+        // An empty list from a daemon whose cache is off would hide the reason (an older
+        // daemon does not say, so ask it).
+        let enabled = match r.enabled {
+            Some(e) => e,
+            None => client.cache_info().await.map_or(true, |i| i.enabled),
+        };
+        if !enabled {
             outln!("{OFF_HINT}")?;
             return Ok(exit_code::OK);
         }

@@ -27,7 +27,10 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult {
         .as_ref()
         .map(|pc| pc.list(scope(c)))
         .unwrap_or_default();
-    Answer::now(CacheListResult { entries })
+    Answer::now(CacheListResult {
+        entries,
+        enabled: Some(d.peer_cache.is_some()),
+    })
 }
 
 /// `cache.info`

@@ -466,13 +466,16 @@ async fn issue_6_the_cache_survives_a_restart_and_is_off_by_default() {
     fetch_and_publish(&a, &server.url("/r.bin"), "a.bin").await;
     a.d.restart();
     let c = a.d.client().await;
-    assert_eq!(c.cache_list().await.unwrap().entries.len(), 1);
+    let listed = c.cache_list().await.unwrap();
+    assert_eq!((listed.entries.len(), listed.enabled), (1, Some(true)));
 
     // Without a configuration: no cache, no peer server, and the job API says so.
     let plain = crate::support::daemon();
     let c = plain.client().await;
     let info = c.cache_info().await.unwrap();
     assert!(!info.enabled && info.listen.is_none());
+    let listed = c.cache_list().await.unwrap();
+    assert_eq!((listed.entries.len(), listed.enabled), (0, Some(false)));
     assert!(!c.peers_list().await.unwrap().enabled);
 }
 

@@ -40,6 +40,13 @@ pub(super) async fn choose(
     if !pc.has_usable_peers() {
         return None;
     }
+    // A size learnt by an earlier attempt spares the probe for files peers never serve.
+    if file
+        .bytes_total
+        .is_some_and(|size| size == 0 || size < pc.cfg.min_file_size)
+    {
+        return None;
+    }
     // A failing origin is reported by the origin fetch that follows, with its own error.
     let probe = d.fetcher.probe(req, PROBE_TIMEOUT).await.ok()?;
     let (validator, size) = (probe.validator?, probe.size?);

@@ -88,8 +88,9 @@ fn owner_groups(id: FsIdentity) -> Arc<[libc::gid_t]> {
     groups
 }
 
-/// Runs `f` on this thread as `id` (or as the daemon itself for `None`). Call it only on a
-/// blocking thread and never await inside: the ids belong to the OS thread.
+/// Runs `f` on this thread as `id` (or as the daemon itself for `None`). `f` must not await
+/// (the ids belong to the OS thread, which another task would then borrow); off the blocking
+/// pool, keep it to a few metadata calls (creating or opening a fresh staging file).
 pub fn as_owner<T>(id: Option<FsIdentity>, f: impl FnOnce() -> T) -> T {
     let Some(id) = id else { return f() };
     // Groups and gid first: changing them needs privileges the thread has before the uid

@@ -23,6 +23,8 @@ pub mod codes {
     pub const CONNECTION_RESET: &str = "CONNECTION_RESET";
     /// *New*: no body byte arrived for the request's `stall_timeout`: transient.
     pub const STALLED: &str = "STALLED";
+    /// The source delivered less than the request's `min_rate_bps` over a window: transient.
+    pub const TOO_SLOW: &str = "TOO_SLOW";
     /// *New*: the answer's head is not HTTP the client can parse (larger than its limit, a bad
     /// status line or header): transient, `general_transport` (BITS §5.3: a malformed server
     /// response is retried after the retry delay).

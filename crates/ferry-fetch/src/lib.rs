@@ -30,6 +30,7 @@ pub mod identity;
 mod local;
 mod peer;
 mod ranged;
+mod rate;
 mod sink;
 pub mod staging;
 pub mod throttle;
@@ -90,6 +91,9 @@ impl Default for FetcherOptions {
     }
 }
 
+/// The window over which [`FetchRequest::min_rate_bps`] is judged.
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+
 /// One file to fetch (or to resume).
 #[derive(Clone)]
 pub struct FetchRequest {
@@ -117,6 +121,9 @@ pub struct FetchRequest {
     pub allow_https_to_http: bool,
     /// No body byte for this long (or no answer) is a transient `STALLED`; zero disables it.
     pub stall_timeout: Duration,
+    /// Fewer bytes per second than this over any [`RATE_WINDOW`] (windows in which our own
+    /// bandwidth limit made it wait excepted) is a transient `TOO_SLOW`; for peers.
+    pub min_rate_bps: Option<u64>,
     /// A durable checkpoint at least every this many bytes …
     pub checkpoint_bytes: u64,
     /// … or every this long, whichever comes first.
@@ -155,6 +162,7 @@ impl FetchRequest {
             basic_auth: None,
             allow_https_to_http: false,
             stall_timeout: Duration::from_secs(60),
+            min_rate_bps: None,
             checkpoint_bytes: 8 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
             max_redirects: 10,
@@ -185,6 +193,7 @@ impl std::fmt::Debug for FetchRequest {
             )
             .field("allow_https_to_http", &self.allow_https_to_http)
             .field("stall_timeout", &self.stall_timeout)
+            .field("min_rate_bps", &self.min_rate_bps)
             .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("max_redirects", &self.max_redirects)
@@ -496,10 +505,29 @@ impl Run<'_> {
         )
     }
 
+    fn too_slow_error(&self, rate: u64) -> FetchError {
+        FetchError::new(
+            ErrorContext::GeneralTransport,
+            codes::TOO_SLOW,
+            true,
+            format!(
+                "{} sent {rate} bytes/s over {RATE_WINDOW:?}, slower than the {} bytes/s asked \
+                 for (at byte {})",
+                http::redact_url_str(&self.req.url),
+                self.req.min_rate_bps.unwrap_or(0),
+                self.sink.position()
+            ),
+        )
+    }
+
     /// Copies `source` into the sink until its end, which must be `end` when declared.
     /// Checkpoints by bytes and time; honours cancellation and the stall timeout.
     async fn pump(&mut self, source: &mut Source, end: Option<u64>) -> Result<(), FetchError> {
         let mut last_byte = Instant::now();
+        let mut floor = self
+            .req
+            .min_rate_bps
+            .map(|min| rate::RateFloor::new(min, RATE_WINDOW, last_byte.into_std()));
         let every_bytes = self.req.checkpoint_bytes.max(1);
         self.progress(true);
         loop {
@@ -570,9 +598,19 @@ impl Run<'_> {
                     if !chunk.is_empty() {
                         self.sink.push(chunk).await?;
                     }
+                    if let Some(rate) = floor
+                        .as_mut()
+                        .and_then(|f| f.on_bytes(len, last_byte.into_std()))
+                    {
+                        let err = self.too_slow_error(rate);
+                        return Err(self.salvage(err).await);
+                    }
                     // Bandwidth limits: wait before reading on, so the sender slows down.
                     let wait = self.req.throttle.take(len);
                     if !wait.is_zero() {
+                        if let Some(f) = floor.as_mut() {
+                            f.excuse();
+                        }
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => {

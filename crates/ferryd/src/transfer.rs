@@ -322,6 +322,7 @@ async fn fetch_one(
             basic_auth: settings.basic_auth.clone(),
             allow_https_to_http: settings.allow_https_to_http,
             stall_timeout: settings.stall_timeout,
+            min_rate_bps: None,
             checkpoint_bytes: CHECKPOINT_BYTES,
             checkpoint_interval: CHECKPOINT_INTERVAL,
             max_redirects: 10,

@@ -37,6 +37,7 @@ struct RawPeerCache {
     peer_timeout_ms: Option<u64>,
     bad_peer_s: Option<u64>,
     min_file_size: Option<u64>,
+    min_peer_rate_bps: Option<u64>,
     max_uploads: Option<usize>,
 }
 
@@ -87,6 +88,8 @@ pub struct PeerCacheConfig {
     pub bad_peer: Duration,
     /// Smaller files are fetched from the origin without asking peers.
     pub min_file_size: u64,
+    /// A peer delivering less than this over 5 s is left for the origin (`None`: never).
+    pub min_peer_rate_bps: Option<u64>,
     /// Peers served at once (more get 503).
     pub max_uploads: usize,
 }
@@ -225,6 +228,7 @@ pub fn parse(
         peer_timeout: Duration::from_millis(raw.peer_timeout_ms.unwrap_or(500).max(1)),
         bad_peer: Duration::from_secs(raw.bad_peer_s.unwrap_or(600)),
         min_file_size: raw.min_file_size.unwrap_or(1024 * 1024),
+        min_peer_rate_bps: Some(raw.min_peer_rate_bps.unwrap_or(256 * 1024)).filter(|&b| b > 0),
         max_uploads: raw.max_uploads.unwrap_or(3).max(1),
     }))
 }
@@ -258,6 +262,13 @@ mod tests {
         assert_eq!(c.dir, Path::new("/var/lib/ferry/cache"));
         assert_eq!(c.max_uploads, 3);
         assert_eq!(c.peer_timeout, Duration::from_millis(500));
+        assert_eq!(c.min_peer_rate_bps, Some(256 * 1024));
+        let waits = p(
+            "[peer_cache]\nenabled = true\nsecret = \"0123456789abcdef\"\nmin_peer_rate_bps = 0\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(waits.min_peer_rate_bps, None, "0 waits for slow peers");
     }
 
     #[test]

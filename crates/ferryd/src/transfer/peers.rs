@@ -76,7 +76,7 @@ pub(super) async fn choose(
 }
 
 /// Points `req` at the chosen peer: its URL and credential, its SHA-256 (so wrong bytes fail
-/// the fetch), and a short stall limit.
+/// the fetch), a short stall limit and the slowest rate accepted from it.
 pub(super) fn aim(pc: &PeerCache, req: &mut FetchRequest, c: &Choice) {
     let path = ferry_peer::wire::content_path(&c.key);
     req.peer = Some(PeerSource {
@@ -90,6 +90,7 @@ pub(super) fn aim(pc: &PeerCache, req: &mut FetchRequest, c: &Choice) {
         req.sha256 = Some(c.sha256.clone());
     }
     req.stall_timeout = PEER_STALL;
+    req.min_rate_bps = pc.cfg.min_peer_rate_bps;
 }
 
 /// Counts a checkpoint's new bytes as the peer's or the origin's; a restart forgets both.

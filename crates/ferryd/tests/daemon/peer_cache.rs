@@ -662,6 +662,39 @@ async fn issue_6_a_peer_that_stalls_mid_file_hands_the_rest_to_the_origin() {
     complete_and_check(&b, &id, &dest, &body).await;
 }
 
+/// A peer that keeps sending, but too slowly, is left for the origin (DO's minimum QoS).
+#[tokio::test]
+async fn a_peer_slower_than_min_peer_rate_hands_the_rest_to_the_origin() {
+    let origin = TestServer::start().await;
+    let body = origin_file(&origin, "/slow.bin", 14);
+    let drip = Behavior {
+        rate_bytes_per_sec: Some(64 * 1024),
+        ..Behavior::default()
+    };
+    let peer = fake_peer(&origin, "/slow.bin", &body, drip).await;
+    let b = host("127.0.0.26", &[&peer.addr().to_string()], "").await;
+    let (id, dest) = fetch(&b, &origin.url("/slow.bin"), "b.bin").await;
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert!(f.bytes_from_peers > 0 && f.bytes_from_origin > 0, "{f:?}");
+    assert_eq!(f.bytes_from_peers + f.bytes_from_origin, SIZE as u64);
+    let resumed = origin
+        .requests_for("/slow.bin")
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .expect("a GET to the origin");
+    assert_eq!(
+        resumed.range,
+        Some(format!("bytes={}-", f.bytes_from_peers))
+    );
+    let failed = peer_event(wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await);
+    assert!(
+        failed.detail.unwrap_or_default().contains("slower than"),
+        "the event says why"
+    );
+    assert_eq!(b.c.peers_list().await.unwrap().peers[0].state, "bad");
+    complete_and_check(&b, &id, &dest, &body).await;
+}
+
 #[tokio::test]
 async fn issue_6_a_peer_serving_another_version_is_caught_by_the_origin_spot_check() {
     let origin = TestServer::start().await;

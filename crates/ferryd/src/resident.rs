@@ -1,8 +1,9 @@
 //! Which jobs the daemon keeps in memory, and the sweeper that drops the others.
 //!
 //! A job is *hot* while something in memory depends on it: it is queued, running or waiting to
-//! retry, its previous transfer is still checkpointing, it owes a notification, a courier or a
-//! live callback connection watches it. Hot jobs stay resident. Every other job (suspended, in
+//! retry, its previous transfer is still checkpointing, it owes a notification (or a
+//! `job_modification` it asked for), or a courier or a live callback connection watches it. Hot
+//! jobs stay resident. Every other job (suspended, in
 //! error, transferred, final) is *cold*: once its last write has committed, the sweeper drops it
 //! from memory, and the next lookup reads it back from the store with a default runtime, which
 //! is all a cold job ever has. Eviction is therefore invisible to callers: [`Jobs::get`] and

@@ -148,6 +148,22 @@ async fn fetch_and_publish(h: &Host, url: &str, name: &str) -> (String, PathBuf)
     (id, dest)
 }
 
+/// Host A (at `ips.0`) has fetched, completed and published `path` from a fresh origin; host B
+/// (at `ips.1`) has A as its peer. Returns the origin, the file's bytes, A, B, and its URL.
+async fn published_pair(
+    ips: (&str, &str),
+    path: &str,
+    seed: u64,
+) -> (TestServer, Vec<u8>, Host, Host, String, String) {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, path, seed);
+    let a = host(ips.0, &[], "").await;
+    let b = host(ips.1, &[&a.addr], "").await;
+    let url = server.url(path);
+    let (a_job, _) = fetch_and_publish(&a, &url, "a.bin").await;
+    (server, body, a, b, url, a_job)
+}
+
 fn body_gets(server: &TestServer, path: &str) -> usize {
     server
         .requests_for(path)
@@ -212,12 +228,8 @@ async fn issue_6_second_host_downloads_from_the_first_and_the_origin_sends_the_b
 
 #[tokio::test]
 async fn issue_6_with_the_owners_sha256_the_origin_sends_no_body_at_all() {
-    let server = TestServer::start().await;
-    let body = origin_file(&server, "/h.bin", 15);
-    let a = host("127.0.0.24", &[], "").await;
-    let b = host("127.0.0.25", &[&a.addr], "").await;
-    let url = server.url("/h.bin");
-    fetch_and_publish(&a, &url, "a.bin").await;
+    let (server, body, _a, b, url, _) =
+        published_pair(("127.0.0.24", "127.0.0.25"), "/h.bin", 15).await;
     let dest = b.d.files_dir().join("b.bin");
     let mut file = spec(&url, &dest);
     file.sha256 = Some(ferry_testkit::content::sha256_hex(&body));
@@ -234,12 +246,8 @@ async fn issue_6_with_the_owners_sha256_the_origin_sends_no_body_at_all() {
 
 #[tokio::test]
 async fn issue_6_a_corrupting_peer_is_detected_and_the_file_comes_from_the_origin() {
-    let server = TestServer::start().await;
-    let body = origin_file(&server, "/c.bin", 2);
-    let a = host("127.0.0.4", &[], "").await;
-    let b = host("127.0.0.5", &[&a.addr], "").await;
-    let url = server.url("/c.bin");
-    let (a_job, _) = fetch_and_publish(&a, &url, "a.bin").await;
+    let (server, body, a, b, url, a_job) =
+        published_pair(("127.0.0.4", "127.0.0.5"), "/c.bin", 2).await;
     // A's disk now returns other bytes of the same size for that content.
     let key = a.c.cache_list().await.unwrap().entries[0].key.clone();
     let cached = a.d.state_dir.join("cache").join(&key);
@@ -386,12 +394,8 @@ async fn issue_6_content_the_host_never_validated_is_not_served() {
 
 #[tokio::test]
 async fn issue_6_rejected_peer_content_is_fetched_again_from_the_origin() {
-    let server = TestServer::start().await;
-    let body = origin_file(&server, "/v.bin", 6);
-    let a = host("127.0.0.12", &[], "").await;
-    let b = host("127.0.0.13", &[&a.addr], "").await;
-    let url = server.url("/v.bin");
-    fetch_and_publish(&a, &url, "a.bin").await;
+    let (server, body, _a, b, url, _) =
+        published_pair(("127.0.0.12", "127.0.0.13"), "/v.bin", 6).await;
     let (id, dest) = fetch(&b, &url, "b.bin").await;
     assert!(b.c.files(&id).await.unwrap()[0].from_peer);
     // B's application rejects it: BITS re-downloads from the origin, no error.

@@ -201,6 +201,32 @@ impl Reader {
         )
     }
 
+    /// The files of jobs in `states` that still record a staging file, with the job's owner,
+    /// from the staging index: what a crash between a cancel and its deletions left behind.
+    pub fn staging_files_of(
+        &self,
+        states: &[JobState],
+    ) -> Result<Vec<(String, u32, FileRow)>, StoreError> {
+        let sql = format!(
+            // Forced order: walk the small staging index, not every final job (there may be
+            // a hundred thousand of those, and the planner has no statistics to know it).
+            "SELECT f.job_id, j.owner_uid, f.body FROM files f INDEXED BY files_staging \
+             CROSS JOIN jobs j ON j.id = f.job_id \
+             WHERE f.staging IS NOT NULL AND j.state IN ({})",
+            state_list(states)
+        );
+        let rows = self.rows(&sql, [], "reading staging files", |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.into_iter()
+            .map(|(id, owner, body)| Ok((id, owner, decode("file row", &body)?)))
+            .collect()
+    }
+
     /// Events after `after`, readable by `uid` (`None`: everyone's), optionally of one job.
     pub fn events(
         &self,

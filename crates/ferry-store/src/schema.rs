@@ -12,7 +12,9 @@ const APPLICATION_ID: i64 = 0x4645_5259;
 /// Migrations, applied in order; `user_version` is the number applied so far. 2: the peer
 /// cache's index (issue 6). 3: jobs by state, so a start loads only the jobs that need memory
 /// and counts the rest without reading their bodies (issue 4). 4: each job's progress events,
-/// so a new one can replace the last at once.
+/// so a new one can replace the last at once. 5: the staging path as a column with an index of
+/// the files that have one, so a start finds the staging files a crash left to final jobs
+/// without reading every file row.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -62,6 +64,12 @@ CREATE INDEX jobs_state ON jobs(state, owner_uid);
 "#,
     r#"
 CREATE INDEX events_progress ON events(job_id, seq) WHERE kind = 'progress';
+"#,
+    r#"
+ALTER TABLE files ADD COLUMN staging TEXT;
+UPDATE files SET staging = json_extract(body, '$.temp_path')
+    WHERE json_extract(body, '$.temp_path') IS NOT NULL;
+CREATE INDEX files_staging ON files(job_id) WHERE staging IS NOT NULL;
 "#,
 ];
 

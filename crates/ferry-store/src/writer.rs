@@ -121,11 +121,12 @@ impl Tx<'_> {
         let mut stmt = self
             .sp
             .prepare_cached(
-                "INSERT OR REPLACE INTO files (job_id, file_index, body) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO files (job_id, file_index, body, staging) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(StoreError::sql(self.path, "writing files"))?;
         for f in files {
-            stmt.execute(params![job_id, f.file_index as i64, json(f)?])
+            stmt.execute(params![job_id, f.file_index as i64, json(f)?, f.temp_path])
                 .map_err(StoreError::sql(self.path, "writing files"))?;
         }
         Ok(())

@@ -290,6 +290,19 @@ impl TestServer {
             .map(|f| httpdate::fmt_http_date(f.modified))
     }
 
+    /// Serves `body` at `path`, dripped at `rate` bytes per second, so that a test can act
+    /// while the transfer is under way.
+    pub fn add_dripped_file(&self, path: &str, body: impl Into<Bytes>, rate: u64) {
+        self.add_file(path, body);
+        self.set_behavior(
+            path,
+            Behavior {
+                rate_bytes_per_sec: Some(rate),
+                ..Behavior::default()
+            },
+        );
+    }
+
     /// Sets the fault knobs of `path`; takes effect for the next request, even mid-test.
     pub fn set_behavior(&self, path: &str, b: Behavior) {
         self.shared.lock().behaviors.insert(normalize(path), b);

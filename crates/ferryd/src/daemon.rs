@@ -171,6 +171,33 @@ pub struct Daemon {
     pub host_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The peer cache, when the configuration enables it.
     pub peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
+    /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
+    /// them. A separate lock, always taken after `inner` if both are held.
+    pub holds: Mutex<HashMap<String, u32>>,
+}
+
+/// Keeps the scheduler from starting a job while an owner operation (cancel, suspend, complete,
+/// rejecting content) stops it and changes it; released on drop, whatever path the operation
+/// takes. Without it, a queued job could start between the operation's stop and its change, and
+/// that task would write a staging file the operation never sees.
+pub struct Hold<'a> {
+    daemon: &'a Daemon,
+    job_id: String,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut holds = self.daemon.holds();
+        if let Some(n) = holds.get_mut(&self.job_id) {
+            *n -= 1;
+            if *n == 0 {
+                holds.remove(&self.job_id);
+            }
+        }
+        drop(holds);
+        // A queued job skipped while held may start now.
+        self.daemon.wake.notify_one();
+    }
 }
 
 /// A request to the notifier about one job.
@@ -274,6 +301,25 @@ impl Daemon {
     /// every mutation is a single assignment sequence without awaits.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn holds(&self) -> MutexGuard<'_, HashMap<String, u32>> {
+        // A poisoned map is still a valid map: every update is a single step.
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds a job against the scheduler until the returned guard drops.
+    pub fn hold(&self, job_id: &str) -> Hold<'_> {
+        *self.holds().entry(job_id.to_owned()).or_default() += 1;
+        Hold {
+            daemon: self,
+            job_id: job_id.to_owned(),
+        }
+    }
+
+    /// Whether an owner operation holds the job (the scheduler leaves it alone).
+    pub fn is_held(&self, job_id: &str) -> bool {
+        self.holds().contains_key(job_id)
     }
 
     /// Finds a job the caller may act on.
@@ -518,10 +564,12 @@ impl Daemon {
             .map_err(store_failed)
     }
 
-    /// Stops a job's transfer task (it checkpoints first) and waits until it has ended.
-    /// Must be called without holding the lock.
+    /// Stops a job's transfer task (it checkpoints first) and waits until it, and the task of
+    /// an earlier preemption still checkpointing, have ended: no task writes the job's files
+    /// after this returns, unless the scheduler starts a new one ([`Daemon::hold`] prevents
+    /// that). Must be called without holding the lock.
     pub async fn stop_transfer(&self, job_id: &str) {
-        let running = {
+        let (running, finishing) = {
             let mut inner = self.lock();
             let Some(entry) = inner.jobs.get_mut(job_id) else {
                 return;
@@ -531,10 +579,10 @@ impl Daemon {
                 r.token.cancel();
                 entry.row.active_ms += self.mono.now().saturating_sub(r.started_ms);
             }
-            running
+            (running, entry.rt.finishing.clone())
         };
-        if let Some(mut r) = running {
-            let _ = r.done.wait_for(|d| *d).await;
+        for mut done in running.map(|r| r.done).into_iter().chain(finishing) {
+            let _ = done.wait_for(|d| *d).await;
         }
     }
 }

@@ -99,6 +99,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         user_slots: Mutex::new(HashMap::new()),
         global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
         host_slots: Mutex::new(HashMap::new()),
+        holds: Mutex::new(HashMap::new()),
         peer_cache,
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
@@ -324,6 +325,7 @@ async fn recover(
         writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
         writer.flush().await?;
     }
+    discard_final_staging(opts, writer, reader, &final_states).await?;
     let mut inner = Inner::new(resident::Jobs::new(reader.another()?, sweep));
     let live: Vec<JobState> = JobState::ALL
         .into_iter()
@@ -389,4 +391,39 @@ async fn recover(
     inner.next_queue_seq = inner.next_job_seq;
     writer.flush().await?;
     Ok(inner)
+}
+
+/// A cancel records the job as cancelled before it deletes the staging files, so that a crash
+/// in between leaves their paths recorded rather than files nobody knows about. The start
+/// finishes the deletion: final jobs never keep staging files.
+async fn discard_final_staging(
+    opts: &DaemonOptions,
+    writer: &ferry_store::Writer,
+    reader: &ferry_store::Reader,
+    final_states: &[JobState],
+) -> Result<(), DaemonError> {
+    let mut by_job: HashMap<String, Vec<ferry_store::FileRow>> = HashMap::new();
+    for (job_id, owner, mut file) in reader.staging_files_of(final_states)? {
+        if let Some(temp) = file.temp_path.take() {
+            let identity = identity::fs_identity(opts.mode, owner);
+            if let Err(e) = ferry_fetch::staging::remove_as(std::path::Path::new(&temp), identity) {
+                tracing::warn!(path = temp, error = %e, "could not delete the staging file of a final job");
+            }
+        }
+        by_job.entry(job_id).or_default().push(file);
+    }
+    if by_job.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        jobs = by_job.len(),
+        "deleted the staging files a crash left to final jobs"
+    );
+    writer.submit(move |tx| {
+        by_job
+            .iter()
+            .try_for_each(|(id, files)| tx.put_files(id, files))
+    });
+    writer.flush().await?;
+    Ok(())
 }

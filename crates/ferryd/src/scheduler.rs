@@ -62,7 +62,8 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
     for (id, e) in inner.jobs.resident() {
         let running = e.rt.running.is_some();
         let queued = e.row.state == JobState::Queued;
-        if !(running || queued) {
+        // A held job is being stopped or changed by its owner: it must not start meanwhile.
+        if !(running || queued && !d.is_held(id)) {
             continue;
         }
         candidates.push(Candidate {

@@ -203,3 +203,59 @@ async fn a_progress_event_replaces_the_jobs_earlier_ones() {
     );
     assert_eq!(r.events(0, None, Some("b"), 100).unwrap().len(), 1);
 }
+
+/// Issue 5: a start finds the staging files of final jobs from the staging index, which file
+/// writes keep in step and migration 5 fills from rows written before it existed.
+#[tokio::test]
+async fn issue_5_staging_files_of_final_jobs_are_found_after_migration_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = |i: u64, temp: Option<&str>| FileRow {
+        file_index: i,
+        temp_path: temp.map(str::to_owned),
+        ..FileRow::default()
+    };
+    let finals = [JobState::Cancelled, JobState::Acknowledged];
+    {
+        let (w, _r) = ferry_store::open(dir.path()).unwrap();
+        let mut cancelled = job(1, "gone");
+        cancelled.state = JobState::Cancelled;
+        let running = job(2, "live");
+        let files = [staged(0, Some("/d/.ferry-a.part")), staged(1, None)];
+        w.submit(move |tx| {
+            tx.insert_job(&cancelled)?;
+            tx.insert_job(&running)?;
+            tx.put_files("gone", &files)?;
+            tx.put_files("live", &[staged(0, Some("/d/.ferry-b.part"))])
+        })
+        .wait()
+        .await
+        .unwrap();
+    }
+    // Back to a schema-4 store, as an older ferryd wrote it.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
+        db.execute_batch(
+            "DROP INDEX files_staging; ALTER TABLE files DROP COLUMN staging; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let (w, r) = ferry_store::open(dir.path()).unwrap();
+    let found = r.staging_files_of(&finals).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (
+            found[0].0.as_str(),
+            found[0].1,
+            found[0].2.temp_path.as_deref()
+        ),
+        ("gone", 1000, Some("/d/.ferry-a.part"))
+    );
+    // Clearing the path takes the file out of the index.
+    w.submit(move |tx| tx.put_files("gone", &[staged(0, None)]))
+        .wait()
+        .await
+        .unwrap();
+    assert!(r.staging_files_of(&finals).unwrap().is_empty());
+    assert_eq!(r.staging_files_of(&[JobState::Suspended]).unwrap().len(), 1);
+    assert_eq!(r.integrity_check().unwrap(), "ok");
+}

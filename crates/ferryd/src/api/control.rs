@@ -15,7 +15,7 @@ use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
 
-use crate::daemon::{Caller, Daemon, refusal};
+use crate::daemon::{Caller, Daemon, Hold, refusal};
 
 /// `job.resume`
 pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
@@ -31,26 +31,28 @@ pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     Answer::after(StateResult { state }, commit)
 }
 
-/// Checks an owner operation, then stops the job's transfer (without the lock held).
-async fn stop_for(
-    d: &Arc<Daemon>,
+/// Checks an owner operation, then holds the job against the scheduler and stops its transfer
+/// (without the lock held). No task runs for the job until the returned hold drops.
+async fn stop_for<'d>(
+    d: &'d Arc<Daemon>,
     c: &Caller,
     job_id: &str,
     op: Operation,
     what: &str,
-) -> Result<(), ProtoError> {
+) -> Result<Hold<'d>, ProtoError> {
     {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, job_id)?;
         state::check(e.row.state, op).map_err(|r| refusal(what, r))?;
     }
+    let hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
-    Ok(())
+    Ok(hold)
 }
 
 /// `job.suspend`
 pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
-    stop_for(d, c, &p.job_id, Operation::Suspend, "suspend").await?;
+    let _hold = stop_for(d, c, &p.job_id, Operation::Suspend, "suspend").await?;
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let (state, commit) = d
@@ -71,10 +73,11 @@ fn discard(temp: &str, identity: Option<ferry_fetch::identity::FsIdentity>) {
     }
 }
 
-/// `job.cancel`
+/// `job.cancel`: the job is cancelled first, with its staging files still recorded, and they
+/// are deleted after that is durable; a crash in between leaves them to the next start
+/// (`discard_final_staging`), never as files nobody knows about.
 pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
-    stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
-    let mut files = load_files(d, &p.job_id).await?;
+    let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
     let identity = d.fs_identity(&p.job_id);
     let state = {
         let mut inner = d.lock();
@@ -83,7 +86,8 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
             .map_err(|r| refusal("cancel", r))?
             .0
     };
-    // File I/O happens outside the daemon's lock.
+    // Reading the files waits for the cancel to commit. File I/O happens outside the lock.
+    let mut files = load_files(d, &p.job_id).await?;
     for f in &mut files {
         if let Some(t) = f.temp_path.take() {
             discard(&t, identity);
@@ -102,7 +106,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
         e.row.job_type
     };
-    stop_for(
+    let _hold = stop_for(
         d,
         c,
         &p.job_id,
@@ -274,6 +278,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     }
     // Rejected content from the origin: drop it, reset the file, and fail the job so that a
     // resume fetches it again (BITS_E_VALIDATION_FAILED).
+    let _hold = d.hold(&p.job_id);
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
         discard(&t, d.fs_identity(&p.job_id));
@@ -326,6 +331,7 @@ async fn refetch_from_origin(
     job_id: &str,
     mut file: FileRow,
 ) -> ApiResult {
+    let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
         discard(&t, d.fs_identity(job_id));

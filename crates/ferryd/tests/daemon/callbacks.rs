@@ -170,12 +170,16 @@ s.settimeout(10)
 f = s.makefile("rwb", buffering=0)
 def send(o):
     f.write(json.dumps(o).encode() + b"\n")
-def read():
+# Callbacks that arrive while a job.complete is answered wait here: up to 4 may be in flight.
+pending = []
+def receive():
     try:
         line = f.readline()
     except OSError:
         return None
     return json.loads(line) if line else None
+def read():
+    return pending.pop(0) if pending else receive()
 note(event="started", handler=os.environ.get("FERRY_HANDLER"))
 send({"jsonrpc": "2.0", "id": "attach", "method": "handler.attach",
       "params": {"name": os.environ["FERRY_HANDLER"], "token": os.environ["FERRY_ACTIVATION"]}})
@@ -194,10 +198,11 @@ while True:
     if complete and msg["method"] == "callback.job_transferred":
         send({"jsonrpc": "2.0", "id": "complete", "method": "job.complete", "params": {"job_id": p["job"]["job_id"]}})
         while True:
-            r = read()
+            r = receive()
             if r is None or r.get("id") == "complete":
                 note(event="completed", result=(r or {}).get("result"))
                 break
+            pending.append(r)
     send({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
 "#,
     )

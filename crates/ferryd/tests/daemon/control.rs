@@ -57,14 +57,7 @@ async fn cancel_deletes_staging_files() {
     let d = daemon();
     let c = d.client().await;
     let srv = TestServer::start().await;
-    srv.add_file("/big", TestContent::new(22, 2_000_000).bytes);
-    srv.set_behavior(
-        "/big",
-        Behavior {
-            rate_bytes_per_sec: Some(500_000),
-            ..Behavior::default()
-        },
-    );
+    srv.add_dripped_file("/big", TestContent::new(22, 2_000_000).bytes, 500_000);
     let dir = d.files_dir();
     let id = job_with(&c, vec![spec(&srv.url("/big"), &dir.join("big"))]).await;
     c.resume(&id).await.unwrap();
@@ -153,4 +146,48 @@ async fn events_record_the_life_of_a_job() {
         .unwrap();
     assert!(again.events.is_empty());
     assert_eq!(again.next, r.next);
+}
+
+/// The crash loop's failure of 2026-11-24 (seed 1795514797850333891) without the crash: a
+/// cancel that reaches a queued job while the scheduler starts it. The cancel used to stop "no
+/// task", then the scheduler started one, and that task created a staging file the cancelled
+/// job kept for ever. Every cancel here races a resume; none may leave a staging file.
+#[tokio::test]
+async fn issue_5_cancel_racing_a_start_leaves_no_staging_file() {
+    let d = daemon();
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    srv.add_dripped_file("/slow", TestContent::new(23, 1_000_000).bytes, 1_000_000);
+    let dir = d.files_dir();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let id = job_with(
+            &c,
+            vec![spec(&srv.url("/slow"), &dir.join(format!("f{i}")))],
+        )
+        .await;
+        let (resumed, cancelled) = tokio::join!(c.resume(&id), c.cancel(&id));
+        resumed.unwrap();
+        assert_eq!(cancelled.unwrap().state, JobState::Cancelled);
+        ids.push(id);
+    }
+    for id in &ids {
+        for f in c.files(id).await.unwrap() {
+            assert_eq!(
+                f.temporary_path, None,
+                "cancelled job {id} keeps a staging file"
+            );
+        }
+        assert_eq!(c.get(id).await.unwrap().state, JobState::Cancelled);
+    }
+    // Suspend and cancel the same way once more: a suspended job must not go on transferring.
+    let id = job_with(&c, vec![spec(&srv.url("/slow"), &dir.join("s"))]).await;
+    for _ in 0..20 {
+        let (resumed, suspended) = tokio::join!(c.resume(&id), c.suspend(&id));
+        resumed.unwrap();
+        assert_eq!(suspended.unwrap().state, JobState::Suspended);
+        assert_eq!(c.get(&id).await.unwrap().state, JobState::Suspended);
+    }
+    c.cancel(&id).await.unwrap();
+    assert_eq!(temp_files(&dir), Vec::<std::path::PathBuf>::new());
 }

@@ -3,7 +3,7 @@
 
 use ferry_proto::JobState;
 use ferry_testkit::content::TestContent;
-use ferry_testkit::http::{Behavior, TestServer};
+use ferry_testkit::http::TestServer;
 
 use crate::support::*;
 
@@ -12,14 +12,7 @@ async fn kill_9_mid_transfer_resumes_from_checkpoint() {
     let mut d = daemon();
     let srv = TestServer::start().await;
     let content = TestContent::new(30, 6 * 1024 * 1024);
-    srv.add_file("/crash", content.bytes.clone());
-    srv.set_behavior(
-        "/crash",
-        Behavior {
-            rate_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Behavior::default()
-        },
-    );
+    srv.add_dripped_file("/crash", content.bytes.clone(), 2 * 1024 * 1024);
     let dir = d.files_dir();
     let id = {
         let c = d.client().await;
@@ -176,4 +169,43 @@ fn missing_xdg_runtime_dir_is_a_clear_error() {
         err.contains("XDG_RUNTIME_DIR") && err.contains("--socket"),
         "{err}"
     );
+}
+
+/// A crash after a cancel committed but before it deleted the staging files (the cancel
+/// records the state first, on purpose): the next start deletes them and forgets their paths.
+/// The store is edited to the state that crash leaves, since no kill lands there reliably.
+#[tokio::test]
+async fn issue_5_staging_files_of_a_cancel_cut_short_are_deleted_at_start() {
+    let mut d = daemon();
+    let srv = TestServer::start().await;
+    srv.add_dripped_file("/slow", TestContent::new(31, 4_000_000).bytes, 1_000_000);
+    let dir = d.files_dir();
+    let id = {
+        let c = d.client().await;
+        let id = job_with(&c, vec![spec(&srv.url("/slow"), &dir.join("slow"))]).await;
+        c.resume(&id).await.unwrap();
+        // A checkpoint with bytes: the staging path is durable by now.
+        ferry_testkit::daemon::wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+        id
+    };
+    d.kill9();
+    assert_eq!(temp_files(&dir).len(), 1);
+    {
+        let db = rusqlite::Connection::open(d.state_dir.join("ferry.db")).unwrap();
+        let n = db
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', body = json_set(body, '$.state', 'cancelled') WHERE id = ?1",
+                [&id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    d.restart();
+    let c = d.client().await;
+    assert_eq!(c.get(&id).await.unwrap().state, JobState::Cancelled);
+    for f in c.files(&id).await.unwrap() {
+        assert_eq!(f.temporary_path, None);
+    }
+    assert_eq!(temp_files(&dir), Vec::<std::path::PathBuf>::new());
+    assert!(!dir.join("slow").exists());
 }

@@ -120,14 +120,7 @@ async fn max_download_time_is_enforced() {
     let d = daemon();
     let c = d.client().await;
     let srv = TestServer::start().await;
-    srv.add_file("/slow", TestContent::new(12, 1_000_000).bytes);
-    srv.set_behavior(
-        "/slow",
-        Behavior {
-            rate_bytes_per_sec: Some(100_000),
-            ..Behavior::default()
-        },
-    );
+    srv.add_dripped_file("/slow", TestContent::new(12, 1_000_000).bytes, 100_000);
     let dir = d.files_dir();
     let id = job_with(&c, vec![spec(&srv.url("/slow"), &dir.join("slow"))]).await;
     c.set(ferry_proto::params::SetParams {

@@ -47,14 +47,7 @@ async fn custom_headers_and_basic_auth_on_every_request_and_credentials_never_re
     let srv = TestServer::start().await;
     let dir = d.files_dir();
     let content = TestContent::new(111, 3 * 1024 * 1024);
-    srv.add_file("/auth", content.bytes.clone());
-    srv.set_behavior(
-        "/auth",
-        Behavior {
-            rate_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Behavior::default()
-        },
-    );
+    srv.add_dripped_file("/auth", content.bytes.clone(), 2 * 1024 * 1024);
     let id = job_with(&c, vec![spec(&srv.url("/auth"), &dir.join("auth"))]).await;
     let job = c
         .set(SetParams {

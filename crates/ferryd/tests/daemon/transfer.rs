@@ -178,14 +178,7 @@ async fn resume_fetches_only_the_rest() {
     let c = d.client().await;
     let srv = TestServer::start().await;
     let content = TestContent::new(7, 8 * 1024 * 1024);
-    srv.add_file("/p", content.bytes.clone());
-    srv.set_behavior(
-        "/p",
-        Behavior {
-            rate_bytes_per_sec: Some(1024 * 1024),
-            ..Behavior::default()
-        },
-    );
+    srv.add_dripped_file("/p", content.bytes.clone(), 1024 * 1024);
     let dir = d.files_dir();
     let id = job_with(&c, vec![spec(&srv.url("/p"), &dir.join("p"))]).await;
     c.resume(&id).await.unwrap();

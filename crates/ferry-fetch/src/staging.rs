@@ -1,7 +1,8 @@
 //! Staging files: where a file's bytes live until the job completes (DESIGN decision 5).
 //!
-//! A staging file is a hidden `.ferry-<uuid>.part` in the destination's own directory, so that
-//! handing it over is one atomic `rename` on the same file system. [`finalize`] makes the
+//! A staging file is a hidden `.ferry-<tag>-<uuid>.part` in the destination's own directory (the
+//! tag names its owner: the daemon uses the job's id), so that handing it over is one atomic
+//! `rename` on the same file system. [`finalize`] makes the
 //! handover durable (file fsync, rename, directory fsync); [`remove`] discards it.
 //!
 //! Not here: choosing *when* to finalize (the daemon does, on `job.complete`), running as the
@@ -41,13 +42,25 @@ impl StagingError {
 /// Creates a new empty staging file `.ferry-<uuid>.part` in `dir` (exclusive create, mode 0600)
 /// and returns its path.
 pub fn create_temp(dir: &Path) -> Result<PathBuf, StagingError> {
-    create_temp_as(dir, None)
+    create_temp_as(dir, "", None)
 }
 
-/// [`create_temp`] as `identity` (system mode: the file is the job owner's, and the kernel checks
-/// the owner may create it there).
-pub fn create_temp_as(dir: &Path, identity: Option<FsIdentity>) -> Result<PathBuf, StagingError> {
-    let name = format!(".ferry-{}.part", uuid::Uuid::new_v4().simple());
+/// [`create_temp`] for the owner `tag` (the daemon: the job's id), as `identity` (system mode:
+/// the file is the job owner's, and the kernel checks the owner may create it there). The name
+/// is `.ferry-<tag>-<uuid>.part`, so that leftovers can be told by owner ([`tag_of`]). Only
+/// ASCII letters and digits of `tag` are kept.
+pub fn create_temp_as(
+    dir: &Path,
+    tag: &str,
+    identity: Option<FsIdentity>,
+) -> Result<PathBuf, StagingError> {
+    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
+    let unique = uuid::Uuid::new_v4().simple();
+    let name = if tag.is_empty() {
+        format!(".ferry-{unique}.part")
+    } else {
+        format!(".ferry-{tag}-{unique}.part")
+    };
     let path = dir.join(name);
     // create_new = O_CREAT|O_EXCL: never reuse (or follow a symlink planted at) an existing name.
     as_owner(identity, || {
@@ -59,6 +72,15 @@ pub fn create_temp_as(dir: &Path, identity: Option<FsIdentity>) -> Result<PathBu
     })
     .map_err(|e| StagingError::new(&path, "create", e))?;
     Ok(path)
+}
+
+/// The owner tag in a staging file's name (`.ferry-<tag>-<uuid>.part`), as
+/// [`create_temp_as`] wrote it: `None` for any other name.
+pub fn tag_of(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix(".ferry-")?.strip_suffix(".part")?;
+    let (tag, unique) = inner.rsplit_once('-')?;
+    let alnum = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    (alnum(tag) && alnum(unique)).then_some(tag)
 }
 
 /// Durably moves the staging file `temp` to `dest`: fsync the file, rename over `dest`, then
@@ -147,6 +169,25 @@ pub fn remove_as(temp: &Path, identity: Option<FsIdentity>) -> Result<(), Stagin
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn staging_names_carry_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let tagged = create_temp_as(dir.path(), "5f60-64ca", None).unwrap();
+        let name = tagged.file_name().unwrap().to_str().unwrap();
+        assert_eq!(tag_of(name), Some("5f6064ca"));
+        let plain = create_temp(dir.path()).unwrap();
+        assert_eq!(tag_of(plain.file_name().unwrap().to_str().unwrap()), None);
+        for other in [
+            "f.part",
+            ".ferry-a-b",
+            ".ferry--b.part",
+            ".ferry-a/b-c.part",
+            "x.ferry-a-b.part",
+        ] {
+            assert_eq!(tag_of(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn create_finalize_remove() {

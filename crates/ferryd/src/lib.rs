@@ -13,6 +13,7 @@ mod daemon;
 mod error;
 mod handlers;
 mod identity;
+mod leftovers;
 mod listener;
 mod notifier;
 mod peer_cache;
@@ -45,7 +46,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         let (explicit, default) = if required { (file, None) } else { (None, file) };
         peer_cache::config::load(explicit.as_deref(), default, &opts.state_dir)?
     };
-    let _lock = listener::lock_state_dir(&opts.state_dir)?;
+    let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
         user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
@@ -54,7 +55,15 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     .map_err(|e| DaemonError::Fetch(e.to_string()))?;
     let mono = Mono::start();
     let sweep = Arc::new(Notify::new());
-    let inner = recover(&opts, &writer, &reader, &mono, sweep.clone()).await?;
+    let inner = recover(
+        &opts,
+        &writer,
+        &reader,
+        &mono,
+        sweep.clone(),
+        lock.previous_crashed,
+    )
+    .await?;
     // Socket activation hands us the listener; otherwise bind it ourselves.
     let activated = systemd::activated_listener().map_err(DaemonError::io(
         "take the socket-activated listener",
@@ -143,6 +152,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         // An activated socket belongs to systemd, which keeps listening for the next start.
         let _ = std::fs::remove_file(&socket_path);
     }
+    lock.mark_clean_exit();
     Ok(())
 }
 
@@ -310,6 +320,7 @@ async fn recover(
     reader: &ferry_store::Reader,
     mono: &Mono,
     sweep: Arc<Notify>,
+    crashed: bool,
 ) -> Result<Inner, DaemonError> {
     let final_states = [JobState::Acknowledged, JobState::Cancelled];
     let expired: Vec<String> = reader
@@ -325,7 +336,7 @@ async fn recover(
         writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
         writer.flush().await?;
     }
-    discard_final_staging(opts, writer, reader, &final_states).await?;
+    leftovers::discard_final_staging(opts, writer, reader, &final_states).await?;
     let mut inner = Inner::new(resident::Jobs::new(reader.another()?, sweep));
     let live: Vec<JobState> = JobState::ALL
         .into_iter()
@@ -337,7 +348,17 @@ async fn recover(
     }
     inner.next_job_seq = reader.last_job_seq()? + 1;
     let now = clock::now_rfc3339();
+    // After a crash, jobs that may have been transferring can have staging files no row names.
+    let mut may_have_run = Vec::new();
     for mut row in reader.jobs_needing_memory(&resident::HOT_STATES)? {
+        if crashed
+            && matches!(
+                row.state,
+                JobState::Queued | JobState::Connecting | JobState::Transferring
+            )
+        {
+            may_have_run.push((row.id.clone(), row.owner_uid));
+        }
         let mut retry_at = None;
         match row.state {
             JobState::Connecting | JobState::Transferring => {
@@ -374,6 +395,7 @@ async fn recover(
         entry.rt.retry_at = retry_at;
         inner.jobs.insert(entry);
     }
+    leftovers::discard_unrecorded_staging(opts, reader, &may_have_run)?;
     let mut next_outbox = 0;
     let mut stale = Vec::new();
     for o in reader.outbox()? {
@@ -391,39 +413,4 @@ async fn recover(
     inner.next_queue_seq = inner.next_job_seq;
     writer.flush().await?;
     Ok(inner)
-}
-
-/// A cancel records the job as cancelled before it deletes the staging files, so that a crash
-/// in between leaves their paths recorded rather than files nobody knows about. The start
-/// finishes the deletion: final jobs never keep staging files.
-async fn discard_final_staging(
-    opts: &DaemonOptions,
-    writer: &ferry_store::Writer,
-    reader: &ferry_store::Reader,
-    final_states: &[JobState],
-) -> Result<(), DaemonError> {
-    let mut by_job: HashMap<String, Vec<ferry_store::FileRow>> = HashMap::new();
-    for (job_id, owner, mut file) in reader.staging_files_of(final_states)? {
-        if let Some(temp) = file.temp_path.take() {
-            let identity = identity::fs_identity(opts.mode, owner);
-            if let Err(e) = ferry_fetch::staging::remove_as(std::path::Path::new(&temp), identity) {
-                tracing::warn!(path = temp, error = %e, "could not delete the staging file of a final job");
-            }
-        }
-        by_job.entry(job_id).or_default().push(file);
-    }
-    if by_job.is_empty() {
-        return Ok(());
-    }
-    tracing::info!(
-        jobs = by_job.len(),
-        "deleted the staging files a crash left to final jobs"
-    );
-    writer.submit(move |tx| {
-        by_job
-            .iter()
-            .try_for_each(|(id, files)| tx.put_files(id, files))
-    });
-    writer.flush().await?;
-    Ok(())
 }

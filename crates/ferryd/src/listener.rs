@@ -11,10 +11,22 @@ use tokio::net::UnixListener;
 use crate::config::Mode;
 use crate::error::DaemonError;
 
-/// Holds the state-directory lock for the daemon's lifetime.
+/// Holds the state-directory lock for the daemon's lifetime. The lock file holds the pid while
+/// a daemon runs and is emptied by a clean exit, so a pid found there at start means the last
+/// daemon died without one (`kill -9`, a crash, power loss).
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    file: File,
+    /// The previous daemon on this state directory did not exit cleanly.
+    pub previous_crashed: bool,
+}
+
+impl StateLock {
+    /// Records a clean exit (called last, after the store is flushed).
+    pub fn mark_clean_exit(&self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.sync_all();
+    }
 }
 
 /// Creates the state directory (0700) and takes its lock, or names the daemon holding it.
@@ -46,11 +58,17 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
             dir.display()
         )));
     }
+    let mut previous = String::new();
+    let previous_crashed =
+        file.read_to_string(&mut previous).is_ok() && !previous.trim().is_empty();
     let _ = file.set_len(0);
     let _ = file.rewind();
     let _ = writeln!(file, "{}", std::process::id());
     let _ = file.sync_all();
-    Ok(StateLock { _file: file })
+    Ok(StateLock {
+        file,
+        previous_crashed,
+    })
 }
 
 /// Binds the listening socket, replacing a stale socket file but never a live one.

@@ -236,7 +236,7 @@ async fn ensure_temp(
     }
     let dest = Path::new(&file.local_path);
     let dir = dest.parent().unwrap_or(Path::new("/"));
-    let temp = staging::create_temp_as(dir, identity).map_err(|e| {
+    let temp = staging::create_temp_as(dir, job_id, identity).map_err(|e| {
         let denied = e.source.kind() == std::io::ErrorKind::PermissionDenied;
         FileFailure::Local(ErrorInfo {
             code: if denied { "ACCESS_DENIED" } else { "LOCAL_IO" }.into(),
@@ -278,7 +278,8 @@ async fn ensure_temp(
         })
     };
     // Not awaited: the store applies writes in order, so this path is committed before any
-    // checkpoint that counts bytes in the file. A crash in between leaves an empty orphan.
+    // checkpoint that counts bytes in the file. A crash in between leaves a file no row names; its
+    // name carries the job's id, so the next start deletes it (`leftovers`).
     drop(commit);
     Ok(temp)
 }

@@ -176,20 +176,8 @@ fn missing_xdg_runtime_dir_is_a_clear_error() {
 /// The store is edited to the state that crash leaves, since no kill lands there reliably.
 #[tokio::test]
 async fn issue_5_staging_files_of_a_cancel_cut_short_are_deleted_at_start() {
-    let mut d = daemon();
-    let srv = TestServer::start().await;
-    srv.add_dripped_file("/slow", TestContent::new(31, 4_000_000).bytes, 1_000_000);
-    let dir = d.files_dir();
-    let id = {
-        let c = d.client().await;
-        let id = job_with(&c, vec![spec(&srv.url("/slow"), &dir.join("slow"))]).await;
-        c.resume(&id).await.unwrap();
-        // A checkpoint with bytes: the staging path is durable by now.
-        ferry_testkit::daemon::wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
-        id
-    };
-    d.kill9();
-    assert_eq!(temp_files(&dir).len(), 1);
+    let content = TestContent::new(31, 4_000_000);
+    let (mut d, _srv, dir, id) = killed_mid_transfer(&content).await;
     {
         let db = rusqlite::Connection::open(d.state_dir.join("ferry.db")).unwrap();
         let n = db
@@ -208,4 +196,69 @@ async fn issue_5_staging_files_of_a_cancel_cut_short_are_deleted_at_start() {
     }
     assert_eq!(temp_files(&dir), Vec::<std::path::PathBuf>::new());
     assert!(!dir.join("slow").exists());
+}
+
+/// A crash after a transfer created a staging file but before the store recorded its path (the
+/// transfer does not wait for that commit, on purpose): the next start deletes the job's staging
+/// files that no row names, and leaves alone the one its row names and anyone else's. The
+/// unrecorded file is planted, since no kill lands in that window reliably.
+#[tokio::test]
+async fn issue_5_staging_files_created_before_their_path_was_recorded_are_deleted_at_start() {
+    let content = TestContent::new(32, 4_000_000);
+    let (mut d, srv, dir, id) = killed_mid_transfer(&content).await;
+    let tag: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let unrecorded = dir.join(format!(
+        ".ferry-{tag}-00000000000000000000000000000000.part"
+    ));
+    let foreign = dir.join(".ferry-0123abcd-00000000000000000000000000000000.part");
+    let untagged = dir.join(".ferry-00000000000000000000000000000000.part");
+    for p in [&unrecorded, &foreign, &untagged] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    srv.clear_behavior("/slow");
+    d.restart();
+    assert!(
+        !unrecorded.exists(),
+        "the job's unrecorded staging file is still there"
+    );
+    assert!(
+        foreign.exists() && untagged.exists(),
+        "another owner's file was deleted"
+    );
+    let c = d.client().await;
+    wait_state(&c, &id, JobState::Transferred).await;
+    c.complete(&id).await.unwrap();
+    assert_eq!(sha256_file(&dir.join("slow")), content.sha256);
+    let mut left = temp_files(&dir);
+    left.sort();
+    let mut expected = vec![foreign, untagged];
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+/// A daemon killed with `-9` while it downloads `content` (dripped from `/slow` to `slow` in
+/// its files directory) with a checkpoint of some bytes, so its staging path is durable: the
+/// daemon (stopped), the server, the directory and the job id.
+async fn killed_mid_transfer(
+    content: &TestContent,
+) -> (
+    ferry_testkit::daemon::TestDaemon,
+    TestServer,
+    std::path::PathBuf,
+    String,
+) {
+    let mut d = daemon();
+    let srv = TestServer::start().await;
+    srv.add_dripped_file("/slow", content.bytes.clone(), 1_000_000);
+    let dir = d.files_dir();
+    let id = {
+        let c = d.client().await;
+        let id = job_with(&c, vec![spec(&srv.url("/slow"), &dir.join("slow"))]).await;
+        c.resume(&id).await.unwrap();
+        ferry_testkit::daemon::wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+        id
+    };
+    d.kill9();
+    assert_eq!(temp_files(&dir).len(), 1);
+    (d, srv, dir, id)
 }

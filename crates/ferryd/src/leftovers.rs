@@ -1,0 +1,116 @@
+//! Staging files a crash left behind, found and deleted when the daemon starts. Two windows
+//! leave them, both on purpose, because closing them would cost every file or every cancel a
+//! wait for the store:
+//!
+//! - a cancel records the job as cancelled before it deletes the staging files, so a crash in
+//!   between leaves their paths recorded on a final job ([`discard_final_staging`]);
+//! - a transfer creates a staging file before the store has committed its path, so a crash in
+//!   between leaves a file no row names ([`discard_unrecorded_staging`]; staging names carry
+//!   their job's id, which is how they are told from anyone else's).
+//!
+//! Not here: the staging files of live jobs, which their transfers reuse.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use ferry_fetch::staging;
+use ferry_proto::JobState;
+
+use crate::config::DaemonOptions;
+use crate::error::DaemonError;
+use crate::identity;
+
+/// Deletes the staging files that final jobs still record, and forgets their paths.
+pub async fn discard_final_staging(
+    opts: &DaemonOptions,
+    writer: &ferry_store::Writer,
+    reader: &ferry_store::Reader,
+    final_states: &[JobState],
+) -> Result<(), DaemonError> {
+    let mut by_job: HashMap<String, Vec<ferry_store::FileRow>> = HashMap::new();
+    for (job_id, owner, mut file) in reader.staging_files_of(final_states)? {
+        if let Some(temp) = file.temp_path.take() {
+            discard(opts, owner, Path::new(&temp), "a final job");
+        }
+        by_job.entry(job_id).or_default().push(file);
+    }
+    if by_job.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        jobs = by_job.len(),
+        "deleted the staging files a crash left to final jobs"
+    );
+    writer.submit(move |tx| {
+        by_job
+            .iter()
+            .try_for_each(|(id, files)| tx.put_files(id, files))
+    });
+    writer.flush().await?;
+    Ok(())
+}
+
+/// After a crash: in the directories of `jobs` (id, owner: the jobs that may have been
+/// transferring), deletes each job's staging files that none of its rows names.
+pub fn discard_unrecorded_staging(
+    opts: &DaemonOptions,
+    reader: &ferry_store::Reader,
+    jobs: &[(String, u32)],
+) -> Result<(), DaemonError> {
+    // Per job tag: its owner and the staging paths its rows name. Per directory: the job tags
+    // with unfinished files there.
+    let mut known: HashMap<String, (u32, HashSet<PathBuf>)> = HashMap::new();
+    let mut dirs: BTreeMap<PathBuf, HashSet<String>> = BTreeMap::new();
+    for (job_id, owner) in jobs {
+        let tag: String = job_id.chars().filter(char::is_ascii_alphanumeric).collect();
+        let mut recorded = HashSet::new();
+        for f in reader.files(job_id, 0, u64::MAX)? {
+            if let Some(t) = f.temp_path {
+                recorded.insert(PathBuf::from(t));
+            }
+            if let (false, Some(dir)) = (f.completed, Path::new(&f.local_path).parent()) {
+                dirs.entry(dir.to_path_buf())
+                    .or_default()
+                    .insert(tag.clone());
+            }
+        }
+        known.insert(tag, (*owner, recorded));
+    }
+    let mut deleted = 0usize;
+    for (dir, tags) in &dirs {
+        // A directory that is gone or unreadable holds nothing to delete.
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(tag) = name.to_str().and_then(staging::tag_of) else {
+                continue;
+            };
+            let path = entry.path();
+            match known.get(tag) {
+                Some((owner, recorded)) if tags.contains(tag) && !recorded.contains(&path) => {
+                    discard(opts, *owner, &path, "an interrupted transfer");
+                    deleted += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            files = deleted,
+            "deleted staging files a crash left before their paths were recorded"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes one leftover as its job's owner; a failure is logged (the file is hidden and
+/// unusable), not fatal to the start.
+fn discard(opts: &DaemonOptions, owner: u32, path: &Path, whose: &str) {
+    let as_owner = identity::fs_identity(opts.mode, owner);
+    if let Err(e) = staging::remove_as(path, as_owner) {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete a staging file of {whose}");
+    }
+}

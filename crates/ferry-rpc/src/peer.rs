@@ -63,6 +63,9 @@ enum Out {
 
 /// How long queued requests of a connection whose reading side ended may still be answered.
 const DRAIN_ON_CLOSE: Duration = Duration::from_secs(30);
+/// How long, and how many bytes, the rest of a refused overlong line is read before closing.
+const DRAIN_OVERLONG: Duration = Duration::from_secs(2);
+const DRAIN_OVERLONG_BYTES: usize = 2 * MAX_LINE_BYTES;
 
 type Pending = HashMap<u64, oneshot::Sender<Result<Value, ProtoError>>>;
 
@@ -242,7 +245,7 @@ where
     let worker = tokio::spawn(work_loop(peer.clone(), service.clone(), req_rx));
     let p = peer.clone();
     let task = tokio::spawn(async move {
-        read_loop(reader, &p, &service, req_tx, max_line).await;
+        let overlong = read_loop(reader, &p, &service, req_tx, max_line).await;
         // No answers to our own calls can arrive any more: fail them now. Requests the other
         // side sent before it stopped sending are still answered (a half-closed client reads
         // them), within a bound so a stuck handler cannot hold the connection forever.
@@ -256,6 +259,9 @@ where
         }
         p.close();
         let _ = writer_task.await;
+        if let Some(rest) = overlong {
+            drain(rest).await;
+        }
         service.closed(p);
     });
     (peer, task)
@@ -300,6 +306,25 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = w.shutdown().await;
 }
 
+/// Reads and drops what the other side still sends after an overlong line was refused, bounded
+/// in time and bytes. Closing with its bytes unread would reset the connection: the other side's
+/// writes would fail and its reads could miss the answer, instead of the answer and a clean end
+/// of stream (our write side is already shut down).
+async fn drain<R: AsyncRead + Unpin>(mut rest: R) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(DRAIN_OVERLONG, async {
+        let mut drained = 0usize;
+        while drained < DRAIN_OVERLONG_BYTES {
+            match rest.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
 type Request = (Value, String, Option<Value>);
 
 async fn work_loop<S: Service + ?Sized>(
@@ -326,22 +351,24 @@ async fn work_loop<S: Service + ?Sized>(
     while deferred.join_next().await.is_some() {}
 }
 
+/// Reads lines until the other side stops sending. Returns the reader when it stopped because
+/// of an overlong line: the rest of that line is still coming, and is drained after the answer.
 async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
     reader: R,
     peer: &Arc<Peer>,
     service: &Arc<S>,
     requests: mpsc::UnboundedSender<Request>,
     max_line: usize,
-) {
+) -> Option<BufReader<R>> {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line: Vec<u8> = Vec::new();
     loop {
         let buf = match reader.fill_buf().await {
             Ok(b) => b,
-            Err(_) => return,
+            Err(_) => return None,
         };
         if buf.is_empty() {
-            return;
+            return None;
         }
         let (chunk, complete) = match buf.iter().position(|&b| b == b'\n') {
             Some(pos) => (&buf[..pos], Some(pos + 1)),
@@ -358,7 +385,7 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
                     format!("line longer than {max_line} bytes; closing the connection"),
                 )),
             );
-            return;
+            return Some(reader);
         }
         if complete.is_none() {
             continue;
@@ -371,7 +398,7 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
         match decode_line(trimmed) {
             Ok(Incoming::Request { id, method, params }) => {
                 if requests.send((id, method, params)).is_err() {
-                    return;
+                    return None;
                 }
             }
             Ok(Incoming::Notification { method, params }) => {

@@ -2,8 +2,8 @@
 //!
 //! A staging file is a hidden `.ferry-<tag>-<uuid>.part` in the destination's own directory (the
 //! tag names its owner: the daemon uses the job's id), so that handing it over is one atomic
-//! `rename` on the same file system. [`finalize`] makes the
-//! handover durable (file fsync, rename, directory fsync); [`remove`] discards it.
+//! `rename` on the same file system. [`finalize`] makes the handover durable (file fsync,
+//! rename, directory fsync); [`remove`] discards it.
 //!
 //! Not here: choosing *when* to finalize (the daemon does, on `job.complete`), running as the
 //! job owner (the caller arranges the identity), or batching directory syncs across many files
@@ -47,14 +47,14 @@ pub fn create_temp(dir: &Path) -> Result<PathBuf, StagingError> {
 
 /// [`create_temp`] for the owner `tag` (the daemon: the job's id), as `identity` (system mode:
 /// the file is the job owner's, and the kernel checks the owner may create it there). The name
-/// is `.ferry-<tag>-<uuid>.part`, so that leftovers can be told by owner ([`tag_of`]). Only
-/// ASCII letters and digits of `tag` are kept.
+/// is `.ferry-<tag>-<uuid>.part` ([`tag_for`]), so that leftovers can be told by owner
+/// ([`tag_of`]).
 pub fn create_temp_as(
     dir: &Path,
     tag: &str,
     identity: Option<FsIdentity>,
 ) -> Result<PathBuf, StagingError> {
-    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tag = tag_for(tag);
     let unique = uuid::Uuid::new_v4().simple();
     let name = if tag.is_empty() {
         format!(".ferry-{unique}.part")
@@ -72,6 +72,11 @@ pub fn create_temp_as(
     })
     .map_err(|e| StagingError::new(&path, "create", e))?;
     Ok(path)
+}
+
+/// The tag [`create_temp_as`] puts in the name for `owner`: its ASCII letters and digits.
+pub fn tag_for(owner: &str) -> String {
+    owner.chars().filter(char::is_ascii_alphanumeric).collect()
 }
 
 /// The owner tag in a staging file's name (`.ferry-<tag>-<uuid>.part`), as

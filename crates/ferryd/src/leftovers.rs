@@ -10,7 +10,7 @@
 //!
 //! Not here: the staging files of live jobs, which their transfers reuse.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ferry_fetch::staging;
@@ -30,7 +30,7 @@ pub async fn discard_final_staging(
     let mut by_job: HashMap<String, Vec<ferry_store::FileRow>> = HashMap::new();
     for (job_id, owner, mut file) in reader.staging_files_of(final_states)? {
         if let Some(temp) = file.temp_path.take() {
-            discard(opts, owner, Path::new(&temp), "a final job");
+            discard(opts, owner, Path::new(&temp));
         }
         by_job.entry(job_id).or_default().push(file);
     }
@@ -57,27 +57,23 @@ pub fn discard_unrecorded_staging(
     reader: &ferry_store::Reader,
     jobs: &[(String, u32)],
 ) -> Result<(), DaemonError> {
-    // Per job tag: its owner and the staging paths its rows name. Per directory: the job tags
-    // with unfinished files there.
+    // Per job tag: its owner and the staging paths its rows name; and where its files go.
     let mut known: HashMap<String, (u32, HashSet<PathBuf>)> = HashMap::new();
-    let mut dirs: BTreeMap<PathBuf, HashSet<String>> = BTreeMap::new();
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     for (job_id, owner) in jobs {
-        let tag: String = job_id.chars().filter(char::is_ascii_alphanumeric).collect();
         let mut recorded = HashSet::new();
         for f in reader.files(job_id, 0, u64::MAX)? {
             if let Some(t) = f.temp_path {
                 recorded.insert(PathBuf::from(t));
             }
             if let (false, Some(dir)) = (f.completed, Path::new(&f.local_path).parent()) {
-                dirs.entry(dir.to_path_buf())
-                    .or_default()
-                    .insert(tag.clone());
+                dirs.insert(dir.to_path_buf());
             }
         }
-        known.insert(tag, (*owner, recorded));
+        known.insert(staging::tag_for(job_id), (*owner, recorded));
     }
     let mut deleted = 0usize;
-    for (dir, tags) in &dirs {
+    for dir in &dirs {
         // A directory that is gone or unreadable holds nothing to delete.
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -88,12 +84,11 @@ pub fn discard_unrecorded_staging(
                 continue;
             };
             let path = entry.path();
-            match known.get(tag) {
-                Some((owner, recorded)) if tags.contains(tag) && !recorded.contains(&path) => {
-                    discard(opts, *owner, &path, "an interrupted transfer");
-                    deleted += 1;
-                }
-                _ => {}
+            if let Some((owner, recorded)) = known.get(tag)
+                && !recorded.contains(&path)
+            {
+                discard(opts, *owner, &path);
+                deleted += 1;
             }
         }
     }
@@ -106,11 +101,7 @@ pub fn discard_unrecorded_staging(
     Ok(())
 }
 
-/// Deletes one leftover as its job's owner; a failure is logged (the file is hidden and
-/// unusable), not fatal to the start.
-fn discard(opts: &DaemonOptions, owner: u32, path: &Path, whose: &str) {
-    let as_owner = identity::fs_identity(opts.mode, owner);
-    if let Err(e) = staging::remove_as(path, as_owner) {
-        tracing::warn!(path = %path.display(), error = %e, "could not delete a staging file of {whose}");
-    }
+/// Deletes one leftover as its job's owner (a failure is logged, not fatal to the start).
+fn discard(opts: &DaemonOptions, owner: u32, path: &Path) {
+    crate::api::discard(path, identity::fs_identity(opts.mode, owner));
 }

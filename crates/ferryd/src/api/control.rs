@@ -67,9 +67,9 @@ async fn load_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, Proto
 
 /// Deletes a staging file; a failure is logged (the job goes on) because the file is hidden
 /// and unusable anyway.
-fn discard(temp: &str, identity: Option<ferry_fetch::identity::FsIdentity>) {
-    if let Err(e) = staging::remove_as(Path::new(temp), identity) {
-        tracing::warn!(path = temp, error = %e, "could not delete a staging file");
+pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIdentity>) {
+    if let Err(e) = staging::remove_as(temp, identity) {
+        tracing::warn!(path = %temp.display(), error = %e, "could not delete a staging file");
     }
 }
 
@@ -90,7 +90,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let mut files = load_files(d, &p.job_id).await?;
     for f in &mut files {
         if let Some(t) = f.temp_path.take() {
-            discard(&t, identity);
+            discard(Path::new(&t), identity);
         }
     }
     let id = p.job_id.clone();
@@ -130,7 +130,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         };
         if !f.transferred {
             partial = true;
-            discard(&temp, identity);
+            discard(Path::new(&temp), identity);
             f.temp_path = None;
             continue;
         }
@@ -281,7 +281,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let _hold = d.hold(&p.job_id);
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard(&t, d.fs_identity(&p.job_id));
+        discard(Path::new(&t), d.fs_identity(&p.job_id));
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -334,7 +334,7 @@ async fn refetch_from_origin(
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard(&t, d.fs_identity(job_id));
+        discard(Path::new(&t), d.fs_identity(job_id));
     }
     if let Some(peer) = &file.peer {
         pc.mark_bad(peer, "the application rejected content it served");

@@ -7,6 +7,7 @@
 
 mod cache;
 mod control;
+pub(crate) use control::discard;
 mod events;
 mod files;
 mod handlers;

@@ -206,7 +206,7 @@ async fn issue_5_staging_files_of_a_cancel_cut_short_are_deleted_at_start() {
 async fn issue_5_staging_files_created_before_their_path_was_recorded_are_deleted_at_start() {
     let content = TestContent::new(32, 4_000_000);
     let (mut d, srv, dir, id) = killed_mid_transfer(&content).await;
-    let tag: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tag = ferry_fetch::staging::tag_for(&id);
     let unrecorded = dir.join(format!(
         ".ferry-{tag}-00000000000000000000000000000000.part"
     ));

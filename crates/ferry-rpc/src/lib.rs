@@ -14,4 +14,6 @@ mod codec;
 mod peer;
 
 pub use codec::{Incoming, LineError, decode_line};
-pub use peer::{CallError, Handled, Peer, Service, serve, serve_with_max_line};
+pub use peer::{
+    Bounds, CallError, Handled, Peer, Service, serve, serve_bounded, serve_with_max_line,
+};

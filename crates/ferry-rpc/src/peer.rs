@@ -3,7 +3,7 @@
 //! side goes away.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use ferry_proto::{ErrorCode, MAX_LINE_BYTES, ProtoError};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::codec::{Incoming, decode_line};
@@ -61,6 +61,167 @@ enum Out {
     Close,
 }
 
+/// What one connection may cost. The defaults (the protocol's line limit, nothing else) suit a
+/// client: it trusts its daemon, and it must keep reading whatever it sends, because two peers
+/// that both stop reading while their writes are blocked would wait on each other for ever. A
+/// server facing untrusted peers sets the other two bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Incoming lines longer than this are refused and the connection is closed.
+    pub max_line: usize,
+    /// Reading pauses while the requests read and not yet handled plus the messages not yet
+    /// written to the other side reach this many bytes, and resumes once they drain below it:
+    /// a peer that sends requests without reading the answers stops being read.
+    pub pause_reading_at: usize,
+    /// A message that would leave more than this many bytes queued behind the line being
+    /// written closes the connection at once, dropping what is queued (one answer larger than
+    /// this is still sent when nothing waits behind the one being written).
+    pub close_at: usize,
+    /// While `pause_reading_at` bytes are unsent, the next request also waits before it is
+    /// handled (so one request cannot pile up answers); when they do not shrink for this long
+    /// the connection is closed as if past `close_at`. `None` waits for ever.
+    pub stall_timeout: Option<Duration>,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_line: MAX_LINE_BYTES,
+            pause_reading_at: usize::MAX,
+            close_at: usize::MAX,
+            stall_timeout: None,
+        }
+    }
+}
+
+/// The byte accounting of one connection, shared by its reader, worker, writer and senders.
+#[derive(Debug)]
+struct Flow {
+    bounds: Bounds,
+    /// Bytes queued for the writer and not yet written (what a slow reader costs us).
+    unsent: AtomicUsize,
+    /// The length of the line the writer is writing now (0 when idle).
+    writing: AtomicUsize,
+    /// Bytes of requests read and not yet handled.
+    queued: AtomicUsize,
+    /// Set once `close_at` was passed: everything queued is dropped and the connection closed.
+    overflowed: AtomicBool,
+    /// Set when the writer gave up (killed, or a write failed): reading on is pointless.
+    stopped: AtomicBool,
+    /// Woken whenever a count above drops, or the connection overflows or stops writing.
+    changed: Notify,
+    /// Tells the writer to stop at once (a permit is kept if it is not waiting).
+    kill: Notify,
+}
+
+impl Flow {
+    fn new(bounds: Bounds) -> Flow {
+        Flow {
+            bounds,
+            unsent: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            changed: Notify::new(),
+            kill: Notify::new(),
+        }
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Whether nothing more can be sent: overflowed, or the writer is gone.
+    fn broken(&self) -> bool {
+        self.overflowed() || self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Whether the reader may take another request now.
+    fn may_read(&self) -> bool {
+        let waiting = self
+            .queued
+            .load(Ordering::Acquire)
+            .saturating_add(self.unsent.load(Ordering::Acquire));
+        waiting < self.bounds.pause_reading_at
+    }
+
+    /// Resolves once `done` holds; checked again after every change of the counts.
+    async fn until(&self, done: impl Fn(&Flow) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the two is not missed.
+            changed.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Reserves `len` unsent bytes, or marks the connection overflowed and returns false.
+    fn admit(&self, len: usize) -> bool {
+        if self.overflowed() {
+            return false;
+        }
+        let before = self.unsent.fetch_add(len, Ordering::AcqRel);
+        let behind = before.saturating_sub(self.writing.load(Ordering::Acquire));
+        if behind > 0 && behind.saturating_add(len) > self.bounds.close_at {
+            self.unsent.fetch_sub(len, Ordering::AcqRel);
+            self.overflow();
+            return false;
+        }
+        true
+    }
+
+    fn overflow(&self) {
+        if !self.overflowed.swap(true, Ordering::AcqRel) {
+            tracing::debug!(
+                unsent = self.unsent.load(Ordering::Acquire),
+                limit = self.bounds.close_at,
+                "closing a connection whose unsent messages passed their limit"
+            );
+        }
+        self.kill.notify_one();
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until an answer may be produced: fewer than `pause_reading_at` bytes unsent. False
+    /// when the connection broke, or stalled past `stall_timeout` (then it is overflowed).
+    async fn room_to_answer(&self) -> bool {
+        loop {
+            if self.broken() {
+                return false;
+            }
+            let unsent = self.unsent.load(Ordering::Acquire);
+            if unsent < self.bounds.pause_reading_at {
+                return true;
+            }
+            let progress = self.until(|f| f.broken() || f.unsent.load(Ordering::Acquire) < unsent);
+            match self.bounds.stall_timeout {
+                None => progress.await,
+                Some(t) => {
+                    if tokio::time::timeout(t, progress).await.is_err() {
+                        self.overflow();
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn written(&self, len: usize) {
+        self.unsent.fetch_sub(len, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    fn handled(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+}
+
 /// How long queued requests of a connection whose reading side ended may still be answered.
 const DRAIN_ON_CLOSE: Duration = Duration::from_secs(30);
 /// How long, and how many bytes, the rest of a refused overlong line is read before closing.
@@ -76,8 +237,7 @@ pub struct Peer {
     next_call: AtomicU64,
     pending: Mutex<Pending>,
     closed: watch::Sender<bool>,
-    /// Bytes queued for the writer and not yet written (what a slow reader costs us).
-    backlog: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
 }
 
 static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
@@ -109,10 +269,14 @@ impl Peer {
     fn send_value(&self, value: &Value) -> Result<(), CallError> {
         let mut line = serde_json::to_vec(value).map_err(|_| CallError::Closed)?;
         line.push(b'\n');
-        self.backlog.fetch_add(line.len(), Ordering::Relaxed);
-        self.out
-            .send(Out::Line(line))
-            .map_err(|_| CallError::Closed)
+        let len = line.len();
+        if !self.flow.admit(len) {
+            return Err(CallError::Closed);
+        }
+        self.out.send(Out::Line(line)).map_err(|_| {
+            self.flow.written(len);
+            CallError::Closed
+        })
     }
 
     /// Sends a notification (no answer expected).
@@ -161,7 +325,33 @@ impl Peer {
 
     /// Bytes sent but not yet written to the socket: grows when the other side does not read.
     pub fn backlog_bytes(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+        self.flow.unsent.load(Ordering::Acquire)
+    }
+
+    /// Waits until at most `bytes` are unsent (true), or gives up after `patience` or when the
+    /// connection closes (false). A producer of many messages (a replay) uses it to go no
+    /// faster than the other side reads.
+    pub async fn drained_to(&self, bytes: usize, patience: Duration) -> bool {
+        let drained = async {
+            tokio::select! {
+                _ = self.flow.until(|f| f.broken() || f.unsent.load(Ordering::Acquire) <= bytes) => {}
+                _ = self.closed() => {}
+            }
+        };
+        tokio::time::timeout(patience, drained).await.is_ok()
+            && !self.is_closed()
+            && !self.flow.broken()
+    }
+
+    /// Whether the connection was closed because its unsent messages passed
+    /// [`Bounds::close_at`] (the other side did not read them).
+    pub fn overflowed(&self) -> bool {
+        self.flow.overflowed()
+    }
+
+    /// The bounds this connection was served with.
+    pub fn bounds(&self) -> Bounds {
+        self.flow.bounds
     }
 
     /// Closes the connection (pending calls fail with [`CallError::Closed`]).
@@ -230,6 +420,29 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     S: Service + ?Sized,
 {
+    serve_bounded(
+        reader,
+        writer,
+        service,
+        Bounds {
+            max_line,
+            ..Bounds::default()
+        },
+    )
+}
+
+/// [`serve`] within `bounds`: what a peer that sends without reading may cost is bounded.
+pub fn serve_bounded<R, W, S>(
+    reader: R,
+    writer: W,
+    service: Arc<S>,
+    bounds: Bounds,
+) -> (Arc<Peer>, JoinHandle<()>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    S: Service + ?Sized,
+{
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (closed, _) = watch::channel(false);
     let peer = Arc::new(Peer {
@@ -238,23 +451,26 @@ where
         next_call: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
         closed,
-        backlog: Arc::new(AtomicUsize::new(0)),
+        flow: Arc::new(Flow::new(bounds)),
     });
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, peer.backlog.clone()));
+    let writer_task = tokio::spawn(write_loop(writer, out_rx, peer.flow.clone()));
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(work_loop(peer.clone(), service.clone(), req_rx));
     let p = peer.clone();
     let task = tokio::spawn(async move {
-        let overlong = read_loop(reader, &p, &service, req_tx, max_line).await;
+        let overlong = read_loop(reader, &p, &service, req_tx).await;
         // No answers to our own calls can arrive any more: fail them now. Requests the other
         // side sent before it stopped sending are still answered (a half-closed client reads
-        // them), within a bound so a stuck handler cannot hold the connection forever.
+        // them), within a bound so a stuck handler cannot hold the connection forever; a
+        // connection that overflowed reads nothing more and gets no more answers.
         p.mark_closed();
         let mut worker = worker;
-        if tokio::time::timeout(DRAIN_ON_CLOSE, &mut worker)
-            .await
-            .is_err()
-        {
+        let patience = if p.flow.overflowed() {
+            Duration::ZERO
+        } else {
+            DRAIN_ON_CLOSE
+        };
+        if tokio::time::timeout(patience, &mut worker).await.is_err() {
             worker.abort();
         }
         p.close();
@@ -270,27 +486,30 @@ where
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
-    backlog: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
 ) {
     let mut w = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(msg) = rx.recv().await {
-        let line = match msg {
-            Out::Line(l) => l,
-            Out::Close => break,
+    // Every wait races the kill switch: an overflowed connection is dropped, not flushed.
+    let done = loop {
+        let msg = tokio::select! {
+            biased;
+            _ = flow.kill.notified() => break false,
+            m = rx.recv() => m,
         };
-        if w.write_all(&line).await.is_err() {
-            return;
+        let Some(Out::Line(line)) = msg else {
+            break true;
+        };
+        if !write_line(&mut w, &line, &flow).await {
+            break false;
         }
-        backlog.fetch_sub(line.len(), Ordering::Relaxed);
         // Batch whatever else is already queued into the same flush.
         let mut close = false;
         while let Ok(more) = rx.try_recv() {
             match more {
                 Out::Line(l) => {
-                    if w.write_all(&l).await.is_err() {
-                        return;
+                    if !write_line(&mut w, &l, &flow).await {
+                        return stopped(&flow);
                     }
-                    backlog.fetch_sub(l.len(), Ordering::Relaxed);
                 }
                 Out::Close => {
                     close = true;
@@ -298,12 +517,45 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        if w.flush().await.is_err() || close {
-            break;
+        let flushed = tokio::select! {
+            biased;
+            _ = flow.kill.notified() => false,
+            r = w.flush() => r.is_ok(),
+        };
+        if !flushed {
+            break false;
         }
+        if close {
+            break true;
+        }
+    };
+    if !done {
+        return stopped(&flow);
     }
     let _ = w.flush().await;
     let _ = w.shutdown().await;
+    flow.changed.notify_waiters();
+}
+
+/// Writes one line unless told to stop; counts it as sent once it is written.
+async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &[u8], flow: &Flow) -> bool {
+    flow.writing.store(line.len(), Ordering::Release);
+    let ok = tokio::select! {
+        biased;
+        _ = flow.kill.notified() => false,
+        r = w.write_all(line) => r.is_ok(),
+    };
+    flow.writing.store(0, Ordering::Release);
+    if ok {
+        flow.written(line.len());
+    }
+    ok
+}
+
+/// The writer gave up (killed or a write failed): the reader must not wait on it any more.
+fn stopped(flow: &Flow) {
+    flow.stopped.store(true, Ordering::Release);
+    flow.changed.notify_waiters();
 }
 
 /// Reads and drops what the other side still sends after an overlong line was refused, bounded
@@ -325,7 +577,8 @@ async fn drain<R: AsyncRead + Unpin>(mut rest: R) {
     .await;
 }
 
-type Request = (Value, String, Option<Value>);
+/// An incoming request and the length of its line (counted until it is handled).
+type Request = (Value, String, Option<Value>, usize);
 
 async fn work_loop<S: Service + ?Sized>(
     peer: Arc<Peer>,
@@ -333,8 +586,14 @@ async fn work_loop<S: Service + ?Sized>(
     mut rx: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut deferred = tokio::task::JoinSet::new();
-    while let Some((id, method, params)) = rx.recv().await {
-        match service.request(peer.clone(), method, params).await {
+    while let Some((id, method, params, len)) = rx.recv().await {
+        // Answers wait for the other side to read the earlier ones.
+        if !peer.flow.room_to_answer().await {
+            break;
+        }
+        let handled = service.request(peer.clone(), method, params).await;
+        peer.flow.handled(len);
+        match handled {
             Handled::Reply(r) => peer.respond(id, r),
             Handled::Deferred(fut) => {
                 let p = peer.clone();
@@ -358,14 +617,25 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
     peer: &Arc<Peer>,
     service: &Arc<S>,
     requests: mpsc::UnboundedSender<Request>,
-    max_line: usize,
 ) -> Option<BufReader<R>> {
+    let flow = peer.flow.clone();
+    let max_line = flow.bounds.max_line;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line: Vec<u8> = Vec::new();
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(_) => return None,
+        if line.is_empty() && !flow.may_read() {
+            // Backpressure: the other side sends faster than it reads, or than we handle.
+            flow.until(|f| f.broken() || f.may_read()).await;
+        }
+        if flow.broken() {
+            return None;
+        }
+        let buf = tokio::select! {
+            r = reader.fill_buf() => match r {
+                Ok(b) => b,
+                Err(_) => return None,
+            },
+            _ = flow.until(Flow::broken) => return None,
         };
         if buf.is_empty() {
             return None;
@@ -397,7 +667,9 @@ async fn read_loop<R: AsyncRead + Unpin, S: Service + ?Sized>(
         }
         match decode_line(trimmed) {
             Ok(Incoming::Request { id, method, params }) => {
-                if requests.send((id, method, params)).is_err() {
+                let len = text.len();
+                flow.queued.fetch_add(len, Ordering::AcqRel);
+                if requests.send((id, method, params, len)).is_err() {
                     return None;
                 }
             }
@@ -546,5 +818,166 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 100);
+    }
+
+    /// Answers `big` with `size` bytes, counting the requests it handled.
+    struct Big {
+        size: usize,
+        handled: AtomicUsize,
+    }
+    impl Service for Big {
+        fn request(
+            &self,
+            _: Arc<Peer>,
+            _: String,
+            _: Option<Value>,
+        ) -> BoxFuture<'static, Handled> {
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            let body = "x".repeat(self.size);
+            Box::pin(async move { Handled::Reply(Ok(json!(body))) })
+        }
+    }
+
+    fn big(size: usize) -> Arc<Big> {
+        Arc::new(Big {
+            size,
+            handled: AtomicUsize::new(0),
+        })
+    }
+
+    /// `n` requests, each padded to about `pad` bytes.
+    fn requests(n: usize, pad: usize) -> Vec<u8> {
+        let pad = "p".repeat(pad);
+        (0..n)
+            .flat_map(|i| {
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"big\",\"params\":[\"{pad}\"]}}\n"
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_its_answers_is_not_read_either() {
+        // Small pipes: what the server does not read stays with the client.
+        let (a, b) = duplex(1024);
+        let (ar, aw) = tokio::io::split(a);
+        let service = big(100_000);
+        let bounds = Bounds {
+            pause_reading_at: 64 * 1024,
+            ..Bounds::default()
+        };
+        let (server, _t) = serve_bounded(ar, aw, service.clone(), bounds);
+        let (br, mut bw) = tokio::io::split(b);
+        let sending = tokio::spawn(async move {
+            bw.write_all(&requests(200, 10_000)).await.unwrap();
+            bw
+        });
+        tokio::pin!(sending);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), &mut sending)
+                .await
+                .is_err(),
+            "the server read every request although no answer was read"
+        );
+        // At most the 64 KiB of requests read before the pause are handled (and answered).
+        let handled = service.handled.load(Ordering::SeqCst);
+        assert!(handled <= 8, "{handled} requests handled while paused");
+        assert!(
+            server.backlog_bytes() <= 8 * 100_100,
+            "{}",
+            server.backlog_bytes()
+        );
+        // Reading the answers lets the rest through: every request is answered, in order.
+        let mut lines = BufReader::new(br).lines();
+        for i in 0..200 {
+            let v: Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            assert_eq!(v["id"], json!(i));
+        }
+        let _ = sending.await.unwrap();
+        assert!(server.drained_to(0, Duration::from_secs(5)).await);
+        assert!(!server.overflowed());
+    }
+
+    #[tokio::test]
+    async fn past_close_at_the_connection_is_dropped_with_what_it_queued() {
+        let (a, _b) = duplex(1024);
+        let (ar, aw) = tokio::io::split(a);
+        let bounds = Bounds {
+            pause_reading_at: 64 * 1024,
+            close_at: 150_000,
+            ..Bounds::default()
+        };
+        let (server, task) = serve_bounded(ar, aw, big(0), bounds);
+        // Notifications to a peer that reads nothing: the third would queue 200 000 bytes
+        // behind the one being written.
+        let body = json!("n".repeat(100_000));
+        let mut sent = 0;
+        while server.notify("n", body.clone()).is_ok() {
+            sent += 1;
+            assert!(sent < 10, "never closed");
+            // Let the writer take the first one.
+            tokio::task::yield_now().await;
+        }
+        assert!(sent <= 2, "{sent} sent");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the connection was closed past close_at")
+            .unwrap();
+        assert!(server.overflowed());
+        assert!(server.is_closed());
+        assert!(matches!(
+            server.notify("late", json!({})),
+            Err(CallError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_answer_larger_than_close_at_is_still_sent_whole() {
+        let (a, b) = duplex(1024);
+        let (ar, aw) = tokio::io::split(a);
+        let bounds = Bounds {
+            pause_reading_at: 1000,
+            close_at: 1000,
+            ..Bounds::default()
+        };
+        let (server, _t) = serve_bounded(ar, aw, big(100_000), bounds);
+        let (br, mut bw) = tokio::io::split(b);
+        let mut lines = BufReader::new(br).lines();
+        for i in 0..3 {
+            bw.write_all(&requests(1, 0)).await.unwrap();
+            let v: Value =
+                serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            assert_eq!(v["id"], json!(0), "answer {i}");
+            assert_eq!(v["result"].as_str().unwrap().len(), 100_000);
+        }
+        assert!(!server.overflowed());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stalls_past_stall_timeout_is_closed_after_one_answer() {
+        let (a, b) = duplex(1024);
+        let (ar, aw) = tokio::io::split(a);
+        let service = big(100_000);
+        let bounds = Bounds {
+            pause_reading_at: 64 * 1024,
+            stall_timeout: Some(Duration::from_millis(500)),
+            ..Bounds::default()
+        };
+        let (server, task) = serve_bounded(ar, aw, service.clone(), bounds);
+        let (_br, mut bw) = tokio::io::split(b);
+        bw.write_all(&requests(5, 0)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the stalled connection was closed")
+            .unwrap();
+        assert!(server.overflowed());
+        assert_eq!(
+            service.handled.load(Ordering::SeqCst),
+            1,
+            "no answer is made while the first is unread"
+        );
     }
 }

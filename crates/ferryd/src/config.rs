@@ -24,32 +24,7 @@ impl Mode {
     }
 }
 
-/// Limits that protect the daemon; each names the setting that raises it.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Files in one job.
-    pub files_per_job: u64,
-    /// Non-final jobs one user may have.
-    pub jobs_per_user: u64,
-    /// Non-final jobs in the daemon.
-    pub jobs_per_daemon: u64,
-    /// Ranges of one file.
-    pub ranges_per_file: u64,
-    /// Connections one uid may hold open at once (`--max-connections-per-user`).
-    pub connections_per_user: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            files_per_job: 100_000,
-            jobs_per_user: 10_000,
-            jobs_per_daemon: 100_000,
-            ranges_per_file: 500,
-            connections_per_user: 1024,
-        }
-    }
-}
+pub use crate::limits::{LimitSettings, Limits};
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
@@ -68,8 +43,11 @@ pub struct DaemonOptions {
     pub time_slice: Duration,
     /// How long final jobs stay readable.
     pub history_retention: Duration,
-    /// Quotas.
+    /// Quotas and bounds: `run` resolves them from `limit_flags` over the configuration
+    /// file's `[limits]` over the defaults.
     pub limits: Limits,
+    /// The limits set on the command line.
+    pub limit_flags: LimitSettings,
     /// A callback not answered within this has failed.
     pub callback_timeout: Duration,
     /// A notify command line still running after this is killed.
@@ -80,8 +58,6 @@ pub struct DaemonOptions {
     pub max_connections_per_host: usize,
     /// How long after the last activity cold jobs leave memory (`resident`).
     pub resident_grace: Duration,
-    /// A connection whose followed events queue beyond this many unsent bytes is closed.
-    pub follow_backlog_bytes: usize,
     /// The configuration file (TOML; the peer cache's settings).
     pub config_file: Option<PathBuf>,
     /// Whether `config_file` must exist (given with `--config`) or may be absent (the default).
@@ -115,12 +91,12 @@ impl DaemonOptions {
             time_slice: Duration::from_secs(300),
             history_retention: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
+            limit_flags: LimitSettings::default(),
             callback_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(600),
             bandwidth_limit_bps: None,
             max_connections_per_host: 16,
             resident_grace: Duration::from_secs(1),
-            follow_backlog_bytes: 64 * 1024 * 1024,
             config_file: crate::peer_cache::config::default_path(system),
             config_required: false,
         })

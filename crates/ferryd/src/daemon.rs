@@ -125,6 +125,8 @@ pub struct Inner {
     pub next_outbox_id: u64,
     /// Registered and attached notification handlers.
     pub handlers: crate::handlers::Registry,
+    /// Connections following events, per uid.
+    pub followers: Arc<crate::limits::UidCounts>,
 }
 
 impl Inner {
@@ -139,6 +141,7 @@ impl Inner {
             stopping: false,
             next_outbox_id: 0,
             handlers: crate::handlers::Registry::default(),
+            followers: Arc::default(),
         }
     }
 }

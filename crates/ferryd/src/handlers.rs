@@ -85,6 +85,20 @@ impl Registry {
         v
     }
 
+    /// What the registrations of `uid` other than `name` cost (`name` is being replaced).
+    pub fn usage_except(&self, uid: u32, name: &str) -> crate::limits::HandlerUsage {
+        let mut usage = crate::limits::HandlerUsage::default();
+        for ((u, n), s) in &self.slots {
+            if let Some(row) = s.registered.as_ref().filter(|_| *u == uid && n != name) {
+                usage.count += 1;
+                usage.argv_bytes = usage
+                    .argv_bytes
+                    .saturating_add(crate::limits::argv_bytes(&row.argv));
+            }
+        }
+        usage
+    }
+
     /// Forgets a closed connection wherever it was attached.
     pub fn detach(&mut self, peer_id: u64) {
         for s in self.slots.values_mut() {

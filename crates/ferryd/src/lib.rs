@@ -14,6 +14,7 @@ mod error;
 mod handlers;
 mod identity;
 mod leftovers;
+mod limits;
 mod listener;
 mod notifier;
 mod peer_cache;
@@ -22,7 +23,7 @@ mod scheduler;
 mod systemd;
 mod transfer;
 
-pub use config::{DaemonOptions, Limits, Mode};
+pub use config::{DaemonOptions, LimitSettings, Limits, Mode};
 pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
 
 use std::collections::HashMap;
@@ -40,12 +41,18 @@ use crate::clock::Mono;
 use crate::daemon::{Caller, Daemon, Entry, Inner};
 
 /// Runs the daemon until SIGTERM or SIGINT, then checkpoints and exits cleanly.
-pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     let config = {
         let (file, required) = (opts.config_file.clone(), opts.config_required);
         let (explicit, default) = if required { (file, None) } else { (None, file) };
-        peer_cache::config::load(explicit.as_deref(), default, &opts.state_dir)?
+        peer_cache::config::load(
+            explicit.as_deref(),
+            default,
+            &opts.state_dir,
+            &opts.limit_flags,
+        )?
     };
+    opts.limits = config.limits.clone();
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
@@ -157,7 +164,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
 }
 
 async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
-    let counts = Arc::new(ConnectionCounts::default());
+    let counts = Arc::new(limits::UidCounts::default());
     let limit = d.opts.limits.connections_per_user;
     // Refusals in progress hold a descriptor for a moment each; beyond this many at once a
     // refused connection is closed without the explanation, so a flood cannot exhaust them.
@@ -189,7 +196,7 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
                 uid = caller.uid,
                 pid = caller.pid,
                 limit,
-                "connection refused: the user has --max-connections-per-user connections open"
+                "connection refused: the user has [limits] connections_per_user connections open"
             );
             if let Ok(permit) = refusals.clone().try_acquire_owned() {
                 tokio::spawn(async move {
@@ -201,55 +208,13 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
         };
         let (r, w) = stream.into_split();
         let session = Arc::new(api::Session::new(d.clone(), caller));
-        let (_, task) = ferry_rpc::serve(r, w, Arc::new(api::Connection(session)));
+        let bounds = d.opts.limits.connection_bounds();
+        let (_, task) = ferry_rpc::serve_bounded(r, w, Arc::new(api::Connection(session)), bounds);
         // The serving task ends when the connection closes; the slot goes back then.
         tokio::spawn(async move {
             let _ = task.await;
             drop(slot);
         });
-    }
-}
-
-/// Open connections per uid, for `--max-connections-per-user`.
-#[derive(Default)]
-struct ConnectionCounts(Mutex<HashMap<u32, u64>>);
-
-/// One counted connection of a uid; dropping it gives the slot back.
-struct ConnectionSlot {
-    counts: Arc<ConnectionCounts>,
-    uid: u32,
-}
-
-impl ConnectionCounts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u64>> {
-        // A poisoned map is still a valid map: every update is a single step.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A slot for `uid`, or `None` when it already holds `limit` connections.
-    fn take(self: &Arc<Self>, uid: u32, limit: u64) -> Option<ConnectionSlot> {
-        let mut map = self.lock();
-        let open = map.entry(uid).or_default();
-        if *open >= limit {
-            return None;
-        }
-        *open += 1;
-        Some(ConnectionSlot {
-            counts: self.clone(),
-            uid,
-        })
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock();
-        if let Some(open) = map.get_mut(&self.uid) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                map.remove(&self.uid);
-            }
-        }
     }
 }
 
@@ -259,14 +224,13 @@ impl Drop for ConnectionSlot {
 /// and bytes: a caller that never reads or never stops writing cannot keep the task.
 async fn refuse_connection(mut stream: tokio::net::UnixStream, uid: u32, limit: u64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let error = ferry_proto::ProtoError::kind(
-        ferry_proto::ErrorKind::LimitExceeded,
+    let error = limits::exceeded(
+        "connections_per_user",
+        limit,
         format!(
-            "user {uid} already has {limit} connections open to ferryd \
-             (ferryd --max-connections-per-user raises the limit); close some and try again"
+            "user {uid} already has {limit} connections open to ferryd; close some and try again"
         ),
-    )
-    .with("limit", "connections_per_user");
+    );
     let message = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
     let Ok(mut line) = serde_json::to_vec(&message) else {
         return;

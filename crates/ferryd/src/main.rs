@@ -24,22 +24,22 @@ struct Args {
     /// How many background jobs transfer at once.
     #[arg(long, default_value_t = 4)]
     max_active_jobs: usize,
-    /// Most files one job may hold.
-    #[arg(long, default_value_t = 100_000)]
-    max_files_per_job: u64,
-    /// Most unfinished jobs one user may have.
-    #[arg(long, default_value_t = 10_000)]
-    max_jobs_per_user: u64,
-    /// Most unfinished jobs in the daemon.
-    #[arg(long, default_value_t = 100_000)]
-    max_jobs: u64,
-    /// Most ranges one file may have.
-    #[arg(long, default_value_t = 500)]
-    max_ranges_per_file: u64,
+    /// Most files one job may hold (overrides `[limits] files_per_job` in ferryd.toml).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_files_per_job: Option<u64>,
+    /// Most unfinished jobs one user may have (overrides `[limits] jobs_per_user`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_jobs_per_user: Option<u64>,
+    /// Most unfinished jobs in the daemon (overrides `[limits] jobs_per_daemon`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_jobs: Option<u64>,
+    /// Most ranges one file may have (overrides `[limits] ranges_per_file`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_ranges_per_file: Option<u64>,
     /// Most connections one user may hold open at once; beyond it a connection is answered
-    /// with a `limit_exceeded` error and closed.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections_per_user: u64,
+    /// with a `limit_exceeded` error and closed (overrides `[limits] connections_per_user`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_user: Option<u64>,
     /// Seconds a callback may take to answer before it counts as failed.
     #[arg(long, default_value_t = 60)]
     callback_timeout: u64,
@@ -56,9 +56,10 @@ struct Args {
     /// error, transferred, final) leave memory; they are read back from the store when needed.
     #[arg(long, default_value_t = 1000, hide = true)]
     resident_grace_ms: u64,
-    /// Bytes of followed events a connection may leave unread before it is closed.
-    #[arg(long, default_value_t = 64 * 1024 * 1024, hide = true)]
-    max_follow_backlog: usize,
+    /// Bytes of followed events a connection may leave unread before it is closed (overrides
+    /// `[limits] follow_backlog_bytes`).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    max_follow_backlog: Option<u64>,
     /// Read settings (the peer cache) from this TOML file instead of the default
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
@@ -66,8 +67,8 @@ struct Args {
 }
 
 /// Raises the soft limit on open files towards the hard limit. Every client connection is a
-/// file descriptor, and the usual soft limit (1024) is below what `--max-connections-per-user`
-/// allows by default. Capped at 65 536 because the programs ferryd starts (handlers, command
+/// file descriptor, and the usual soft limit (1024) is below what several users' connections
+/// (`[limits] connections_per_user` each) can add up to. Capped at 65 536 because the programs ferryd starts (handlers, command
 /// lines) inherit it. On failure the limit stays as it was (accept then backs off on EMFILE).
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -108,17 +109,18 @@ fn main() -> ExitCode {
     opts.bandwidth_limit_bps = args.bandwidth_limit;
     opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
     opts.resident_grace = std::time::Duration::from_millis(args.resident_grace_ms);
-    opts.follow_backlog_bytes = args.max_follow_backlog;
     if let Some(config) = args.config {
         opts.config_file = Some(config);
         opts.config_required = true;
     }
-    opts.limits = ferryd::Limits {
+    opts.limit_flags = ferryd::LimitSettings {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,
         jobs_per_daemon: args.max_jobs,
         ranges_per_file: args.max_ranges_per_file,
         connections_per_user: args.max_connections_per_user,
+        follow_backlog_bytes: args.max_follow_backlog,
+        ..ferryd::LimitSettings::default()
     };
     raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

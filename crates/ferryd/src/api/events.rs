@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon, store_failed};
+use crate::limits;
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
@@ -79,25 +80,12 @@ pub fn follow(
     let mut live = d.store.subscribe();
     let start = p.after;
     let d = d.clone();
-    let max_backlog = d.opts.follow_backlog_bytes;
+    let max_backlog = limits::as_usize(d.opts.limits.follow_backlog_bytes);
     tokio::spawn(async move {
-        let send = |e: &EventRow| {
-            // A follower that stops reading must not make the daemon buffer without bound.
-            if peer.backlog_bytes() > max_backlog {
-                tracing::warn!(
-                    peer = peer.id(),
-                    "closing a connection that does not read its followed events"
-                );
-                peer.close();
-                return false;
-            }
-            let n = EventNotification {
-                event: e.to_event(),
-            };
-            match serde_json::to_value(n) {
-                Ok(v) => peer.notify(method::EVENTS_EVENT, v).is_ok(),
-                Err(_) => true,
-            }
+        let send = Sender {
+            peer: &peer,
+            token: &token,
+            max_backlog,
         };
         // Replay (or, without `after`, start from what is committed now).
         let mut last = match start {
@@ -123,7 +111,7 @@ pub fn follow(
                             continue;
                         }
                         last = e.seq;
-                        if filter.matches(&e) && !send(&e) {
+                        if filter.matches(&e) && !send.send(&e).await {
                             return;
                         }
                     }
@@ -141,13 +129,55 @@ pub fn follow(
     Answer::now(serde_json::json!({}))
 }
 
+/// Sends followed events no faster than the connection reads them.
+struct Sender<'a> {
+    peer: &'a Peer,
+    token: &'a CancellationToken,
+    max_backlog: usize,
+}
+
+impl Sender<'_> {
+    /// Sends one event; false when the stream stopped (unfollowed, the connection gone, or
+    /// closed for not reading).
+    async fn send(&self, e: &EventRow) -> bool {
+        let peer = self.peer;
+        // A follower that stops reading must not make the daemon buffer without bound: wait
+        // for it to catch up, and close its connection if it does not.
+        if peer.backlog_bytes() > self.max_backlog {
+            let drained = tokio::select! {
+                d = peer.drained_to(self.max_backlog / 2, limits::STALL_PATIENCE) => d,
+                _ = self.token.cancelled() => return false,
+            };
+            if drained {
+                return !self.token.is_cancelled() && self.notify(e);
+            }
+            if !peer.is_closed() {
+                tracing::warn!(
+                    peer = peer.id(),
+                    limit = self.max_backlog,
+                    "closing a connection that does not read its followed events \
+                     (more than [limits] follow_backlog_bytes unread)"
+                );
+                peer.close();
+            }
+            return false;
+        }
+        self.notify(e)
+    }
+
+    fn notify(&self, e: &EventRow) -> bool {
+        let n = EventNotification {
+            event: e.to_event(),
+        };
+        match serde_json::to_value(n) {
+            Ok(v) => self.peer.notify(method::EVENTS_EVENT, v).is_ok(),
+            Err(_) => true,
+        }
+    }
+}
+
 /// Sends every stored event after `last`; false when the connection is gone.
-async fn catch_up(
-    d: &Daemon,
-    f: &Filter,
-    last: &mut u64,
-    send: &impl Fn(&EventRow) -> bool,
-) -> bool {
+async fn catch_up(d: &Daemon, f: &Filter, last: &mut u64, send: &Sender<'_>) -> bool {
     loop {
         // Read unfiltered by uid/job so `last` advances over other users' events too.
         let unfiltered = Filter {
@@ -163,7 +193,7 @@ async fn catch_up(
         }
         for e in &rows {
             *last = e.seq;
-            if f.matches(e) && !send(e) {
+            if f.matches(e) && !send.send(e).await {
                 return false;
             }
         }

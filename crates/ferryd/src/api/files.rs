@@ -77,14 +77,11 @@ pub fn check(
     };
     if let Some(ranges) = &spec.ranges {
         if ranges.len() as u64 > limits.ranges_per_file {
-            return Err(ProtoError::kind(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "a file may have at most {} ranges (ferryd --max-ranges-per-file raises it)",
-                    limits.ranges_per_file
-                ),
-            )
-            .with("limit", "ranges_per_file"));
+            return Err(crate::limits::exceeded(
+                "ranges_per_file",
+                limits.ranges_per_file,
+                format!("{} has {} ranges", field("ranges"), ranges.len()),
+            ));
         }
         check_ranges(&url, ranges, owner).map_err(|e| ranges_error(&field("ranges"), &e))?;
     }

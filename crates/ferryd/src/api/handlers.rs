@@ -15,6 +15,7 @@ use ferry_store::HandlerRow;
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon};
 use crate::handlers::Activation;
+use crate::limits;
 
 fn check_name(name: &str) -> Result<(), ProtoError> {
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
@@ -69,6 +70,7 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
             "activation_timeout_s must be between 1 and 3600",
         ));
     }
+    let bytes = limits::argv_bytes(&p.argv);
     let row = HandlerRow {
         uid: c.uid,
         name: p.name.clone(),
@@ -77,6 +79,8 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
     };
     let commit = {
         let mut inner = d.lock();
+        let others = inner.handlers.usage_except(c.uid, &p.name);
+        limits::check_handler(&d.opts.limits, c.uid, others, bytes)?;
         inner.handlers.slot(c.uid, &p.name).registered = Some(row.clone());
         d.store.submit(move |tx| tx.put_handler(&row))
     };

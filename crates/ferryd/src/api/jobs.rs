@@ -16,6 +16,7 @@ use ferry_store::{FileRow, JobRow};
 use super::{Answer, ApiResult, files};
 use crate::clock;
 use crate::daemon::{Caller, Daemon, Entry, Inner, refusal, store_failed};
+use crate::limits;
 
 const MAX_DISPLAY_NAME: usize = 256;
 const MAX_DESCRIPTION: usize = 1024;
@@ -29,39 +30,35 @@ fn too_long(field: &str, max: usize) -> ProtoError {
 fn check_limits(d: &Daemon, inner: &Inner, uid: u32) -> Result<(), ProtoError> {
     let l = &d.opts.limits;
     if inner.live_jobs >= l.jobs_per_daemon {
-        return Err(ProtoError::kind(
-            ErrorKind::LimitExceeded,
+        return Err(limits::exceeded(
+            "jobs_per_daemon",
+            l.jobs_per_daemon,
             format!(
-                "the daemon already holds {} unfinished jobs (ferryd --max-jobs raises the limit); complete or cancel some",
-                l.jobs_per_daemon
+                "the daemon already holds {} unfinished jobs; complete or cancel some",
+                inner.live_jobs
             ),
-        )
-        .with("limit", "jobs_per_daemon"));
+        ));
     }
-    if inner.per_user.get(&uid).copied().unwrap_or(0) >= l.jobs_per_user {
-        return Err(ProtoError::kind(
-            ErrorKind::LimitExceeded,
-            format!(
-                "user {uid} already has {} unfinished jobs (ferryd --max-jobs-per-user raises the limit); complete or cancel some",
-                l.jobs_per_user
-            ),
-        )
-        .with("limit", "jobs_per_user"));
+    let have = inner.per_user.get(&uid).copied().unwrap_or(0);
+    if have >= l.jobs_per_user {
+        return Err(limits::exceeded(
+            "jobs_per_user",
+            l.jobs_per_user,
+            format!("user {uid} already has {have} unfinished jobs; complete or cancel some"),
+        ));
     }
     Ok(())
 }
 
 fn check_file_count(d: &Daemon, have: u64, adding: usize) -> Result<(), ProtoError> {
     let max = d.opts.limits.files_per_job;
-    if have.saturating_add(adding as u64) > max {
-        return Err(ProtoError::kind(
-            ErrorKind::LimitExceeded,
-            format!(
-                "a job may hold at most {max} files (ferryd --max-files-per-job raises the limit); this would make {}",
-                have.saturating_add(adding as u64)
-            ),
-        )
-        .with("limit", "files_per_job"));
+    let would = have.saturating_add(adding as u64);
+    if would > max {
+        return Err(limits::exceeded(
+            "files_per_job",
+            max,
+            format!("this would make the job hold {would} files"),
+        ));
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{Caller, Daemon, store_failed};
+use crate::limits::{self, UidSlot};
 
 pub use jobs::file_view;
 
@@ -64,11 +65,17 @@ fn to_value(v: impl Serialize) -> Result<Value, ProtoError> {
     })
 }
 
+/// The connection's event stream: what stops it, and its place among the uid's followers.
+struct Follower {
+    token: CancellationToken,
+    slot: UidSlot,
+}
+
 /// One client connection.
 pub struct Session {
     daemon: Arc<Daemon>,
     caller: Caller,
-    follower: Mutex<Option<CancellationToken>>,
+    follower: Mutex<Option<Follower>>,
 }
 
 impl Session {
@@ -127,26 +134,29 @@ impl Session {
             method::EVENTS_READ => events::read(d, c, decode_params(params)?).await,
             method::EVENTS_FOLLOW => {
                 let p = decode_params(params)?;
+                let mut current = self.follower.lock().unwrap_or_else(|p| p.into_inner());
+                // Following again replaces this connection's stream and keeps its slot.
+                let slot = match current.take() {
+                    Some(old) => {
+                        old.token.cancel();
+                        old.slot
+                    }
+                    None => self.follower_slot()?,
+                };
                 let token = CancellationToken::new();
-                let old = self
-                    .follower
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .replace(token.clone());
-                if let Some(old) = old {
-                    old.cancel();
-                }
-                events::follow(d, c, peer, p, token)
+                let answer = events::follow(d, c, peer, p, token.clone())?;
+                *current = Some(Follower { token, slot });
+                Ok(answer)
             }
             method::EVENTS_UNFOLLOW => {
                 let _: ferry_proto::params::Empty = decode_params(params)?;
-                if let Some(t) = self
+                if let Some(f) = self
                     .follower
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take()
                 {
-                    t.cancel();
+                    f.token.cancel();
                 }
                 Answer::now(serde_json::json!({}))
             }
@@ -155,6 +165,25 @@ impl Session {
                 format!("unknown method {other:?}; see PROTOCOL.md for the methods of protocol 1"),
             )),
         }
+    }
+}
+
+impl Session {
+    /// A place among the caller's followers, or the `followers_per_user` refusal.
+    fn follower_slot(&self) -> Result<UidSlot, ProtoError> {
+        let limit = self.daemon.opts.limits.followers_per_user;
+        let followers = self.daemon.lock().followers.clone();
+        followers.take(self.caller.uid, limit).ok_or_else(|| {
+            limits::exceeded(
+                "followers_per_user",
+                limit,
+                format!(
+                    "user {} already follows events on {limit} connections; \
+                     unfollow (events.unfollow) or close some",
+                    self.caller.uid
+                ),
+            )
+        })
     }
 }
 
@@ -188,14 +217,24 @@ impl Service for Connection {
     }
 
     fn closed(&self, peer: Arc<Peer>) {
-        if let Some(t) = self
+        if peer.overflowed() {
+            let limit = self.0.daemon.opts.limits.unsent_reply_bytes;
+            tracing::warn!(
+                peer = peer.id(),
+                uid = self.0.caller.uid,
+                limit,
+                "closed a connection that does not read its answers: more than \
+                 [limits] unsent_reply_bytes were waiting for it, or a quarter of it for 10 s"
+            );
+        }
+        if let Some(f) = self
             .0
             .follower
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            t.cancel();
+            f.token.cancel();
         }
         jobs::connection_closed(&self.0.daemon, peer.id());
         self.0.daemon.lock().handlers.detach(peer.id());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::DaemonError;
+use crate::limits::{LimitSettings, Limits};
 
 /// The configuration file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +17,8 @@ use crate::error::DaemonError;
 struct FileConfig {
     #[serde(default)]
     peer_cache: Option<RawPeerCache>,
+    #[serde(default)]
+    limits: LimitSettings,
 }
 
 /// `[peer_cache]` as written; every field but `enabled` has a default.
@@ -101,6 +104,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// `Some` when the peer cache is enabled.
     pub peer_cache: Option<PeerCacheConfig>,
+    /// The limits: `flags` over `[limits]` over the defaults.
+    pub limits: Limits,
 }
 
 /// The default configuration file: `/etc/ferry/ferryd.toml` in system mode,
@@ -120,22 +125,31 @@ pub fn default_path(system: bool) -> Option<PathBuf> {
 }
 
 /// Reads the configuration: `explicit` must exist; the default file may be absent (defaults).
+/// `flags` are the limits given on the command line, which win over the file's.
 pub fn load(
     explicit: Option<&Path>,
     default: Option<PathBuf>,
     state_dir: &Path,
+    flags: &LimitSettings,
 ) -> Result<Config, DaemonError> {
+    let no_file = || {
+        Ok(Config {
+            limits: Limits::resolve(flags, &LimitSettings::default())
+                .map_err(DaemonError::Config)?,
+            ..Config::default()
+        })
+    };
     let (path, required) = match explicit {
         Some(p) => (p.to_path_buf(), true),
         None => match default {
             Some(p) => (p, false),
-            None => return Ok(Config::default()),
+            None => return no_file(),
         },
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Config::default());
+            return no_file();
         }
         Err(e) => {
             return Err(DaemonError::Config(format!(
@@ -144,10 +158,27 @@ pub fn load(
             )));
         }
     };
+    let limits = parse_limits(&text, &path, flags)?;
     parse(&text, &path, state_dir).map(|peer_cache| Config {
         file: Some(path),
         peer_cache,
+        limits,
     })
+}
+
+fn config_error(path: &Path, what: String) -> DaemonError {
+    DaemonError::Config(format!(
+        "configuration file {}: {what}; fix it and start ferryd again",
+        path.display()
+    ))
+}
+
+/// The `[limits]` of a configuration file's text, with `flags` over them; errors name the
+/// file and the setting.
+pub fn parse_limits(text: &str, path: &Path, flags: &LimitSettings) -> Result<Limits, DaemonError> {
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    Limits::resolve(flags, &file.limits).map_err(|e| config_error(path, e))
 }
 
 /// Parses a configuration file's text; errors name the file and the setting.
@@ -156,12 +187,7 @@ pub fn parse(
     path: &Path,
     state_dir: &Path,
 ) -> Result<Option<PeerCacheConfig>, DaemonError> {
-    let bad = |what: String| {
-        DaemonError::Config(format!(
-            "configuration file {}: {what}; fix it and start ferryd again",
-            path.display()
-        ))
-    };
+    let bad = |what: String| config_error(path, what);
     let file: FileConfig = toml::from_str(text).map_err(|e| bad(e.message().to_owned()))?;
     let Some(raw) = file.peer_cache.filter(|p| p.enabled) else {
         return Ok(None);
@@ -290,5 +316,40 @@ mod tests {
         assert!(e.contains("discovery \"dht\""), "{e}");
         let e = p("[peer_cache]\nenabeld = true\n").unwrap_err();
         assert!(e.contains("enabeld"), "{e}");
+    }
+
+    #[test]
+    fn limits_come_from_the_file_under_the_flags() {
+        let path = Path::new("/etc/ferry/ferryd.toml");
+        let text = "[limits]\nhandlers_per_user = 3\nconnections_per_user = 9\n";
+        let flags = LimitSettings {
+            connections_per_user: Some(20),
+            ..LimitSettings::default()
+        };
+        let l = parse_limits(text, path, &flags).unwrap();
+        assert_eq!((l.handlers_per_user, l.connections_per_user), (3, 20));
+        assert_eq!(
+            parse_limits("", path, &LimitSettings::default()).unwrap(),
+            Limits::default()
+        );
+        let e = parse_limits(
+            "[limits]\nhandlers_per_usr = 3\n",
+            path,
+            &LimitSettings::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/etc/ferry/ferryd.toml") && e.contains("handlers_per_usr"),
+            "{e}"
+        );
+        let e = parse_limits(
+            "[limits]\njobs_per_user = 0\n",
+            path,
+            &LimitSettings::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[limits] jobs_per_user = 0"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ const CALLBACK_CLIENTS: usize = 200;
 const MAX_RSS_KIB: u64 = 256 * 1024;
 
 /// A line of `/proc/PID/status` in KiB (e.g. `VmRSS`).
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

@@ -140,6 +140,22 @@ impl Reader {
         Ok(counts.into_iter().map(|(uid, n)| (uid, n as u64)).collect())
     }
 
+    /// Files of the jobs in `states`, per owner (the per-user file quota starts from these).
+    pub fn count_files_by_owner(&self, states: &[JobState]) -> Result<Vec<(u32, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT owner_uid, COALESCE(SUM(json_extract(body, '$.files_total')), 0) FROM jobs \
+             WHERE state IN ({}) GROUP BY owner_uid",
+            state_list(states)
+        );
+        let counts = self.rows(&sql, [], "counting files", |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        Ok(counts
+            .into_iter()
+            .map(|(uid, n)| (uid, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// The highest job `seq` ever stored (0 when empty).
     pub fn last_job_seq(&self) -> Result<u64, StoreError> {
         self.max_seq("SELECT COALESCE(MAX(seq), 0) FROM jobs", "reading jobs")

@@ -117,6 +117,8 @@ pub struct Inner {
     pub next_queue_seq: u64,
     /// Non-final jobs per uid.
     pub per_user: HashMap<u32, u64>,
+    /// Files of the non-final jobs per uid.
+    pub files_per_user: HashMap<u32, u64>,
     /// Non-final jobs in total.
     pub live_jobs: u64,
     /// Set when shutting down: no new transfers start.
@@ -137,6 +139,7 @@ impl Inner {
             next_job_seq: 0,
             next_queue_seq: 0,
             per_user: HashMap::new(),
+            files_per_user: HashMap::new(),
             live_jobs: 0,
             stopping: false,
             next_outbox_id: 0,
@@ -493,6 +496,7 @@ impl Daemon {
         let wants_modification =
             entry.row.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0;
         let owner = entry.row.owner_uid;
+        let files = entry.row.files_total;
         let mut owe = Vec::new();
         if let Some(kind) = owed_kind {
             let row = Daemon::owe(inner, job_id, kind, None);
@@ -514,6 +518,9 @@ impl Daemon {
             inner.live_jobs = inner.live_jobs.saturating_sub(1);
             if let Some(n) = inner.per_user.get_mut(&owner) {
                 *n = n.saturating_sub(1);
+            }
+            if let Some(n) = inner.files_per_user.get_mut(&owner) {
+                *n = n.saturating_sub(files);
             }
         }
         if from != to {

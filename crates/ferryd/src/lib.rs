@@ -310,6 +310,7 @@ async fn recover(
         inner.live_jobs += n;
         inner.per_user.insert(uid, n);
     }
+    inner.files_per_user = reader.count_files_by_owner(&live)?.into_iter().collect();
     inner.next_job_seq = reader.last_job_seq()? + 1;
     let now = clock::now_rfc3339();
     // After a crash, jobs that may have been transferring can have staging files no row names.

@@ -59,6 +59,8 @@ macro_rules! limits {
 limits! {
     /// Files in one job.
     files_per_job = 100_000, flag = Some("--max-files-per-job");
+    /// Files in all of one user's non-final jobs together.
+    files_per_user = 1_000_000, flag = None;
     /// Non-final jobs one user may have.
     jobs_per_user = 10_000, flag = Some("--max-jobs-per-user");
     /// Non-final jobs in the daemon.

@@ -63,6 +63,24 @@ fn check_file_count(d: &Daemon, have: u64, adding: usize) -> Result<(), ProtoErr
     Ok(())
 }
 
+/// Counts `adding` files more for `uid`, or refuses past `files_per_user`.
+fn take_user_files(d: &Daemon, inner: &mut Inner, uid: u32, adding: u64) -> Result<(), ProtoError> {
+    let max = d.opts.limits.files_per_user;
+    let have = inner.files_per_user.entry(uid).or_default();
+    let would = have.saturating_add(adding);
+    if would > max {
+        return Err(limits::exceeded(
+            "files_per_user",
+            max,
+            format!(
+                "user {uid}'s unfinished jobs would hold {would} files; complete or cancel some"
+            ),
+        ));
+    }
+    *have = would;
+    Ok(())
+}
+
 /// `job.create`
 pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
     if p.display_name.chars().count() > MAX_DISPLAY_NAME {
@@ -90,6 +108,7 @@ pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
     let id = uuid::Uuid::new_v4().to_string();
     let mut inner = d.lock();
     check_limits(d, &inner, c.uid)?;
+    take_user_files(d, &mut inner, c.uid, rows.len() as u64)?;
     let seq = inner.next_job_seq;
     inner.next_job_seq += 1;
     let mut row = JobRow {
@@ -163,6 +182,9 @@ pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     }
     let first = e.row.files_total;
     let count = rows.len() as u64;
+    let owner = e.row.owner_uid;
+    take_user_files(d, &mut inner, owner, count)?;
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     e.row.files_total += count;
     e.row.size_known_bytes = e.row.size_known_bytes.saturating_add(known_bytes(&rows));
     e.row.size_unknown_files += unknown_files(&rows);
@@ -524,6 +546,7 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     state::check(e.row.state, Operation::TakeOwnership)
         .map_err(|r| refusal("take ownership", r))?;
     let old = e.row.owner_uid;
+    let files = e.row.files_total;
     e.row.owner_uid = c.uid;
     e.row.notify_cmdline = None;
     e.row.credentials = None;
@@ -544,6 +567,10 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             *n = n.saturating_sub(1);
         }
         *inner.per_user.entry(c.uid).or_default() += 1;
+        if let Some(n) = inner.files_per_user.get_mut(&old) {
+            *n = n.saturating_sub(files);
+        }
+        *inner.files_per_user.entry(c.uid).or_default() += files;
     }
     Answer::after(view, commit)
 }

@@ -279,3 +279,47 @@ async fn issue_11_limits_in_ferryd_toml_are_honoured_and_flags_override_them() {
             .contains("--max-jobs-per-user")
     );
 }
+
+#[tokio::test]
+async fn issue_11_files_per_user_counts_every_unfinished_job_and_survives_a_restart() {
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("ferryd.toml");
+    std::fs::write(&path, "[limits]\nfiles_per_user = 3\n").unwrap();
+    let mut d = daemon_with(&["--config", path.to_str().unwrap()]);
+    let dir = d.files_dir();
+    let files = |names: &[&str]| -> Value {
+        names
+            .iter()
+            .map(|n| json!({"remote_url": format!("http://127.0.0.1:9/{n}"), "local_path": dir.join(n)}))
+            .collect()
+    };
+    let mut raw = Raw::connect(&d.socket).await;
+    let r = raw
+        .call(
+            "job.create",
+            json!({"display_name": "a", "files": files(&["a1", "a2"])}),
+        )
+        .await;
+    let a = r["result"]["job_id"].as_str().unwrap().to_owned();
+    // The attack: more files than the quota, spread over jobs.
+    let e = raw
+        .error(
+            "job.add_files",
+            json!({"job_id": a, "files": files(&["a3", "a4"])}),
+        )
+        .await;
+    assert_limit(&e, "files_per_user", 3);
+    let b = json!({"display_name": "b", "files": files(&["b1", "b2"])});
+    let e = raw.error("job.create", b.clone()).await;
+    assert_limit(&e, "files_per_user", 3);
+    // The count is rebuilt from the store after a restart.
+    d.restart();
+    let mut raw = Raw::connect(&d.socket).await;
+    let e = raw.error("job.create", b.clone()).await;
+    assert_limit(&e, "files_per_user", 3);
+    // A finished job gives its files back.
+    let r = raw.call("job.cancel", json!({"job_id": a})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    let r = raw.call("job.create", b).await;
+    assert!(r["result"]["job_id"].is_string(), "{r}");
+}

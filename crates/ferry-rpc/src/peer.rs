@@ -845,6 +845,23 @@ mod tests {
         })
     }
 
+    type Ends = (
+        Arc<Peer>,
+        JoinHandle<()>,
+        tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    );
+
+    /// A server within `bounds` on small pipes (what it does not read stays with the client),
+    /// and the client's ends.
+    fn bounded(service: Arc<Big>, bounds: Bounds) -> Ends {
+        let (a, b) = duplex(1024);
+        let (ar, aw) = tokio::io::split(a);
+        let (server, task) = serve_bounded(ar, aw, service, bounds);
+        let (br, bw) = tokio::io::split(b);
+        (server, task, br, bw)
+    }
+
     /// `n` requests, each padded to about `pad` bytes.
     fn requests(n: usize, pad: usize) -> Vec<u8> {
         let pad = "p".repeat(pad);
@@ -860,16 +877,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_does_not_read_its_answers_is_not_read_either() {
-        // Small pipes: what the server does not read stays with the client.
-        let (a, b) = duplex(1024);
-        let (ar, aw) = tokio::io::split(a);
         let service = big(100_000);
         let bounds = Bounds {
             pause_reading_at: 64 * 1024,
             ..Bounds::default()
         };
-        let (server, _t) = serve_bounded(ar, aw, service.clone(), bounds);
-        let (br, mut bw) = tokio::io::split(b);
+        let (server, _t, br, mut bw) = bounded(service.clone(), bounds);
         let sending = tokio::spawn(async move {
             bw.write_all(&requests(200, 10_000)).await.unwrap();
             bw
@@ -903,14 +916,12 @@ mod tests {
 
     #[tokio::test]
     async fn past_close_at_the_connection_is_dropped_with_what_it_queued() {
-        let (a, _b) = duplex(1024);
-        let (ar, aw) = tokio::io::split(a);
         let bounds = Bounds {
             pause_reading_at: 64 * 1024,
             close_at: 150_000,
             ..Bounds::default()
         };
-        let (server, task) = serve_bounded(ar, aw, big(0), bounds);
+        let (server, task, _br, _bw) = bounded(big(0), bounds);
         // Notifications to a peer that reads nothing: the third would queue 200 000 bytes
         // behind the one being written.
         let body = json!("n".repeat(100_000));
@@ -936,15 +947,12 @@ mod tests {
 
     #[tokio::test]
     async fn one_answer_larger_than_close_at_is_still_sent_whole() {
-        let (a, b) = duplex(1024);
-        let (ar, aw) = tokio::io::split(a);
         let bounds = Bounds {
             pause_reading_at: 1000,
             close_at: 1000,
             ..Bounds::default()
         };
-        let (server, _t) = serve_bounded(ar, aw, big(100_000), bounds);
-        let (br, mut bw) = tokio::io::split(b);
+        let (server, _t, br, mut bw) = bounded(big(100_000), bounds);
         let mut lines = BufReader::new(br).lines();
         for i in 0..3 {
             bw.write_all(&requests(1, 0)).await.unwrap();
@@ -958,16 +966,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_stalls_past_stall_timeout_is_closed_after_one_answer() {
-        let (a, b) = duplex(1024);
-        let (ar, aw) = tokio::io::split(a);
         let service = big(100_000);
         let bounds = Bounds {
             pause_reading_at: 64 * 1024,
             stall_timeout: Some(Duration::from_millis(500)),
             ..Bounds::default()
         };
-        let (server, task) = serve_bounded(ar, aw, service.clone(), bounds);
-        let (_br, mut bw) = tokio::io::split(b);
+        let (server, task, _br, mut bw) = bounded(service.clone(), bounds);
         bw.write_all(&requests(5, 0)).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await

@@ -332,24 +332,20 @@ mod tests {
             parse_limits("", path, &LimitSettings::default()).unwrap(),
             Limits::default()
         );
-        let e = parse_limits(
-            "[limits]\nhandlers_per_usr = 3\n",
-            path,
-            &LimitSettings::default(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("/etc/ferry/ferryd.toml") && e.contains("handlers_per_usr"),
-            "{e}"
-        );
-        let e = parse_limits(
-            "[limits]\njobs_per_user = 0\n",
-            path,
-            &LimitSettings::default(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("[limits] jobs_per_user = 0"), "{e}");
+        for (text, says) in [
+            ("[limits]\nhandlers_per_usr = 3\n", "handlers_per_usr"),
+            (
+                "[limits]\njobs_per_user = 0\n",
+                "[limits] jobs_per_user = 0",
+            ),
+        ] {
+            let e = parse_limits(text, path, &LimitSettings::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("/etc/ferry/ferryd.toml") && e.contains(says),
+                "{e}"
+            );
+        }
     }
 }

@@ -216,12 +216,7 @@ async fn connections_beyond_the_per_user_limit_get_a_clear_error() {
     let d = daemon_with(&args);
     let mut open = Vec::new();
     for _ in 0..3 {
-        let mut raw = Raw::connect(&d.socket).await;
-        assert_eq!(
-            raw.call("ferry.hello", json!({})).await["result"]["protocol"],
-            1
-        );
-        open.push(raw);
+        open.push(Raw::connect_served(&d.socket).await);
     }
     // The fourth waits for nothing: the refusal comes unasked.
     let mut fourth = Raw::connect(&d.socket).await;

@@ -23,6 +23,16 @@ impl Raw {
         }
     }
 
+    /// A connection that the daemon serves (`ferry.hello` answered).
+    pub async fn connect_served(path: &std::path::Path) -> Raw {
+        let mut raw = Raw::connect(path).await;
+        assert_eq!(
+            raw.call("ferry.hello", json!({})).await["result"]["protocol"],
+            1
+        );
+        raw
+    }
+
     pub async fn send_line(&mut self, line: &[u8]) {
         self.writer.write_all(line).await.unwrap();
         self.writer.write_all(b"\n").await.unwrap();
@@ -236,29 +246,18 @@ async fn damaged_store_row_is_an_internal_error_naming_the_problem() {
 async fn a_follower_that_does_not_read_is_closed_and_others_are_served() {
     let d = daemon_with(&["--max-follow-backlog", "65536"]);
     let c = d.client().await;
-    let creates = (0..6000).map(|i| {
-        c.create(ferry_proto::params::CreateParams {
-            display_name: format!("job {i}"),
-            ..Default::default()
-        })
-    });
-    futures_util::future::try_join_all(creates)
-        .await
-        .expect("job.create");
+    create_jobs(&c, 6000, 6000).await;
     let mut raw = Raw::connect(&d.socket).await;
     // Replays 6 000 `created` events (far beyond the socket's buffers) to a reader that waits.
     let follow =
         json!({"jsonrpc": "2.0", "id": 1, "method": "events.follow", "params": {"after": 0}});
     raw.send_line(follow.to_string().as_bytes()).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match d.log.recv_timeout(left) {
-            Ok(line) if line.contains("does not read its followed events") => break,
-            Ok(_) => {}
-            Err(e) => panic!("the daemon never closed the idle follower: {e}"),
-        }
-    }
+    wait_log(
+        &d,
+        "does not read its followed events",
+        1,
+        "the daemon never closed the idle follower",
+    );
     // What was sent before the close can still be read; then the connection ends.
     let mut lines = 0;
     while raw.recv().await.is_some() {

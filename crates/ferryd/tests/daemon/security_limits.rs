@@ -23,20 +23,6 @@ fn assert_limit(error: &Value, key: &str, value: u64) {
     assert!(msg.contains("[limits] in ferryd.toml"), "{msg}");
 }
 
-/// Waits for a daemon log line containing `needle`, `count` times, or fails naming `what`.
-fn wait_log(d: &ferry_testkit::daemon::TestDaemon, needle: &str, count: usize, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = 0;
-    while seen < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match d.log.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => seen += 1,
-            Ok(_) => {}
-            Err(e) => panic!("{what}: saw {seen} of {count} {needle:?} lines ({e})"),
-        }
-    }
-}
-
 /// Bytes of everything in the state directory (store, its WAL, ...).
 fn state_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -49,42 +35,41 @@ fn register(name: &str, arg_len: usize) -> Value {
     json!({"name": name, "argv": ["/bin/true", "x".repeat(arg_len)]})
 }
 
+/// Registers handler `name` with an argument of `arg_len` bytes, which must be refused by the
+/// limit `key` of `value`.
+async fn register_refused(raw: &mut Raw, name: &str, arg_len: usize, key: &str, value: u64) {
+    let e = raw.error("handler.register", register(name, arg_len)).await;
+    assert_limit(&e, key, value);
+}
+
+/// Registers handler `name` with an argument of `arg_len` bytes, which must succeed.
+async fn register_ok(raw: &mut Raw, name: &str, arg_len: usize) {
+    let r = raw.call("handler.register", register(name, arg_len)).await;
+    assert_eq!(r["result"], json!({}), "registering {name}: {r}");
+}
+
 #[tokio::test]
 async fn issue_11_sixty_megabyte_handler_registrations_are_refused_and_the_store_stays_small() {
     let d = daemon();
     let mut raw = Raw::connect(&d.socket).await;
     // The attack: 60 registrations with a 1 MB argv each.
     for i in 0..60 {
-        let e = raw
-            .error("handler.register", register(&format!("h{i}"), 1_000_000))
-            .await;
-        assert_limit(&e, "handler_argv_bytes", 64 * 1024);
+        let name = format!("h{i}");
+        register_refused(&mut raw, &name, 1_000_000, "handler_argv_bytes", 64 * 1024).await;
     }
     // Within the per-handler size, the user's total is bounded: 17 of 60 000 bytes fit in 1 MiB.
     for i in 0..17 {
-        let r = raw
-            .call("handler.register", register(&format!("big{i}"), 60_000))
-            .await;
-        assert_eq!(r["result"], json!({}), "registration {i}: {r}");
+        register_ok(&mut raw, &format!("big{i}"), 60_000).await;
     }
-    let e = raw
-        .error("handler.register", register("big17", 60_000))
-        .await;
-    assert_limit(&e, "handler_argv_bytes_per_user", 1024 * 1024);
+    let total = "handler_argv_bytes_per_user";
+    register_refused(&mut raw, "big17", 60_000, total, 1024 * 1024).await;
     // And so is their number: 64 in all.
     for i in 17..64 {
-        let r = raw
-            .call("handler.register", register(&format!("small{i}"), 1))
-            .await;
-        assert_eq!(r["result"], json!({}), "registration {i}: {r}");
+        register_ok(&mut raw, &format!("small{i}"), 1).await;
     }
-    let e = raw
-        .error("handler.register", register("one-too-many", 1))
-        .await;
-    assert_limit(&e, "handlers_per_user", 64);
+    register_refused(&mut raw, "one-too-many", 1, "handlers_per_user", 64).await;
     // Replacing a registration is not a new one.
-    let r = raw.call("handler.register", register("big0", 10)).await;
-    assert_eq!(r["result"], json!({}), "{r}");
+    register_ok(&mut raw, "big0", 10).await;
     let list = raw.call("handler.list", json!({})).await;
     assert_eq!(list["result"]["handlers"].as_array().unwrap().len(), 64);
     let stored = state_bytes(&d.state_dir);
@@ -146,17 +131,7 @@ async fn issue_11_eight_followers_that_never_read_hold_bounded_memory_and_a_nint
     const JOBS: usize = 50_000;
     let d = daemon_with(&["--max-jobs-per-user", "100000"]);
     let c = d.client().await;
-    for chunk in 0..JOBS / 1000 {
-        let creates = (0..1000).map(|i| {
-            c.create(ferry_proto::params::CreateParams {
-                display_name: format!("job {chunk}-{i}"),
-                ..Default::default()
-            })
-        });
-        futures_util::future::try_join_all(creates)
-            .await
-            .expect("job.create");
-    }
+    create_jobs(&c, JOBS, 1000).await;
     let pid = d.pid();
     let before = proc_status_kib(pid, "VmHWM");
     // The attack: eight connections replaying 50 000 events each (about 11 MiB apiece) that
@@ -211,12 +186,7 @@ async fn issue_11_connections_past_the_default_per_uid_limit_are_refused_naming_
     let d = daemon();
     let mut open = Vec::new();
     for _ in 0..128 {
-        let mut raw = Raw::connect(&d.socket).await;
-        assert_eq!(
-            raw.call("ferry.hello", json!({})).await["result"]["protocol"],
-            1
-        );
-        open.push(raw);
+        open.push(Raw::connect_served(&d.socket).await);
     }
     // The refusal comes unasked; a daemon that serves the connection says nothing.
     let mut over = Raw::connect(&d.socket).await;
@@ -254,10 +224,8 @@ async fn issue_11_limits_in_ferryd_toml_are_honoured_and_flags_override_them() {
         "2",
     ]);
     let mut a = Raw::connect(&d.socket).await;
-    let r = a.call("handler.register", register("one", 1)).await;
-    assert_eq!(r["result"], json!({}), "{r}");
-    let e = a.error("handler.register", register("two", 1)).await;
-    assert_limit(&e, "handlers_per_user", 1);
+    register_ok(&mut a, "one", 1).await;
+    register_refused(&mut a, "two", 1, "handlers_per_user", 1).await;
     let r = a.call("events.follow", json!({})).await;
     assert_eq!(r["result"], json!({}), "{r}");
     let mut b = Raw::connect(&d.socket).await;

@@ -1,7 +1,7 @@
 //! Helpers shared by the topic modules.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_client::Client;
 use ferry_proto::params::CreateParams;
@@ -42,6 +42,21 @@ pub async fn job_with(c: &Client, files: Vec<FileSpec>) -> String {
     .expect("job.create")
 }
 
+/// Creates `n` empty jobs, `batch` at a time on one connection (each makes one event).
+pub async fn create_jobs(c: &Client, n: usize, batch: usize) {
+    for start in (0..n).step_by(batch) {
+        let creates = (start..n.min(start + batch)).map(|i| {
+            c.create(CreateParams {
+                display_name: format!("job {i}"),
+                ..CreateParams::default()
+            })
+        });
+        futures_util::future::try_join_all(creates)
+            .await
+            .expect("job.create");
+    }
+}
+
 /// Lowers the job's retry delay and timeouts for tests.
 pub async fn fast_retry(c: &Client, id: &str, no_progress_s: Option<u64>) {
     c.set(ferry_proto::params::SetParams {
@@ -57,6 +72,20 @@ pub async fn fast_retry(c: &Client, id: &str, no_progress_s: Option<u64>) {
 /// Waits for a state.
 pub async fn wait_state(c: &Client, id: &str, st: JobState) -> Job {
     wait_for(c, id, WAIT, |j| j.state == st).await
+}
+
+/// Waits for a daemon log line containing `needle`, `count` times, or fails naming `what`.
+pub fn wait_log(d: &ferry_testkit::daemon::TestDaemon, needle: &str, count: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = 0;
+    while seen < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match d.log.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => seen += 1,
+            Ok(_) => {}
+            Err(e) => panic!("{what}: saw {seen} of {count} {needle:?} lines ({e})"),
+        }
+    }
 }
 
 pub use ferry_testkit::content::{sha256_file, staging_files as temp_files};

@@ -15,6 +15,13 @@ use crate::support::{Output, WAIT, arg, ferry_bin, finish};
 
 const ALICE: u32 = 65534;
 const BOB: u32 = 65533;
+/// What alice runs: a header with her token, for whoever listens.
+const SET_TOKEN: &[&str] = &[
+    "set",
+    "0123",
+    "--header",
+    "Authorization: Bearer alice-token",
+];
 
 fn root(test: &str) -> bool {
     let ok = nix::unistd::Uid::effective().is_root();
@@ -146,17 +153,7 @@ async fn issue_11_socket_hijack_planted_fallback_socket_gets_nothing() {
     let (t, bob_dir) = scene(&format!("ferry-{ALICE}"));
     let fake = Fake::start(&bob_dir.join("ferryd.sock")).await;
     let create = ferry_as_alice(t.path(), None, &["create", "alice's job"]).await;
-    let set = ferry_as_alice(
-        t.path(),
-        None,
-        &[
-            "set",
-            "0123",
-            "--header",
-            "Authorization: Bearer alice-token",
-        ],
-    )
-    .await;
+    let set = ferry_as_alice(t.path(), None, SET_TOKEN).await;
     let record = fake.record().await;
     assert_eq!(
         record["connections"], 0,
@@ -179,17 +176,7 @@ async fn issue_11_socket_hijack_explicit_socket_of_another_user_gets_no_byte() {
     let (t, bob_dir) = scene("bob");
     let socket = bob_dir.join("ferryd.sock");
     let fake = Fake::start(&socket).await;
-    let out = ferry_as_alice(
-        t.path(),
-        Some(&socket),
-        &[
-            "set",
-            "0123",
-            "--header",
-            "Authorization: Bearer alice-token",
-        ],
-    )
-    .await;
+    let out = ferry_as_alice(t.path(), Some(&socket), SET_TOKEN).await;
     let record = fake.record().await;
     assert_ne!(out.code, Some(0), "{out:?}");
     assert!(

@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use ferry_testkit::daemon::TestDaemon;
 use ferry_testkit::http::{Behavior, TestServer};
 use serde_json::{Value, json};
 
+use crate::access::python_as_nobody;
 use crate::callbacks::{cmdline, shared_log};
 use crate::notify::wait_notification;
 use crate::support::*;
@@ -41,27 +41,6 @@ fn python() -> String {
         .output()
         .expect("python3 runs");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Runs `script` with python3 as `nobody` and returns each line it printed, parsed.
-fn python_as_nobody(script: &str, args: &[&str]) -> Vec<Value> {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .expect("python3 runs as nobody");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Sends `ferry.hello` and prints each line the daemon answers until it closes the connection
@@ -87,7 +66,10 @@ async fn issue_11_another_uid_on_a_world_open_per_user_socket_is_refused() {
     // A per-user daemon (root's) whose socket was made world-accessible by mistake.
     let d = daemon();
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let lines = python_as_nobody(HELLO_UNTIL_CLOSED, &[d.socket.to_str().unwrap()]);
+    let lines = python_as_nobody(
+        HELLO_UNTIL_CLOSED,
+        &[d.socket.to_string_lossy().into_owned()],
+    );
     assert_eq!(lines.len(), 2, "one refusal, then the close: {lines:?}");
     let err = &lines[0]["error"];
     assert_eq!(err["code"], -32002, "access_denied: {lines:?}");
@@ -104,24 +86,8 @@ async fn issue_11_another_uid_on_a_world_open_per_user_socket_is_refused() {
 
 #[test]
 fn issue_11_socket_activated_per_user_socket_open_to_all_is_made_private() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(crate::systemd::FAKE_SYSTEMD)
-        .arg(env!("CARGO_BIN_EXE_ferryd"))
-        .arg(dir.path().join("activated.sock"))
-        .arg(dir.path().join("notify.sock"))
-        .arg(dir.path().join("state"))
-        // The unit file left `SocketMode=` at its default, 0666.
-        .arg("0o666")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The unit file left `SocketMode=` at its default, 0666.
+    let v = crate::systemd::run_fake_systemd(&["0o666"]);
     assert_eq!(v["mode_before"], 0o666, "{v}");
     assert_eq!(
         v["mode_when_ready"], 0o600,

@@ -34,8 +34,8 @@ out["socket_kept"] = os.path.exists(sock_path)
 print(json.dumps(out))
 "#;
 
-#[test]
-fn socket_activated_daemon_serves_and_notifies_readiness() {
+/// Runs ferryd under the stand-in (with `extra` arguments for it) and returns its report.
+pub fn run_fake_systemd(extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("python3")
         .arg("-c")
@@ -44,6 +44,7 @@ fn socket_activated_daemon_serves_and_notifies_readiness() {
         .arg(dir.path().join("activated.sock"))
         .arg(dir.path().join("notify.sock"))
         .arg(dir.path().join("state"))
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -51,7 +52,12 @@ fn socket_activated_daemon_serves_and_notifies_readiness() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn socket_activated_daemon_serves_and_notifies_readiness() {
+    let v = run_fake_systemd(&[]);
     assert_eq!(v["notify"], "READY=1");
     assert_eq!(v["hello"]["result"]["protocol"], 1);
     assert_eq!(v["stopping"], "STOPPING=1");

@@ -34,8 +34,12 @@ fn root(test: &str) -> bool {
 }
 
 /// The python3 binary itself (not a shim that needs the caller's environment): the programs
-/// ferryd starts get a clean environment.
+/// ferryd starts get a clean environment, and may run as `nobody` (who may not enter root's
+/// home, where a per-user python may live).
 fn python() -> String {
+    if Path::new("/usr/bin/python3").exists() {
+        return "/usr/bin/python3".into();
+    }
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
@@ -147,47 +151,91 @@ async fn issue_11_spawned_program_cannot_reach_the_daemons_terminal() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let d = TestDaemon::start_with(&wrapper, &[]);
-    let c = d.client().await;
-    assert!(
-        std::fs::read_link(format!("/proc/{}/fd/0", d.pid()))
-            .unwrap()
-            .starts_with("/dev/pts"),
-        "the daemon itself runs on the terminal"
-    );
     let srv = TestServer::start().await;
     srv.add_file("/t", TestContent::new(1101, 1000).bytes);
-    let report = d.dir.path().join("report.json");
-    let id = job_with(&c, vec![spec(&srv.url("/t"), &d.files_dir().join("t"))]).await;
-    c.set(SetParams {
-        job_id: id.clone(),
-        notify_flags: Some(1),
-        notify_cmdline: Some(Some(vec![
+    // A per-user daemon, and (as root) the system daemon running a job of `nobody`: the case
+    // where another user's program would reach root's terminal.
+    let system = nix::unistd::Uid::effective().is_root();
+    if !system {
+        eprintln!("SKIPPED the system-mode half: needs root to act as a second user");
+    }
+    for mode in [&[][..], &["--system"][..]]
+        .into_iter()
+        .take(1 + usize::from(system))
+    {
+        let d = TestDaemon::start_with(&wrapper, mode);
+        let c = d.client().await;
+        assert!(
+            std::fs::read_link(format!("/proc/{}/fd/0", d.pid()))
+                .unwrap()
+                .starts_with("/dev/pts"),
+            "the daemon itself runs on the terminal"
+        );
+        let report = shared_log(d.dir.path(), "report.json");
+        let argv = vec![
             python(),
             "-c".into(),
             REPORT_INHERITED.into(),
             report.to_string_lossy().into_owned(),
-        ])),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    c.resume(&id).await.unwrap();
-    wait_notification(&c, &id, |cb, t, o| {
-        cb == "job_transferred" && t == "cmdline" && o == "ok"
-    })
-    .await;
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_ne!(r["tty"], "opened", "the program opened /dev/tty: {r}");
-    assert_eq!(r["sid"], r["pid"], "the program leads its own session: {r}");
-    let fds: Vec<&String> = r["fds"].as_object().unwrap().keys().collect();
-    assert_eq!(
-        fds,
-        ["0", "1", "2"],
-        "only stdin, stdout, stderr are open: {r}"
-    );
-    for fd in ["0", "1", "2"] {
-        assert_eq!(r["fds"][fd], "/dev/null", "{r}");
+        ];
+        let dest = d.dir.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        std::os::unix::fs::chown(&dest, Some(NOBODY), Some(NOBODY)).unwrap();
+        let calls = [
+            json!({"method": "job.create", "params": {"display_name": "tty", "files": [
+                {"remote_url": srv.url("/t"), "local_path": dest.join("t")}]}}),
+            json!({"method": "job.set", "params": {"notify_flags": 1, "notify_cmdline": argv}}),
+            json!({"method": "job.resume", "params": {}}),
+        ];
+        let id = if mode.is_empty() {
+            let create = &calls[0]["params"];
+            let id: Value = c.call("job.create", create).await.unwrap();
+            let id = id["job_id"].as_str().unwrap().to_owned();
+            for call in &calls[1..] {
+                let mut params = call["params"].clone();
+                params["job_id"] = json!(id);
+                let _: Value = c
+                    .call(call["method"].as_str().unwrap(), params)
+                    .await
+                    .unwrap();
+            }
+            id
+        } else {
+            let a = crate::access::calls_as_nobody(&d.socket, &calls[..1]);
+            let id = a[0]["result"]["job_id"].as_str().unwrap().to_owned();
+            let rest: Vec<Value> = calls[1..]
+                .iter()
+                .map(|call| {
+                    let mut call = call.clone();
+                    call["params"]["job_id"] = json!(id);
+                    call
+                })
+                .collect();
+            crate::access::calls_as_nobody(&d.socket, &rest);
+            id
+        };
+        wait_notification(&c, &id, |cb, t, o| {
+            cb == "job_transferred" && t == "cmdline" && o == "ok"
+        })
+        .await;
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_ne!(
+            r["tty"], "opened",
+            "{mode:?}: the program opened /dev/tty: {r}"
+        );
+        assert_eq!(
+            r["sid"], r["pid"],
+            "{mode:?}: the program leads its own session: {r}"
+        );
+        let fds: Vec<&String> = r["fds"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            fds,
+            ["0", "1", "2"],
+            "{mode:?}: only stdin, stdout, stderr are open: {r}"
+        );
+        for fd in ["0", "1", "2"] {
+            assert_eq!(r["fds"][fd], "/dev/null", "{mode:?}: {r}");
+        }
     }
 }
 

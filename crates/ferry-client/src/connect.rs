@@ -16,7 +16,7 @@ pub fn user_socket() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(d).join("ferry").join("ferryd.sock"));
     }
-    let uid = current_uid()?;
+    let uid = current_uid();
     Some(
         std::env::temp_dir()
             .join(format!("ferry-{uid}"))
@@ -24,8 +24,9 @@ pub fn user_socket() -> Option<PathBuf> {
     )
 }
 
-fn current_uid() -> Option<u32> {
-    Some(nix::unistd::geteuid().as_raw())
+/// The caller's effective uid: the identity the daemon will see and the files are checked for.
+fn current_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Which directory rule a socket path falls under.
@@ -101,12 +102,9 @@ pub fn check_listener(listener_uid: u32, caller: u32) -> Result<(), String> {
 /// Refuses `socket` before connecting when its directory breaks [`check_socket_dir`].
 pub(crate) fn vet_socket_dir(socket: &Path) -> Result<(), ClientError> {
     let kind = SocketKind::of(socket);
-    let Some(dir) = socket.parent() else {
+    let Some(dir) = socket.parent().filter(|_| kind != SocketKind::Explicit) else {
         return Ok(());
     };
-    if kind == SocketKind::Explicit {
-        return Ok(());
-    }
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
         // Nothing there: the connect fails with "not found" (and autostart creates it).
@@ -134,7 +132,7 @@ fn vet_dir_facts(
         mode: meta.mode(),
     };
     let dir = socket.parent().unwrap_or(socket);
-    check_socket_dir(kind, &facts, current_uid().unwrap_or(u32::MAX))
+    check_socket_dir(kind, &facts, current_uid())
         .map_err(|why| unsafe_socket(socket, format!("its directory {} {why}", dir.display())))
 }
 
@@ -144,7 +142,7 @@ pub(crate) fn vet_listener(
     socket: &Path,
     stream: &tokio::net::UnixStream,
 ) -> Result<(), ClientError> {
-    let caller = current_uid().unwrap_or(u32::MAX);
+    let caller = current_uid();
     let cred = stream.peer_cred().map_err(|e| {
         unsafe_socket(
             socket,

@@ -14,6 +14,18 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket, or the process listening on it, could belong to another user: nothing was
+    /// sent (see [`crate::connect::check_socket_dir`] and [`crate::connect::check_listener`]).
+    #[error(
+        "refusing to talk to {socket}: {why}; nothing was sent. Remove it if it is not your ferryd's, \
+         or set XDG_RUNTIME_DIR or FERRY_SOCKET to a socket of your own"
+    )]
+    UnsafeSocket {
+        /// The socket refused.
+        socket: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// No socket location could be determined.
     #[error("{0}")]
     NoSocket(String),

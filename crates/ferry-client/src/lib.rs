@@ -101,14 +101,19 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to the daemon at `socket`.
+    /// Connects to the daemon at `socket`. Before a byte is sent, the socket's directory (for
+    /// the discovered per-user and system sockets) and the listener's uid (`SO_PEERCRED`, for
+    /// every socket) must show that no other user stands in for the daemon
+    /// ([`ClientError::UnsafeSocket`] otherwise).
     pub async fn connect_to(socket: &Path) -> Result<Client, ClientError> {
+        connect::vet_socket_dir(socket)?;
         let stream = tokio::net::UnixStream::connect(socket)
             .await
             .map_err(|source| ClientError::Connect {
                 socket: socket.to_path_buf(),
                 source,
             })?;
+        connect::vet_listener(socket, &stream)?;
         let (r, w) = stream.into_split();
         Ok(Client::from_parts(r, w, socket.to_path_buf()))
     }

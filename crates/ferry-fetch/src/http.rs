@@ -268,6 +268,14 @@ pub(crate) fn check_redirect_scheme(
     }
 }
 
+/// Whether the job's custom headers and credentials go with a request for `url` when the
+/// file's URL is `start`: only to the same origin (scheme, host and port), as curl does with
+/// `Authorization`. Custom headers may carry tokens, so a redirect to another port of the same
+/// host (another service, maybe another user's), to another host, or down to http gets none.
+pub(crate) fn sends_secrets(start: &Url, url: &Url) -> bool {
+    url.origin() == start.origin()
+}
+
 /// Validates the custom headers once, before any request.
 pub(crate) fn custom_headers(
     pairs: &[(String, String)],
@@ -489,18 +497,13 @@ impl Run<'_> {
                 .client
                 .get(url.clone())
                 .header(header::ACCEPT_ENCODING, "identity");
-            // Custom headers may carry secrets (tokens): only to the host they were meant for,
-            // and never in clear text after an allowed https→http downgrade.
-            let downgraded = start.scheme() == "https" && url.scheme() == "http";
-            if url.host_str() == start.host_str() && !downgraded {
+            if sends_secrets(start, &url) {
                 for (n, v) in headers {
                     rb = rb.header(n.clone(), v.clone());
                 }
-            }
-            if let Some((user, pass)) = &self.req.basic_auth
-                && url.origin() == start.origin()
-            {
-                rb = rb.basic_auth(user, Some(pass));
+                if let Some((user, pass)) = &self.req.basic_auth {
+                    rb = rb.basic_auth(user, Some(pass));
+                }
             }
             if let Some((from, to)) = ask.range {
                 let spec = match to {
@@ -627,6 +630,38 @@ mod tests {
                 assert!(!err.transient);
             }
         }
+    }
+
+    #[test]
+    fn secrets_go_to_the_files_origin_only() {
+        let start = Url::parse("https://files.example:8443/a").unwrap();
+        let yes = [
+            "https://files.example:8443/b?x",
+            "https://FILES.example:8443/",
+        ];
+        for u in yes {
+            assert!(sends_secrets(&start, &Url::parse(u).unwrap()), "{u}");
+        }
+        let no = [
+            "https://files.example:9443/a",
+            "https://files.example/a",
+            "http://files.example:8443/a",
+            "https://other.example:8443/a",
+            "https://sub.files.example:8443/a",
+        ];
+        for u in no {
+            assert!(!sends_secrets(&start, &Url::parse(u).unwrap()), "{u}");
+        }
+        // The default port written out is the same origin.
+        let plain = Url::parse("http://127.0.0.1/x").unwrap();
+        assert!(sends_secrets(
+            &plain,
+            &Url::parse("http://127.0.0.1:80/y").unwrap()
+        ));
+        assert!(!sends_secrets(
+            &plain,
+            &Url::parse("http://127.0.0.2/x").unwrap()
+        ));
     }
 
     #[test]

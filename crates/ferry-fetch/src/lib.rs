@@ -112,8 +112,9 @@ pub struct FetchRequest {
     /// Compute the content's SHA-256 even without `sha256` ([`FetchDone::sha256`]): for content
     /// that may be published to peers. Off, and without `sha256`, nothing is hashed.
     pub hash: bool,
-    /// Custom request headers, sent on every request (to redirect targets on the same host
-    /// only). `Range`, `If-Range`, `Accept-Encoding` and hop-by-hop headers are not overridable.
+    /// Custom request headers, sent on every request to the URL's origin (scheme, host and
+    /// port; never to a redirect target elsewhere). `Range`, `If-Range`, `Accept-Encoding` and
+    /// hop-by-hop headers are not overridable.
     pub headers: Vec<(String, String)>,
     /// Basic-auth user and password, sent to the original origin only.
     pub basic_auth: Option<(String, String)>,

@@ -96,16 +96,13 @@ impl Fetcher {
             for (n, v) in extra {
                 rb = rb.header(n.clone(), v.clone());
             }
-            let downgraded = start.scheme() == "https" && url.scheme() == "http";
-            if url.host_str() == start.host_str() && !downgraded {
+            if http::sends_secrets(&start, &url) {
                 for (n, v) in &headers {
                     rb = rb.header(n.clone(), v.clone());
                 }
-            }
-            if let Some((user, pass)) = &req.basic_auth
-                && url.origin() == start.origin()
-            {
-                rb = rb.basic_auth(user, Some(pass));
+                if let Some((user, pass)) = &req.basic_auth {
+                    rb = rb.basic_auth(user, Some(pass));
+                }
             }
             let resp = rb.send().await.map_err(|e| http::send_error(&e, &url))?;
             if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {

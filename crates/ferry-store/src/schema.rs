@@ -76,8 +76,12 @@ CREATE INDEX files_staging ON files(job_id) WHERE staging IS NOT NULL;
 pub(crate) fn pragmas(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(StoreError::sql(path, "setting the busy timeout"))?;
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-        .map_err(StoreError::sql(path, "setting pragmas"))
+    // secure_delete: erased credentials and headers are overwritten in the file, not merely
+    // unlinked from the b-tree where a reader of the file would still find them.
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
+    )
+    .map_err(StoreError::sql(path, "setting pragmas"))
 }
 
 pub(crate) fn open_and_migrate(path: &Path) -> Result<Connection, StoreError> {

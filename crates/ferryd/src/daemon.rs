@@ -457,6 +457,10 @@ impl Daemon {
         edit(row);
         if to.is_final() && !from.is_final() {
             row.final_at = Some(now);
+            // A final job transfers nothing again, and its row stays for the history retention:
+            // secrets (credentials, and custom headers, which often carry tokens) go now.
+            row.credentials = None;
+            row.custom_headers.clear();
         }
         let mut events = Vec::new();
         if from != to {

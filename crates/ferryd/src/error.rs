@@ -10,6 +10,9 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_ALREADY_RUNNING: u8 = 3;
 /// Exit code when the job store cannot be used.
 pub const EXIT_STORE: u8 = 4;
+/// Exit code when one of the daemon's own tasks (scheduler, notifier, sweeper) died while it
+/// ran: an internal error (sysexits' `EX_SOFTWARE`); the service manager should restart it.
+pub const EXIT_TASK_DIED: u8 = 70;
 
 /// A daemon failure.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,14 @@ pub enum DaemonError {
     /// The store is unusable.
     #[error(transparent)]
     Store(#[from] ferry_store::StoreError),
+    /// A task the daemon cannot run without ended while it ran.
+    #[error("the {task} task died ({why}); ferryd stops so that its service manager restarts it")]
+    TaskDied {
+        /// Which task.
+        task: &'static str,
+        /// How it ended.
+        why: String,
+    },
     /// The transfer engine could not be set up.
     #[error("cannot set up the transfer engine: {0}")]
     Fetch(String),
@@ -46,6 +57,7 @@ impl DaemonError {
             DaemonError::Config(_) => EXIT_CONFIG,
             DaemonError::AlreadyRunning(_) => EXIT_ALREADY_RUNNING,
             DaemonError::Store(_) => EXIT_STORE,
+            DaemonError::TaskDied { .. } => EXIT_TASK_DIED,
             DaemonError::Io { .. } | DaemonError::Fetch(_) => EXIT_FAILURE,
         }
     }

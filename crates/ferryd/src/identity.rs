@@ -1,7 +1,9 @@
 //! Running a program as a job's owner: handler programs and notify command lines. In per-user
 //! mode the daemon already is the owner; in system mode (root) the child drops to the owner's
 //! uid and gid (std clears root's supplementary groups when it does). The environment is clean:
-//! a fixed allowlist plus what the protocol promises (`FERRY_*`).
+//! a fixed allowlist plus what the protocol promises (`FERRY_*`). Every program is isolated from
+//! the daemon's terminal and descriptors: its own session without a controlling terminal,
+//! stdin, stdout and stderr on `/dev/null`, and no descriptor beyond those three.
 
 use std::process::Stdio;
 
@@ -56,7 +58,61 @@ pub fn command_as(
     for (k, v) in extra {
         cmd.env(k, v);
     }
+    isolate(&mut cmd);
     Ok(cmd)
+}
+
+/// Makes the child leave the daemon's session (so it has no controlling terminal: a daemon
+/// started from a terminal must not hand that terminal to a job owner's program, which could
+/// read it or push input into it) and close every descriptor above stderr at `exec` (a
+/// descriptor the daemon inherited without close-on-exec, such as a socket-activated listener
+/// or a terminal's master side, must not reach the program).
+#[allow(unsafe_code)]
+fn isolate(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before `exec`, where only async-signal-safe
+    // calls are allowed; it makes only raw system calls (setsid, close_range, getrlimit, fcntl)
+    // and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            cloexec_from(3)
+        });
+    }
+}
+
+/// Marks every descriptor from `first` up close-on-exec. `close_range` (Linux 5.11) does it in
+/// one call; older kernels get one `fcntl` per possible descriptor. Close-on-exec rather than
+/// closing keeps the pipe through which the parent learns whether `exec` failed.
+#[allow(unsafe_code)]
+fn cloexec_from(first: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: plain system calls on integers; no memory is shared or handed over.
+    unsafe {
+        let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            flags,
+        ) == 0
+        {
+            return Ok(());
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let last = libc::c_int::try_from(limit.rlim_cur).unwrap_or(libc::c_int::MAX);
+        for fd in first..last {
+            let old = libc::fcntl(fd, libc::F_GETFD);
+            if old >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, old | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The file-system identity a job's file operations run as: the owner's in system mode when

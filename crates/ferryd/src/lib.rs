@@ -20,10 +20,12 @@ mod notifier;
 mod peer_cache;
 mod resident;
 mod scheduler;
+mod supervise;
 mod systemd;
 mod transfer;
 
 pub use config::{DaemonOptions, LimitSettings, Limits, Mode};
+pub use error::EXIT_TASK_DIED;
 pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
 
 use std::collections::HashMap;
@@ -79,6 +81,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     let owns_socket = activated.is_none();
     let listener = match activated {
         Some(l) => {
+            listener::secure_activated_socket(&l, opts.mode)?;
             l.set_nonblocking(true).map_err(DaemonError::io(
                 "use the socket-activated listener",
                 "LISTEN_FDS",
@@ -141,10 +144,23 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         signal(SignalKind::terminate()).map_err(DaemonError::io("handle SIGTERM", "signal"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(DaemonError::io("handle SIGINT", "signal"))?;
-    tokio::select! {
-        _ = accept_loop(&daemon, listener) => {}
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    let mut tasks = vec![
+        ("scheduler", sched),
+        ("notifier", notifier),
+        ("sweeper", sweeper),
+    ];
+    let died = {
+        let any_ended = futures_util::future::select_all(tasks.iter_mut().map(|(_, h)| h));
+        tokio::select! {
+            _ = accept_loop(&daemon, listener) => None,
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+            (result, i, _) = any_ended => Some((i, result)),
+        }
+    };
+    let failure = died.map(|(i, result)| supervise::task_died(tasks.remove(i).0, result));
+    if let Some(e) = &failure {
+        tracing::error!("{e}");
     }
     systemd::notify_stopping();
     if let Some(pc) = &daemon.peer_cache {
@@ -152,15 +168,21 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     }
     shutdown(&daemon).await;
     daemon.shutdown.cancel();
-    let _ = sched.await;
-    let _ = sweeper.await;
-    let _ = notifier.await;
+    for (_, task) in tasks {
+        let _ = task.await;
+    }
     if owns_socket {
         // An activated socket belongs to systemd, which keeps listening for the next start.
         let _ = std::fs::remove_file(&socket_path);
     }
-    lock.mark_clean_exit();
-    Ok(())
+    match failure {
+        // Not a clean exit: the next start recovers as after a crash.
+        Some(e) => Err(e),
+        None => {
+            lock.mark_clean_exit();
+            Ok(())
+        }
+    }
 }
 
 async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
@@ -169,6 +191,7 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
     // Refusals in progress hold a descriptor for a moment each; beyond this many at once a
     // refused connection is closed without the explanation, so a flood cannot exhaust them.
     let refusals = Arc::new(tokio::sync::Semaphore::new(64));
+    let own_uid = nix::unistd::geteuid().as_raw();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -191,6 +214,22 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
             gid: cred.gid(),
             pid: cred.pid(),
         };
+        if let Err(why) = listener::may_connect(d.opts.mode, own_uid, caller.uid) {
+            tracing::warn!(
+                uid = caller.uid,
+                pid = caller.pid,
+                "connection refused: {why}"
+            );
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                let error =
+                    ferry_proto::ProtoError::kind(ferry_proto::ErrorKind::AccessDenied, why);
+                tokio::spawn(async move {
+                    send_refusal(stream, error).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        }
         let Some(slot) = counts.take(caller.uid, limit) else {
             tracing::warn!(
                 uid = caller.uid,
@@ -222,8 +261,7 @@ async fn accept_loop(d: &Arc<Daemon>, listener: UnixListener) {
 /// `null`: no request was read) and closes it. What the caller already sent is drained first,
 /// so it reads the error and then a clean end of stream rather than a reset. Bounded in time
 /// and bytes: a caller that never reads or never stops writing cannot keep the task.
-async fn refuse_connection(mut stream: tokio::net::UnixStream, uid: u32, limit: u64) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn refuse_connection(stream: tokio::net::UnixStream, uid: u32, limit: u64) {
     let error = limits::exceeded(
         "connections_per_user",
         limit,
@@ -231,6 +269,13 @@ async fn refuse_connection(mut stream: tokio::net::UnixStream, uid: u32, limit: 
             "user {uid} already has {limit} connections open to ferryd; close some and try again"
         ),
     );
+    send_refusal(stream, error).await;
+}
+
+/// Writes `error` as one answer line (id `null`) and closes the connection, draining what the
+/// caller already sent (bounded in time and bytes) so it reads the line, not a reset.
+async fn send_refusal(mut stream: tokio::net::UnixStream, error: ferry_proto::ProtoError) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let message = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
     let Ok(mut line) = serde_json::to_vec(&message) else {
         return;

@@ -36,6 +36,19 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
         .mode(0o700)
         .create(dir)
         .map_err(DaemonError::io("create the state directory", dir))?;
+    // An existing directory keeps the mode it was made with; the store in it holds credentials.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(dir).map_err(DaemonError::io("inspect the state directory", dir))?;
+        if let Some(want) = tightened(meta.mode() & 0o7777, 0o700) {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:04o}", meta.mode() & 0o7777),
+                "the state directory was open to other users; setting it to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(want)).map_err(
+                DaemonError::io("make the state directory private (mode 0700)", dir),
+            )?;
+        }
+    }
     let path = dir.join("ferryd.lock");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -115,4 +128,95 @@ pub fn bind(path: &Path, mode: Mode) -> Result<UnixListener, DaemonError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(sock_mode))
         .map_err(DaemonError::io("set permissions on", path))?;
     Ok(listener)
+}
+
+/// Whether a caller may use this daemon at all: a per-user daemon serves its own uid and root
+/// only, whatever the socket's mode (a socket made world-accessible by mistake must not let
+/// another user act with the owner's rights); the system daemon serves everyone and decides
+/// per job. The sentence says why not, for the log and the caller.
+pub fn may_connect(mode: Mode, own_uid: u32, caller: u32) -> Result<(), String> {
+    if mode == Mode::System || caller == own_uid || caller == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "this is the per-user ferryd of uid {own_uid}; uid {caller} may not use it \
+         (connect to your own ferryd, or to the system one at /run/ferry/ferryd.sock)"
+    ))
+}
+
+/// `private` when the permission bits `current` grant group or others anything, else `None`
+/// (nothing to correct).
+pub fn tightened(current: u32, private: u32) -> Option<u32> {
+    (current & 0o077 != 0).then_some(private)
+}
+
+/// The mode a per-user socket handed over by socket activation should have: read and write for
+/// the owner only. `None` when `current` (its permission bits) already grants nobody else
+/// access, or in system mode (where everyone may connect).
+pub fn private_socket_mode(mode: Mode, current: u32) -> Option<u32> {
+    if mode == Mode::User {
+        tightened(current, 0o600)
+    } else {
+        None
+    }
+}
+
+/// Gives a per-user socket handed over by socket activation the owner-only mode it needs, when
+/// the unit file left it open to others (`SocketMode=` defaults to 0666).
+pub fn secure_activated_socket(
+    listener: &std::os::unix::net::UnixListener,
+    mode: Mode,
+) -> Result<(), DaemonError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(addr) = listener.local_addr() else {
+        return Ok(());
+    };
+    let Some(path) = addr.as_pathname() else {
+        // An abstract or unnamed socket has no file mode to fix.
+        return Ok(());
+    };
+    let meta =
+        std::fs::metadata(path).map_err(DaemonError::io("inspect the activated socket", path))?;
+    if let Some(want) = private_socket_mode(mode, meta.mode() & 0o7777) {
+        tracing::warn!(socket = %path.display(), mode = format!("{:04o}", meta.mode() & 0o7777),
+            "the socket-activated per-user socket was open to other users; setting it to 0600 \
+             (set SocketMode=0600 in ferryd.socket)");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(want)).map_err(
+            DaemonError::io("make the activated socket private (mode 0600)", path),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_per_user_daemon_serves_its_owner_and_root_only() {
+        assert!(may_connect(Mode::User, 1000, 1000).is_ok());
+        assert!(may_connect(Mode::User, 1000, 0).is_ok());
+        let why = may_connect(Mode::User, 1000, 1001).unwrap_err();
+        assert!(
+            why.contains("uid 1001") && why.contains("uid 1000"),
+            "{why}"
+        );
+        assert!(may_connect(Mode::System, 0, 1001).is_ok());
+    }
+
+    #[test]
+    fn only_modes_open_to_others_are_tightened() {
+        assert_eq!(tightened(0o755, 0o700), Some(0o700));
+        assert_eq!(tightened(0o701, 0o700), Some(0o700));
+        assert_eq!(tightened(0o700, 0o700), None);
+        assert_eq!(tightened(0o500, 0o700), None);
+    }
+
+    #[test]
+    fn an_activated_per_user_socket_is_made_owner_only() {
+        assert_eq!(private_socket_mode(Mode::User, 0o666), Some(0o600));
+        assert_eq!(private_socket_mode(Mode::User, 0o660), Some(0o600));
+        assert_eq!(private_socket_mode(Mode::User, 0o600), None);
+        assert_eq!(private_socket_mode(Mode::System, 0o666), None);
+    }
 }

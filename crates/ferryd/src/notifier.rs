@@ -31,6 +31,7 @@ pub async fn run(d: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<Kick>) {
             k = rx.recv() => match k { Some(k) => k, None => return },
             _ = d.shutdown.cancelled() => return,
         };
+        crate::supervise::test_fault("notifier");
         let mut inner = d.lock();
         let Some(e) = inner.jobs.get_mut(&kick.job_id) else {
             continue;

@@ -209,6 +209,7 @@ pub async fn sweeper(d: Arc<Daemon>, wake: Arc<Notify>, grace: Duration) {
             _ = tokio::time::sleep(grace) => {}
             _ = d.shutdown.cancelled() => return,
         }
+        crate::supervise::test_fault("sweeper");
         let candidates = d.lock().jobs.cold();
         if candidates.is_empty() {
             continue;

@@ -90,6 +90,9 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
         }
         let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
     }
+    if !plan.start.is_empty() {
+        crate::supervise::test_fault("scheduler");
+    }
     for id in &plan.start {
         let still_finishing = inner
             .jobs

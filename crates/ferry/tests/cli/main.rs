@@ -7,7 +7,8 @@
 //! `errors` (a failing job), `interrupt` (Ctrl-C suspends), `addressing` (id prefixes and
 //! display names), `verbs` (create/add/files/set/info/resume/wait/list/cancel), `autostart`
 //! (starting a per-user daemon, `--no-autostart`), `cache` (`ferry cache` and `ferry peers`: the
-//! peer cache off, on with a static peer, and a download published to it).
+//! peer cache off, on with a static peer, and a download published to it), `security_socket`
+//! (another user's socket posing as ferryd is refused before a byte is sent).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -20,6 +21,7 @@ mod cache;
 mod errors;
 mod interrupt;
 mod notify;
+mod security_socket;
 mod support;
 mod transfer;
 mod verbs;

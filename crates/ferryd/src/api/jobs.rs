@@ -548,16 +548,25 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     let old = e.row.owner_uid;
     let files = e.row.files_total;
     e.row.owner_uid = c.uid;
+    // Whatever the old owner set up must not reach them or act for them any more: their live
+    // callback and handler would go on receiving the job (with what the new owner adds), their
+    // command line would run as the new owner, their credentials and headers (tokens) would be
+    // sent for the new owner.
+    e.rt.notify_peer = None;
+    e.row.notify_handler = None;
     e.row.notify_cmdline = None;
     e.row.credentials = None;
+    e.row.custom_headers.clear();
     e.row.modified = clock::now_rfc3339();
     let commit = d.persist(
         e,
         vec![EventKind::Modified {
             fields: vec![
                 "owner_uid".into(),
+                "notify_handler".into(),
                 "notify_cmdline".into(),
                 "credentials".into(),
+                "custom_headers".into(),
             ],
         }],
     );

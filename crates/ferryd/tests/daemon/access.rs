@@ -23,12 +23,17 @@ for i, line in enumerate(sys.argv[2:]):
     f.write(json.dumps(msg).encode() + b"\n"); f.flush()
     print(f.readline().decode().strip())
 "#;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(script).arg(socket);
-    for c in calls {
-        cmd.arg(c.to_string());
-    }
-    let out = cmd
+    let mut args = vec![socket.to_string_lossy().into_owned()];
+    args.extend(calls.iter().map(Value::to_string));
+    python_as_nobody(script, &args)
+}
+
+/// Runs `script` with python3 as `nobody` and returns each line it printed, parsed as JSON.
+pub fn python_as_nobody(script: &str, args: &[String]) -> Vec<Value> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()

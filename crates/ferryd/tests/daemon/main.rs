@@ -7,7 +7,10 @@
 //! files), `hostile` (servers that misbehave on purpose; see docs/RELIABILITY.md), `garbage`
 //! (random lines on many connections), `load` (1 000 clients, the per-user connection limit),
 //! `peer_cache` (several daemons sharing validated files on 127.0.0.x), `resident` (cold jobs left
-//! in the store), `security_limits` (per-user quotas and unread answers bounded).
+//! in the store), `security_limits` (per-user quotas and unread answers bounded),
+//! `security_bounds` (attacks across the daemon's boundaries: other uids on a per-user socket,
+//! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
+//! left in the store, dead internal tasks).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -30,6 +33,7 @@ mod protocol;
 mod ranges;
 mod resident;
 mod schedule;
+mod security_bounds;
 mod security_limits;
 mod support;
 mod system_mode;

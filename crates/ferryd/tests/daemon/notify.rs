@@ -17,7 +17,7 @@ const CB: Duration = Duration::from_secs(30);
 
 /// Waits for a `notification` event of the job matching `pred` (`callback`, `target`,
 /// `outcome`), counting from the start of the log.
-async fn wait_notification(
+pub async fn wait_notification(
     c: &Client,
     job: &str,
     pred: impl Fn(&str, &str, &str) -> bool,

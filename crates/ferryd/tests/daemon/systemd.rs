@@ -4,10 +4,14 @@
 
 use serde_json::Value;
 
-const FAKE_SYSTEMD: &str = r#"
+/// The stand-in; an optional fifth argument sets the socket's mode first (e.g. `0o666`).
+pub const FAKE_SYSTEMD: &str = r#"
 import json, os, signal, socket, sys
 ferryd, sock_path, notify_path, state = sys.argv[1:5]
 lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); lsock.bind(sock_path); lsock.listen(16)
+if len(sys.argv) > 5:
+    os.chmod(sock_path, int(sys.argv[5], 0))
+mode_before = os.stat(sock_path).st_mode & 0o777
 nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); nsock.bind(notify_path); nsock.settimeout(20)
 pid = os.fork()
 if pid == 0:
@@ -17,6 +21,8 @@ if pid == 0:
     env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), NOTIFY_SOCKET=notify_path)
     os.execve(ferryd, [ferryd, "--socket", sock_path, "--state-dir", state], env)
 out = {"notify": nsock.recv(4096).decode().strip()}
+out["mode_before"] = mode_before
+out["mode_when_ready"] = os.stat(sock_path).st_mode & 0o777
 c = socket.socket(socket.AF_UNIX); c.connect(sock_path); f = c.makefile("rwb", buffering=0)
 f.write(b'{"jsonrpc":"2.0","id":1,"method":"ferry.hello","params":{}}\n')
 out["hello"] = json.loads(f.readline())
@@ -28,8 +34,8 @@ out["socket_kept"] = os.path.exists(sock_path)
 print(json.dumps(out))
 "#;
 
-#[test]
-fn socket_activated_daemon_serves_and_notifies_readiness() {
+/// Runs ferryd under the stand-in (with `extra` arguments for it) and returns its report.
+pub fn run_fake_systemd(extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("python3")
         .arg("-c")
@@ -38,6 +44,7 @@ fn socket_activated_daemon_serves_and_notifies_readiness() {
         .arg(dir.path().join("activated.sock"))
         .arg(dir.path().join("notify.sock"))
         .arg(dir.path().join("state"))
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -45,7 +52,12 @@ fn socket_activated_daemon_serves_and_notifies_readiness() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn socket_activated_daemon_serves_and_notifies_readiness() {
+    let v = run_fake_systemd(&[]);
     assert_eq!(v["notify"], "READY=1");
     assert_eq!(v["hello"]["result"]["protocol"], 1);
     assert_eq!(v["stopping"], "STOPPING=1");

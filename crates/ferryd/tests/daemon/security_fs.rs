@@ -198,6 +198,62 @@ async fn issue_11_fifo_sources_cannot_freeze_the_daemon_for_other_users() {
 }
 
 #[tokio::test]
+async fn issue_11_fifo_swapped_for_staging_files_cannot_freeze_the_cache_copy() {
+    let config = tempfile::tempdir().unwrap();
+    let toml = config.path().join("ferryd.toml");
+    std::fs::write(
+        &toml,
+        "[peer_cache]\nenabled = true\nlisten = \"127.0.0.1:0\"\nmin_file_size = 0\nsecret = \"security-fs-test-secret\"\n",
+    )
+    .unwrap();
+    let d = daemon_with(&["--config", toml.to_str().unwrap()]);
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    let dir = d.files_dir();
+    let files = (0..32)
+        .map(|i| {
+            srv.add_file(&format!("/c{i}"), TestContent::new(320 + i, 1000).bytes);
+            spec(&srv.url(&format!("/c{i}")), &dir.join(format!("c{i}")))
+        })
+        .collect();
+    let id = job_with(&c, files).await;
+    c.resume(&id).await.unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    // Every staging file becomes a FIFO; validating the file copies it into the cache.
+    for f in c.files(&id).await.unwrap() {
+        let temp = PathBuf::from(f.temporary_path.unwrap());
+        std::fs::remove_file(&temp).unwrap();
+        nix::unistd::mkfifo(&temp, Mode::from_bits_truncate(0o600)).unwrap();
+        let valid = tokio::time::timeout(ANSWER, c.set_validation(&id, f.file_index, true)).await;
+        assert!(valid.expect("set_validation_state answers").is_ok());
+    }
+    // The daemon still serves: calls that need the blocking pool, and a new download.
+    let list = tokio::time::timeout(ANSWER, c.list(Default::default())).await;
+    assert!(list.expect("job.list answers during the attack").is_ok());
+    let events = tokio::time::timeout(ANSWER, c.read_events(Default::default())).await;
+    assert!(
+        events
+            .expect("events.read answers during the attack")
+            .is_ok()
+    );
+    srv.add_file("/after", TestContent::new(360, 1000).bytes);
+    let after = job_with(&c, vec![spec(&srv.url("/after"), &dir.join("after"))]).await;
+    c.resume(&after).await.unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(30),
+        wait_state(&c, &after, JobState::Transferred),
+    )
+    .await;
+    assert!(
+        done.is_ok(),
+        "a new transfer did not finish during the attack"
+    );
+    assert!(c.cache_list().await.unwrap().entries.is_empty());
+    let cancelled = tokio::time::timeout(ANSWER, c.cancel(&id)).await;
+    assert!(cancelled.expect("cancel answers").is_ok());
+}
+
+#[tokio::test]
 async fn issue_11_fifo_source_fails_the_job_in_per_user_mode() {
     let d = daemon();
     let c = d.client().await;

@@ -31,11 +31,13 @@ mod local;
 mod peer;
 mod ranged;
 mod rate;
+pub mod safe_open;
 mod sink;
 pub mod staging;
 pub mod throttle;
 
 pub use error::{FetchError, FetchSetupError, codes};
+pub use local::file_url_path;
 pub use peer::{PeerAnswer, PeerSource, Probe, SPOT_CHECK_BYTES};
 
 use ferry_core::range;
@@ -334,9 +336,12 @@ impl Fetcher {
                 .map_err(|e| e.on(protocol))?,
         };
         let hash = req.hash || req.sha256.is_some();
-        let (sink, lost) = Sink::open(&req.temp_path, req.offset, req.identity, hash)
-            .await
-            .map_err(|e| e.on(protocol))?;
+        // A staging file whose open hangs must not hold up a cancel.
+        let (sink, lost) = tokio::select! {
+            r = Sink::open(&req.temp_path, req.offset, req.identity, hash) => r,
+            () = cancel.cancelled() => Err(FetchError::cancelled()),
+        }
+        .map_err(|e| e.on(protocol))?;
         let mut run = Run {
             client: &client,
             req,

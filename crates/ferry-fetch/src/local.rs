@@ -5,8 +5,12 @@
 //! restarts the copy from zero. A missing source is the fatal `FILE_NOT_FOUND` (context
 //! `remote_file`), permission denied is `ACCESS_DENIED` (context `remote_file`).
 //!
-//! Not here: reading as the job owner in system mode (the daemon arranges the identity), and
-//! copy offload (`copy_file_range`, reflinks): a later optimisation.
+//! The source is opened as the job's owner through [`crate::safe_open`]: a regular file only
+//! (a FIFO or device fails the file at once instead of hanging it), never through a magic link
+//! such as `/proc/self/fd/N`, and every open and read runs on the owner's share of the blocking
+//! pool. A cancelled transfer does not wait for an open or read that hangs.
+//!
+//! Not here: copy offload (`copy_file_range`, reflinks): a later optimisation.
 
 use std::fs::File;
 use std::io;
@@ -17,10 +21,12 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use ferry_proto::ErrorContext;
+use futures_util::future::BoxFuture;
 use reqwest::Url;
-use tokio::task::JoinHandle;
 
 use crate::error::{FetchError, codes};
+use crate::identity::FsIdentity;
+use crate::safe_open;
 use crate::{FetchDone, Run, Source, Validator};
 
 /// Bytes read per blocking call.
@@ -29,6 +35,18 @@ const CHUNK: u64 = 1024 * 1024;
 /// The error for a source that cannot be opened or read.
 fn source_error(path: &Path, action: &str, e: &io::Error) -> FetchError {
     let (code, what) = match e.kind() {
+        _ if e.raw_os_error() == Some(libc::ELOOP)
+            || (safe_open::is_wrong_kind(e) && e.kind() == io::ErrorKind::PermissionDenied) =>
+        {
+            (
+                codes::ACCESS_DENIED,
+                "is refused: it passes through a magic link such as /proc/self/fd (or a symlink loop)",
+            )
+        }
+        _ if safe_open::is_wrong_kind(e) => (
+            codes::FILE_NOT_FOUND,
+            "cannot be copied; name a regular file",
+        ),
         io::ErrorKind::NotFound => (codes::FILE_NOT_FOUND, "does not exist"),
         io::ErrorKind::PermissionDenied => (codes::ACCESS_DENIED, "may not be read"),
         _ => (codes::LOCAL_IO, "could not be read"),
@@ -41,22 +59,25 @@ fn source_error(path: &Path, action: &str, e: &io::Error) -> FetchError {
     )
 }
 
-/// Reads a local file from `pos` to `end` in large chunks on the blocking pool.
+/// Reads a local file from `pos` to `end` in large chunks on the owner's share of the
+/// blocking pool.
 pub(crate) struct FileSource {
     file: Arc<File>,
     path: Arc<Path>,
+    identity: Option<FsIdentity>,
     pos: u64,
     end: u64,
     /// The read in flight, kept across cancelled polls so no data is lost.
-    inflight: Option<JoinHandle<io::Result<Bytes>>>,
+    inflight: Option<BoxFuture<'static, io::Result<io::Result<Bytes>>>>,
 }
 
 impl FileSource {
-    /// Reads `file` from `pos` up to (not including) `end`.
-    pub(crate) fn new(file: Arc<File>, path: Arc<Path>, pos: u64, end: u64) -> FileSource {
+    /// Reads the opened source from `pos` up to (not including) `end`.
+    pub(crate) fn new(opened: &Opened, pos: u64, end: u64) -> FileSource {
         FileSource {
-            file,
-            path,
+            file: opened.file.clone(),
+            path: opened.path.clone(),
+            identity: opened.identity,
             pos,
             end,
             inflight: None,
@@ -75,19 +96,18 @@ impl FileSource {
                 let file = self.file.clone();
                 let pos = self.pos;
                 let want = usize::try_from((self.end - pos).min(CHUNK)).unwrap_or(1 << 20);
-                self.inflight.insert(tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; want];
-                    let n = file.read_at(&mut buf, pos)?;
-                    buf.truncate(n);
-                    Ok(Bytes::from(buf))
-                }))
+                self.inflight
+                    .insert(Box::pin(safe_open::blocking(self.identity, move || {
+                        let mut buf = vec![0u8; want];
+                        let n = file.read_at(&mut buf, pos)?;
+                        buf.truncate(n);
+                        Ok(Bytes::from(buf))
+                    })))
             }
         };
         let joined = handle.await;
         self.inflight = None;
-        let read = joined
-            .map_err(|_| io::Error::other("the reader task stopped unexpectedly"))
-            .and_then(|r| r);
+        let read = joined.and_then(|r| r);
         match read {
             Err(e) => Err(source_error(&self.path, "read", &e)),
             Ok(b) if b.is_empty() => Err(FetchError::new(
@@ -119,44 +139,44 @@ pub(crate) struct Opened {
     pub(crate) size: u64,
     /// `LastModified("<mtime_nanos>:<size>")`.
     pub(crate) validator: Validator,
+    /// Whose share of the blocking pool reads it.
+    pub(crate) identity: Option<FsIdentity>,
 }
 
-/// Opens the regular file a `file://` URL names, on the blocking pool.
+/// The local path a `file://` URL names; a NUL byte (`%00`) names none.
+pub fn file_url_path(url: &Url) -> Result<std::path::PathBuf, FetchError> {
+    let path = url
+        .to_file_path()
+        .map_err(|()| FetchError::invalid_request(format!("{url} does not name a local path")))?;
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(FetchError::invalid_request(format!(
+            "{url} names a path with a NUL byte, which no file has"
+        )));
+    }
+    Ok(path)
+}
+
+/// Opens the regular file a `file://` URL names, as its owner, on the owner's share of the
+/// blocking pool. Gives up (as cancelled) when `cancel` fires, without waiting for an open
+/// that hangs.
 pub(crate) async fn open_source(
     url: &Url,
-    identity: Option<crate::identity::FsIdentity>,
+    identity: Option<FsIdentity>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Opened, FetchError> {
-    let path: Arc<Path> = url
-        .to_file_path()
-        .map_err(|()| FetchError::invalid_request(format!("{url} does not name a local path")))?
-        .into();
+    let path: Arc<Path> = file_url_path(url)?.into();
     let p = path.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<_, FetchError> {
-        // Read as the job's owner: `file://` must not reveal what the owner may not read.
-        let file = crate::identity::as_owner(identity, || File::open(&p))
-            .map_err(|e| source_error(&p, "open", &e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| source_error(&p, "inspect", &e))?;
-        Ok((file, meta))
-    })
-    .await
-    .map_err(|_| {
-        source_error(
-            &path,
-            "open",
-            &io::Error::other("the reader task stopped unexpectedly"),
-        )
-    })??;
-    let (file, meta) = opened;
-    if !meta.is_file() {
-        return Err(FetchError::new(
-            ErrorContext::RemoteFile,
-            codes::FILE_NOT_FOUND,
-            false,
-            format!("the source {} is not a regular file", path.display()),
-        ));
-    }
+    // Read as the job's owner: `file://` must not reveal what the owner may not read.
+    let open = safe_open::blocking(identity, move || {
+        let file = safe_open::open_source(&p)?;
+        let meta = file.metadata()?;
+        Ok::<_, io::Error>((file, meta))
+    });
+    let opened = tokio::select! {
+        r = open => r.and_then(|r| r),
+        () = cancel.cancelled() => return Err(FetchError::cancelled()),
+    };
+    let (file, meta) = opened.map_err(|e| source_error(&path, "open", &e))?;
     let size = meta.len();
     // Nanosecond mtime plus size: a rewrite in place changes at least one of them.
     let mtime = meta
@@ -169,18 +189,15 @@ pub(crate) async fn open_source(
         path,
         size,
         validator: Validator::LastModified(format!("{mtime}:{size}")),
+        identity,
     })
 }
 
 impl Run<'_> {
     /// Copies a `file://` URL into the sink.
     pub(crate) async fn fetch_file(&mut self, url: &Url) -> Result<FetchDone, FetchError> {
-        let Opened {
-            file,
-            path,
-            size,
-            validator,
-        } = open_source(url, self.req.identity).await?;
+        let opened = open_source(url, self.req.identity, self.cancel).await?;
+        let (size, validator) = (opened.size, opened.validator.clone());
 
         let pos = self.sink.position();
         let same = self.validator.as_ref() == Some(&validator)
@@ -192,7 +209,7 @@ impl Run<'_> {
             self.restart().await?;
         }
 
-        let mut source = Source::File(FileSource::new(file, path, self.sink.position(), size));
+        let mut source = Source::File(FileSource::new(&opened, self.sink.position(), size));
         self.pump(&mut source, Some(size)).await?;
         self.finish().await
     }

@@ -301,9 +301,9 @@ impl Fetcher {
         }
         let origin = resp.bytes().await.map_err(|e| http::body_error(&e))?;
         let (path, identity) = (req.temp_path.clone(), req.identity);
-        let ours = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let ours = crate::safe_open::blocking(identity, move || -> std::io::Result<Vec<u8>> {
             use std::io::{Read, Seek, SeekFrom};
-            let mut f = crate::identity::as_owner(identity, || std::fs::File::open(&path))?;
+            let mut f = crate::safe_open::open_file(&path, crate::safe_open::Access::ReadNoFollow)?;
             f.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
             f.read_exact(&mut buf)?;

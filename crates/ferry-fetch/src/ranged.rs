@@ -27,7 +27,7 @@ use crate::http::{
     Ask, MAX_RESTARTS, content_length, custom_headers, header_str, redact, response_validator,
     status_error,
 };
-use crate::local::{FileSource, Opened, open_source};
+use crate::local::{FileSource, open_source};
 use crate::{FetchDone, Run, Source};
 
 /// The ranges as far as their lengths are known during one attempt.
@@ -284,14 +284,10 @@ impl Run<'_> {
         url: &Url,
         ranges: &[FileRange],
     ) -> Result<FetchDone, FetchError> {
-        let Opened {
-            file,
-            path,
-            size,
-            validator,
-        } = open_source(url, self.req.identity).await?;
+        let opened = open_source(url, self.req.identity, self.cancel).await?;
+        let (size, validator) = (opened.size, opened.validator.clone());
         let resolved = range::resolve_remote(ranges, size)
-            .map_err(|e| FetchError::invalid_range(format!("{e} ({})", path.display())))?;
+            .map_err(|e| FetchError::invalid_range(format!("{e} ({})", opened.path.display())))?;
         let total = range::output_len(&resolved);
         let pos = self.sink.position();
         let same = self.validator.as_ref() == Some(&validator) && total.is_some_and(|t| pos <= t);
@@ -318,8 +314,7 @@ impl Run<'_> {
             };
             let left = len.saturating_sub(at.within);
             let mut source = Source::File(FileSource::new(
-                file.clone(),
-                path.clone(),
+                &opened,
                 at.remote,
                 at.remote.saturating_add(left),
             ));

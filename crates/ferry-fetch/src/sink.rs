@@ -1,12 +1,14 @@
 //! The staging-file writer of one fetch: buffers body chunks, writes and hashes them on the
 //! blocking pool, and syncs on request, so the async side never blocks on the disk.
 //!
+//! The staging file is opened as the job's owner on the owner's share of the blocking pool
+//! (`safe_open`), and only if it is a regular file.
+//!
 //! Not here: deciding when to sync or what a checkpoint says (`lib.rs` does), or creating and
 //! renaming staging files (`staging.rs`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -65,16 +67,12 @@ impl Sink {
         identity: Option<crate::identity::FsIdentity>,
         hash: bool,
     ) -> Result<(Sink, bool), FetchError> {
-        // A fresh file has no prefix to read: opening it is a few metadata calls, done here
-        // rather than in a round trip to the blocking pool (thousands of small files).
-        let opened = if offset == 0 {
-            open_disk(path, offset, identity, hash)?
-        } else {
-            let owned = path.to_owned();
-            tokio::task::spawn_blocking(move || open_disk(&owned, offset, identity, hash))
-                .await
-                .map_err(|_| broken(path))??
-        };
+        // Off the runtime threads even for a fresh file: the path is the user's, and an open
+        // there may hang (a stuck network file system) however few calls it is.
+        let owned = path.to_owned();
+        let opened = crate::safe_open::blocking(identity, move || open_disk(&owned, offset, hash))
+            .await
+            .map_err(|_| broken(path))??;
         let (disk, sync_handle, keep, lost) = opened;
         Ok((
             Sink {
@@ -295,29 +293,17 @@ impl Sink {
 
 /// Opens the staging file for [`Sink::open`]: returns the disk, a second handle for syncs, the
 /// offset kept and whether the committed prefix was lost.
-fn open_disk(
-    path: &Path,
-    offset: u64,
-    identity: Option<crate::identity::FsIdentity>,
-    hash: bool,
-) -> Result<(Disk, File, u64, bool), FetchError> {
+/// Runs as the job's owner.
+fn open_disk(path: &Path, offset: u64, hash: bool) -> Result<(Disk, File, u64, bool), FetchError> {
     let io = |action: &str| {
         let path = path.to_owned();
         let action = action.to_owned();
         move |e: io::Error| FetchError::local_io(&path, &action, &e)
     };
-    // As the owner, and never through a symlink planted at the staging name.
-    let mut file = crate::identity::as_owner(identity, || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(path)
-    })
-    .map_err(io("open"))?;
+    // Never through a symlink planted at the staging name, and a regular file only: a FIFO
+    // swapped in for the staging file fails here instead of hanging the transfer.
+    let mut file = crate::safe_open::open_file(path, crate::safe_open::Access::ReadWriteCreate)
+        .map_err(io("open"))?;
     let len = file.metadata().map_err(io("inspect"))?.len();
     let (keep, lost) = if len < offset {
         (0, true)

@@ -3,18 +3,22 @@
 //! A staging file is a hidden `.ferry-<tag>-<uuid>.part` in the destination's own directory (the
 //! tag names its owner: the daemon uses the job's id), so that handing it over is one atomic
 //! `rename` on the same file system. [`finalize`] makes the handover durable (file fsync,
-//! rename, directory fsync); [`remove`] discards it.
+//! rename, directory fsync); [`Handover`] hands many files over with one fsync per directory,
+//! through directory handles opened once; [`remove`] discards a staging file. Every open goes
+//! through [`crate::safe_open`]: only regular files and directories, never blocking.
 //!
-//! Not here: choosing *when* to finalize (the daemon does, on `job.complete`), running as the
-//! job owner (the caller arranges the identity), or batching directory syncs across many files
-//! (callers that rename many files into one directory can call [`sync_dir`] once at the end).
+//! Not here: choosing *when* to finalize (the daemon does, on `job.complete`), or running as
+//! the job owner off the runtime threads (the caller arranges it, `safe_open::blocking`).
 
-use std::fs::{File, OpenOptions};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::identity::{FsIdentity, as_owner};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use crate::safe_open::{self, Access};
 
 /// A file-system step of staging failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +66,9 @@ pub fn create_temp_as(
         format!(".ferry-{tag}-{unique}.part")
     };
     let path = dir.join(name);
-    // create_new = O_CREAT|O_EXCL: never reuse (or follow a symlink planted at) an existing name.
-    as_owner(identity, || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-    })
-    .map_err(|e| StagingError::new(&path, "create", e))?;
+    // O_CREAT|O_EXCL: never reuse (or follow a symlink planted at) an existing name.
+    as_owner(identity, || safe_open::open_file(&path, Access::CreateNew))
+        .map_err(|e| StagingError::new(&path, "create", e))?;
     Ok(path)
 }
 
@@ -91,54 +89,79 @@ pub fn tag_of(name: &str) -> Option<&str> {
 /// Durably moves the staging file `temp` to `dest`: fsync the file, rename over `dest`, then
 /// fsync `dest`'s directory so the new name survives a crash.
 pub fn finalize(temp: &Path, dest: &Path) -> Result<(), StagingError> {
-    let file = File::open(temp).map_err(|e| StagingError::new(temp, "open", e))?;
-    // Staging files are private (0600) while incomplete; the delivered file gets the ordinary
-    // mode a new file would have (0644), not the staging file's.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| StagingError::new(temp, "set permissions on", e))?;
-    }
+    let file = safe_open::open_file(temp, Access::ReadNoFollow)
+        .map_err(|e| StagingError::new(temp, "open", e))?;
     file.sync_all()
         .map_err(|e| StagingError::new(temp, "sync", e))?;
     drop(file);
-    std::fs::rename(temp, dest)
-        .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e))?;
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    try_sync_dir(dir)
+    let mut handover = Handover::default();
+    handover.hand_over(temp, dest)?;
+    handover.sync()
 }
 
-/// Hands over a staging file whose bytes are already durable (the fetcher synced them before it
-/// reported the file done): gives it the ordinary mode (0644) and renames it over `dest`. The
-/// caller makes the renames durable afterwards, once per directory ([`sync_dirs`]).
-pub fn hand_over(
-    temp: &Path,
-    dest: &Path,
-    identity: Option<FsIdentity>,
-) -> Result<(), StagingError> {
-    use std::os::unix::fs::PermissionsExt;
-    // As the owner: a destination directory swapped for a symlink to somewhere the owner may
-    // not write fails here instead of writing there.
-    as_owner(identity, || {
-        std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o644))
+/// Hands staging files over to their destinations through one handle per destination
+/// directory, opened once (`O_DIRECTORY|O_NOFOLLOW`, never blocking): the file's mode change,
+/// its rename (`renameat`) and the directory's fsync all act on that directory, whatever its
+/// path is swapped for in between, and nothing but a directory and a regular staging file is
+/// ever opened. Call it as the job's owner (`crate::safe_open::blocking`), so the kernel checks
+/// the owner may rename there.
+#[derive(Debug, Default)]
+pub struct Handover {
+    dirs: BTreeMap<PathBuf, File>,
+}
+
+impl Handover {
+    /// Hands over a staging file whose bytes are already durable (the fetcher synced them
+    /// before it reported the file done): gives it the ordinary mode (0644) and renames it
+    /// over `dest`. The staging file must be in `dest`'s directory, as [`create_temp_as`] puts
+    /// it. [`Handover::sync`] makes the renames durable afterwards, once per directory.
+    pub fn hand_over(&mut self, temp: &Path, dest: &Path) -> Result<(), StagingError> {
+        let not_beside = || {
+            StagingError::new(
+                temp,
+                format!("hand over to {}", dest.display()),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the staging file is not in the destination's directory",
+                ),
+            )
+        };
+        let (Some(dir), Some(temp_name), Some(dest_name)) =
+            (dest.parent(), temp.file_name(), dest.file_name())
+        else {
+            return Err(not_beside());
+        };
+        if temp.parent() != Some(dir) {
+            return Err(not_beside());
+        }
+        let handle = match self.dirs.entry(dir.to_path_buf()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(
+                safe_open::open_dir(dir)
+                    .map_err(|e| StagingError::new(dir, "open directory", e))?,
+            ),
+        };
+        // Staging files are private (0600) while incomplete; the delivered file gets the
+        // ordinary mode a new file would have (0644), not the staging file's.
+        let file = safe_open::open_file_at(&*handle, Path::new(temp_name), Access::ReadNoFollow)
+            .map_err(|e| StagingError::new(temp, "open", e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| StagingError::new(temp, "set permissions on", e))?;
-        std::fs::rename(temp, dest)
-            .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e))
-    })
-}
-
-/// Makes the renames into `dirs` durable: one fsync per directory, however many files were
-/// handed over into it. (Not `syncfs`: its cost grows with everything else dirty on the file
-/// system, which other programs control.) The files' bytes were synced before they counted as
-/// transferred.
-pub fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<(), StagingError> {
-    for dir in dirs {
-        try_sync_dir(dir)?;
+        drop(file);
+        nix::fcntl::renameat(&*handle, temp_name, &*handle, dest_name)
+            .map_err(|e| StagingError::new(temp, format!("rename to {}", dest.display()), e.into()))
     }
-    Ok(())
+
+    /// Makes the renames durable: one fsync per directory, however many files were handed
+    /// over into it. (Not `syncfs`: its cost grows with everything else dirty on the file
+    /// system, which other programs control.)
+    pub fn sync(self) -> Result<(), StagingError> {
+        for (path, dir) in self.dirs {
+            dir.sync_all()
+                .map_err(|e| StagingError::new(&path, "sync directory", e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Best-effort fsync of a directory (after renames into it); errors are ignored, see
@@ -149,9 +172,10 @@ pub fn sync_dir(dir: &Path) {
     let _ = try_sync_dir(dir);
 }
 
-/// Fsyncs a directory so that renames and creations in it are durable.
+/// Fsyncs a directory so that renames and creations in it are durable (a directory only:
+/// anything else at `dir` is refused without blocking).
 pub fn try_sync_dir(dir: &Path) -> Result<(), StagingError> {
-    File::open(dir)
+    safe_open::open_dir(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StagingError::new(dir, "sync directory", e))
 }

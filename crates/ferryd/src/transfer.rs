@@ -227,16 +227,34 @@ async fn ensure_temp(
     job_id: &str,
     file: &mut FileRow,
     identity: Option<ferry_fetch::identity::FsIdentity>,
-) -> Result<PathBuf, FileFailure> {
-    if let Some(p) = &file.temp_path {
-        let p = PathBuf::from(p);
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    let dest = Path::new(&file.local_path);
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    let temp = staging::create_temp_as(dir, job_id, identity).map_err(|e| {
+    token: &CancellationToken,
+) -> Result<Option<PathBuf>, FileFailure> {
+    let recorded = file.temp_path.clone().map(PathBuf::from);
+    let dir = Path::new(&file.local_path)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let (in_dir, tag) = (dir.clone(), job_id.to_owned());
+    // As the owner and off the runtime threads: both paths are the user's, and a look or a
+    // create there may hang. A cancel does not wait for it.
+    let work = ferry_fetch::safe_open::blocking(identity, move || match recorded {
+        Some(p) if p.exists() => Ok((p, false)),
+        _ => staging::create_temp_as(&in_dir, &tag, None).map(|p| (p, true)),
+    });
+    let found = tokio::select! {
+        r = work => r,
+        () = token.cancelled() => return Ok(None),
+    };
+    let created = match found {
+        Ok(Ok((p, false))) => return Ok(Some(p)),
+        Ok(created) => created.map(|(p, _)| p),
+        Err(e) => Err(staging::StagingError {
+            path: dir.clone(),
+            action: "create a staging file in".into(),
+            source: e,
+        }),
+    };
+    let temp = created.map_err(|e| {
         let denied = e.source.kind() == std::io::ErrorKind::PermissionDenied;
         FileFailure::Local(ErrorInfo {
             code: if denied { "ACCESS_DENIED" } else { "LOCAL_IO" }.into(),
@@ -281,7 +299,7 @@ async fn ensure_temp(
     // checkpoint that counts bytes in the file. A crash in between leaves a file no row names; its
     // name carries the job's id, so the next start deletes it (`leftovers`).
     drop(commit);
-    Ok(temp)
+    Ok(Some(temp))
 }
 
 async fn fetch_one(
@@ -300,7 +318,9 @@ async fn fetch_one(
         None => None,
     };
     let identity = d.fs_identity(job_id);
-    let temp = ensure_temp(d, job_id, &mut file, identity).await?;
+    let Some(temp) = ensure_temp(d, job_id, &mut file, identity, token).await? else {
+        return Ok(());
+    };
     // Each round fetches from one source; a peer that fails hands over to the next peer or the
     // origin (it is marked bad, so it is not asked again), so the rounds are few.
     let (mut rounds, mut busy_waits) = (0, 0);

@@ -65,6 +65,15 @@ async fn load_files(d: &Arc<Daemon>, job_id: &str) -> Result<Vec<FileRow>, Proto
     d.read_files(job_id, 0, u64::MAX).await
 }
 
+/// How long `job.cancel` waits for its staging files to be deleted before it answers anyway.
+const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Deletes a staging file off the runtime threads, as `identity`.
+async fn discard_off_runtime(temp: String, identity: Option<ferry_fetch::identity::FsIdentity>) {
+    let _ =
+        ferry_fetch::safe_open::blocking(identity, move || discard(Path::new(&temp), None)).await;
+}
+
 /// Deletes a staging file; a failure is logged (the job goes on) because the file is hidden
 /// and unusable anyway.
 pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIdentity>) {
@@ -86,15 +95,27 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
             .map_err(|r| refusal("cancel", r))?
             .0
     };
-    // Reading the files waits for the cancel to commit. File I/O happens outside the lock.
-    let mut files = load_files(d, &p.job_id).await?;
-    for f in &mut files {
-        if let Some(t) = f.temp_path.take() {
-            discard(Path::new(&t), identity);
+    // Reading the files waits for the cancel to commit. File I/O happens outside the lock, as
+    // the owner, off the runtime threads.
+    let files = load_files(d, &p.job_id).await?;
+    let deleting = ferry_fetch::safe_open::blocking(identity, move || {
+        let mut files = files;
+        for f in &mut files {
+            if let Some(t) = f.temp_path.take() {
+                discard(Path::new(&t), None);
+            }
         }
-    }
-    let id = p.job_id.clone();
-    let commit = d.store.submit(move |tx| tx.put_files(&id, &files));
+        files
+    });
+    // A deletion that hangs (a stuck file system) does not hold the answer: the paths stay
+    // recorded, and the next start deletes what is left.
+    let commit = match tokio::time::timeout(DISCARD_WAIT, deleting).await {
+        Ok(Ok(files)) => {
+            let id = p.job_id.clone();
+            d.store.submit(move |tx| tx.put_files(&id, &files))
+        }
+        Ok(Err(_)) | Err(_) => d.durable(),
+    };
     Answer::after(StateResult { state }, commit)
 }
 
@@ -114,70 +135,22 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         "complete",
     )
     .await?;
-    let mut files = load_files(d, &p.job_id).await?;
+    let files = load_files(d, &p.job_id).await?;
     let identity = d.fs_identity(&p.job_id);
-    let mut dirs = BTreeSet::new();
-    let mut partial = false;
-    let mut failure = None;
-    let mut handed = BTreeSet::new();
-    for f in &mut files {
-        if f.completed {
-            continue;
-        }
-        let Some(temp) = f.temp_path.clone() else {
-            partial |= !f.transferred;
-            continue;
-        };
-        if !f.transferred {
-            partial = true;
-            discard(Path::new(&temp), identity);
-            f.temp_path = None;
-            continue;
-        }
-        let dest = PathBuf::from(&f.local_path);
-        match staging::hand_over(Path::new(&temp), &dest, identity) {
-            Ok(()) => {
-                f.completed = true;
-                f.temp_path = None;
-                handed.insert(f.file_index);
-                if f.validation == Validation::Unset {
-                    // BITS: complete implies the content is valid.
-                    f.validation = Validation::Valid;
-                }
-                if let Some(dir) = dest.parent() {
-                    dirs.insert(dir.to_path_buf());
-                }
-            }
-            Err(e) => {
-                let kind = if e.source.kind() == std::io::ErrorKind::PermissionDenied {
-                    ErrorKind::AccessDenied
-                } else {
-                    ErrorKind::LocalIo
-                };
-                failure = Some(
-                    ProtoError::kind(
-                        kind,
-                        format!(
-                            "cannot hand over {}: {e}; fix the problem and call complete again",
-                            dest.display()
-                        ),
-                    )
-                    .with("path", dest.to_string_lossy().into_owned()),
-                );
-                break;
-            }
-        }
-    }
-    // One fsync per directory makes every rename above durable.
-    if let Err(e) = staging::sync_dirs(dirs.iter().map(PathBuf::as_path)) {
-        failure.get_or_insert(
+    // Every open, rename and directory sync runs as the owner, off the runtime threads.
+    let Delivery {
+        files,
+        partial,
+        failure,
+        handed,
+    } = ferry_fetch::safe_open::blocking(identity, move || deliver(files))
+        .await
+        .map_err(|e| {
             ProtoError::kind(
                 ErrorKind::LocalIo,
-                format!("cannot make the delivered files durable: {e}; call complete again"),
+                format!("cannot hand over the files: {e}; call complete again"),
             )
-            .with("path", e.path.to_string_lossy().into_owned()),
-        );
-    }
+        })?;
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let id = p.job_id.clone();
@@ -213,6 +186,88 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         )
         .map_err(|r| refusal("complete", r))?;
     Answer::after(CompleteResult { state, partial }, commit)
+}
+
+/// What [`deliver`] did to a job's files.
+struct Delivery {
+    /// The rows, updated for what was handed over or dropped.
+    files: Vec<FileRow>,
+    /// Whether a file was not transferred (BITS: a partial completion).
+    partial: bool,
+    /// The first hand-over that failed; the files after it were left as they were.
+    failure: Option<ProtoError>,
+    /// The indexes of the files handed over now.
+    handed: BTreeSet<u64>,
+}
+
+/// Hands over every transferred file and drops the others' staging files. Runs as the job's
+/// owner on the blocking pool: each destination directory is opened once (a directory only,
+/// never blocking) and the renames and the final fsync use that handle, so swapping a
+/// directory for a symlink, or for a FIFO, in the middle changes nothing.
+fn deliver(mut files: Vec<FileRow>) -> Delivery {
+    let mut handover = staging::Handover::default();
+    let (mut partial, mut failure, mut handed) = (false, None, BTreeSet::new());
+    for f in &mut files {
+        if f.completed {
+            continue;
+        }
+        let Some(temp) = f.temp_path.clone() else {
+            partial |= !f.transferred;
+            continue;
+        };
+        if !f.transferred {
+            partial = true;
+            discard(Path::new(&temp), None);
+            f.temp_path = None;
+            continue;
+        }
+        let dest = PathBuf::from(&f.local_path);
+        match handover.hand_over(Path::new(&temp), &dest) {
+            Ok(()) => {
+                f.completed = true;
+                f.temp_path = None;
+                handed.insert(f.file_index);
+                if f.validation == Validation::Unset {
+                    // BITS: complete implies the content is valid.
+                    f.validation = Validation::Valid;
+                }
+            }
+            Err(e) => {
+                let kind = if e.source.kind() == std::io::ErrorKind::PermissionDenied {
+                    ErrorKind::AccessDenied
+                } else {
+                    ErrorKind::LocalIo
+                };
+                failure = Some(
+                    ProtoError::kind(
+                        kind,
+                        format!(
+                            "cannot hand over {}: {e}; fix the problem and call complete again",
+                            dest.display()
+                        ),
+                    )
+                    .with("path", dest.to_string_lossy().into_owned()),
+                );
+                break;
+            }
+        }
+    }
+    // One fsync per directory makes every rename above durable.
+    if let Err(e) = handover.sync() {
+        failure.get_or_insert(
+            ProtoError::kind(
+                ErrorKind::LocalIo,
+                format!("cannot make the delivered files durable: {e}; call complete again"),
+            )
+            .with("path", e.path.to_string_lossy().into_owned()),
+        );
+    }
+    Delivery {
+        files,
+        partial,
+        failure,
+        handed,
+    }
 }
 
 /// `file.set_validation_state` (BITS `SetValidationState`).
@@ -281,7 +336,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let _hold = d.hold(&p.job_id);
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard(Path::new(&t), d.fs_identity(&p.job_id));
+        discard_off_runtime(t, d.fs_identity(&p.job_id)).await;
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -334,7 +389,7 @@ async fn refetch_from_origin(
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard(Path::new(&t), d.fs_identity(job_id));
+        discard_off_runtime(t, d.fs_identity(job_id)).await;
     }
     if let Some(peer) = &file.peer {
         pc.mark_bad(peer, "the application rejected content it served");

@@ -1,5 +1,12 @@
 //! Checking a `FileSpec` before it joins a job: path shape, URL scheme, ranges (BITS
 //! `AddFileWithRanges` rules), destination directory and whether the job's owner may write there.
+//!
+//! [`check`] looks at the request alone. [`check_on_disk`] looks at the file system, and only
+//! as the job's owner (off the runtime threads, `ferry_fetch::safe_open::blocking`): what it
+//! answers about a path is what the owner could learn by looking themselves. A destination
+//! directory the owner cannot reach gets one answer whether it is missing, is not a directory
+//! or lies behind a directory the owner may not search; a ranged `file://` source is measured
+//! only when the owner can reach and read it, so its size is never revealed otherwise.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -16,7 +23,6 @@ pub fn check(
     spec: &FileSpec,
     i: usize,
     index: u64,
-    owner: &Caller,
     limits: &Limits,
 ) -> Result<FileRow, ProtoError> {
     let field = |f: &str| format!("files[{i}].{f}");
@@ -35,7 +41,15 @@ pub fn check(
                 ));
             }
         }
-        "file" => {}
+        "file" => {
+            // A NUL byte (`%00`), or a host other than this one, names no local file.
+            if let Err(e) = ferry_fetch::file_url_path(&url) {
+                return Err(ProtoError::invalid_params(
+                    &field("remote_url"),
+                    format!("remote_url: {}", e.description),
+                ));
+            }
+        }
         other => {
             return Err(ProtoError::kind(
                 ErrorKind::Unsupported,
@@ -48,6 +62,15 @@ pub fn check(
         }
     }
     let local = Path::new(&spec.local_path);
+    if spec.local_path.contains('\0') {
+        return Err(ProtoError::invalid_params(
+            &field("local_path"),
+            format!(
+                "local_path {:?} contains a NUL byte, which no path may hold",
+                spec.local_path
+            ),
+        ));
+    }
     if !local.is_absolute() {
         return Err(ProtoError::invalid_params(
             &field("local_path"),
@@ -83,16 +106,8 @@ pub fn check(
                 format!("{} has {} ranges", field("ranges"), ranges.len()),
             ));
         }
-        check_ranges(&url, ranges, owner).map_err(|e| ranges_error(&field("ranges"), &e))?;
+        range::check_ranges(ranges).map_err(|e| ranges_error(&field("ranges"), &e))?;
     }
-    if local.is_dir() {
-        return Err(ProtoError::invalid_params(
-            &field("local_path"),
-            format!("local_path {:?} is an existing directory", spec.local_path),
-        ));
-    }
-    let dir = local.parent().unwrap_or(Path::new("/"));
-    check_dir(dir, owner)?;
     Ok(FileRow {
         file_index: index,
         remote_url: spec.remote_url.clone(),
@@ -106,12 +121,38 @@ pub fn check(
     })
 }
 
-/// BITS `AddFileWithRanges` rules, plus the end of a `file://` source, whose size is known
-/// now (checked only when the owner may read the file: the answer must not reveal the size of
-/// a file they cannot read).
-fn check_ranges(url: &url::Url, ranges: &[FileRange], owner: &Caller) -> Result<(), RangesError> {
-    range::check_ranges(ranges)?;
-    if url.scheme() == "file"
+/// The file-system checks of new file rows (`rows[i]` is `files[i]` of the request): the
+/// destination is not a directory, its directory exists and the owner may write there, and a
+/// ranged `file://` source holds its ranges. Run it as the owner (see the module doc).
+pub fn check_on_disk(rows: &[FileRow], owner: &Caller) -> Result<(), ProtoError> {
+    let mut usable = std::collections::HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let field = |f: &str| format!("files[{i}].{f}");
+        if let Some(ranges) = &row.ranges {
+            check_source_size(&row.remote_url, ranges, owner)
+                .map_err(|e| ranges_error(&field("ranges"), &e))?;
+        }
+        let local = Path::new(&row.local_path);
+        if std::fs::metadata(local).is_ok_and(|m| m.is_dir()) {
+            return Err(ProtoError::invalid_params(
+                &field("local_path"),
+                format!("local_path {:?} is an existing directory", row.local_path),
+            ));
+        }
+        let dir = local.parent().unwrap_or(Path::new("/"));
+        if !usable.contains(dir) {
+            check_dir(dir, owner)?;
+            usable.insert(dir);
+        }
+    }
+    Ok(())
+}
+
+/// The end of a `file://` source, whose size is known now (checked only when the owner may
+/// read the file: the answer must not reveal the size of a file they cannot read).
+fn check_source_size(url: &str, ranges: &[FileRange], owner: &Caller) -> Result<(), RangesError> {
+    if let Ok(url) = url::Url::parse(url)
+        && url.scheme() == "file"
         && let Ok(path) = url.to_file_path()
         && let Ok(meta) = std::fs::metadata(&path)
         && meta.is_file()
@@ -132,26 +173,36 @@ fn ranges_error(field: &str, e: &RangesError) -> ProtoError {
     }
 }
 
-/// The destination directory must exist and be writable by the job's owner.
+/// The destination directory must exist and be writable by the job's owner. Whether it is
+/// missing, not a directory or out of the owner's reach, the answer is the same: telling them
+/// apart would reveal what lies in directories the owner may not search.
 pub fn check_dir(dir: &Path, owner: &Caller) -> Result<(), ProtoError> {
-    let meta = std::fs::metadata(dir).map_err(|e| {
+    let unusable = || {
         ProtoError::kind(
             ErrorKind::LocalIo,
             format!(
-                "the destination directory {} cannot be used: {e}",
-                dir.display()
+                "the destination directory {} does not exist or user {} cannot reach it; \
+                 choose an existing directory you can write to",
+                dir.display(),
+                owner.uid
             ),
         )
         .with("path", dir.to_string_lossy().into_owned())
-        .with("os_error", e.raw_os_error().unwrap_or(0))
-    })?;
-    if !meta.is_dir() {
+    };
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) {
+        // `job.complete` hands files over through the directory itself, never a symlink.
         return Err(ProtoError::kind(
-            ErrorKind::LocalIo,
-            format!("{} is not a directory", dir.display()),
+            ErrorKind::AccessDenied,
+            format!(
+                "the destination directory {} is a symlink; name the directory it points to",
+                dir.display()
+            ),
         )
-        .with("path", dir.to_string_lossy().into_owned())
-        .with("os_error", 20));
+        .with("path", dir.to_string_lossy().into_owned()));
+    }
+    let meta = std::fs::metadata(dir).map_err(|_| unusable())?;
+    if !meta.is_dir() {
+        return Err(unusable());
     }
     if !may_write(&meta, owner) {
         return Err(ProtoError::kind(

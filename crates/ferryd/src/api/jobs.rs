@@ -81,8 +81,32 @@ fn take_user_files(d: &Daemon, inner: &mut Inner, uid: u32, adding: u64) -> Resu
     Ok(())
 }
 
+/// Runs the file-system checks of new rows as `owner`, off the runtime threads, in the owner's
+/// share of the blocking pool (the paths are the user's; a look there may hang).
+async fn check_on_disk(
+    d: &Daemon,
+    owner: Caller,
+    rows: Vec<FileRow>,
+) -> Result<Vec<FileRow>, ProtoError> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    // The identity the job's transfers will use.
+    let identity = crate::identity::fs_identity(d.opts.mode, owner.uid);
+    ferry_fetch::safe_open::blocking(identity, move || {
+        files::check_on_disk(&rows, &owner).map(|()| rows)
+    })
+    .await
+    .map_err(|e| {
+        ProtoError::kind(
+            ErrorKind::LocalIo,
+            format!("cannot check the destinations: {e}; try again"),
+        )
+    })?
+}
+
 /// `job.create`
-pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
+pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
     if p.display_name.chars().count() > MAX_DISPLAY_NAME {
         return Err(too_long("display_name", MAX_DISPLAY_NAME));
     }
@@ -102,8 +126,9 @@ pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
     check_file_count(d, 0, specs.len())?;
     let mut rows = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
-        rows.push(files::check(spec, i, i as u64, c, &d.opts.limits)?);
+        rows.push(files::check(spec, i, i as u64, &d.opts.limits)?);
     }
+    let rows = check_on_disk(d, *c, rows).await?;
     let now = clock::now_rfc3339();
     let id = uuid::Uuid::new_v4().to_string();
     let mut inner = d.lock();
@@ -143,7 +168,7 @@ pub fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
 }
 
 /// `job.add_files`
-pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
+pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     let (first, owner) = {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -163,14 +188,9 @@ pub fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     };
     let mut rows = Vec::with_capacity(p.files.len());
     for (i, spec) in p.files.iter().enumerate() {
-        rows.push(files::check(
-            spec,
-            i,
-            first + i as u64,
-            &owner,
-            &d.opts.limits,
-        )?);
+        rows.push(files::check(spec, i, first + i as u64, &d.opts.limits)?);
     }
+    let mut rows = check_on_disk(d, owner, rows).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::AddFiles).map_err(|r| refusal("add files", r))?;

@@ -101,8 +101,8 @@ impl Session {
                     mode: d.opts.mode.as_str().into(),
                 })
             }
-            method::JOB_CREATE => jobs::create(d, c, decode_params(params)?),
-            method::JOB_ADD_FILES => jobs::add_files(d, c, decode_params(params)?),
+            method::JOB_CREATE => jobs::create(d, c, decode_params(params)?).await,
+            method::JOB_ADD_FILES => jobs::add_files(d, c, decode_params(params)?).await,
             method::JOB_GET => jobs::get(d, c, decode_params(params)?),
             method::JOB_FILES => jobs::files(d, c, decode_params(params)?).await,
             method::JOB_GET_ERROR => jobs::get_error(d, c, decode_params(params)?),

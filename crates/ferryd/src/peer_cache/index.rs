@@ -195,7 +195,9 @@ impl PeerCache {
         tokio::spawn(async move {
             let dir = pc.index().dir.clone();
             let job = p.clone();
-            let copied = tokio::task::spawn_blocking(move || copy_in(&dir, &job)).await;
+            // On the owner's share of the blocking pool: the source is the owner's file.
+            let copied =
+                ferry_fetch::safe_open::in_slot(p.identity, move || copy_in(&dir, &job)).await;
             match copied {
                 Ok(Ok(())) => pc.admit(p),
                 Ok(Err(why)) => {
@@ -373,14 +375,12 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Copies the source (opened as its owner, never through a symlink) into `dir/<key>`, hashing
-/// as it goes; keeps it only if size and SHA-256 match what was transferred.
+/// Copies the source (opened as its owner, never through a symlink, a regular file only: a
+/// FIFO swapped in for it is refused without blocking) into `dir/<key>`, hashing as it goes;
+/// keeps it only if size and SHA-256 match what was transferred.
 fn copy_in(dir: &Path, p: &Publish) -> Result<(), String> {
     let mut src = as_owner(p.identity, || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&p.source)
+        ferry_fetch::safe_open::open_file(&p.source, ferry_fetch::safe_open::Access::ReadNoFollow)
     })
     .map_err(|e| format!("cannot open {}: {e}", p.source.display()))?;
     let tmp = dir.join(format!("tmp-{}", uuid::Uuid::new_v4().simple()));

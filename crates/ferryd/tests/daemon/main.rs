@@ -10,7 +10,8 @@
 //! in the store), `security_limits` (per-user quotas and unread answers bounded),
 //! `security_bounds` (attacks across the daemon's boundaries: other uids on a per-user socket,
 //! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
-//! left in the store, dead internal tasks).
+//! left in the store, dead internal tasks), `security_fs` (attacks through user-named paths:
+//! FIFOs, swapped directories, magic links, stat oracles).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -34,6 +35,7 @@ mod ranges;
 mod resident;
 mod schedule;
 mod security_bounds;
+mod security_fs;
 mod security_limits;
 mod support;
 mod system_mode;

@@ -48,6 +48,65 @@ async fn resume_sends_range_and_if_range_and_fetches_only_the_rest() {
 }
 
 #[tokio::test]
+async fn a_prefix_matching_its_recorded_pieces_is_resumed_and_keeps_its_provenance() {
+    let h = Harness::new().await;
+    let c = h.serve("/pm", 40, LEN);
+    let etag = h.server.etag("/pm").unwrap();
+    let mut req = resume_request(&h, "/pm", &c.bytes, Validator::ETag(etag));
+    req.pieces = Some(ferry_peer::pieces::list_of(&c.bytes[..K as usize]));
+    let out = h.run(&req).await;
+    assert!(!out.restarted());
+    assert_eq!(
+        h.server.requests_for("/pm")[0].range.as_deref(),
+        Some("bytes=123457-")
+    );
+    let list = ferry_peer::pieces::list_of(&c.bytes);
+    assert_eq!(out.done().pieces.as_deref(), Some(list.as_str()));
+}
+
+#[tokio::test]
+async fn a_prefix_changed_since_its_pieces_were_recorded_is_fetched_again() {
+    let h = Harness::new().await;
+    let c = h.serve("/pt", 41, LEN);
+    let etag = h.server.etag("/pt").unwrap();
+    // Someone else's bytes where the recorded ones were.
+    let mut changed = c.bytes.to_vec();
+    changed[1000..1100].fill(0);
+    let mut req = resume_request(&h, "/pt", &changed, Validator::ETag(etag));
+    req.pieces = Some(ferry_peer::pieces::list_of(&c.bytes[..K as usize]));
+    let out = h.run(&req).await;
+    assert!(out.restarted(), "the changed prefix is dropped");
+    assert_eq!(h.server.requests_for("/pt")[0].range, None);
+    assert_eq!(read(&req.temp_path), c.bytes);
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
+    let list = ferry_peer::pieces::list_of(&c.bytes);
+    assert_eq!(out.done().pieces.as_deref(), Some(list.as_str()));
+}
+
+#[tokio::test]
+async fn a_prefix_without_recorded_pieces_is_resumed_without_provenance() {
+    let h = Harness::new().await;
+    let c = h.serve("/pn", 42, LEN);
+    let etag = h.server.etag("/pn").unwrap();
+    let req = resume_request(&h, "/pn", &c.bytes, Validator::ETag(etag));
+    let out = h.run(&req).await;
+    assert!(!out.restarted());
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
+    assert_eq!(
+        out.done().pieces,
+        None,
+        "bytes of unknown origin: never published"
+    );
+    assert!(out.events.iter().all(|e| !matches!(
+        e,
+        FetchEvent::Checkpoint {
+            pieces: Some(_),
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
 async fn resume_with_last_modified() {
     let h = Harness::new().await;
     let c = h.serve("/lm", 11, LEN);

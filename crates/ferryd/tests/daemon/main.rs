@@ -7,7 +7,8 @@
 //! files), `hostile` (servers that misbehave on purpose; see docs/RELIABILITY.md), `garbage`
 //! (random lines on many connections), `load` (1 000 clients, the per-user connection limit),
 //! `peer_cache` (several daemons sharing validated files on 127.0.0.x), `resident` (cold jobs left
-//! in the store).
+//! in the store), `security_peer` (attacks on the peer cache: poisoned publications, impostor
+//! peers, replayed requests).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -30,6 +31,7 @@ mod protocol;
 mod ranges;
 mod resident;
 mod schedule;
+mod security_peer;
 mod support;
 mod system_mode;
 mod systemd;

@@ -134,30 +134,24 @@ impl Sink {
             lost,
             trusted,
         } = opened;
-        let durable_pieces = disk
-            .hasher
-            .as_ref()
-            .and_then(|h| h.pieces.as_ref())
-            .map(PieceHasher::list);
-        Ok((
-            Sink {
-                path: path.to_owned(),
-                disk: Some(disk),
-                pending: Vec::new(),
-                pending_len: 0,
-                written: keep,
-                durable: keep,
-                sync_handle: std::sync::Arc::new(sync_handle),
-                in_flight: None,
-                writing: None,
-                in_flight_pieces: None,
-                durable_pieces,
-                trusted,
-                expect: None,
-                checked: 0,
-            },
-            lost,
-        ))
+        let mut sink = Sink {
+            path: path.to_owned(),
+            disk: Some(disk),
+            pending: Vec::new(),
+            pending_len: 0,
+            written: keep,
+            durable: keep,
+            sync_handle: std::sync::Arc::new(sync_handle),
+            in_flight: None,
+            writing: None,
+            in_flight_pieces: None,
+            durable_pieces: None,
+            trusted,
+            expect: None,
+            checked: 0,
+        };
+        sink.durable_pieces = sink.written_pieces();
+        Ok((sink, lost))
     }
 
     /// Bytes accepted so far (written, being written or buffered): the offset of the next byte.
@@ -179,13 +173,7 @@ impl Sink {
     /// The piece list of everything written (flushes first), on the same terms.
     pub(crate) async fn pieces(&mut self) -> Result<Option<String>, FetchError> {
         self.flush().await?;
-        let disk = self.disk.as_ref().ok_or_else(|| broken(&self.path))?;
-        Ok(disk
-            .hasher
-            .as_ref()
-            .and_then(|h| h.pieces.as_ref())
-            .map(PieceHasher::list)
-            .filter(|_| self.trusted))
+        Ok(self.written_pieces().filter(|_| self.trusted))
     }
 
     /// Checks each whole piece, as it is hashed, against `list` (what the source advertised).

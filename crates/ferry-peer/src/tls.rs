@@ -123,32 +123,54 @@ struct Pinned {
 }
 
 impl Pinned {
-    fn check(&self, presented: &CertificateDer<'_>, rest: &[CertificateDer<'_>]) -> bool {
-        rest.is_empty() && presented.as_ref() == self.spki.as_slice()
-    }
-
-    fn signature(
+    /// Accepts exactly the fleet's key, alone.
+    fn check(
         &self,
-        message: &[u8],
-        key: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature_with_raw_key(
-            message,
-            &rustls::pki_types::SubjectPublicKeyInfoDer::from(key.as_ref()),
-            dss,
-            &self.algs,
-        )
+        presented: &CertificateDer<'_>,
+        rest: &[CertificateDer<'_>],
+    ) -> Result<(), rustls::Error> {
+        if rest.is_empty() && presented.as_ref() == self.spki.as_slice() {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
     }
 }
 
-/// Only TLS 1.3 is offered, so a TLS 1.2 signature is never asked for.
-fn tls12_unused() -> rustls::Error {
-    rustls::Error::General("peers speak TLS 1.3 only".into())
-}
+/// The verifier methods both sides share: TLS 1.3 signatures by the pinned key only.
+macro_rules! pinned_signatures {
+    () => {
+        /// Only TLS 1.3 is offered, so a TLS 1.2 signature is never asked for.
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("peers speak TLS 1.3 only".into()))
+        }
 
-fn not_the_fleet() -> rustls::Error {
-    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            key: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            // With raw public keys the "certificate" is the key (`check` pinned it).
+            let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(key.as_ref());
+            rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algs)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            vec![SignatureScheme::ED25519]
+        }
+
+        fn requires_raw_public_keys(&self) -> bool {
+            true
+        }
+    };
 }
 
 impl ServerCertVerifier for Pinned {
@@ -160,38 +182,11 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.check(end_entity, intermediates) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(not_the_fleet())
-        }
+        self.check(end_entity, intermediates)
+            .map(|()| ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_unused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    pinned_signatures!();
 }
 
 impl ClientCertVerifier for Pinned {
@@ -205,69 +200,40 @@ impl ClientCertVerifier for Pinned {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.check(end_entity, intermediates) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(not_the_fleet())
-        }
+        self.check(end_entity, intermediates)
+            .map(|()| ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_unused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    pinned_signatures!();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::{ClientConnection, ServerConnection};
+    use rustls::{ClientConnection, Connection, ServerConnection};
+
+    /// Moves what `from` has to send into `to`, and lets `to` process it.
+    fn pass(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = buf.as_slice();
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+        }
+        to.process_new_packets().map(drop)
+    }
 
     /// Runs a handshake in memory; `Ok` when both sides completed it.
     fn handshake(server: &FleetTls, client: &FleetTls) -> Result<(), rustls::Error> {
         let name = ServerName::try_from("127.0.0.1").unwrap();
-        let mut c = ClientConnection::new(Arc::new(client.client_config().unwrap()), name)?;
-        let mut s = ServerConnection::new(Arc::new(server.server_config().unwrap()))?;
+        let c = ClientConnection::new(Arc::new(client.client_config().unwrap()), name)?;
+        let s = ServerConnection::new(Arc::new(server.server_config().unwrap()))?;
+        let (mut c, mut s) = (Connection::from(c), Connection::from(s));
         for _ in 0..10 {
-            let mut buf = Vec::new();
-            while c.wants_write() {
-                c.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = buf.as_slice();
-            while !rd.is_empty() {
-                s.read_tls(&mut rd).unwrap();
-            }
-            s.process_new_packets()?;
-            let mut buf = Vec::new();
-            while s.wants_write() {
-                s.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = buf.as_slice();
-            while !rd.is_empty() {
-                c.read_tls(&mut rd).unwrap();
-            }
-            c.process_new_packets()?;
+            pass(&mut c, &mut s)?;
+            pass(&mut s, &mut c)?;
             if !c.is_handshaking() && !s.is_handshaking() {
                 return Ok(());
             }

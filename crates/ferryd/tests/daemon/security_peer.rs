@@ -20,7 +20,7 @@ use ferry_testkit::http::{Behavior, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::peer_cache::{
-    SECRET, SIZE, complete_and_check, config_file, fetch, fetch_and_publish, host, is_action,
+    Host, SECRET, SIZE, complete_and_check, config_file, fetch, fetch_and_publish, host, is_action,
     origin_file, published_pair, raw, start_host, wait_event,
 };
 use crate::support::{WAIT, job_with, spec, temp_files, wait_state};
@@ -44,38 +44,49 @@ fn signed(method: &str, target: &str, ts: u64, nonce: &str) -> String {
     ferry_peer::auth::sign(SECRET.as_bytes(), method, target, ts, nonce)
 }
 
-#[tokio::test]
-async fn issue_11_staging_file_tampered_while_suspended_is_not_published() {
-    let server = TestServer::start().await;
-    let body = origin_file(&server, "/t.bin", 31);
-    // Slow enough to suspend the job halfway.
+/// Host `a` fetches `path` (served slowly) until more than a MiB is durable, then the job is
+/// suspended and the origin set to full speed; returns the job, its destination and the staging
+/// file.
+async fn suspended_halfway(
+    a: &Host,
+    server: &TestServer,
+    path: &str,
+) -> (String, std::path::PathBuf, std::path::PathBuf) {
     server.set_behavior(
-        "/t.bin",
+        path,
         Behavior {
             rate_bytes_per_sec: Some(MIB),
             ..Behavior::default()
         },
     );
-    let url = server.url("/t.bin");
-    let a = host("127.0.0.40", &[], "").await;
     let dest = a.d.files_dir().join("a.bin");
-    let id = job_with(&a.c, vec![spec(&url, &dest)]).await;
+    let id = job_with(&a.c, vec![spec(&server.url(path), &dest)]).await;
     a.c.resume(&id).await.unwrap();
     wait_for(&a.c, &id, WAIT, |j| {
         j.progress.bytes_transferred >= MIB + MIB / 2
     })
     .await;
     a.c.suspend(&id).await.unwrap();
-    let job = wait_state(&a.c, &id, JobState::Suspended).await;
-    // Alice (the job's owner) writes her own bytes over what the daemon received.
+    wait_state(&a.c, &id, JobState::Suspended).await;
+    server.clear_behavior(path);
     let staging = temp_files(&a.d.files_dir());
     assert_eq!(staging.len(), 1, "{staging:?}");
-    let mut bytes = std::fs::read(&staging[0]).unwrap();
-    assert!(bytes.len() as u64 >= job.progress.bytes_transferred);
+    (id, dest, staging[0].clone())
+}
+
+#[tokio::test]
+async fn issue_11_staging_file_tampered_while_suspended_is_not_published() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/t.bin", 31);
+    let url = server.url("/t.bin");
+    let a = host("127.0.0.40", &[], "").await;
+    let (id, dest, staging) = suspended_halfway(&a, &server, "/t.bin").await;
+    // Alice (the job's owner) writes her own bytes over what the daemon received.
+    let mut bytes = std::fs::read(&staging).unwrap();
+    assert!(bytes.len() as u64 > MIB);
     let evil = pseudo_random(666, MIB as usize);
     bytes[..MIB as usize].copy_from_slice(&evil);
-    std::fs::write(&staging[0], &bytes).unwrap();
-    server.clear_behavior("/t.bin");
+    std::fs::write(&staging, &bytes).unwrap();
     a.c.resume(&id).await.unwrap();
     wait_state(&a.c, &id, JobState::Transferred).await;
     // The daemon saw its bytes were changed and fetched the file again from byte 0.
@@ -99,6 +110,38 @@ async fn issue_11_staging_file_tampered_while_suspended_is_not_published() {
     wait_event(&b.c, &b_id, |k| is_action(k, "published")).await;
     let entries = b.c.cache_list().await.unwrap().entries;
     assert_eq!(entries[0].sha256, sha256_hex(&body));
+}
+
+#[tokio::test]
+async fn issue_11_resumed_bytes_without_recorded_piece_hashes_are_not_published() {
+    let server = TestServer::start().await;
+    let body = origin_file(&server, "/o.bin", 36);
+    let mut a = host("127.0.0.51", &[], "").await;
+    let (id, dest, _) = suspended_halfway(&a, &server, "/o.bin").await;
+    // As a store from before piece hashes left it: the durable bytes' origin is not recorded.
+    a.d.terminate();
+    {
+        let db = rusqlite::Connection::open(a.d.state_dir.join("ferry.db")).unwrap();
+        let n = db
+            .execute(
+                "UPDATE files SET body = json_remove(body, '$.pieces') WHERE job_id = ?1",
+                [&id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    a.d.restart();
+    a.c = a.d.client().await;
+    a.c.resume(&id).await.unwrap();
+    wait_state(&a.c, &id, JobState::Transferred).await;
+    let resumed = server.requests_for("/o.bin");
+    assert!(resumed.iter().any(|r| r.range.is_some()), "it was resumed");
+    complete_and_check(&a, &id, &dest, &body).await;
+    origin_file(&server, "/barrier.bin", 37);
+    fetch_and_publish(&a, &server.url("/barrier.bin"), "barrier.bin").await;
+    let entries = a.c.cache_list().await.unwrap().entries;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].url.ends_with("/barrier.bin"));
 }
 
 #[tokio::test]

@@ -82,6 +82,9 @@ pub struct FetcherOptions {
     pub user_agent: String,
     /// Limit on establishing a connection (TCP plus TLS).
     pub connect_timeout: Duration,
+    /// The TLS configuration towards peer caches (the fleet's identity, `ferry_peer::tls`);
+    /// `None` when this host has no peer cache.
+    pub peer_tls: Option<rustls::ClientConfig>,
 }
 
 impl Default for FetcherOptions {
@@ -89,6 +92,7 @@ impl Default for FetcherOptions {
         FetcherOptions {
             user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
             connect_timeout: Duration::from_secs(30),
+            peer_tls: None,
         }
     }
 }
@@ -111,9 +115,15 @@ pub struct FetchRequest {
     pub expected_total: Option<u64>,
     /// Expected SHA-256 (hex, any case); verified before the fetch succeeds.
     pub sha256: Option<String>,
-    /// Compute the content's SHA-256 even without `sha256` ([`FetchDone::sha256`]): for content
-    /// that may be published to peers. Off, and without `sha256`, nothing is hashed.
+    /// Compute the content's SHA-256 even without `sha256` ([`FetchDone::sha256`]), and its
+    /// piece hashes ([`FetchDone::pieces`]): for content that may be published to peers. Off,
+    /// and without `sha256`, nothing is hashed.
     pub hash: bool,
+    /// The piece list (`ferry_peer::pieces`) recorded with the committed `offset`. With `hash`,
+    /// the bytes kept in the staging file are checked against it before the fetch goes on: a
+    /// prefix that no longer matches was written by someone else and is fetched again; one
+    /// without a recorded list is kept, but the file's pieces are then unknown (`None`).
+    pub pieces: Option<String>,
     /// Custom request headers, sent on every request to the URL's origin (scheme, host and
     /// port; never to a redirect target elsewhere). `Range`, `If-Range`, `Accept-Encoding` and
     /// hop-by-hop headers are not overridable.
@@ -161,6 +171,7 @@ impl FetchRequest {
             expected_total: None,
             sha256: None,
             hash: false,
+            pieces: None,
             headers: Vec::new(),
             basic_auth: None,
             allow_https_to_http: false,
@@ -189,6 +200,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("expected_total", &self.expected_total)
             .field("sha256", &self.sha256)
             .field("hash", &self.hash)
+            .field("pieces", &self.pieces.as_ref().map(|p| p.len() / 64))
             .field("headers", &self.headers)
             .field(
                 "basic_auth",
@@ -226,6 +238,10 @@ pub enum FetchEvent {
         validator: Option<Validator>,
         /// The server forced a restart from zero: earlier bytes were dropped.
         restarted: bool,
+        /// The piece list of bytes `0..offset`, hashed as they arrived (with
+        /// [`FetchRequest::hash`], and when every byte's origin is known): record it with
+        /// `offset`, so a resume can check the bytes on disk.
+        pieces: Option<String>,
     },
 }
 
@@ -239,6 +255,10 @@ pub struct FetchDone {
     /// Lowercase hex SHA-256 of the whole content, when it was computed (`sha256` or `hash` in
     /// the request).
     pub sha256: Option<String>,
+    /// The content's piece list, with `hash` in the request and when every byte is one this
+    /// fetch (or an earlier one, checked against its recorded pieces) received; `None`
+    /// otherwise, and then the content must not be published.
+    pub pieces: Option<String>,
 }
 
 /// Downloads single files; one per daemon, shared by every transfer so connections are reused.
@@ -259,7 +279,12 @@ impl Fetcher {
     /// offsets must be wire bytes).
     pub fn new(opts: FetcherOptions) -> Result<Fetcher, FetchSetupError> {
         let client = Self::builder(&opts).build()?;
-        let peer_client = Self::builder(&opts).no_proxy().build()?;
+        let mut peer = Self::builder(&opts).no_proxy();
+        if let Some(tls) = opts.peer_tls.clone() {
+            // Only the fleet's key is trusted, and nothing goes to a peer in plain text.
+            peer = peer.tls_backend_preconfigured(tls).https_only(true);
+        }
+        let peer_client = peer.build()?;
         Ok(Fetcher {
             client,
             proxied: std::sync::Arc::default(),
@@ -335,7 +360,15 @@ impl Fetcher {
                 .client_for(req.proxy.as_deref())
                 .map_err(|e| e.on(protocol))?,
         };
-        let hash = req.hash || req.sha256.is_some();
+        let hash = if req.hash {
+            sink::Hashing::Pieces {
+                recorded: req.pieces.clone(),
+            }
+        } else if req.sha256.is_some() {
+            sink::Hashing::Whole
+        } else {
+            sink::Hashing::Off
+        };
         // A staging file whose open hangs must not hold up a cancel.
         let (sink, lost) = tokio::select! {
             r = Sink::open(&req.temp_path, req.offset, req.identity, hash) => r,
@@ -457,6 +490,7 @@ impl Run<'_> {
             total: self.total,
             validator: self.validator.clone(),
             restarted,
+            pieces: self.sink.durable_pieces(),
         });
     }
 
@@ -670,6 +704,7 @@ impl Run<'_> {
             bytes,
             validator: self.validator.clone(),
             sha256,
+            pieces: self.sink.pieces().await?,
         })
     }
 }

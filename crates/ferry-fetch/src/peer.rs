@@ -32,6 +32,9 @@ pub struct PeerSource {
     pub validator: Validator,
     /// The content's size.
     pub size: u64,
+    /// The piece list the peer advertised: each piece is checked as it arrives, so wrong bytes
+    /// stop the fetch at the first wrong piece.
+    pub pieces: Option<String>,
 }
 
 /// What the origin says it serves now.
@@ -140,6 +143,7 @@ impl Fetcher {
             Err(e) if e.is_timeout() => {
                 return PeerAnswer::Failed(format!("no answer within {timeout:?}"));
             }
+            Err(e) if tls_refused(&e) => return PeerAnswer::Failed(TLS_REFUSED.into()),
             Err(e) => {
                 let url = Url::parse(url).ok();
                 let why =
@@ -167,6 +171,77 @@ impl Fetcher {
             503 => PeerAnswer::Failed("busy serving other peers".into()),
             s => PeerAnswer::Failed(format!("answered HTTP {s}")),
         }
+    }
+}
+
+/// Why a peer's TLS handshake failed, in words: the usual cause is another fleet secret, or a
+/// process on the peer's address that is not a fleet member at all.
+const TLS_REFUSED: &str = "the TLS handshake failed: it does not hold this fleet's key or refused our credential (is the fleet secret the same on both hosts? is something else listening on its address?)";
+
+/// Whether `e` is a TLS failure (rustls refused the peer, or the peer refused us).
+fn tls_refused(e: &reqwest::Error) -> bool {
+    is_rustls(e)
+}
+
+/// Whether a rustls error is somewhere in `err`'s chain, including inside `io::Error`s (whose
+/// `source` skips the error they wrap).
+fn is_rustls(err: &(dyn std::error::Error + 'static)) -> bool {
+    if err.is::<rustls::Error>() {
+        return true;
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && is_rustls(inner)
+    {
+        return true;
+    }
+    err.source().is_some_and(is_rustls)
+}
+
+impl Fetcher {
+    /// Asks one peer for the piece list of content of `size` bytes (`GET` on its pieces URL,
+    /// with `headers`); the words of the error say why it could not be had.
+    pub async fn peer_pieces(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        size: u64,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let mut rb = self.peer_client.get(url).timeout(timeout);
+        for (n, v) in headers {
+            rb = rb.header(n.as_str(), v.as_str());
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) if tls_refused(&e) => return Err(TLS_REFUSED.into()),
+            Err(e) => return Err(format!("cannot get its piece hashes: {e}")),
+        };
+        if resp.status().as_u16() != 200 {
+            return Err(format!(
+                "answered HTTP {} for its piece hashes",
+                resp.status().as_u16()
+            ));
+        }
+        // The list's length is known from the size: a longer answer is not read.
+        let want =
+            ferry_peer::pieces::count(size).saturating_mul(ferry_peer::pieces::HEX_LEN as u64);
+        if content_length(resp.headers())
+            .ok()
+            .flatten()
+            .is_some_and(|l| l != want)
+        {
+            return Err("sent piece hashes that do not fit the content's size".into());
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot get its piece hashes: {e}"))?;
+        let list = String::from_utf8(body.to_vec()).unwrap_or_default();
+        if !ferry_peer::pieces::covers(&list, size) {
+            return Err("sent piece hashes that do not fit the content's size".into());
+        }
+        Ok(list)
     }
 }
 
@@ -235,6 +310,7 @@ impl Run<'_> {
             }
             _ => return Err(http::status_error(&resp, &url)),
         }
+        self.sink.expect_pieces(peer.pieces.clone());
         let mut source = Source::Http(Box::pin(resp.bytes_stream()));
         self.pump(&mut source, Some(peer.size)).await?;
         self.finish().await

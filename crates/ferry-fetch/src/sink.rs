@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use ferry_peer::pieces::{self, PieceHasher};
 use sha2::{Digest, Sha256};
 
 use crate::error::FetchError;
@@ -25,7 +26,46 @@ struct Disk {
     file: File,
     /// `None` when nobody needs the content's SHA-256 (hashing a 1 GiB file costs a core for
     /// most of a second).
-    hasher: Option<Sha256>,
+    hasher: Option<Hashes>,
+}
+
+/// What a sink hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hashing {
+    /// Nothing.
+    Off,
+    /// The whole content's SHA-256.
+    Whole,
+    /// The whole content's SHA-256 and its piece hashes (`ferry_peer::pieces`), for content that
+    /// may be published; `recorded` is the piece list checkpointed with the committed prefix.
+    Pieces {
+        /// The recorded piece list of the committed prefix (`None`: never recorded).
+        recorded: Option<String>,
+    },
+}
+
+/// The hashes of the bytes written, fed from the buffers received (never read back from disk,
+/// except a committed prefix, which is checked against its recorded pieces).
+#[derive(Clone)]
+struct Hashes {
+    whole: Sha256,
+    pieces: Option<PieceHasher>,
+}
+
+impl Hashes {
+    fn new(pieces: bool) -> Hashes {
+        Hashes {
+            whole: Sha256::new(),
+            pieces: pieces.then(PieceHasher::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.whole.update(bytes);
+        if let Some(p) = self.pieces.as_mut() {
+            p.update(bytes);
+        }
+    }
 }
 
 /// Writer for one staging file.
@@ -47,25 +87,37 @@ pub(crate) struct Sink {
     /// the hasher until they end. The body keeps arriving while the previous buffer is written
     /// and, on another thread, hashed.
     writing: Option<(u64, WriteTask, Option<HashTask>)>,
+    /// The piece list of the bytes a sync in flight covers (taken when it started).
+    in_flight_pieces: Option<String>,
+    /// The piece list of the durable bytes, when pieces are hashed.
+    durable_pieces: Option<String>,
+    /// Whether every byte in the file is one this sink received or checked against its
+    /// recorded piece: false after resuming a prefix whose pieces were never recorded.
+    trusted: bool,
+    /// The piece list the source advertised (a peer); each whole piece is checked on arrival.
+    expect: Option<String>,
+    /// Whole pieces checked against `expect` so far.
+    checked: u64,
 }
 
 /// A background write: gives the file back with its outcome, and the hasher when it hashed
 /// the buffer itself (small buffers: a second thread would cost more than it saves).
-type WriteTask = tokio::task::JoinHandle<(File, Option<Option<Sha256>>, io::Result<()>)>;
+type WriteTask = tokio::task::JoinHandle<(File, Option<Option<Hashes>>, io::Result<()>)>;
 /// A background hash: gives the hasher back.
-type HashTask = tokio::task::JoinHandle<Option<Sha256>>;
+type HashTask = tokio::task::JoinHandle<Option<Hashes>>;
 
 impl Sink {
     /// Opens `path` (creating it, mode 0600, if missing; never truncating it), keeps the first
-    /// `offset` bytes, drops anything past them, and (with `hash`) hashes the kept prefix.
+    /// `offset` bytes, drops anything past them, and (per `hash`) hashes the kept prefix.
     ///
     /// Returns the sink and whether the committed prefix was *lost*: a file shorter than
-    /// `offset` cannot hold the bytes the caller believes are durable, so the sink starts at 0.
+    /// `offset` cannot hold the bytes the caller believes are durable, and a prefix whose pieces
+    /// do not hash to the recorded ones was changed by someone else, so the sink starts at 0.
     pub(crate) async fn open(
         path: &Path,
         offset: u64,
         identity: Option<crate::identity::FsIdentity>,
-        hash: bool,
+        hash: Hashing,
     ) -> Result<(Sink, bool), FetchError> {
         // Off the runtime threads even for a fresh file: the path is the user's, and an open
         // there may hang (a stuck network file system) however few calls it is.
@@ -73,21 +125,31 @@ impl Sink {
         let opened = crate::safe_open::blocking(identity, move || open_disk(&owned, offset, hash))
             .await
             .map_err(|_| broken(path))??;
-        let (disk, sync_handle, keep, lost) = opened;
-        Ok((
-            Sink {
-                path: path.to_owned(),
-                disk: Some(disk),
-                pending: Vec::new(),
-                pending_len: 0,
-                written: keep,
-                durable: keep,
-                sync_handle: std::sync::Arc::new(sync_handle),
-                in_flight: None,
-                writing: None,
-            },
+        let Opened {
+            disk,
+            sync_handle,
+            keep,
             lost,
-        ))
+            trusted,
+        } = opened;
+        let mut sink = Sink {
+            path: path.to_owned(),
+            disk: Some(disk),
+            pending: Vec::new(),
+            pending_len: 0,
+            written: keep,
+            durable: keep,
+            sync_handle: std::sync::Arc::new(sync_handle),
+            in_flight: None,
+            writing: None,
+            in_flight_pieces: None,
+            durable_pieces: None,
+            trusted,
+            expect: None,
+            checked: 0,
+        };
+        sink.durable_pieces = sink.written_pieces();
+        Ok((sink, lost))
     }
 
     /// Bytes accepted so far (written, being written or buffered): the offset of the next byte.
@@ -98,6 +160,56 @@ impl Sink {
     /// Bytes synced to disk.
     pub(crate) fn durable(&self) -> u64 {
         self.durable
+    }
+
+    /// The piece list of the durable bytes, when pieces are hashed and every byte's provenance
+    /// is established (`None` otherwise: such a file is never published).
+    pub(crate) fn durable_pieces(&self) -> Option<String> {
+        self.durable_pieces.clone().filter(|_| self.trusted)
+    }
+
+    /// The piece list of everything written (flushes first), on the same terms.
+    pub(crate) async fn pieces(&mut self) -> Result<Option<String>, FetchError> {
+        self.flush().await?;
+        Ok(self.written_pieces().filter(|_| self.trusted))
+    }
+
+    /// Checks each whole piece, as it is hashed, against `list` (what the source advertised).
+    pub(crate) fn expect_pieces(&mut self, list: Option<String>) {
+        self.expect = list;
+        self.checked = 0;
+    }
+
+    /// The first whole piece, not checked yet, that differs from the advertised list.
+    fn check_expected(&mut self) -> Result<(), FetchError> {
+        let (
+            Some(want),
+            Some(Disk {
+                hasher: Some(h), ..
+            }),
+        ) = (&self.expect, &self.disk)
+        else {
+            return Ok(());
+        };
+        let Some(p) = h.pieces.as_ref() else {
+            return Ok(());
+        };
+        while self.checked < p.whole() {
+            let i = self.checked;
+            if pieces::get(want, i) != p.piece(i) {
+                return Err(FetchError::new(
+                    ferry_proto::ErrorContext::RemoteFile,
+                    crate::codes::SHA256_MISMATCH,
+                    false,
+                    format!(
+                        "piece {i} (bytes {}..) does not have the SHA-256 the source advertised for it",
+                        i * pieces::PIECE_BYTES
+                    ),
+                ));
+            }
+            self.checked += 1;
+        }
+        Ok(())
     }
 
     /// Appends a chunk; once the buffer is large, it is written out in the background.
@@ -167,7 +279,7 @@ impl Sink {
         self.disk = Some(Disk { file, hasher });
         r.map_err(|e| FetchError::local_io(&self.path, "write", &e))?;
         self.written += len;
-        Ok(())
+        self.check_expected()
     }
 
     /// Writes (and hashes) everything buffered, and waits until it is written.
@@ -184,6 +296,7 @@ impl Sink {
             return Ok(());
         }
         self.flush().await?;
+        self.in_flight_pieces = self.written_pieces();
         let file = self.sync_handle.clone();
         let task = tokio::task::spawn_blocking(move || file.sync_data());
         self.in_flight = Some((self.written, task));
@@ -205,7 +318,10 @@ impl Sink {
         let covered = self.in_flight.take().map_or(0, |(c, _)| c);
         match joined {
             Ok(Ok(())) => {
-                self.durable = self.durable.max(covered);
+                if covered >= self.durable {
+                    self.durable = covered;
+                    self.durable_pieces = self.in_flight_pieces.take();
+                }
                 Ok(self.durable)
             }
             Ok(Err(e)) => Err(FetchError::local_io(&self.path, "sync", &e)),
@@ -240,7 +356,17 @@ impl Sink {
         .await?;
         self.written += len;
         self.durable = self.written;
-        Ok(())
+        self.durable_pieces = self.written_pieces();
+        self.check_expected()
+    }
+
+    /// The piece list of the bytes written, while no write is in flight.
+    fn written_pieces(&self) -> Option<String> {
+        self.disk
+            .as_ref()
+            .and_then(|d| d.hasher.as_ref())
+            .and_then(|h| h.pieces.as_ref())
+            .map(PieceHasher::list)
     }
 
     /// Drops every byte (the server forced a restart): truncate to zero, reset the hash, sync.
@@ -255,14 +381,18 @@ impl Sink {
         self.blocking("truncate", |disk| {
             disk.file.set_len(0)?;
             disk.file.seek(SeekFrom::Start(0))?;
-            if disk.hasher.is_some() {
-                disk.hasher = Some(Sha256::new());
+            if let Some(h) = disk.hasher.as_mut() {
+                *h = Hashes::new(h.pieces.is_some());
             }
             disk.file.sync_data()
         })
         .await?;
         self.written = 0;
         self.durable = 0;
+        // Every byte from now on is received by this sink.
+        self.trusted = true;
+        self.checked = 0;
+        self.durable_pieces = self.written_pieces();
         Ok(())
     }
 
@@ -270,7 +400,10 @@ impl Sink {
     pub(crate) async fn digest(&mut self) -> Result<Option<String>, FetchError> {
         self.flush().await?;
         let disk = self.disk.as_ref().ok_or_else(|| broken(&self.path))?;
-        Ok(disk.hasher.clone().map(|h| hex::encode(h.finalize())))
+        Ok(disk
+            .hasher
+            .as_ref()
+            .map(|h| hex::encode(h.whole.clone().finalize())))
     }
 
     /// Runs `f` on the blocking pool with the file and hasher, mapping I/O errors to `LOCAL_IO`.
@@ -291,10 +424,22 @@ impl Sink {
     }
 }
 
-/// Opens the staging file for [`Sink::open`]: returns the disk, a second handle for syncs, the
-/// offset kept and whether the committed prefix was lost.
-/// Runs as the job's owner.
-fn open_disk(path: &Path, offset: u64, hash: bool) -> Result<(Disk, File, u64, bool), FetchError> {
+/// What [`open_disk`] found.
+struct Opened {
+    disk: Disk,
+    /// A second handle for syncs.
+    sync_handle: File,
+    /// The offset kept.
+    keep: u64,
+    /// Whether the committed prefix was lost (too short, or changed since it was recorded).
+    lost: bool,
+    /// Whether the kept bytes' provenance is established.
+    trusted: bool,
+}
+
+/// Opens the staging file for [`Sink::open`], checking a kept prefix against its recorded
+/// pieces when pieces are hashed. Runs as the job's owner.
+fn open_disk(path: &Path, offset: u64, hash: Hashing) -> Result<Opened, FetchError> {
     let io = |action: &str| {
         let path = path.to_owned();
         let action = action.to_owned();
@@ -305,7 +450,7 @@ fn open_disk(path: &Path, offset: u64, hash: bool) -> Result<(Disk, File, u64, b
     let mut file = crate::safe_open::open_file(path, crate::safe_open::Access::ReadWriteCreate)
         .map_err(io("open"))?;
     let len = file.metadata().map_err(io("inspect"))?.len();
-    let (keep, lost) = if len < offset {
+    let (mut keep, mut lost) = if len < offset {
         (0, true)
     } else {
         (offset, false)
@@ -313,9 +458,19 @@ fn open_disk(path: &Path, offset: u64, hash: bool) -> Result<(Disk, File, u64, b
     // Bytes past the committed offset were written but never covered by a checkpoint:
     // after a crash they may be garbage, so they go.
     file.set_len(keep).map_err(io("truncate"))?;
-    let mut hasher = Sha256::new();
+    let (mut hasher, recorded) = match &hash {
+        Hashing::Off => (None, None),
+        Hashing::Whole => (Some(Hashes::new(false)), None),
+        Hashing::Pieces { recorded } => (Some(Hashes::new(true)), Some(recorded.as_deref())),
+    };
+    // A prefix whose pieces were never recorded can still be resumed, but its bytes' origin
+    // is unknown: the file will not be published.
+    let trusted = match recorded {
+        Some(r) => pieces::verify_plan(r, keep).is_ok(),
+        None => true,
+    };
     file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
-    let mut remaining = if hash { keep } else { 0 };
+    let mut remaining = if hasher.is_some() { keep } else { 0 };
     // Sized to the prefix: a fresh file allocates nothing here (a 1 MiB buffer per file
     // would raise glibc's mmap threshold and grow every thread's arena).
     let mut buf = vec![0u8; usize::try_from(remaining.min(1024 * 1024)).unwrap_or(0)];
@@ -329,13 +484,37 @@ fn open_disk(path: &Path, offset: u64, hash: bool) -> Result<(Disk, File, u64, b
                 &io::Error::from(io::ErrorKind::UnexpectedEof),
             ));
         }
-        hasher.update(&buf[..n]);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         remaining -= n as u64;
+    }
+    if let (
+        Some(Some(want)),
+        Some(Hashes {
+            pieces: Some(p), ..
+        }),
+        true,
+    ) = (recorded, &hasher, trusted)
+        && keep > 0
+        && want.get(..p.list().len()) != Some(p.list().as_str())
+    {
+        // Someone else wrote into the staging file since the daemon recorded its pieces (its
+        // owner, between a suspend and a resume): none of its bytes are ours any more.
+        file.set_len(0).map_err(io("truncate"))?;
+        file.sync_data().map_err(io("sync"))?;
+        (keep, lost) = (0, true);
+        hasher = hasher.map(|h| Hashes::new(h.pieces.is_some()));
     }
     file.seek(SeekFrom::Start(keep)).map_err(io("seek"))?;
     let sync_handle = file.try_clone().map_err(io("open"))?;
-    let hasher = hash.then_some(hasher);
-    Ok((Disk { file, hasher }, sync_handle, keep, lost))
+    Ok(Opened {
+        disk: Disk { file, hasher },
+        sync_handle,
+        keep,
+        lost,
+        trusted,
+    })
 }
 
 /// The error for a writer whose blocking task died (a panic in the pool, or runtime shutdown).

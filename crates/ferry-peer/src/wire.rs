@@ -5,13 +5,19 @@
 //!   `503` when it serves too many peers at once.
 //! - `GET {CONTENT_PREFIX}{key}` with an optional `Range: bytes=FROM-` → `200`/`206` and the bytes.
 //!
+//! - `GET {PIECES_PREFIX}{key}` → `200` with the content's piece list (`ferry_peer::pieces`, one
+//!   string of hex) as the body, so the asking host checks every piece as it arrives.
+//!
 //! - `POST {VERIFY_PREFIX}{key}` → `202`: the caller found that content wrong; the host
 //!   re-hashes its copy and evicts it if it no longer matches its SHA-256.
 //!
-//! Every request carries [`auth::HEADER`](crate::auth::HEADER).
+//! All of it runs over TLS with the fleet's key ([`crate::tls`]), and every request carries
+//! [`auth::HEADER`](crate::auth::HEADER).
 
 /// Path prefix of content requests.
 pub const CONTENT_PREFIX: &str = "/ferry-peer/v1/content/";
+/// Path prefix of piece-list requests.
+pub const PIECES_PREFIX: &str = "/ferry-peer/v1/pieces/";
 /// Path prefix of "please check your copy" reports.
 pub const VERIFY_PREFIX: &str = "/ferry-peer/v1/verify/";
 /// Response header: SHA-256 of the whole content (lowercase hex).
@@ -27,6 +33,17 @@ pub fn content_path(key: &str) -> String {
 /// The key a request path names, if it is a well-formed content path.
 pub fn parse_content_path(path: &str) -> Option<&str> {
     path.strip_prefix(CONTENT_PREFIX)
+        .filter(|k| crate::key::is_key(k))
+}
+
+/// The piece-list path for `key`.
+pub fn pieces_path(key: &str) -> String {
+    format!("{PIECES_PREFIX}{key}")
+}
+
+/// The key a piece-list path names, if it is a well-formed piece-list path.
+pub fn parse_pieces_path(path: &str) -> Option<&str> {
+    path.strip_prefix(PIECES_PREFIX)
         .filter(|k| crate::key::is_key(k))
 }
 
@@ -59,6 +76,8 @@ mod tests {
         assert_eq!(parse_content_path("/other"), None);
         assert_eq!(parse_verify_path(&verify_path(&key)), Some(key.as_str()));
         assert_eq!(parse_verify_path(&content_path(&key)), None);
+        assert_eq!(parse_pieces_path(&pieces_path(&key)), Some(key.as_str()));
+        assert_eq!(parse_pieces_path(&content_path(&key)), None);
     }
 
     #[test]

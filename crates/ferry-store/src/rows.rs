@@ -178,6 +178,11 @@ pub struct FileRow {
     pub validator: Option<serde_json::Value>,
     /// SHA-256 of the transferred content, once transferred.
     pub content_sha256: Option<String>,
+    /// Piece hashes (`ferry_peer::pieces`, concatenated hex) of bytes `0..bytes_transferred`
+    /// as the daemon received them; of the whole content once transferred. `None`: some bytes'
+    /// origin was never recorded (e.g. resumed from a store older than piece hashes), and the
+    /// file is never published to peers.
+    pub pieces: Option<String>,
 }
 
 /// One event-log entry as stored.
@@ -254,6 +259,9 @@ pub struct CacheRow {
     pub size: u64,
     /// SHA-256 of the content (lowercase hex).
     pub sha256: String,
+    /// Piece hashes of the content, served to peers so they check every piece (`None`:
+    /// published before piece hashes were recorded; such an entry is dropped at start).
+    pub pieces: Option<String>,
     /// Whose job published it.
     pub owner_uid: u32,
     /// The job it came from.

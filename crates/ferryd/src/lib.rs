@@ -59,6 +59,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
         user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+        peer_tls: peer_cache::client_tls(&config)?,
         ..ferry_fetch::FetcherOptions::default()
     })
     .map_err(|e| DaemonError::Fetch(e.to_string()))?;

@@ -276,6 +276,7 @@ async fn ensure_temp(
     let lost = file.bytes_transferred;
     file.bytes_transferred = 0;
     file.validator = None;
+    file.pieces = None;
     let commit = {
         let mut inner = d.lock();
         // The job's row changes only when the file had bytes (a fresh file: just its path).
@@ -339,6 +340,7 @@ async fn fetch_one(
             sha256: file.sha256.clone().or_else(|| file.peer_sha256.clone()),
             // Hashing costs CPU on every byte: only for content the cache may publish.
             hash: settings.publishable && file.ranges.is_none(),
+            pieces: file.pieces.clone(),
             headers: settings.headers.clone(),
             basic_auth: settings.basic_auth.clone(),
             allow_https_to_http: settings.allow_https_to_http,
@@ -499,6 +501,7 @@ fn reset_file(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, origin_only: bo
     file.bytes_from_origin = 0;
     file.peer_sha256 = None;
     file.peer = None;
+    file.pieces = None;
     file.origin_only |= origin_only;
     let mut inner = d.lock();
     let Some(e) = inner.jobs.get_mut(job_id) else {
@@ -552,6 +555,7 @@ fn on_event(
             total,
             validator,
             restarted,
+            pieces,
         } => {
             peers::attribute(file, offset, restarted, source);
             let row = &mut entry.row;
@@ -559,6 +563,7 @@ fn on_event(
                 row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
             file.bytes_transferred = offset;
             file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
+            file.pieces = pieces;
             set_total(row, file, total);
             entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live);
             *live = 0;
@@ -664,6 +669,7 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     file.transferred = true;
     file.validation = ferry_proto::Validation::Unset;
     file.content_sha256 = done.sha256;
+    file.pieces = done.pieces;
     file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
     row.files_transferred += 1;
     row.modified = clock::now_rfc3339();

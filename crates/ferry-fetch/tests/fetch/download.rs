@@ -40,7 +40,8 @@ async fn full_download_is_byte_identical_and_checkpointed() {
             offset: c.len() as u64,
             total: Some(c.len() as u64),
             validator: done.validator.clone(),
-            restarted: false
+            restarted: false,
+            pieces: Some(ferry_peer::pieces::list_of(&c.bytes))
         }
     );
     assert!(out.events.iter().any(|e| matches!(

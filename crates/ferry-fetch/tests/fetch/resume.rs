@@ -47,6 +47,70 @@ async fn resume_sends_range_and_if_range_and_fetches_only_the_rest() {
     assert_eq!(log[0].body_bytes_sent, LEN as u64 - K);
 }
 
+/// Resumes `path` at K with the origin's piece hashes recorded for the prefix, after changing
+/// 100 bytes of it on disk when `tamper`; checks the result is the origin's content and piece
+/// list, and returns whether the fetch restarted and the `Range` of its request.
+async fn resume_with_recorded_pieces(
+    path: &str,
+    seed: u64,
+    tamper: bool,
+) -> (bool, Option<String>) {
+    let h = Harness::new().await;
+    let c = h.serve(path, seed, LEN);
+    let etag = h.server.etag(path).unwrap();
+    let mut on_disk = c.bytes.to_vec();
+    if tamper {
+        // Someone else's bytes where the recorded ones were.
+        on_disk[1000..1100].fill(0);
+    }
+    let mut req = resume_request(&h, path, &on_disk, Validator::ETag(etag));
+    req.pieces = Some(ferry_peer::pieces::list_of(&c.bytes[..K as usize]));
+    let out = h.run(&req).await;
+    assert_eq!(read(&req.temp_path), c.bytes);
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
+    let list = ferry_peer::pieces::list_of(&c.bytes);
+    assert_eq!(out.done().pieces.as_deref(), Some(list.as_str()));
+    (
+        out.restarted(),
+        h.server.requests_for(path)[0].range.clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_prefix_matching_its_recorded_pieces_is_resumed_and_keeps_its_provenance() {
+    let resumed = resume_with_recorded_pieces("/pm", 40, false).await;
+    assert_eq!(resumed, (false, Some("bytes=123457-".into())));
+}
+
+#[tokio::test]
+async fn a_prefix_changed_since_its_pieces_were_recorded_is_fetched_again() {
+    let resumed = resume_with_recorded_pieces("/pt", 41, true).await;
+    assert_eq!(resumed, (true, None), "the changed prefix is dropped");
+}
+
+#[tokio::test]
+async fn a_prefix_without_recorded_pieces_is_resumed_without_provenance() {
+    let h = Harness::new().await;
+    let c = h.serve("/pn", 42, LEN);
+    let etag = h.server.etag("/pn").unwrap();
+    let req = resume_request(&h, "/pn", &c.bytes, Validator::ETag(etag));
+    let out = h.run(&req).await;
+    assert!(!out.restarted());
+    assert_eq!(out.done().sha256.as_deref(), Some(c.sha256.as_str()));
+    assert_eq!(
+        out.done().pieces,
+        None,
+        "bytes of unknown origin: never published"
+    );
+    assert!(out.events.iter().all(|e| !matches!(
+        e,
+        FetchEvent::Checkpoint {
+            pieces: Some(_),
+            ..
+        }
+    )));
+}
+
 #[tokio::test]
 async fn resume_with_last_modified() {
     let h = Harness::new().await;

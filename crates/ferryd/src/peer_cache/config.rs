@@ -77,6 +77,8 @@ pub struct PeerCacheConfig {
     pub discovery: Discovery,
     /// The fleet secret every peer request is authenticated with.
     pub secret: Vec<u8>,
+    /// The fleet's TLS identity, derived from the secret.
+    pub tls: ferry_peer::tls::FleetTls,
     /// Where cached content is kept (default: `<state dir>/cache`).
     pub dir: PathBuf,
     /// Size limit of the cache in bytes.
@@ -219,11 +221,7 @@ pub fn parse(
     };
     let secret = match (&raw.secret, &raw.secret_file) {
         (Some(s), None) => s.trim().as_bytes().to_vec(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map_err(|e| bad(format!("cannot read secret_file {}: {e}", f.display())))?
-            .trim()
-            .as_bytes()
-            .to_vec(),
+        (None, Some(f)) => read_secret_file(f).map_err(bad)?,
         (Some(_), Some(_)) => {
             return Err(bad(
                 "[peer_cache] has both secret and secret_file; keep one".into(),
@@ -242,11 +240,13 @@ pub fn parse(
             ferry_peer::auth::MIN_SECRET_BYTES
         )));
     }
+    let tls = ferry_peer::tls::FleetTls::from_secret(&secret).map_err(|e| bad(e.to_string()))?;
     Ok(Some(PeerCacheConfig {
         listen,
         peers,
         discovery,
         secret,
+        tls,
         dir: raw.dir.unwrap_or_else(|| state_dir.join("cache")),
         max_size_bytes: raw.max_size_bytes.unwrap_or(10 * 1024 * 1024 * 1024),
         max_age: Duration::from_secs(raw.max_age_s.unwrap_or(90 * 24 * 3600)),
@@ -257,6 +257,32 @@ pub fn parse(
         min_peer_rate_bps: Some(raw.min_peer_rate_bps.unwrap_or(256 * 1024)).filter(|&b| b > 0),
         max_uploads: raw.max_uploads.unwrap_or(3).max(1),
     }))
+}
+
+/// Reads the fleet secret from `path`, refusing a file that its group or others may read or
+/// write (as ssh refuses such a key file): anyone who reads it can join the fleet.
+fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if secret_mode_too_open(mode) {
+        return Err(format!(
+            "secret_file {} has mode {:04o}: its group or others may read it, and anyone who              reads it can join the fleet; restrict it with `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?;
+    Ok(text.trim().as_bytes().to_vec())
+}
+
+/// Whether a secret file's mode lets its group or others at it.
+fn secret_mode_too_open(mode: u32) -> bool {
+    mode & 0o077 != 0
 }
 
 #[cfg(test)]
@@ -347,5 +373,14 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_secret_file_only_its_owner_may_read() {
+        assert!(!secret_mode_too_open(0o100600));
+        assert!(!secret_mode_too_open(0o100400));
+        assert!(secret_mode_too_open(0o100644));
+        assert!(secret_mode_too_open(0o100640));
+        assert!(secret_mode_too_open(0o100602));
     }
 }

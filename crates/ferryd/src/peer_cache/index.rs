@@ -3,7 +3,8 @@
 //!
 //! A copy, not a link to the delivered file: the owner may change or delete their file after
 //! `complete`, and the cache must keep serving exactly the bytes it validated. The copy is
-//! hashed while it is written and kept only when it matches the SHA-256 recorded at transfer.
+//! hashed while it is written and kept only when every piece matches the piece hashes recorded
+//! from the network at transfer, and the whole matches the SHA-256.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -41,6 +42,8 @@ pub(super) struct Publish {
     pub size: u64,
     /// SHA-256 recorded when the file was transferred.
     pub sha256: String,
+    /// Piece hashes recorded from the bytes as they arrived.
+    pub pieces: String,
     /// The job's owner.
     pub owner_uid: u32,
     /// The job.
@@ -55,8 +58,9 @@ pub(super) struct Publish {
 
 impl Index {
     /// Opens the directory (created 0700) and the index, dropping entries whose file is gone or
-    /// has another size (their keys are returned, to delete from the store), and files no entry
-    /// names (left by a crash mid-copy).
+    /// has another size, or that have no piece hashes (published before the bytes' origin was
+    /// recorded); their keys are returned, to delete from the store. Files no entry names (left
+    /// by a crash mid-copy) are deleted.
     pub(super) fn open(dir: &Path, reader: &Reader) -> Result<(Index, Vec<String>), DaemonError> {
         std::fs::create_dir_all(dir).map_err(DaemonError::io("create the cache directory", dir))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -65,7 +69,11 @@ impl Index {
         let mut stale = Vec::new();
         for row in reader.cache_entries()? {
             let len = std::fs::metadata(dir.join(&row.key)).map(|m| m.len()).ok();
-            if len == Some(row.size) {
+            let proven = row
+                .pieces
+                .as_deref()
+                .is_some_and(|p| ferry_peer::pieces::covers(p, row.size));
+            if len == Some(row.size) && proven {
                 entries.insert(row.key.clone(), row);
             } else {
                 stale.push(row.key);
@@ -248,6 +256,7 @@ impl PeerCache {
             validator: p.validator,
             size: p.size,
             sha256: p.sha256,
+            pieces: Some(p.pieces),
             owner_uid: p.owner_uid,
             job_id: p.job_id.clone(),
             file_index: p.file_index,
@@ -392,6 +401,8 @@ fn copy_in(dir: &Path, p: &Publish) -> Result<(), String> {
             .open(&tmp)
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let mut hasher = Sha256::new();
+        let mut pieces = ferry_peer::pieces::PieceHasher::new();
+        let mut checked = 0u64;
         let mut buf = vec![0u8; 1024 * 1024];
         let mut len = 0u64;
         loop {
@@ -403,12 +414,23 @@ fn copy_in(dir: &Path, p: &Publish) -> Result<(), String> {
             }
             let chunk = buf.get(..n).unwrap_or_default();
             hasher.update(chunk);
+            pieces.update(chunk);
+            // Each piece is checked once complete, so a changed file stops the copy early.
+            while checked < pieces.whole() {
+                if pieces.piece(checked) != ferry_peer::pieces::get(&p.pieces, checked) {
+                    return Err(format!(
+                        "piece {checked} of {} is not the bytes the daemon received from the network",
+                        p.source.display()
+                    ));
+                }
+                checked += 1;
+            }
             dst.write_all(chunk)
                 .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
             len += n as u64;
         }
         let sha = hex::encode(hasher.finalize());
-        if len != p.size || !sha.eq_ignore_ascii_case(&p.sha256) {
+        if len != p.size || !sha.eq_ignore_ascii_case(&p.sha256) || pieces.list() != p.pieces {
             return Err(format!(
                 "{} changed since it was transferred ({len} bytes, SHA-256 {sha})",
                 p.source.display()

@@ -4,7 +4,8 @@
 //! - `config`: the `[peer_cache]` section of the configuration file (off by default).
 //! - `index`: the content this host holds (a copy of each validated file under the cache
 //!   directory, indexed in the job store), publication and eviction.
-//! - `server`: the HTTP server peers fetch from; every request is authenticated.
+//! - `server`: the HTTP server peers fetch from, over TLS with the fleet's key on both sides;
+//!   every request is also authenticated and accepted once.
 //! - `discovery`: finding peers by mDNS (static peers come from the configuration).
 //! - this module: the shared state, and the client side — asking peers for a version the origin
 //!   serves now, and remembering which peers failed.
@@ -58,6 +59,8 @@ pub struct PeerCache {
     changed: Notify,
     /// Keys whose copy is being checked after a peer reported it wrong.
     verifying: Mutex<std::collections::HashSet<String>>,
+    /// Request nonces accepted within the clock-skew window (replays are refused).
+    nonces: Mutex<ferry_peer::auth::NonceWindow>,
 }
 
 /// A peer that holds the version a file needs.
@@ -73,6 +76,8 @@ pub struct Choice {
     pub size: u64,
     /// The origin's validator of that version.
     pub validator: Validator,
+    /// The peer's piece list of the content (each piece is checked as it arrives).
+    pub pieces: Option<String>,
 }
 
 /// A peer that could not help, and how long asking it took.
@@ -134,6 +139,11 @@ impl PeerCache {
         let listen = listener.local_addr().map_err(|e| {
             DaemonError::Config(format!("cannot read the peer server's address: {e}"))
         })?;
+        let tls = cfg
+            .tls
+            .server_config()
+            .map_err(|e| DaemonError::Config(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let pc = Arc::new(PeerCache {
             uploads: Arc::new(Semaphore::new(cfg.max_uploads)),
             upload_bucket: ferry_fetch::throttle::Bucket::new(cfg.upload_limit_bps),
@@ -148,6 +158,7 @@ impl PeerCache {
             refused: AtomicU64::new(0),
             changed: Notify::new(),
             verifying: Mutex::default(),
+            nonces: Mutex::default(),
         });
         if pc.cfg.discovery == config::Discovery::Mdns {
             let ip = listen.ip();
@@ -162,7 +173,12 @@ impl PeerCache {
             )?;
             *pc.discovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
         }
-        tokio::spawn(server::serve(pc.clone(), listener, shutdown.clone()));
+        tokio::spawn(server::serve(
+            pc.clone(),
+            listener,
+            acceptor,
+            shutdown.clone(),
+        ));
         tokio::spawn(index::expire(pc.clone(), shutdown.clone()));
         pc.evict_now();
         tracing::info!(listen = %listen, discovery = pc.cfg.discovery.as_str(), "peer cache enabled");
@@ -245,6 +261,11 @@ impl PeerCache {
         out
     }
 
+    /// The nonces seen within the replay window.
+    fn nonces(&self) -> std::sync::MutexGuard<'_, ferry_peer::auth::NonceWindow> {
+        self.nonces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The `Authorization` header for a request to a peer.
     pub fn credential(&self, method: &str, path: &str) -> (String, String) {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -265,7 +286,7 @@ impl PeerCache {
     /// Tells `peer` that its copy of `key` was wrong, so it checks (and evicts) it.
     pub fn report(&self, fetcher: &Arc<Fetcher>, peer: &str, key: &str) {
         let path = ferry_peer::wire::verify_path(key);
-        let url = format!("http://{peer}{path}");
+        let url = peer_url(peer, &path);
         let headers = vec![self.credential("POST", &path)];
         let (fetcher, timeout) = (fetcher.clone(), self.cfg.peer_timeout);
         tokio::spawn(async move { fetcher.tell_peer(&url, &headers, timeout).await });
@@ -309,21 +330,40 @@ impl PeerCache {
         let mut asks: FuturesUnordered<_> = peers
             .into_iter()
             .map(|peer| {
-                let url = format!("http://{peer}{path}");
+                let url = peer_url(&peer, &path);
                 let headers = vec![self.credential("HEAD", &path)];
+                let pieces_path = ferry_peer::wire::pieces_path(key);
+                let pieces_url = peer_url(&peer, &pieces_path);
+                let pieces_headers = vec![self.credential("GET", &pieces_path)];
                 async move {
-                    let answer =
-                        tokio::time::timeout(timeout, fetcher.ask_peer(&url, &headers, timeout))
+                    let ask = async {
+                        let answer = fetcher.ask_peer(&url, &headers, timeout).await;
+                        let PeerAnswer::Has { size, .. } = &answer else {
+                            return (answer, None);
+                        };
+                        match fetcher
+                            .peer_pieces(&pieces_url, &pieces_headers, *size, timeout)
+                            .await
+                        {
+                            Ok(list) => (answer, Some(list)),
+                            Err(why) => (PeerAnswer::Failed(why), None),
+                        }
+                    };
+                    let (answer, pieces) =
+                        tokio::time::timeout(timeout, ask)
                             .await
                             .unwrap_or_else(|_| {
-                                PeerAnswer::Failed(format!("no answer within {timeout:?}"))
+                                (
+                                    PeerAnswer::Failed(format!("no answer within {timeout:?}")),
+                                    None,
+                                )
                             });
-                    (peer, answer)
+                    (peer, answer, pieces)
                 }
             })
             .collect();
         let mut failures = Vec::new();
-        while let Some((peer, answer)) = asks.next().await {
+        while let Some((peer, answer, pieces)) = asks.next().await {
             let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             match answer {
                 PeerAnswer::Has { sha256, size } => {
@@ -338,6 +378,7 @@ impl PeerCache {
                             sha256,
                             size,
                             validator: validator.clone(),
+                            pieces,
                         }),
                         failures,
                     );
@@ -374,17 +415,38 @@ impl PeerCache {
     }
 }
 
-/// Whether a job's files may ever be shared: it allows peer caching and authenticates to its
-/// origin by neither credentials nor custom headers (those may guard private content).
+/// Whether a job's files may ever be shared: it allows peer caching, authenticates to its
+/// origin by neither credentials nor custom headers (those may guard private content), and
+/// fetches without a proxy of its own (whoever runs that proxy chooses the bytes, and the job's
+/// owner may run it).
 pub fn may_share(job: &ferry_store::JobRow) -> bool {
-    job.peer_caching && job.credentials.is_none() && job.custom_headers.is_empty()
+    job.peer_caching
+        && job.credentials.is_none()
+        && job.custom_headers.is_empty()
+        && job.proxy.is_none()
+}
+
+/// The URL of `path` on `peer` (`address:port`): always TLS.
+fn peer_url(peer: &str, path: &str) -> String {
+    format!("https://{peer}{path}")
+}
+
+/// The TLS client configuration the fetcher uses towards peers, when the cache is enabled.
+pub fn client_tls(config: &Config) -> Result<Option<rustls::ClientConfig>, DaemonError> {
+    config
+        .peer_cache
+        .as_ref()
+        .map(|c| c.tls.client_config())
+        .transpose()
+        .map_err(|e| DaemonError::Config(e.to_string()))
 }
 
 impl PeerCache {
     /// Offers a validated file to the cache (BITS: validation, explicit or through complete,
     /// makes content eligible for peers). Shared only when it is a whole http(s) file of a job
-    /// that allows peer caching and authenticates to its origin by neither credentials nor
-    /// custom headers (those may guard private content), with a version-identifying validator.
+    /// that [`may_share`], with a version-identifying validator, and whose every piece has a
+    /// hash recorded from the bytes as the daemon received them (the copy is checked against
+    /// those pieces, so bytes anyone else wrote are never published).
     pub fn offer(
         self: &Arc<Self>,
         job: &ferry_store::JobRow,
@@ -408,6 +470,18 @@ impl PeerCache {
         ) else {
             return;
         };
+        let Some(pieces) = file
+            .pieces
+            .clone()
+            .filter(|p| ferry_peer::pieces::covers(p, size))
+        else {
+            tracing::info!(
+                job = %job.id,
+                file = file.file_index,
+                "not published to the peer cache: where some of its bytes came from is not recorded"
+            );
+            return;
+        };
         let Some((key, validator)) = content_key(&file.remote_url, &validator, size) else {
             return;
         };
@@ -417,6 +491,7 @@ impl PeerCache {
             url: file.remote_url.clone(),
             size,
             sha256,
+            pieces,
             owner_uid: job.owner_uid,
             job_id: job.id.clone(),
             file_index: file.file_index,

@@ -1,14 +1,22 @@
 //! The HTTP server other Ferry hosts fetch cached content from (`ferry_peer::wire`).
 //!
-//! Every request must carry a valid fleet credential (`ferry_peer::auth`); without one the
-//! answer is `401` with an empty body, whatever was asked. Only validated content in the index
-//! is served (`404` otherwise), by at most `max_uploads` peers at once (`503` beyond), within
-//! the upload bandwidth limit. A peer that received wrong bytes reports it, and the copy is
-//! checked again (and evicted when it no longer matches).
+//! Connections are TLS 1.3 with the fleet's key on both sides (`ferry_peer::tls`): a host
+//! without the fleet secret fails the handshake and sends or receives nothing else. Inside,
+//! every request must also carry a valid fleet credential (`ferry_peer::auth`), accepted once;
+//! without one the answer is `401` with an empty body, whatever was asked. Only validated
+//! content in the index is served (`404` otherwise), by at most `max_uploads` peers at once
+//! (`503` beyond), within the upload bandwidth limit. A peer that received wrong bytes reports
+//! it, and the copy is checked again (and evicted when it no longer matches).
+//!
+//! Connections that never finish a handshake are bounded: at most [`MAX_HANDSHAKES`] at once
+//! (a new one pushes out the oldest), each for at most [`HANDSHAKE_TIMEOUT`], so idle or slow
+//! connections cannot keep members out; authenticated connections are capped at
+//! [`MAX_CONNECTIONS`] and closed when idle for [`IDLE_TIMEOUT`].
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,28 +30,61 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::{PeerCache, unix_now};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
-/// Connections served at once; more wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 256;
+/// Authenticated connections served at once; more are closed after their handshake.
+pub(super) const MAX_CONNECTIONS: usize = 256;
+/// Connections in their TLS handshake at once; a new one closes the oldest.
+pub(super) const MAX_HANDSHAKES: usize = 64;
+/// The longest a TLS handshake may take.
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An authenticated connection sending no request for this long is closed (and a request's
+/// headers must arrive within it).
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from the cache file per body frame.
 const CHUNK: usize = 256 * 1024;
 
-/// Accepts peer connections until shutdown.
-pub(super) async fn serve(pc: Arc<PeerCache>, listener: TcpListener, shutdown: CancellationToken) {
+/// Connections still in their handshake, oldest first, each with the token that closes it.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    queue: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Handshakes {
+    /// Registers a new handshake, closing the oldest when [`MAX_HANDSHAKES`] are running.
+    fn admit(&mut self, token: CancellationToken) -> u64 {
+        if self.queue.len() >= MAX_HANDSHAKES
+            && let Some((_, oldest)) = self.queue.pop_front()
+        {
+            oldest.cancel();
+        }
+        self.next += 1;
+        self.queue.push_back((self.next, token));
+        self.next
+    }
+
+    fn done(&mut self, id: u64) {
+        self.queue.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Accepts peer connections until shutdown: never waits for a free slot before accepting, so
+/// connections that hold slots without finishing a handshake cannot stall the accept loop.
+pub(super) async fn serve(
+    pc: Arc<PeerCache>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shutdown: CancellationToken,
+) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handshakes = Arc::new(Mutex::new(Handshakes::default()));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => r,
@@ -57,22 +98,46 @@ pub(super) async fn serve(pc: Arc<PeerCache>, listener: TcpListener, shutdown: C
                 continue;
             }
         };
-        let pc = pc.clone();
+        let (pc, acceptor, connections) = (pc.clone(), acceptor.clone(), connections.clone());
+        let token = shutdown.child_token();
+        let id = lock(&handshakes).admit(token.clone());
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let tls = tokio::select! {
+                _ = token.cancelled() => None,
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match r {
+                    Ok(Ok(tls)) => Some(tls),
+                    Ok(Err(e)) => {
+                        pc.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%remote, error = %e, "refused a peer connection (TLS handshake failed: not a member of this fleet?)");
+                        None
+                    }
+                    Err(_) => None,
+                },
+            };
+            lock(&handshakes).done(id);
+            let Some(tls) = tls else { return };
+            let Ok(_permit) = connections.try_acquire_owned() else {
+                tracing::warn!(%remote, "too many peer connections; closing a new one");
+                return;
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let pc = pc.clone();
                 async move { Ok::<_, Infallible>(handle(&pc, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
+                .header_read_timeout(IDLE_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(%remote, error = %e, "peer connection ended with an error");
             }
         });
     }
+}
+
+fn lock(h: &Mutex<Handshakes>) -> std::sync::MutexGuard<'_, Handshakes> {
+    h.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
@@ -84,11 +149,19 @@ fn empty(status: StatusCode) -> Response<Body> {
 async fn handle(pc: &Arc<PeerCache>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
+    // The MAC covers the whole target: a query string added to a signed path breaks it.
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |t| t.as_str().to_owned());
     let credential = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = auth::verify(&pc.cfg.secret, &method, &path, credential, unix_now()) {
+    let now = unix_now();
+    let checked = auth::verify(&pc.cfg.secret, &method, &target, credential, now)
+        .and_then(|v| pc.nonces().admit(&v, now));
+    if let Err(e) = checked {
         pc.refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(method, path, why = %e, "refused a peer request");
         let mut r = empty(StatusCode::UNAUTHORIZED);
@@ -109,6 +182,22 @@ async fn handle(pc: &Arc<PeerCache>, req: Request<hyper::body::Incoming>) -> Res
     }
     if method != "GET" && method != "HEAD" {
         return empty(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if let Some(key) = wire::parse_pieces_path(&path) {
+        return match pc.entry(key).and_then(|e| e.pieces) {
+            Some(list) if method == "GET" => {
+                let mut r = Response::new(
+                    http_body_util::Full::new(Bytes::from(list))
+                        .map_err(|n: Infallible| match n {})
+                        .boxed(),
+                );
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                r
+            }
+            Some(_) => empty(StatusCode::METHOD_NOT_ALLOWED),
+            None => empty(StatusCode::NOT_FOUND),
+        };
     }
     let Some(entry) = wire::parse_content_path(&path).and_then(|k| pc.entry(k)) else {
         return empty(StatusCode::NOT_FOUND);

@@ -80,11 +80,12 @@ pub(super) async fn choose(
 pub(super) fn aim(pc: &PeerCache, req: &mut FetchRequest, c: &Choice) {
     let path = ferry_peer::wire::content_path(&c.key);
     req.peer = Some(PeerSource {
-        url: format!("http://{}{path}", c.peer),
+        url: format!("https://{}{path}", c.peer),
         peer: c.peer.clone(),
         headers: vec![pc.credential("GET", &path)],
         validator: c.validator.clone(),
         size: c.size,
+        pieces: c.pieces.clone(),
     });
     if req.sha256.is_none() {
         req.sha256 = Some(c.sha256.clone());
@@ -191,6 +192,7 @@ mod tests {
             sha256: "s".into(),
             size: 100,
             validator: ferry_fetch::Validator::ETag("\"v\"".into()),
+            pieces: None,
         }
     }
 

@@ -11,7 +11,8 @@
 //! `security_bounds` (attacks across the daemon's boundaries: other uids on a per-user socket,
 //! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
 //! left in the store, dead internal tasks), `security_fs` (attacks through user-named paths:
-//! FIFOs, swapped directories, magic links, stat oracles).
+//! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
+//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -37,6 +38,7 @@ mod schedule;
 mod security_bounds;
 mod security_fs;
 mod security_limits;
+mod security_peer;
 mod support;
 mod system_mode;
 mod systemd;

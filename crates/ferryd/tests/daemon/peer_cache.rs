@@ -1,8 +1,13 @@
 //! Issue 6: the peer cache between real `ferryd` processes on loopback addresses (127.0.0.x),
 //! each with its own state dir and configuration file, against one origin on 127.0.0.1.
+//!
+//! Peers speak TLS with the fleet's key (`ferry_peer::tls`): the test acts as a fleet member
+//! where it talks to a peer server itself ([`raw`]), and puts the fleet's TLS in front of the
+//! plain test servers that stand in for misbehaving peers ([`tls_front`]).
 
-use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_client::Client;
@@ -11,24 +16,64 @@ use ferry_proto::{Event, EventKind, JobState};
 use ferry_testkit::content::pseudo_random;
 use ferry_testkit::daemon::TestDaemon;
 use ferry_testkit::http::{Behavior, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::support::{WAIT, daemon_with, job_with, sha256_file, spec, wait_state};
 
-const SECRET: &str = "peer-cache-test-fleet-secret";
-const SIZE: usize = 3 * 1024 * 1024 + 17;
+pub(crate) const SECRET: &str = "peer-cache-test-fleet-secret";
+pub(crate) const SIZE: usize = 3 * 1024 * 1024 + 17;
 
 /// One Ferry host: a daemon serving peers on its own loopback address.
-struct Host {
-    d: TestDaemon,
+pub(crate) struct Host {
+    pub(crate) d: TestDaemon,
     /// Holds the configuration file (a restart reads it again).
     _config: tempfile::TempDir,
-    c: Client,
+    pub(crate) c: Client,
     /// `address:port` of its peer server.
-    addr: String,
+    pub(crate) addr: String,
+}
+
+/// The fleet's TLS identity, as every host with [`SECRET`] derives it.
+pub(crate) fn fleet() -> ferry_peer::tls::FleetTls {
+    ferry_peer::tls::FleetTls::from_secret(SECRET.as_bytes()).unwrap()
+}
+
+/// A TLS connection to the peer server at `addr`, as a fleet member.
+pub(crate) async fn member_connect(
+    addr: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(fleet().client_config().unwrap()));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("peer.invalid").unwrap();
+    connector.connect(name, tcp).await
+}
+
+/// Serves the fleet's TLS on a new port of 127.0.0.1 and relays each connection to `backend`
+/// (a plain test server standing in for a peer).
+pub(crate) async fn tls_front(backend: SocketAddr) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(fleet().server_config().unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
 }
 
 /// Writes a configuration file enabling the cache with `lines` (`key = value` lines) added.
-fn config_file(lines: &str) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn config_file(lines: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ferryd.toml");
     std::fs::write(&config, format!("[peer_cache]\nenabled = true\n{lines}")).unwrap();
@@ -36,7 +81,7 @@ fn config_file(lines: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Starts a daemon with the cache enabled by `lines`, plus `flags`.
-async fn start_host(lines: &str, flags: &[&str]) -> Host {
+pub(crate) async fn start_host(lines: &str, flags: &[&str]) -> Host {
     let (dir, config) = config_file(lines);
     let mut args = flags.to_vec();
     args.extend(["--config", config.to_str().unwrap()]);
@@ -58,7 +103,7 @@ async fn start_host(lines: &str, flags: &[&str]) -> Host {
 
 /// A daemon serving peers on `ip` (any port) with static `peers`, the fleet secret, no size
 /// floor, plus `extra` lines.
-async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
+pub(crate) async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
     let lines = format!(
         "listen = \"{ip}:0\"\npeers = [{}]\nsecret = \"{SECRET}\"\nmin_file_size = 0\n{extra}",
@@ -68,19 +113,19 @@ async fn host(ip: &str, peers: &[&str], extra: &str) -> Host {
 }
 
 /// Completes the job and checks the delivered file is `body`.
-async fn complete_and_check(h: &Host, id: &str, dest: &Path, body: &[u8]) {
+pub(crate) async fn complete_and_check(h: &Host, id: &str, dest: &Path, body: &[u8]) {
     h.c.complete(id).await.unwrap();
     assert_eq!(sha256_file(dest), ferry_testkit::content::sha256_hex(body));
 }
 
-fn origin_file(server: &TestServer, path: &str, seed: u64) -> Vec<u8> {
+pub(crate) fn origin_file(server: &TestServer, path: &str, seed: u64) -> Vec<u8> {
     let body = pseudo_random(seed, SIZE);
     server.add_file(path, body.clone());
     body
 }
 
 /// Follows `job`'s events until one matches, returning it.
-async fn wait_event(c: &Client, job: &str, what: impl Fn(&EventKind) -> bool) -> Event {
+pub(crate) async fn wait_event(c: &Client, job: &str, what: impl Fn(&EventKind) -> bool) -> Event {
     c.follow_events(EventsFollowParams {
         after: Some(0),
         job_id: Some(job.into()),
@@ -103,7 +148,7 @@ async fn wait_event(c: &Client, job: &str, what: impl Fn(&EventKind) -> bool) ->
     found
 }
 
-fn is_action(kind: &EventKind, want: &str) -> bool {
+pub(crate) fn is_action(kind: &EventKind, want: &str) -> bool {
     matches!(kind, EventKind::PeerCache { action, .. } if action == want)
 }
 
@@ -132,7 +177,7 @@ fn peer_event(e: Event) -> PeerEvent {
 }
 
 /// Runs a one-file job on `h` to `transferred` and returns its id and destination.
-async fn fetch(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
+pub(crate) async fn fetch(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
     let dest = h.d.files_dir().join(name);
     let id = job_with(&h.c, vec![spec(url, &dest)]).await;
     h.c.resume(&id).await.unwrap();
@@ -141,7 +186,7 @@ async fn fetch(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
 }
 
 /// Fetches, completes, and waits until the file is in `h`'s cache.
-async fn fetch_and_publish(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
+pub(crate) async fn fetch_and_publish(h: &Host, url: &str, name: &str) -> (String, PathBuf) {
     let (id, dest) = fetch(h, url, name).await;
     h.c.complete(&id).await.unwrap();
     wait_event(&h.c, &id, |k| is_action(k, "published")).await;
@@ -150,7 +195,7 @@ async fn fetch_and_publish(h: &Host, url: &str, name: &str) -> (String, PathBuf)
 
 /// Host A (at `ips.0`) has fetched, completed and published `path` from a fresh origin; host B
 /// (at `ips.1`) has A as its peer. Returns the origin, the file's bytes, A, B, and its URL.
-async fn published_pair(
+pub(crate) async fn published_pair(
     ips: (&str, &str),
     path: &str,
     seed: u64,
@@ -164,7 +209,7 @@ async fn published_pair(
     (server, body, a, b, url, a_job)
 }
 
-fn body_gets(server: &TestServer, path: &str) -> usize {
+pub(crate) fn body_gets(server: &TestServer, path: &str) -> usize {
     server
         .requests_for(path)
         .iter()
@@ -294,20 +339,30 @@ async fn issue_6_a_dead_peer_costs_under_a_second_before_the_origin() {
     drop(silent);
 }
 
-/// Sends one raw HTTP/1.1 request and returns the status and body.
-fn raw(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// Sends one raw HTTP/1.1 request over the fleet's TLS (as a member) and returns the status and
+/// body; the answer must come within 10 s.
+pub(crate) async fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, Vec<u8>) {
     let auth = auth
         .map(|a| format!("authorization: {a}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: peer\r\n{auth}connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nhost: peer\r\n{auth}connection: close\r\n\r\n");
+    let exchange = async {
+        let mut s = member_connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        // The server may close without a TLS close_notify: what arrived is the answer.
+        let _ = s.read_to_end(&mut out).await;
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the peer server answered within 10 s");
     let text = String::from_utf8_lossy(&out);
     let status = text[9..12].parse().unwrap();
     let body_at = text.find("\r\n\r\n").unwrap() + 4;
@@ -327,21 +382,20 @@ async fn issue_6_requests_without_the_fleet_secret_get_nothing() {
         .unwrap()
         .as_secs();
     let (addr, p) = (a.addr.clone(), path.clone());
-    let wrong = ferry_peer::auth::sign(b"another fleet's secret value", "GET", &path, now, "n");
-    let right = ferry_peer::auth::sign(SECRET.as_bytes(), "GET", &path, now, "n");
-    let replayed_elsewhere = ferry_peer::auth::sign(SECRET.as_bytes(), "GET", "/x", now, "n");
-    let answers = tokio::task::spawn_blocking(move || {
-        [
-            raw(&addr, "GET", &p, None),
-            raw(&addr, "HEAD", &p, None),
-            raw(&addr, "GET", &p, Some(&wrong)),
-            raw(&addr, "GET", &p, Some(&replayed_elsewhere)),
-            raw(&addr, "GET", &p, Some("Basic dXNlcjpwYXNz")),
-            raw(&addr, "GET", &p, Some(&right)),
-        ]
-    })
-    .await
-    .unwrap();
+    let sign = |secret: &[u8], path: &str, nonce: &str| {
+        ferry_peer::auth::sign(secret, "GET", path, now, nonce)
+    };
+    let wrong = sign(b"another fleet's secret value", &path, "nonce0001");
+    let right = sign(SECRET.as_bytes(), &path, "nonce0002");
+    let replayed_elsewhere = sign(SECRET.as_bytes(), "/x", "nonce0003");
+    let answers = [
+        raw(&addr, "GET", &p, None).await,
+        raw(&addr, "HEAD", &p, None).await,
+        raw(&addr, "GET", &p, Some(&wrong)).await,
+        raw(&addr, "GET", &p, Some(&replayed_elsewhere)).await,
+        raw(&addr, "GET", &p, Some("Basic dXNlcjpwYXNz")).await,
+        raw(&addr, "GET", &p, Some(&right)).await,
+    ];
     for (status, body) in &answers[..5] {
         assert_eq!(*status, 401);
         assert!(
@@ -609,9 +663,22 @@ async fn issue_6_system_mode_publishes_as_the_owner_and_shows_each_user_their_ow
     assert_eq!(left[0].owner_uid, 0);
 }
 
-/// A stand-in peer (a plain test server, which checks no credential) holding `content` under the
-/// key of `origin`'s current version of `path`, advertising `content`'s SHA-256.
-async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> TestServer {
+/// A stand-in peer: a plain test server (which checks no credential) behind the fleet's TLS.
+struct FakePeer {
+    _server: TestServer,
+    front: SocketAddr,
+}
+
+impl FakePeer {
+    /// Where hosts reach it.
+    fn addr(&self) -> SocketAddr {
+        self.front
+    }
+}
+
+/// A stand-in peer holding `content` under the key of `origin`'s current version of `path`,
+/// advertising `content`'s SHA-256 and piece hashes.
+async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> FakePeer {
     let etag = origin.etag(path).unwrap();
     let key = ferry_peer::key::content_key(
         &origin.url(path),
@@ -631,7 +698,15 @@ async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior)
         ("x-ferry-size".into(), content.len().to_string()),
     ];
     peer.set_behavior(&at, b);
-    peer
+    peer.add_file(
+        &ferry_peer::wire::pieces_path(&key),
+        ferry_peer::pieces::list_of(content).into_bytes(),
+    );
+    let front = tls_front(peer.addr()).await;
+    FakePeer {
+        _server: peer,
+        front,
+    }
 }
 
 #[tokio::test]

@@ -575,21 +575,19 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     e.rt.notify_peer = None;
     e.row.notify_handler = None;
     e.row.notify_cmdline = None;
-    e.row.credentials = None;
-    e.row.custom_headers.clear();
+    let mut fields: Vec<String> = ["owner_uid", "notify_handler", "notify_cmdline"]
+        .map(String::from)
+        .into();
+    if e.row.credentials.is_some() || !e.row.custom_headers.is_empty() {
+        // What was fetched with the old owner's secrets may be private: without them the job
+        // would look shareable, so it stops being offered to peers.
+        e.row.credentials = None;
+        e.row.custom_headers.clear();
+        e.row.peer_caching = false;
+        fields.extend(["credentials", "custom_headers", "peer_caching"].map(String::from));
+    }
     e.row.modified = clock::now_rfc3339();
-    let commit = d.persist(
-        e,
-        vec![EventKind::Modified {
-            fields: vec![
-                "owner_uid".into(),
-                "notify_handler".into(),
-                "notify_cmdline".into(),
-                "credentials".into(),
-                "custom_headers".into(),
-            ],
-        }],
-    );
+    let commit = d.persist(e, vec![EventKind::Modified { fields }]);
     let view = e.view();
     if old != c.uid {
         if let Some(n) = inner.per_user.get_mut(&old) {

@@ -384,6 +384,10 @@ async fn issue_11_take_ownership_leaves_the_old_owner_no_callback_and_no_secrets
     assert_eq!(taken["notify_cmdline"], Value::Null, "{taken}");
     assert_eq!(taken["custom_headers"], json!([]), "{taken}");
     assert_eq!(taken["credentials_set"], false, "{taken}");
+    assert_eq!(
+        taken["peer_caching"], false,
+        "what alice's secrets fetched is not offered to peers: {taken}"
+    );
     let root_log = shared_log(d.dir.path(), "root-cmd.log");
     c.set(SetParams {
         job_id: id.clone(),

@@ -228,6 +228,9 @@ const DRAIN_ON_CLOSE: Duration = Duration::from_secs(30);
 const DRAIN_OVERLONG: Duration = Duration::from_secs(2);
 const DRAIN_OVERLONG_BYTES: usize = 2 * MAX_LINE_BYTES;
 
+/// How much of a line is written before its progress is counted.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 type Pending = HashMap<u64, oneshot::Sender<Result<Value, ProtoError>>>;
 
 /// One end of a connection; cheap to share behind an `Arc`.
@@ -537,19 +540,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     flow.changed.notify_waiters();
 }
 
-/// Writes one line unless told to stop; counts it as sent once it is written.
+/// Writes one line unless told to stop, counting each chunk as sent once it is written (so a
+/// long answer read slowly still shows progress).
 async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &[u8], flow: &Flow) -> bool {
-    flow.writing.store(line.len(), Ordering::Release);
-    let ok = tokio::select! {
-        biased;
-        _ = flow.kill.notified() => false,
-        r = w.write_all(line) => r.is_ok(),
-    };
-    flow.writing.store(0, Ordering::Release);
-    if ok {
-        flow.written(line.len());
+    let mut left = line.len();
+    for chunk in line.chunks(WRITE_CHUNK) {
+        flow.writing.store(left, Ordering::Release);
+        let ok = tokio::select! {
+            biased;
+            _ = flow.kill.notified() => false,
+            r = w.write_all(chunk) => r.is_ok(),
+        };
+        if !ok {
+            flow.writing.store(0, Ordering::Release);
+            return false;
+        }
+        left -= chunk.len();
+        flow.written(chunk.len());
     }
-    ok
+    flow.writing.store(0, Ordering::Release);
+    true
 }
 
 /// The writer gave up (killed or a write failed): the reader must not wait on it any more.
@@ -965,7 +975,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peer_that_stalls_past_stall_timeout_is_closed_after_one_answer() {
+    async fn a_peer_that_stalls_past_stall_timeout_is_closed_and_not_answered_on() {
         let service = big(100_000);
         let bounds = Bounds {
             pause_reading_at: 64 * 1024,
@@ -979,10 +989,9 @@ mod tests {
             .expect("the stalled connection was closed")
             .unwrap();
         assert!(server.overflowed());
-        assert_eq!(
-            service.handled.load(Ordering::SeqCst),
-            1,
-            "no answer is made while the first is unread"
-        );
+        // The writer's 64 KiB buffer takes part of the first answer; no more is made while the
+        // rest of it and the second stay unread.
+        let handled = service.handled.load(Ordering::SeqCst);
+        assert!(handled <= 2, "{handled} of 5 answered while unread");
     }
 }

@@ -64,7 +64,7 @@ enum Out {
 /// What one connection may cost. The defaults (the protocol's line limit, nothing else) suit a
 /// client: it trusts its daemon, and it must keep reading whatever it sends, because two peers
 /// that both stop reading while their writes are blocked would wait on each other for ever. A
-/// server facing untrusted peers sets the other two bounds.
+/// server facing untrusted peers sets the other bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     /// Incoming lines longer than this are refused and the connection is closed.
@@ -100,11 +100,12 @@ struct Flow {
     bounds: Bounds,
     /// Bytes queued for the writer and not yet written (what a slow reader costs us).
     unsent: AtomicUsize,
-    /// The length of the line the writer is writing now (0 when idle).
+    /// The bytes left of the line the writer is writing now (0 when idle).
     writing: AtomicUsize,
     /// Bytes of requests read and not yet handled.
     queued: AtomicUsize,
-    /// Set once `close_at` was passed: everything queued is dropped and the connection closed.
+    /// Set once `close_at` was passed or `stall_timeout` ran out: everything queued is dropped
+    /// and the connection closed.
     overflowed: AtomicBool,
     /// Set when the writer gave up (killed, or a write failed): reading on is pointless.
     stopped: AtomicBool,
@@ -346,15 +347,10 @@ impl Peer {
             && !self.flow.broken()
     }
 
-    /// Whether the connection was closed because its unsent messages passed
-    /// [`Bounds::close_at`] (the other side did not read them).
+    /// Whether the connection was closed because the other side did not read: its unsent
+    /// messages passed [`Bounds::close_at`], or did not drain within [`Bounds::stall_timeout`].
     pub fn overflowed(&self) -> bool {
         self.flow.overflowed()
-    }
-
-    /// The bounds this connection was served with.
-    pub fn bounds(&self) -> Bounds {
-        self.flow.bounds
     }
 
     /// Closes the connection (pending calls fail with [`CallError::Closed`]).

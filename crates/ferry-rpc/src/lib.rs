@@ -8,7 +8,9 @@
 //!
 //! The reader never waits on a handler: responses are routed as soon as they arrive, and
 //! incoming requests are handled one at a time, in order, by a separate task. So a handler may
-//! itself call the other side (or be called back) without deadlocking the connection.
+//! itself call the other side (or be called back) without deadlocking the connection. A server
+//! facing untrusted peers serves them within [`Bounds`]: then reading and handling pause while
+//! a peer leaves too much unread, and a peer that stalls or piles up too much is closed.
 
 mod codec;
 mod peer;

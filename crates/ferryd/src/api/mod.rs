@@ -224,7 +224,8 @@ impl Service for Connection {
                 uid = self.0.caller.uid,
                 limit,
                 "closed a connection that does not read its answers: more than \
-                 [limits] unsent_reply_bytes were waiting for it, or a quarter of it for 10 s"
+                 [limits] unsent_reply_bytes were waiting for it, or a quarter of it for {} s",
+                limits::STALL_PATIENCE.as_secs()
             );
         }
         if let Some(f) = self

@@ -6,7 +6,9 @@
 //! origin's: the fetch only succeeds when the whole content has the SHA-256 the peer advertised
 //! (the daemon passes it as [`FetchRequest::sha256`]), so wrong bytes never count as transferred.
 //! The checkpoints carry the *origin's* validator, so the origin can continue where a peer
-//! stopped. Not here: which peers to ask, the credential, marking peers bad (the daemon).
+//! stopped. Each piece is also checked, as it arrives, against the piece hashes the peer
+//! advertised ([`Fetcher::peer_pieces`]). Not here: which peers to ask, the credential and the
+//! fleet's TLS identity, marking peers bad (the daemon).
 
 use std::time::Duration;
 

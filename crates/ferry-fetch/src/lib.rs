@@ -269,7 +269,8 @@ pub struct Fetcher {
     client: reqwest::Client,
     /// Clients for per-job proxies, built on first use (each keeps its own connection pool).
     proxied: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>>,
-    /// For peer caches on the LAN: never through a proxy.
+    /// For peer caches on the LAN: never through a proxy, and (with
+    /// [`FetcherOptions::peer_tls`]) only over TLS to a holder of the fleet's key.
     peer_client: reqwest::Client,
     opts: FetcherOptions,
 }

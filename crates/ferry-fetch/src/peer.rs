@@ -6,7 +6,9 @@
 //! origin's: the fetch only succeeds when the whole content has the SHA-256 the peer advertised
 //! (the daemon passes it as [`FetchRequest::sha256`]), so wrong bytes never count as transferred.
 //! The checkpoints carry the *origin's* validator, so the origin can continue where a peer
-//! stopped. Not here: which peers to ask, the credential, marking peers bad (the daemon).
+//! stopped. Each piece is also checked, as it arrives, against the piece hashes the peer
+//! advertised ([`Fetcher::peer_pieces`]). Not here: which peers to ask, the credential and the
+//! fleet's TLS identity, marking peers bad (the daemon).
 
 use std::time::Duration;
 
@@ -178,24 +180,20 @@ impl Fetcher {
 /// process on the peer's address that is not a fleet member at all.
 const TLS_REFUSED: &str = "the TLS handshake failed: it does not hold this fleet's key or refused our credential (is the fleet secret the same on both hosts? is something else listening on its address?)";
 
-/// Whether `e` is a TLS failure (rustls refused the peer, or the peer refused us).
-fn tls_refused(e: &reqwest::Error) -> bool {
-    is_rustls(e)
-}
-
-/// Whether a rustls error is somewhere in `err`'s chain, including inside `io::Error`s (whose
-/// `source` skips the error they wrap).
-fn is_rustls(err: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `err` is a TLS failure (rustls refused the peer, or the peer refused us): a rustls
+/// error somewhere in its chain, including inside `io::Error`s (whose `source` skips the error
+/// they wrap).
+fn tls_refused(err: &(dyn std::error::Error + 'static)) -> bool {
     if err.is::<rustls::Error>() {
         return true;
     }
     if let Some(io) = err.downcast_ref::<std::io::Error>()
         && let Some(inner) = io.get_ref()
-        && is_rustls(inner)
+        && tls_refused(inner)
     {
         return true;
     }
-    err.source().is_some_and(is_rustls)
+    err.source().is_some_and(tls_refused)
 }
 
 impl Fetcher {
@@ -223,7 +221,8 @@ impl Fetcher {
                 resp.status().as_u16()
             ));
         }
-        // The list's length is known from the size: a longer answer is not read.
+        // The list's length follows from the size: a declared length that does not fit is
+        // refused before the body is read.
         let want =
             ferry_peer::pieces::count(size).saturating_mul(ferry_peer::pieces::HEX_LEN as u64);
         if content_length(resp.headers())

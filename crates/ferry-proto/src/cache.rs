@@ -71,7 +71,8 @@ pub struct CacheInfo {
     pub upload_limit_bps: Option<u64>,
     /// Bytes served to peers since the daemon started.
     pub bytes_served: u64,
-    /// Peer requests refused since the daemon started (bad credential, unknown content).
+    /// Peer requests and connections refused since the daemon started (bad or replayed
+    /// credential, failed TLS handshake).
     pub requests_refused: u64,
 }
 

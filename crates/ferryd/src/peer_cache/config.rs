@@ -269,7 +269,8 @@ fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
         .mode();
     if secret_mode_too_open(mode) {
         return Err(format!(
-            "secret_file {} has mode {:04o}: its group or others may read it, and anyone who              reads it can join the fleet; restrict it with `chmod 600 {}`",
+            "secret_file {} has mode {:04o}: its group or others may read it, and anyone who \
+             reads it can join the fleet; restrict it with `chmod 600 {}`",
             path.display(),
             mode & 0o7777,
             path.display()

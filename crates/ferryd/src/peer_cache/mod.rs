@@ -332,69 +332,73 @@ impl PeerCache {
             .map(|peer| {
                 let url = peer_url(&peer, &path);
                 let headers = vec![self.credential("HEAD", &path)];
-                let pieces_path = ferry_peer::wire::pieces_path(key);
-                let pieces_url = peer_url(&peer, &pieces_path);
-                let pieces_headers = vec![self.credential("GET", &pieces_path)];
                 async move {
-                    let ask = async {
-                        let answer = fetcher.ask_peer(&url, &headers, timeout).await;
-                        let PeerAnswer::Has { size, .. } = &answer else {
-                            return (answer, None);
-                        };
-                        match fetcher
-                            .peer_pieces(&pieces_url, &pieces_headers, *size, timeout)
-                            .await
-                        {
-                            Ok(list) => (answer, Some(list)),
-                            Err(why) => (PeerAnswer::Failed(why), None),
-                        }
-                    };
-                    let (answer, pieces) =
-                        tokio::time::timeout(timeout, ask)
+                    let answer =
+                        tokio::time::timeout(timeout, fetcher.ask_peer(&url, &headers, timeout))
                             .await
                             .unwrap_or_else(|_| {
-                                (
-                                    PeerAnswer::Failed(format!("no answer within {timeout:?}")),
-                                    None,
-                                )
+                                PeerAnswer::Failed(format!("no answer within {timeout:?}"))
                             });
-                    (peer, answer, pieces)
+                    (peer, answer)
                 }
             })
             .collect();
         let mut failures = Vec::new();
-        while let Some((peer, answer, pieces)) = asks.next().await {
-            let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            match answer {
+        while let Some((peer, answer)) = asks.next().await {
+            let answer = match answer {
                 PeerAnswer::Has { sha256, size } => {
                     if want_sha.is_some_and(|w| !w.trim().eq_ignore_ascii_case(&sha256)) {
                         // Another content than the owner expects: not this peer's fault.
                         continue;
                     }
-                    return (
-                        Some(Choice {
-                            peer,
-                            key: key.to_owned(),
-                            sha256,
-                            size,
-                            validator: validator.clone(),
-                            pieces,
-                        }),
-                        failures,
-                    );
+                    // Only the peer chosen is asked for its piece hashes (a list of 64 bytes
+                    // per MiB: worth one request, not one per peer).
+                    match self.pieces_of(fetcher, &peer, key, size).await {
+                        Ok(list) => {
+                            let choice = Choice {
+                                peer,
+                                key: key.to_owned(),
+                                sha256,
+                                size,
+                                validator: validator.clone(),
+                                pieces: Some(list),
+                            };
+                            return (Some(choice), failures);
+                        }
+                        Err(why) => PeerAnswer::Failed(why),
+                    }
                 }
-                PeerAnswer::Missing => {}
-                PeerAnswer::Failed(why) => {
-                    self.mark_bad(&peer, &why);
-                    failures.push(Failure {
-                        peer,
-                        why,
-                        waited_ms,
-                    });
-                }
+                other => other,
+            };
+            if let PeerAnswer::Failed(why) = answer {
+                self.mark_bad(&peer, &why);
+                let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                failures.push(Failure {
+                    peer,
+                    why,
+                    waited_ms,
+                });
             }
         }
         (None, failures)
+    }
+
+    /// The piece hashes `peer` holds for `key` (of `size` bytes), within the peer timeout.
+    async fn pieces_of(
+        &self,
+        fetcher: &Fetcher,
+        peer: &str,
+        key: &str,
+        size: u64,
+    ) -> Result<String, String> {
+        let path = ferry_peer::wire::pieces_path(key);
+        let headers = vec![self.credential("GET", &path)];
+        let timeout = self.cfg.peer_timeout;
+        let url = peer_url(peer, &path);
+        let ask = fetcher.peer_pieces(&url, &headers, size, timeout);
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or_else(|_| Err(format!("no piece hashes within {timeout:?}")))
     }
 
     /// Logs a `peer_cache` event for a job (queued; not awaited).

@@ -38,14 +38,14 @@ use super::{PeerCache, unix_now};
 type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Authenticated connections served at once; more are closed after their handshake.
-pub(super) const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS: usize = 256;
 /// Connections in their TLS handshake at once; a new one closes the oldest.
-pub(super) const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES: usize = 64;
 /// The longest a TLS handshake may take.
-pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An authenticated connection sending no request for this long is closed (and a request's
 /// headers must arrive within it).
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from the cache file per body frame.
 const CHUNK: usize = 256 * 1024;
 
@@ -136,6 +136,7 @@ pub(super) async fn serve(
     }
 }
 
+/// The handshakes in progress (a poisoned lock still holds a usable queue).
 fn lock(h: &Mutex<Handshakes>) -> std::sync::MutexGuard<'_, Handshakes> {
     h.lock().unwrap_or_else(|p| p.into_inner())
 }

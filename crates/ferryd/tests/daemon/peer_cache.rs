@@ -664,14 +664,14 @@ async fn issue_6_system_mode_publishes_as_the_owner_and_shows_each_user_their_ow
 }
 
 /// A stand-in peer: a plain test server (which checks no credential) behind the fleet's TLS.
-struct FakePeer {
+pub(crate) struct FakePeer {
     _server: TestServer,
     front: SocketAddr,
 }
 
 impl FakePeer {
     /// Where hosts reach it.
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.front
     }
 }
@@ -679,6 +679,18 @@ impl FakePeer {
 /// A stand-in peer holding `content` under the key of `origin`'s current version of `path`,
 /// advertising `content`'s SHA-256 and piece hashes.
 async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior) -> FakePeer {
+    lying_peer(origin, path, content, content, b).await
+}
+
+/// A stand-in peer serving `content` under the key of `origin`'s current version of `path`,
+/// while advertising the SHA-256 and piece hashes of `advertised` (of the same size).
+pub(crate) async fn lying_peer(
+    origin: &TestServer,
+    path: &str,
+    advertised: &[u8],
+    content: &[u8],
+    b: Behavior,
+) -> FakePeer {
     let etag = origin.etag(path).unwrap();
     let key = ferry_peer::key::content_key(
         &origin.url(path),
@@ -693,14 +705,14 @@ async fn fake_peer(origin: &TestServer, path: &str, content: &[u8], b: Behavior)
     b.extra_headers = vec![
         (
             "x-ferry-sha256".into(),
-            ferry_testkit::content::sha256_hex(content),
+            ferry_testkit::content::sha256_hex(advertised),
         ),
-        ("x-ferry-size".into(), content.len().to_string()),
+        ("x-ferry-size".into(), advertised.len().to_string()),
     ];
     peer.set_behavior(&at, b);
     peer.add_file(
         &ferry_peer::wire::pieces_path(&key),
-        ferry_peer::pieces::list_of(content).into_bytes(),
+        ferry_peer::pieces::list_of(advertised).into_bytes(),
     );
     let front = tls_front(peer.addr()).await;
     FakePeer {

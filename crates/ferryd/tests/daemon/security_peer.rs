@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::peer_cache::{
     Host, SECRET, SIZE, complete_and_check, config_file, fetch, fetch_and_publish, host, is_action,
-    origin_file, published_pair, raw, start_host, wait_event,
+    lying_peer, origin_file, published_pair, raw, start_host, wait_event,
 };
 use crate::support::{WAIT, job_with, spec, temp_files, wait_state};
 
@@ -206,6 +206,27 @@ async fn issue_11_proxied_credentialed_or_custom_header_jobs_are_not_published()
     let b = host("127.0.0.43", &[&a.addr], "").await;
     let (id, dest) = fetch(&b, &url, "b.bin").await;
     assert!(!b.c.files(&id).await.unwrap()[0].from_peer);
+    complete_and_check(&b, &id, &dest, &body).await;
+}
+
+#[tokio::test]
+async fn issue_11_a_peer_sending_a_wrong_piece_is_stopped_at_that_piece() {
+    let origin = TestServer::start().await;
+    let body = origin_file(&origin, "/w.bin", 38);
+    // The origin's SHA-256 and pieces advertised, other bytes in the second piece.
+    let mut served = body.clone();
+    served[MIB as usize + 100] ^= 0xff;
+    let peer = lying_peer(&origin, "/w.bin", &body, &served, Behavior::default()).await;
+    let b = host("127.0.0.52", &[&peer.addr().to_string()], "").await;
+    let (id, dest) = fetch(&b, &origin.url("/w.bin"), "b.bin").await;
+    let failed = wait_event(&b.c, &id, |k| is_action(k, "peer_failed")).await;
+    let ferry_proto::EventKind::PeerCache { detail, .. } = failed.kind else {
+        unreachable!()
+    };
+    let detail = detail.unwrap_or_default();
+    assert!(detail.contains("piece 1 "), "caught at its piece: {detail}");
+    let f = &b.c.files(&id).await.unwrap()[0];
+    assert_eq!((f.from_peer, f.bytes_from_origin), (false, SIZE as u64));
     complete_and_check(&b, &id, &dest, &body).await;
 }
 

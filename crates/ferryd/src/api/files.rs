@@ -262,3 +262,42 @@ fn in_group(uid: u32, gid: u32) -> bool {
         .map(|gs| gs.iter().any(|g| g.as_raw() == gid))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, path: &str) -> FileSpec {
+        FileSpec {
+            remote_url: url.into(),
+            local_path: path.into(),
+            sha256: None,
+            ranges: None,
+        }
+    }
+
+    fn field_of(e: &ProtoError) -> Option<String> {
+        e.data.as_ref()?.get("field")?.as_str().map(str::to_owned)
+    }
+
+    #[test]
+    fn nul_bytes_are_invalid_params_naming_the_field() {
+        let limits = Limits::default();
+        let e = check(&spec("http://h/x", "/tmp/a\0b"), 3, 3, &limits).unwrap_err();
+        assert_eq!(
+            field_of(&e).as_deref(),
+            Some("files[3].local_path"),
+            "{e:?}"
+        );
+        assert!(e.message.contains("NUL"), "{e:?}");
+        let e = check(&spec("file:///tmp/a%00b", "/tmp/out"), 0, 0, &limits).unwrap_err();
+        assert_eq!(
+            field_of(&e).as_deref(),
+            Some("files[0].remote_url"),
+            "{e:?}"
+        );
+        assert!(e.message.contains("NUL"), "{e:?}");
+        // An http URL's %00 is the server's business.
+        assert!(check(&spec("http://h/a%00b", "/tmp/out"), 0, 0, &limits).is_ok());
+    }
+}

@@ -20,8 +20,8 @@
 //!   [`THREADS_PER_OWNER`] slots of that owner. However many of one owner's opens or reads hang
 //!   (a stuck network file system), the rest of the pool stays free for everybody else.
 //!
-//! The functions other than [`blocking`] act with the calling thread's file-system identity:
-//! call them inside [`blocking`] (or [`crate::identity::as_owner`]).
+//! The open functions act with the calling thread's file-system identity: call them inside
+//! [`blocking`] (or [`crate::identity::as_owner`] within [`in_slot`]).
 
 use std::collections::HashMap;
 use std::fs::File;

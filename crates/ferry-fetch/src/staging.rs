@@ -134,6 +134,12 @@ impl Handover {
         if temp.parent() != Some(dir) {
             return Err(not_beside());
         }
+        // A bare name is in the current directory.
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         let handle = match self.dirs.entry(dir.to_path_buf()) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(

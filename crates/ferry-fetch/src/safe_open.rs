@@ -14,14 +14,15 @@
 //! - **No magic links for sources.** [`open_source`] resolves with `openat2`
 //!   `RESOLVE_NO_MAGICLINKS`: `/proc/self/fd/N` (the daemon's own open files, which skip the
 //!   directory permissions of whoever opened them) and its kin are refused. Without `openat2`
-//!   (kernels before 5.6), paths under `/proc` and `/dev` are refused outright.
+//!   (kernels before 5.6), the path is walked one component at a time and any step onto
+//!   procfs (`/proc`, and `/dev/fd` which points there) is refused outright.
 //! - **One owner cannot starve the others.** User file work runs through [`blocking`]: on the
 //!   blocking pool, never on a runtime thread, as the owner, and holding one of
 //!   [`THREADS_PER_OWNER`] slots of that owner. However many of one owner's opens or reads hang
 //!   (a stuck network file system), the rest of the pool stays free for everybody else.
 //!
-//! The functions other than [`blocking`] act with the calling thread's file-system identity:
-//! call them inside [`blocking`] (or [`crate::identity::as_owner`]).
+//! The open functions act with the calling thread's file-system identity: call them inside
+//! [`blocking`] (or [`crate::identity::as_owner`] within [`in_slot`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,8 +56,8 @@ pub enum WrongKind {
     /// for a symlink cannot move where files are handed over.
     #[error("is a symlink, which is not followed for a destination directory")]
     Symlink,
-    /// A `/proc` or `/dev` path without `openat2` to refuse only its magic links.
-    #[error("is under /proc or /dev, which this kernel cannot open without magic links")]
+    /// A source path through procfs where `openat2` is missing to refuse only its magic links.
+    #[error("passes through /proc, which is refused for sources on kernels without openat2")]
     MagicPath,
 }
 
@@ -124,19 +125,72 @@ pub fn open_source(path: &Path) -> io::Result<File> {
         .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
     match nix::fcntl::openat2(AT_FDCWD, path, how) {
         Ok(fd) => regular(fd),
-        Err(Errno::ENOSYS) => {
-            if magic_prefix(path) {
-                return Err(wrong(WrongKind::MagicPath));
-            }
-            open_file(path, Access::Read)
-        }
+        // No openat2 (before Linux 5.6, or filtered by a sandbox that answers EPERM).
+        Err(Errno::ENOSYS | Errno::EPERM) => open_source_walking(path),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Paths refused where `openat2` is missing: where the magic links live.
-fn magic_prefix(path: &Path) -> bool {
-    path.starts_with("/proc") || path.starts_with("/dev")
+/// [`open_source`] without `openat2`: resolves `path` one component at a time (`O_PATH`, never
+/// following a symlink by the kernel), follows ordinary symlinks itself, and refuses any step
+/// onto procfs, where the magic links live (`/proc/self/fd/N`, and `/dev/fd`, `/dev/stdin`,
+/// which point there). The last component is opened with `O_NOFOLLOW`, so a symlink swapped in
+/// after it was looked at fails instead of being followed.
+fn open_source_walking(path: &Path) -> io::Result<File> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+
+    const MAX_LINKS: usize = 40;
+    let step = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root = || nix::fcntl::open("/", step | OFlag::O_DIRECTORY, Mode::empty());
+    let not_proc = |fd: &OwnedFd| -> io::Result<()> {
+        if nix::sys::statfs::fstatfs(fd)?.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC {
+            return Err(wrong(WrongKind::MagicPath));
+        }
+        Ok(())
+    };
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::RootDir => Some(OsString::from("/")),
+                Component::ParentDir => Some(OsString::from("..")),
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect()
+    };
+    let mut todo: VecDeque<OsString> = parts(path).into();
+    let mut dir = root()?;
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == "/" {
+            dir = root()?;
+            continue;
+        }
+        let fd = nix::fcntl::openat(&dir, name.as_os_str(), step, Mode::empty())?;
+        not_proc(&fd)?;
+        let kind = nix::sys::stat::fstat(&fd)?.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFLNK {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Errno::ELOOP.into());
+            }
+            let target = nix::fcntl::readlinkat(&fd, "")?;
+            for part in parts(Path::new(&target)).into_iter().rev() {
+                todo.push_front(part);
+            }
+        } else if todo.is_empty() {
+            let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | base_flags();
+            let file = nix::fcntl::openat(&dir, name.as_os_str(), flags, Mode::empty())?;
+            not_proc(&file)?;
+            return regular(file);
+        } else {
+            dir = fd;
+        }
+    }
+    // The path ends in a directory (`/`, `..`).
+    Err(wrong(WrongKind::NotRegular))
 }
 
 /// Opens the directory at `path` (not through a symlink at its last component), refusing
@@ -268,8 +322,40 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&magic, &link).unwrap();
         assert!(open_source(&link).is_err());
-        assert!(magic_prefix(Path::new("/dev/fd/3")));
-        assert!(!magic_prefix(Path::new("/devices/x")));
+        // The same without openat2.
+        for refused in [
+            Path::new(&magic),
+            &link,
+            Path::new("/dev/stdin"),
+            Path::new("/proc/self/status"),
+        ] {
+            let e = open_source_walking(refused).unwrap_err();
+            assert!(is_wrong_kind(&e), "{}: {e}", refused.display());
+        }
+    }
+
+    #[test]
+    fn the_walk_without_openat2_follows_ordinary_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("f"), b"walked").unwrap();
+        std::os::unix::fs::symlink("sub", dir.path().join("rel")).unwrap();
+        std::os::unix::fs::symlink(sub.join("f"), dir.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+        for p in [
+            sub.join("f"),
+            dir.path().join("rel/f"),
+            dir.path().join("abs"),
+            dir.path().join("rel/../sub/./f"),
+        ] {
+            let f = open_source_walking(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(std::io::read_to_string(f).unwrap(), "walked");
+        }
+        let e = open_source_walking(&dir.path().join("loop")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(open_source_walking(dir.path()).is_err());
+        assert!(open_source_walking(&dir.path().join("missing")).is_err());
     }
 
     #[tokio::test]
@@ -287,18 +373,23 @@ mod tests {
                 let _ = rx.lock().unwrap().recv();
             })));
         }
-        // Another owner still gets a thread at once.
+        // Bounded wait for the first owner to fill its slots (no event says so).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while slots(id.map(|i| i.uid)).available_permits() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slots never filled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Another owner still gets a thread at once, while two of the first owner's calls wait.
         let other = Some(FsIdentity {
             uid: 4_000_000_001,
             gid: 4_000_000_001,
         });
-        let r = tokio::time::timeout(std::time::Duration::from_secs(5), blocking(other, || 7));
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), blocking(other, || 7));
         assert_eq!(r.await.unwrap().unwrap(), 7);
-        assert_eq!(
-            slots(id.map(|i| i.uid)).available_permits(),
-            0,
-            "the first owner is capped"
-        );
+        assert_eq!(stuck.iter().filter(|s| s.is_finished()).count(), 0);
         for _ in 0..THREADS_PER_OWNER + 2 {
             tx.send(()).unwrap();
         }

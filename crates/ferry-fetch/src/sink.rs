@@ -1,8 +1,8 @@
 //! The staging-file writer of one fetch: buffers body chunks, writes and hashes them on the
 //! blocking pool, and syncs on request, so the async side never blocks on the disk.
 //!
-//! The staging file is opened as the job's owner on the owner's share of the blocking pool
-//! (`safe_open`), and only if it is a regular file.
+//! The staging file is opened as the job's owner, and only if it is a regular file; it is
+//! opened, written and synced on the owner's share of the blocking pool (`safe_open`).
 //!
 //! Not here: deciding when to sync or what a checkpoint says (`lib.rs` does), or creating and
 //! renaming staging files (`staging.rs`).
@@ -16,6 +16,7 @@ use ferry_peer::pieces::{self, PieceHasher};
 use sha2::{Digest, Sha256};
 
 use crate::error::FetchError;
+use crate::identity::FsIdentity;
 
 /// Buffered bytes are written out once this much is pending: large writes amortise the hop to
 /// the blocking pool; small enough that memory per transfer stays bounded.
@@ -71,6 +72,8 @@ impl Hashes {
 /// Writer for one staging file.
 pub(crate) struct Sink {
     path: PathBuf,
+    /// Whose share of the blocking pool the disk work uses.
+    identity: Option<FsIdentity>,
     /// `None` only while a blocking call owns it (or after that call's task died).
     disk: Option<Disk>,
     pending: Vec<Bytes>,
@@ -82,7 +85,7 @@ pub(crate) struct Sink {
     /// A second handle on the file, so a sync can run while writing goes on.
     sync_handle: std::sync::Arc<File>,
     /// A sync in progress: the bytes it covers, and its task.
-    in_flight: Option<(u64, tokio::task::JoinHandle<io::Result<()>>)>,
+    in_flight: Option<(u64, Slotted<io::Result<()>>)>,
     /// A write in progress (write-behind): its length, and the tasks that own the file and
     /// the hasher until they end. The body keeps arriving while the previous buffer is written
     /// and, on another thread, hashed.
@@ -102,7 +105,25 @@ pub(crate) struct Sink {
 
 /// A background write: gives the file back with its outcome, and the hasher when it hashed
 /// the buffer itself (small buffers: a second thread would cost more than it saves).
-type WriteTask = tokio::task::JoinHandle<(File, Option<Option<Hashes>>, io::Result<()>)>;
+type WriteTask = Slotted<(File, Option<Option<Hashes>>, io::Result<()>)>;
+/// Disk work started in the owner's share of the blocking pool; an error when it did not run.
+type Slotted<T> = tokio::task::JoinHandle<io::Result<T>>;
+
+/// Starts `f` in `identity`'s share of the blocking pool (`safe_open::in_slot`) right away,
+/// not when first awaited, so the body keeps arriving while it runs. The file is a user's: a
+/// write that hangs there (a stuck network file system) holds one of that owner's slots only.
+fn spawn_in_slot<T: Send + 'static>(
+    identity: Option<FsIdentity>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Slotted<T> {
+    tokio::spawn(crate::safe_open::in_slot(identity, f))
+}
+
+/// The outcome of a [`Slotted`] task; `None` when it did not run or died.
+async fn joined<T>(task: &mut Slotted<T>) -> Option<T> {
+    task.await.ok().and_then(Result::ok)
+}
+
 /// A background hash: gives the hasher back.
 type HashTask = tokio::task::JoinHandle<Option<Hashes>>;
 
@@ -116,7 +137,7 @@ impl Sink {
     pub(crate) async fn open(
         path: &Path,
         offset: u64,
-        identity: Option<crate::identity::FsIdentity>,
+        identity: Option<FsIdentity>,
         hash: Hashing,
     ) -> Result<(Sink, bool), FetchError> {
         // Off the runtime threads even for a fresh file: the path is the user's, and an open
@@ -134,6 +155,7 @@ impl Sink {
         } = opened;
         let mut sink = Sink {
             path: path.to_owned(),
+            identity,
             disk: Some(disk),
             pending: Vec::new(),
             pending_len: 0,
@@ -242,7 +264,7 @@ impl Sink {
                     }
                     Some(h)
                 });
-                let write = tokio::task::spawn_blocking(move || {
+                let write = spawn_in_slot(self.identity, move || {
                     let r = chunks.iter().try_for_each(|c| file.write_all(c));
                     (file, None, r)
                 });
@@ -250,7 +272,7 @@ impl Sink {
             }
             mut hasher => {
                 // Small buffers are hashed inline: a second thread would cost more than it saves.
-                let write = tokio::task::spawn_blocking(move || {
+                let write = spawn_in_slot(self.identity, move || {
                     let r = chunks.iter().try_for_each(|c| {
                         if let Some(h) = hasher.as_mut() {
                             h.update(c);
@@ -267,10 +289,10 @@ impl Sink {
 
     /// Waits for the write in flight, if any.
     async fn finish_write(&mut self) -> Result<(), FetchError> {
-        let Some((len, write, hash)) = self.writing.take() else {
+        let Some((len, mut write, hash)) = self.writing.take() else {
             return Ok(());
         };
-        let (file, inline, r) = write.await.map_err(|_| broken(&self.path))?;
+        let (file, inline, r) = joined(&mut write).await.ok_or_else(|| broken(&self.path))?;
         let hasher = match (inline, hash) {
             (Some(h), _) => h,
             (None, Some(task)) => task.await.map_err(|_| broken(&self.path))?,
@@ -298,7 +320,7 @@ impl Sink {
         self.flush().await?;
         self.in_flight_pieces = self.written_pieces();
         let file = self.sync_handle.clone();
-        let task = tokio::task::spawn_blocking(move || file.sync_data());
+        let task = spawn_in_slot(self.identity, move || file.sync_data());
         self.in_flight = Some((self.written, task));
         Ok(())
     }
@@ -314,18 +336,18 @@ impl Sink {
         let Some((_, task)) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
-        let joined = task.await;
+        let outcome = joined(task).await;
         let covered = self.in_flight.take().map_or(0, |(c, _)| c);
-        match joined {
-            Ok(Ok(())) => {
+        match outcome {
+            Some(Ok(())) => {
                 if covered >= self.durable {
                     self.durable = covered;
                     self.durable_pieces = self.in_flight_pieces.take();
                 }
                 Ok(self.durable)
             }
-            Ok(Err(e)) => Err(FetchError::local_io(&self.path, "sync", &e)),
-            Err(_) => Err(broken(&self.path)),
+            Some(Err(e)) => Err(FetchError::local_io(&self.path, "sync", &e)),
+            None => Err(broken(&self.path)),
         }
     }
 
@@ -406,19 +428,18 @@ impl Sink {
             .map(|h| hex::encode(h.whole.clone().finalize())))
     }
 
-    /// Runs `f` on the blocking pool with the file and hasher, mapping I/O errors to `LOCAL_IO`.
+    /// Runs `f` on the owner's share of the blocking pool with the file and hasher, mapping I/O errors to `LOCAL_IO`.
     async fn blocking<T: Send + 'static>(
         &mut self,
         action: &'static str,
         f: impl FnOnce(&mut Disk) -> io::Result<T> + Send + 'static,
     ) -> Result<T, FetchError> {
         let mut disk = self.disk.take().ok_or_else(|| broken(&self.path))?;
-        let (disk, result) = tokio::task::spawn_blocking(move || {
+        let mut task = spawn_in_slot(self.identity, move || {
             let r = f(&mut disk);
             (disk, r)
-        })
-        .await
-        .map_err(|_| broken(&self.path))?;
+        });
+        let (disk, result) = joined(&mut task).await.ok_or_else(|| broken(&self.path))?;
         self.disk = Some(disk);
         result.map_err(|e| FetchError::local_io(&self.path, action, &e))
     }

@@ -134,6 +134,12 @@ impl Handover {
         if temp.parent() != Some(dir) {
             return Err(not_beside());
         }
+        // A bare name is in the current directory.
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         let handle = match self.dirs.entry(dir.to_path_buf()) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(
@@ -245,6 +251,35 @@ mod tests {
         remove(&t2).unwrap();
         assert!(!t2.exists());
         sync_dir(dir.path());
+    }
+
+    #[test]
+    fn a_handover_keeps_to_the_directory_it_opened() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("A");
+        std::fs::create_dir(&dir).unwrap();
+        let (t1, t2) = (create_temp(&dir).unwrap(), create_temp(&dir).unwrap());
+        let mut handover = Handover::default();
+        handover.hand_over(&t1, &dir.join("one")).unwrap();
+        // The directory's path now names a symlink to a FIFO.
+        let moved = base.path().join("A.old");
+        std::fs::rename(&dir, &moved).unwrap();
+        let fifo = base.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::fs::symlink(&fifo, &dir).unwrap();
+        handover.hand_over(&t2, &dir.join("two")).unwrap();
+        handover.sync().unwrap();
+        assert!(moved.join("one").exists() && moved.join("two").exists());
+        let mode = std::fs::metadata(moved.join("two"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // A fresh handover refuses the symlink, without blocking on the FIFO.
+        let err = Handover::default()
+            .hand_over(&dir.join("x"), &dir.join("y"))
+            .unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::PermissionDenied, "{err}");
     }
 
     #[test]

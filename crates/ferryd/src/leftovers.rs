@@ -59,7 +59,7 @@ pub fn discard_unrecorded_staging(
 ) -> Result<(), DaemonError> {
     // Per job tag: its owner and the staging paths its rows name; and where its files go.
     let mut known: HashMap<String, (u32, HashSet<PathBuf>)> = HashMap::new();
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut dirs: BTreeSet<(u32, PathBuf)> = BTreeSet::new();
     for (job_id, owner) in jobs {
         let mut recorded = HashSet::new();
         for f in reader.files(job_id, 0, u64::MAX)? {
@@ -67,18 +67,22 @@ pub fn discard_unrecorded_staging(
                 recorded.insert(PathBuf::from(t));
             }
             if let (false, Some(dir)) = (f.completed, Path::new(&f.local_path).parent()) {
-                dirs.insert(dir.to_path_buf());
+                dirs.insert((*owner, dir.to_path_buf()));
             }
         }
         known.insert(staging::tag_for(job_id), (*owner, recorded));
     }
     let mut deleted = 0usize;
-    for dir in &dirs {
-        // A directory that is gone or unreadable holds nothing to delete.
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for (lister, dir) in &dirs {
+        // Listed as the owner of the job that wrote there: the path is theirs. A directory
+        // that is gone or unreadable holds nothing to delete.
+        let fs_id = identity::fs_identity(opts.mode, *lister);
+        let Ok(entries) = ferry_fetch::identity::as_owner(fs_id, || {
+            std::fs::read_dir(dir).map(|r| r.flatten().collect::<Vec<_>>())
+        }) else {
             continue;
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             let name = entry.file_name();
             let Some(tag) = name.to_str().and_then(staging::tag_of) else {
                 continue;

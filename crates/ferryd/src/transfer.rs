@@ -237,13 +237,27 @@ async fn ensure_temp(
     let (in_dir, tag) = (dir.clone(), job_id.to_owned());
     // As the owner and off the runtime threads: both paths are the user's, and a look or a
     // create there may hang. A cancel does not wait for it.
-    let work = ferry_fetch::safe_open::blocking(identity, move || match recorded {
-        Some(p) if p.exists() => Ok((p, false)),
-        _ => staging::create_temp_as(&in_dir, &tag, None).map(|p| (p, true)),
-    });
+    let mut work = Box::pin(ferry_fetch::safe_open::blocking(
+        identity,
+        move || match recorded {
+            Some(p) if p.exists() => Ok((p, false)),
+            _ => staging::create_temp_as(&in_dir, &tag, None).map(|p| (p, true)),
+        },
+    ));
     let found = tokio::select! {
-        r = work => r,
-        () = token.cancelled() => return Ok(None),
+        r = &mut work => r,
+        () = token.cancelled() => {
+            // A staging file created after the cancel is recorded nowhere: delete it then.
+            tokio::spawn(async move {
+                if let Ok(Ok((fresh, true))) = work.await {
+                    let _ = ferry_fetch::safe_open::blocking(identity, move || {
+                        crate::api::discard(&fresh, None);
+                    })
+                    .await;
+                }
+            });
+            return Ok(None);
+        }
     };
     let created = match found {
         Ok(Ok((p, false))) => return Ok(Some(p)),

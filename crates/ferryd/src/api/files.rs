@@ -259,3 +259,37 @@ fn in_group(uid: u32, gid: u32) -> bool {
         .map(|gs| gs.iter().any(|g| g.as_raw() == gid))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, path: &str) -> FileSpec {
+        FileSpec {
+            remote_url: url.into(),
+            local_path: path.into(),
+            sha256: None,
+            ranges: None,
+        }
+    }
+
+    /// `spec` is refused as invalid params naming `field`, for its NUL byte.
+    fn refused_for_nul(spec: &FileSpec, field: &str) {
+        let e = check(spec, 0, 0, &Limits::default()).unwrap_err();
+        let named = e.data.as_ref().and_then(|d| d.get("field")?.as_str());
+        assert_eq!(named, Some(field), "{e:?}");
+        assert!(e.message.contains("NUL"), "{e:?}");
+    }
+
+    #[test]
+    fn nul_bytes_are_invalid_params_naming_the_field() {
+        refused_for_nul(&spec("http://h/x", "/tmp/a\0b"), "files[0].local_path");
+        refused_for_nul(
+            &spec("file:///tmp/a%00b", "/tmp/out"),
+            "files[0].remote_url",
+        );
+        let limits = Limits::default();
+        // An http URL's %00 is the server's business.
+        assert!(check(&spec("http://h/a%00b", "/tmp/out"), 0, 0, &limits).is_ok());
+    }
+}

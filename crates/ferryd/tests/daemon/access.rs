@@ -15,17 +15,44 @@ const NOBODY: u32 = 65534;
 
 /// Runs JSON-RPC calls as `nobody` through python3 and returns the answers.
 pub fn calls_as_nobody(socket: &std::path::Path, calls: &[Value]) -> Vec<Value> {
+    let out = rpc_command(socket, calls)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("python3 runs as nobody");
+    answers(&out)
+}
+
+/// A python3 command that sends `calls` as JSON-RPC on one connection to `socket` and prints
+/// each answer on a line (the caller picks the uid it runs as).
+pub fn rpc_command(socket: &std::path::Path, calls: &[Value]) -> Command {
     let script = r#"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rwb")
 for i, line in enumerate(sys.argv[2:]):
     msg = json.loads(line); msg.update({"jsonrpc": "2.0", "id": i})
     f.write(json.dumps(msg).encode() + b"\n"); f.flush()
-    print(f.readline().decode().strip())
+    print(f.readline().decode().strip(), flush=True)
 "#;
-    let mut args = vec![socket.to_string_lossy().into_owned()];
-    args.extend(calls.iter().map(Value::to_string));
-    python_as_nobody(script, &args)
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).arg(socket);
+    for c in calls {
+        cmd.arg(c.to_string());
+    }
+    cmd
+}
+
+/// The answers an [`rpc_command`] printed.
+pub fn answers(out: &std::process::Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Runs `script` with python3 as `nobody` and returns each line it printed, parsed as JSON.
@@ -38,15 +65,7 @@ pub fn python_as_nobody(script: &str, args: &[String]) -> Vec<Value> {
         .gid(NOBODY)
         .output()
         .expect("python3 runs as nobody");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    answers(&out)
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The notifier's next step for one job (docs/protocol.md "Delivery rules", BITS-REFERENCE §3):
+//! The notifier's next step for one job (docs/protocol.md, "Delivery rules"):
 //! which owed notifications to forget, and whether to deliver one now (which, to which targets),
 //! to wait until a time, or to stop.
 //!

@@ -1,6 +1,6 @@
-//! What a trigger does to a job: its new state and everything that follows from the change
-//! (BITS-REFERENCE §2.2 for the states, §3 and docs/protocol.md "Delivery rules" for the owed
-//! notifications).
+//! What a trigger does to a job: its new state ([`crate::state`], the BITS job state machine)
+//! and everything that follows from the change, including the notifications it owes
+//! (docs/protocol.md, "Delivery rules").
 //!
 //! [`apply`] takes the facts the daemon holds about a job and a [`Trigger`], and answers with
 //! [`Effects`]: the daemon executes them (row fields, counters, outbox rows, event log, wake-ups)
@@ -307,6 +307,53 @@ mod tests {
         f.state = S::Transferring;
         let e = apply(&f, Trigger::Connected).unwrap();
         assert!(!e.modified && !e.kick_notifier);
+    }
+
+    /// Every trigger there is, with each variant of its fields that matters.
+    fn every_trigger() -> Vec<Trigger> {
+        let mut all = vec![
+            Trigger::Suspend,
+            Trigger::Cancel,
+            Trigger::Start,
+            Trigger::Connected,
+            Trigger::Preempt,
+            Trigger::TransientError,
+            Trigger::FatalError,
+            Trigger::AllTransferred,
+            Trigger::RetryDue,
+            Trigger::NoProgressTimeout,
+            Trigger::MaxDownloadTime,
+        ];
+        for (files_total, files_pending) in [(0, 0), (2, 0), (2, 1)] {
+            all.push(Trigger::Resume {
+                files_total,
+                files_pending,
+            });
+        }
+        for job_type in [JobType::Download, JobType::Upload, JobType::UploadReply] {
+            all.push(Trigger::Complete { job_type });
+        }
+        all
+    }
+
+    #[test]
+    fn every_legal_and_illegal_transition_is_the_state_machines() {
+        let outbox = [owed(1, Kind::JobTransferred), owed(2, Kind::JobError)];
+        for s in JobState::ALL {
+            for t in every_trigger() {
+                let got = apply(&facts(s, &outbox), t);
+                match state::next(s, t) {
+                    Ok(to) => {
+                        let e = got.clone().unwrap();
+                        assert_eq!((e.from, e.to), (s, to), "{s} {t:?}");
+                    }
+                    Err(r) => assert_eq!(got, Err(r), "{s} {t:?}"),
+                }
+                if s.is_final() {
+                    assert_eq!(got, Err(Refusal::InvalidState(s)), "{s} {t:?}");
+                }
+            }
+        }
     }
 
     // ---- properties ----

@@ -1,11 +1,11 @@
-//! Delivering notifications (PROTOCOL.md "Callbacks", "Delivery rules", "Handler activation",
-//! "Notify command line").
+//! Delivering notifications (docs/protocol.md "Callbacks", "Delivery rules", "Handler
+//! activation", "Notify command line").
 //!
 //! Owed notifications live in the durable outbox (`Runtime::outbox` mirrors it). Each job that
 //! owes something gets a *courier* task while there is something it can deliver: it asks
-//! `ferry_core::notify` what goes next and to which targets, tries them in order (live callback,
-//! handler started on demand, command line), records every attempt in the event log, and either
-//! settles the notification or schedules a retry after the job's retry delay. Kicks (a new
+//! `ferry_core::delivery::plan` what goes next and to which targets, tries them in order (live
+//! callback, handler started on demand, command line), records every attempt in the event log,
+//! and either settles the notification or schedules a retry after the job's retry delay. Kicks (a new
 //! notification, a target appearing, a flag change) wake or start the courier; a courier with
 //! nothing deliverable ends, so an idle daemon has no tasks and no timers.
 

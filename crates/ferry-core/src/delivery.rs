@@ -168,14 +168,9 @@ pub fn plan(f: &DeliveryFacts<'_>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{ALL_TARGETS, any_kind};
     use ferry_proto::NotifyFlags;
     use proptest::prelude::*;
-
-    const ALL: Available = Available {
-        interface: true,
-        handler: true,
-        cmdline: true,
-    };
 
     fn pending(id: u64, kind: Kind, file_index: Option<u64>) -> Pending {
         Pending {
@@ -191,7 +186,7 @@ mod tests {
             flags,
             state,
             outbox,
-            available: ALL,
+            available: ALL_TARGETS,
             handler_attached: true,
             retry_at_ms: None,
             lowest_untransferred: None,
@@ -314,16 +309,6 @@ mod tests {
         f.flags = NotifyFlags::JOB_MODIFICATION | NotifyFlags::DISABLE;
         let p = plan(&f);
         assert_eq!((p.clear_modified, p.next), (false, Next::Exit));
-    }
-
-    fn any_kind() -> impl Strategy<Value = Option<Kind>> {
-        prop::option::of(prop::sample::select(vec![
-            Kind::FileTransferred,
-            Kind::FileRangesTransferred,
-            Kind::JobTransferred,
-            Kind::JobError,
-            Kind::JobModification,
-        ]))
     }
 
     proptest! {

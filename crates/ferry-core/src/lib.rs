@@ -16,4 +16,6 @@ pub mod retry;
 pub mod schedule;
 pub mod source;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod transition;

@@ -137,6 +137,7 @@ pub fn apply(facts: &JobFacts<'_>, trigger: Trigger) -> Result<Effects, Refusal>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{any_kind, any_state, any_trigger};
     use JobState as S;
     use ferry_proto::JobType;
     use proptest::prelude::*;
@@ -357,46 +358,6 @@ mod tests {
     }
 
     // ---- properties ----
-
-    fn any_state() -> impl Strategy<Value = JobState> {
-        prop::sample::select(JobState::ALL.to_vec())
-    }
-
-    fn any_trigger() -> impl Strategy<Value = Trigger> {
-        prop_oneof![
-            (0u64..3, 0u64..3).prop_map(|(files_total, p)| Trigger::Resume {
-                files_total,
-                files_pending: p.min(files_total),
-            }),
-            Just(Trigger::Suspend),
-            Just(Trigger::Cancel),
-            prop::sample::select(vec![
-                JobType::Download,
-                JobType::Upload,
-                JobType::UploadReply
-            ])
-            .prop_map(|job_type| Trigger::Complete { job_type }),
-            Just(Trigger::Start),
-            Just(Trigger::Connected),
-            Just(Trigger::Preempt),
-            Just(Trigger::TransientError),
-            Just(Trigger::FatalError),
-            Just(Trigger::AllTransferred),
-            Just(Trigger::RetryDue),
-            Just(Trigger::NoProgressTimeout),
-            Just(Trigger::MaxDownloadTime),
-        ]
-    }
-
-    fn any_kind() -> impl Strategy<Value = Option<Kind>> {
-        prop::option::of(prop::sample::select(vec![
-            Kind::FileTransferred,
-            Kind::FileRangesTransferred,
-            Kind::JobTransferred,
-            Kind::JobError,
-            Kind::JobModification,
-        ]))
-    }
 
     proptest! {
         /// Every single step: the state is what the state machine says, and each effect follows

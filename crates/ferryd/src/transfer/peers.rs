@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_core::source::{self, Probed, Source, SourceFacts};
+use ferry_core::source::{self, OriginReason, Probed, Source, SourceFacts};
 use ferry_fetch::{FetchError, FetchRequest, PeerSource};
 use ferry_proto::EventKind;
 use ferry_store::FileRow;
@@ -49,6 +49,7 @@ pub(super) async fn choose(
     };
     let pc = match (source::choose(&facts, None), pc) {
         (Source::Probe, Some(pc)) => pc,
+        (Source::Origin(why), Some(_)) => return origin(job_id, file, why),
         _ => return None,
     };
     // A failing origin is reported by the origin fetch that follows, with its own error.
@@ -60,9 +61,10 @@ pub(super) async fn choose(
         },
         Err(_) => Probed::Failed,
     };
-    let (Source::AskPeers { size }, Ok(probe)) = (source::choose(&facts, Some(probed)), probe)
-    else {
-        return None;
+    let (size, probe) = match (source::choose(&facts, Some(probed)), probe) {
+        (Source::AskPeers { size }, Ok(probe)) => (size, probe),
+        (Source::Origin(why), _) => return origin(job_id, file, why),
+        _ => return None,
     };
     let validator = probe.validator?;
     let (key, _) = crate::peer_cache::content_key(&file.remote_url, &validator, size)?;
@@ -85,6 +87,18 @@ pub(super) async fn choose(
         );
     }
     choice
+}
+
+/// Notes why a file goes to the origin although the cache is enabled (a debug line: it answers
+/// "why did this not come from a peer?").
+fn origin(job_id: &str, file: &FileRow, why: OriginReason) -> Option<Choice> {
+    tracing::debug!(
+        job = job_id,
+        file = file.file_index,
+        why = why.name(),
+        "fetching from the origin, not a peer"
+    );
+    None
 }
 
 /// Points `req` at the chosen peer: its URL and credential, its SHA-256 (so wrong bytes fail

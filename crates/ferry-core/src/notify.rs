@@ -209,13 +209,10 @@ pub fn pick(owed: &[Owed], avail: Available, lowest_untransferred: Option<u64>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ALL_TARGETS;
     use proptest::prelude::*;
 
-    const ALL: Available = Available {
-        interface: true,
-        handler: true,
-        cmdline: true,
-    };
+    const ALL: Available = ALL_TARGETS;
 
     fn file(i: u64) -> Owed {
         Owed {

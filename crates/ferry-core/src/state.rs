@@ -194,6 +194,7 @@ pub fn check(state: JobState, op: Operation) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{any_job_type, any_state, any_trigger};
     use JobState as S;
     use proptest::prelude::*;
 
@@ -638,39 +639,6 @@ mod tests {
     }
 
     // ---- properties ----
-
-    fn any_state() -> impl Strategy<Value = JobState> {
-        prop::sample::select(JobState::ALL.to_vec())
-    }
-
-    fn any_job_type() -> impl Strategy<Value = JobType> {
-        prop::sample::select(vec![
-            JobType::Download,
-            JobType::Upload,
-            JobType::UploadReply,
-        ])
-    }
-
-    fn any_trigger() -> impl Strategy<Value = Trigger> {
-        prop_oneof![
-            (0u64..3, 0u64..3).prop_map(|(files_total, p)| Trigger::Resume {
-                files_total,
-                files_pending: p.min(files_total),
-            }),
-            Just(Trigger::Suspend),
-            Just(Trigger::Cancel),
-            any_job_type().prop_map(|job_type| Trigger::Complete { job_type }),
-            Just(Trigger::Start),
-            Just(Trigger::Connected),
-            Just(Trigger::Preempt),
-            Just(Trigger::TransientError),
-            Just(Trigger::FatalError),
-            Just(Trigger::AllTransferred),
-            Just(Trigger::RetryDue),
-            Just(Trigger::NoProgressTimeout),
-            Just(Trigger::MaxDownloadTime),
-        ]
-    }
 
     /// Every (from, to) edge §2.2 allows, self-loops excluded; written out by hand.
     const EDGES: &[(JobState, JobState)] = &[

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferry_core::notify::Kind;
-use ferry_core::state::{self, Refusal, Trigger};
+use ferry_core::state::{Refusal, Trigger};
+use ferry_core::transition::{self, JobFacts, OwedRow};
 use ferry_fetch::Fetcher;
 use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError, Waiting};
 use ferry_store::{Commit, JobRow, OutboxRow, Reader, Writer};
@@ -411,7 +412,8 @@ impl Daemon {
     }
 
     /// Applies a state-machine trigger to a job, runs `edit` on its row, persists both with a
-    /// `state` event, and keeps the counters and the scheduler in step.
+    /// `state` event, and keeps the counters and the scheduler in step. The rules are
+    /// [`ferry_core::transition::apply`]; this executes the effects it decides.
     pub fn transition(
         &self,
         inner: &mut Inner,
@@ -423,102 +425,87 @@ impl Daemon {
         let Some(entry) = inner.jobs.get_mut(job_id) else {
             return Err(Refusal::InvalidState(JobState::Cancelled));
         };
-        let from = entry.row.state;
-        let to = state::next(from, trigger)?;
+        let outbox: Vec<OwedRow> = entry
+            .rt
+            .outbox
+            .iter()
+            .map(|o| OwedRow {
+                id: o.id,
+                kind: Kind::parse(&o.kind),
+            })
+            .collect();
+        let fx = transition::apply(
+            &JobFacts {
+                state: entry.row.state,
+                notify_flags: entry.row.notify_flags,
+                outbox: &outbox,
+            },
+            trigger,
+        )?;
         let now = clock::now_rfc3339();
         let row = &mut entry.row;
-        row.state = to;
+        row.state = fx.to;
         row.modified = now.clone();
-        if !matches!(to, JobState::Error | JobState::TransientError) {
+        if fx.clear_error {
             row.error = None;
         }
-        if matches!(
-            trigger,
-            Trigger::TransientError
-                | Trigger::FatalError
-                | Trigger::NoProgressTimeout
-                | Trigger::MaxDownloadTime
-        ) {
+        if fx.count_error {
             row.error_count += 1;
         }
-        if to == JobState::Transferred && from != JobState::Transferred {
+        if fx.stamp_transfer_completed {
             row.transfer_completed = Some(now.clone());
         }
-        if to != JobState::TransientError {
+        if fx.clear_retry {
             row.retry_at = None;
             entry.rt.retry_at = None;
         }
-        if matches!(trigger, Trigger::Resume { .. }) && from != to {
-            // BITS: resume resets the max-download-time counter and the no-progress window.
+        if fx.restart_windows {
             row.active_ms = 0;
             entry.rt.first_transient_at = None;
             entry.rt.furthest = 0;
         }
         edit(row);
-        if to.is_final() && !from.is_final() {
+        if fx.finalize {
             row.final_at = Some(now);
-            // A final job transfers nothing again, and its row stays for the history retention:
-            // secrets (credentials, and custom headers, which often carry tokens) go now.
             row.credentials = None;
             row.custom_headers.clear();
         }
         let mut events = Vec::new();
-        if from != to {
-            events.push(EventKind::State { from, to });
+        if fx.log_state {
+            events.push(EventKind::State {
+                from: fx.from,
+                to: fx.to,
+            });
         }
-        if let (Some(err), true) = (
-            row.error.clone(),
-            matches!(to, JobState::Error | JobState::TransientError),
-        ) {
+        if let (Some(err), true) = (row.error.clone(), fx.log_error) {
             events.push(EventKind::Error { error: err });
         }
-        if to == JobState::Queued && from != JobState::Queued {
+        if fx.enqueue {
             entry.rt.queued_seq = queue_seq;
         }
-        // The outbox follows the state: job-level notifications lapse when the job leaves the
-        // state they announce, and everything lapses when the job becomes final.
-        let settled: Vec<u64> = entry
-            .rt
-            .outbox
-            .iter()
-            .filter(|o| {
-                to.is_final()
-                    || (o.kind == Kind::JobTransferred.name() && to != JobState::Transferred)
-                    || (o.kind == Kind::JobError.name() && to != JobState::Error)
-            })
-            .map(|o| o.id)
-            .collect();
-        entry.rt.outbox.retain(|o| !settled.contains(&o.id));
-        let owed_kind = match to {
-            JobState::Transferred if from != to => Some(Kind::JobTransferred),
-            JobState::Error if from != to => Some(Kind::JobError),
-            _ => None,
-        };
-        if from != to && owed_kind.is_none() {
+        entry.rt.outbox.retain(|o| !fx.lapse.contains(&o.id));
+        if fx.modified {
             entry.rt.modified_pending = true;
         }
-        let wants_modification =
-            entry.row.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0;
         let owner = entry.row.owner_uid;
         let files = entry.row.files_total;
-        let mut owe = Vec::new();
-        if let Some(kind) = owed_kind {
-            let row = Daemon::owe(inner, job_id, kind, None);
-            owe.push(row);
-        }
+        let owe: Vec<OutboxRow> = fx
+            .owe
+            .map(|kind| Daemon::owe(inner, job_id, kind, None))
+            .into_iter()
+            .collect();
         let Some(entry) = inner.jobs.get_mut(job_id) else {
             return Err(Refusal::InvalidState(JobState::Cancelled));
         };
         entry.rt.outbox.extend(owe.iter().cloned());
-        let kick = !owe.is_empty() || (from != to && wants_modification);
-        let commit = self.persist_with(entry, events, owe, settled);
-        if kick {
+        let commit = self.persist_with(entry, events, owe, fx.lapse);
+        if fx.kick_notifier {
             self.kick(job_id, false);
         }
-        if to == JobState::Queued && from != JobState::Queued {
+        if fx.enqueue {
             inner.next_queue_seq += 1;
         }
-        if to.is_final() && !from.is_final() {
+        if fx.finalize {
             inner.live_jobs = inner.live_jobs.saturating_sub(1);
             if let Some(n) = inner.per_user.get_mut(&owner) {
                 *n = n.saturating_sub(1);
@@ -527,10 +514,10 @@ impl Daemon {
                 *n = n.saturating_sub(files);
             }
         }
-        if from != to {
+        if fx.wake_scheduler {
             self.wake.notify_one();
         }
-        Ok((to, commit))
+        Ok((fx.to, commit))
     }
 
     /// Records an error on a job and moves it to `error` (fatal) or `transient_error`.

@@ -1,18 +1,19 @@
-//! Delivering notifications (PROTOCOL.md "Callbacks", "Delivery rules", "Handler activation",
-//! "Notify command line").
+//! Delivering notifications (docs/protocol.md "Callbacks", "Delivery rules", "Handler
+//! activation", "Notify command line").
 //!
 //! Owed notifications live in the durable outbox (`Runtime::outbox` mirrors it). Each job that
 //! owes something gets a *courier* task while there is something it can deliver: it asks
-//! `ferry_core::notify` what goes next and to which targets, tries them in order (live callback,
-//! handler started on demand, command line), records every attempt in the event log, and either
-//! settles the notification or schedules a retry after the job's retry delay. Kicks (a new
+//! `ferry_core::delivery::plan` what goes next and to which targets, tries them in order (live
+//! callback, handler started on demand, command line), records every attempt in the event log,
+//! and either settles the notification or schedules a retry after the job's retry delay. Kicks (a new
 //! notification, a target appearing, a flag change) wake or start the courier; a courier with
 //! nothing deliverable ends, so an idle daemon has no tasks and no timers.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ferry_core::notify::{self, Available, Kind, Owed, Target, Verdict};
+use ferry_core::delivery::{self, DeliveryFacts, Next, Pending};
+use ferry_core::notify::{Available, Kind, Target};
 use ferry_proto::{EventKind, Job, JobState};
 use ferry_rpc::{CallError, Peer};
 use ferry_store::OutboxRow;
@@ -101,7 +102,8 @@ fn live(w: &Option<Weak<Peer>>) -> bool {
         .is_some_and(|p| !p.is_closed())
 }
 
-/// Decides the courier's next step; clears `courier` when it returns `Exit` (under the same
+/// Gathers what the courier knows about a job, asks [`delivery::plan`] for its next step and
+/// executes the plan's bookkeeping; clears `courier` when it returns `Exit` (under the same
 /// lock, so a kick is never lost between the decision and the exit).
 fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
     let now = d.mono.now();
@@ -109,52 +111,74 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
     let Some(e) = jobs.get_mut(job_id) else {
         return Step::Exit;
     };
-    let (flags, state, owner) = (e.row.notify_flags, e.row.state, e.row.owner_uid);
-    // Forget what lapsed (flag not set, job moved on), then see what is deliverable.
-    let lapsed: Vec<u64> = e
-        .rt
-        .outbox
-        .iter()
-        .filter(|o| {
-            Kind::parse(&o.kind).is_none_or(|k| notify::verdict(flags, k, state) == Verdict::Drop)
-        })
-        .map(|o| o.id)
-        .collect();
-    if !lapsed.is_empty() {
-        e.rt.outbox.retain(|o| !lapsed.contains(&o.id));
-        let _ = d.store.submit(move |tx| tx.delete_outbox(&lapsed));
-    }
-    let owed: Vec<(usize, Owed)> =
+    let owner = e.row.owner_uid;
+    let outbox: Vec<Pending> =
         e.rt.outbox
             .iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                let kind = Kind::parse(&o.kind)?;
-                (notify::verdict(flags, kind, state) == Verdict::Deliver).then_some((
-                    i,
-                    Owed {
-                        kind,
-                        file_index: o.file_index,
-                    },
-                ))
+            .map(|o| Pending {
+                id: o.id,
+                kind: Kind::parse(&o.kind),
+                file_index: o.file_index,
             })
             .collect();
-    let interface = live(&e.rt.notify_peer);
-    let handler_name = e.row.notify_handler.clone();
-    let avail = Available {
-        interface,
-        handler: handler_name
-            .as_deref()
-            .is_some_and(|n| handlers.available(owner, n)),
-        cmdline: e.row.notify_cmdline.is_some(),
+    let handler_name = e.row.notify_handler.as_deref();
+    let facts = DeliveryFacts {
+        now_ms: now,
+        flags: e.row.notify_flags,
+        state: e.row.state,
+        outbox: &outbox,
+        available: Available {
+            interface: live(&e.rt.notify_peer),
+            handler: handler_name.is_some_and(|n| handlers.available(owner, n)),
+            cmdline: e.row.notify_cmdline.is_some(),
+        },
+        handler_attached: handler_name.is_some_and(|n| handlers.attached(owner, n).is_some()),
+        retry_at_ms: e.rt.notify_retry_at,
+        lowest_untransferred: e.rt.untransferred.first().copied(),
+        modified_pending: e.rt.modified_pending,
+        last_modification_ms: e.rt.last_modification_ms,
+        min_notification_interval_ms: e.row.minimum_notification_interval_ms,
     };
-    let retry_delay_ms = e
-        .row
-        .minimum_retry_delay_s
-        .max(d.opts.retry_delay_floor_s)
-        .saturating_mul(1000);
-    let base =
-        |row: Option<OutboxRow>, kind: Kind, targets: Vec<Target>, e: &crate::daemon::Entry| {
+    let plan = delivery::plan(&facts);
+    if !plan.lapse.is_empty() {
+        e.rt.outbox.retain(|o| !plan.lapse.contains(&o.id));
+        let lapsed = plan.lapse;
+        let _ = d.store.submit(move |tx| tx.delete_outbox(&lapsed));
+    }
+    if plan.clear_modified {
+        e.rt.modified_pending = false;
+    }
+    match plan.next {
+        Next::Exit => {
+            e.rt.courier = None;
+            Step::Exit
+        }
+        Next::SleepUntil(at) => Step::Sleep(at),
+        Next::Deliver {
+            outbox_id,
+            kind,
+            targets,
+        } => {
+            let row = match outbox_id {
+                Some(id) => match e.rt.outbox.iter().find(|o| o.id == id) {
+                    Some(row) => Some(row.clone()),
+                    // Not reachable: the plan names a row of this outbox. The next kick
+                    // plans again.
+                    None => {
+                        e.rt.courier = None;
+                        return Step::Exit;
+                    }
+                },
+                None => {
+                    e.rt.last_modification_ms = Some(now);
+                    None
+                }
+            };
+            let retry_delay_ms = e
+                .row
+                .minimum_retry_delay_s
+                .max(d.opts.retry_delay_floor_s)
+                .saturating_mul(1000);
             Step::Deliver(Box::new(Delivery {
                 owner,
                 row,
@@ -166,56 +190,8 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
                 cmdline: e.row.notify_cmdline.clone(),
                 retry_delay_ms,
             }))
-        };
-    if !owed.is_empty() {
-        match e.rt.notify_retry_at {
-            Some(at) if at > now => return Step::Sleep(at),
-            _ => {}
-        }
-        let kinds: Vec<Owed> = owed.iter().map(|(_, o)| *o).collect();
-        let lowest = e.rt.untransferred.first().copied();
-        if let Some(p) = notify::pick(&kinds, avail, lowest) {
-            let (i, o) = owed[p];
-            let targets = notify::targets(o.kind, avail);
-            let row = e.rt.outbox[i].clone();
-            return base(Some(row), o.kind, targets, e);
         }
     }
-    if e.rt.modified_pending {
-        match notify::verdict(flags, Kind::JobModification, state) {
-            Verdict::Hold => {}
-            Verdict::Drop => e.rt.modified_pending = false,
-            Verdict::Deliver => {
-                // Modifications are best effort: only to a connection that is already there.
-                let handler_live = handler_name
-                    .as_deref()
-                    .is_some_and(|n| handlers.attached(owner, n).is_some());
-                if !interface && !handler_live {
-                    e.rt.modified_pending = false;
-                } else {
-                    let due = e.rt.last_modification_ms.map_or(0, |t| {
-                        t.saturating_add(e.row.minimum_notification_interval_ms)
-                    });
-                    if due > now {
-                        return Step::Sleep(due);
-                    }
-                    e.rt.modified_pending = false;
-                    e.rt.last_modification_ms = Some(now);
-                    let targets = notify::targets(
-                        Kind::JobModification,
-                        Available {
-                            interface,
-                            handler: handler_live,
-                            cmdline: false,
-                        },
-                    );
-                    return base(None, Kind::JobModification, targets, e);
-                }
-            }
-        }
-    }
-    e.rt.courier = None;
-    Step::Exit
 }
 
 /// How one attempt at one target went.

@@ -369,12 +369,7 @@ async fn fetch_one(
             ranges: file.ranges.clone(),
             peer: None,
         };
-        let choice = match &d.peer_cache {
-            Some(pc) if rounds <= MAX_PEER_ROUNDS => {
-                peers::choose(d, pc, job_id, &file, &req, settings).await
-            }
-            _ => None,
-        };
+        let choice = peers::choose(d, job_id, &file, &req, settings, rounds).await;
         if let (Some(pc), Some(c)) = (&d.peer_cache, &choice) {
             peers::aim(pc, &mut req, c);
         }
@@ -458,8 +453,6 @@ async fn fetch_one(
     }
 }
 
-/// Peer rounds per file before only the origin is asked.
-const MAX_PEER_ROUNDS: u32 = 3;
 /// Times a file waits for a busy peer (`503`) before the origin is used instead.
 const MAX_BUSY_WAITS: u32 = 30;
 /// The wait when a busy peer names none, and the longest wait one asks for.

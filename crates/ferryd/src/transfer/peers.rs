@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_core::source::{self, OriginReason, Probed, Source, SourceFacts};
 use ferry_fetch::{FetchError, FetchRequest, PeerSource};
 use ferry_proto::EventKind;
 use ferry_store::FileRow;
@@ -22,37 +23,50 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer that sends nothing for this long is given up (the origin takes over).
 const PEER_STALL: Duration = Duration::from_secs(5);
 
-/// The peer to fetch `file` from, if peers may be asked and one holds the version the origin
-/// serves now. Asking costs one `HEAD` to the origin plus one to each usable peer, in parallel
-/// and bounded by the peer timeout; nothing is asked when no peer is usable.
+/// The peer to fetch `file` from in fetch round `round`, if peers may be asked and one holds
+/// the version the origin serves now. [`ferry_core::source::choose`] decides whether to ask;
+/// asking costs one `HEAD` to the origin plus one to each usable peer, in parallel and bounded
+/// by the peer timeout; nothing is asked when no peer is usable.
 pub(super) async fn choose(
     d: &Arc<Daemon>,
-    pc: &Arc<PeerCache>,
     job_id: &str,
     file: &FileRow,
     req: &FetchRequest,
     settings: &JobSettings,
+    round: u32,
 ) -> Option<Choice> {
-    let http = file.remote_url.starts_with("http://") || file.remote_url.starts_with("https://");
-    if !settings.peer_caching || file.origin_only || file.ranges.is_some() || !http {
-        return None;
-    }
-    if !pc.has_usable_peers() {
-        return None;
-    }
-    // A size learnt by an earlier attempt spares the probe for files peers never serve.
-    if file
-        .bytes_total
-        .is_some_and(|size| size == 0 || size < pc.cfg.min_file_size)
-    {
-        return None;
-    }
+    let pc = d.peer_cache.as_ref();
+    let facts = SourceFacts {
+        cache_enabled: pc.is_some(),
+        round,
+        job_allows_peers: settings.peer_caching,
+        origin_only: file.origin_only,
+        ranged: file.ranges.is_some(),
+        http: file.remote_url.starts_with("http://") || file.remote_url.starts_with("https://"),
+        usable_peers: pc.is_some_and(|pc| pc.has_usable_peers()),
+        known_size: file.bytes_total,
+        min_file_size: pc.map_or(0, |pc| pc.cfg.min_file_size),
+    };
+    let pc = match (source::choose(&facts, None), pc) {
+        (Source::Probe, Some(pc)) => pc,
+        (Source::Origin(why), Some(_)) => return origin(job_id, file, why),
+        _ => return None,
+    };
     // A failing origin is reported by the origin fetch that follows, with its own error.
-    let probe = d.fetcher.probe(req, PROBE_TIMEOUT).await.ok()?;
-    let (validator, size) = (probe.validator?, probe.size?);
-    if size == 0 || size < pc.cfg.min_file_size {
-        return None;
-    }
+    let probe = d.fetcher.probe(req, PROBE_TIMEOUT).await;
+    let probed = match &probe {
+        Ok(p) => Probed::Answered {
+            validator: p.validator.is_some(),
+            size: p.size,
+        },
+        Err(_) => Probed::Failed,
+    };
+    let (size, probe) = match (source::choose(&facts, Some(probed)), probe) {
+        (Source::AskPeers { size }, Ok(probe)) => (size, probe),
+        (Source::Origin(why), _) => return origin(job_id, file, why),
+        _ => return None,
+    };
+    let validator = probe.validator?;
     let (key, _) = crate::peer_cache::content_key(&file.remote_url, &validator, size)?;
     let (choice, failures) = pc
         .find(&d.fetcher, &key, &validator, file.sha256.as_deref())
@@ -73,6 +87,18 @@ pub(super) async fn choose(
         );
     }
     choice
+}
+
+/// Notes why a file goes to the origin although the cache is enabled (a debug line: it answers
+/// "why did this not come from a peer?").
+fn origin(job_id: &str, file: &FileRow, why: OriginReason) -> Option<Choice> {
+    tracing::debug!(
+        job = job_id,
+        file = file.file_index,
+        why = why.name(),
+        "fetching from the origin, not a peer"
+    );
+    None
 }
 
 /// Points `req` at the chosen peer: its URL and credential, its SHA-256 (so wrong bytes fail

@@ -1,0 +1,552 @@
+"""The asyncio client: the same API as :class:`ferry_client.Client`, with ``async with``,
+``await`` on every call and ``async for`` over :meth:`AsyncClient.events_follow`.
+
+One reader task matches answers to calls by id and serves the daemon's callback requests while
+the caller's own calls are pending: each callback runs as a task of its own. A handler method
+that is a coroutine function runs on the event loop; a plain one runs in the loop's default
+executor, so a blocking callback never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import os
+import time
+from types import TracebackType
+from typing import Any, AsyncIterator, Dict, Optional, Sequence, Set, Type, Union, cast
+
+from . import _calls
+from ._calls import UNSET, Unset
+from .client import locals_of_set
+from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
+from .handler import (
+    Activation,
+    Delivery,
+    Handler,
+    Registry,
+    decode_callback,
+    describe_failure,
+    no_handler,
+    reset_delivery,
+    set_delivery,
+)
+from .transport import MAX_ANSWER_LINE, connect_unix, decode_line, encode_message
+from .types import (
+    AddFilesResult,
+    CompleteResult,
+    Credentials,
+    Empty,
+    ErrorInfo,
+    Event,
+    EventsReadResult,
+    File,
+    FileSpec,
+    FilesResult,
+    HandlerAttachResult,
+    HandlerListResult,
+    HelloResult,
+    Job,
+    JobState,
+    JobType,
+    ListResult,
+    Params,
+    Priority,
+    StateResult,
+)
+
+__all__ = ["AsyncClient", "serve_handler"]
+
+log = logging.getLogger("ferry_client")
+
+_PathLike = Union[str, "os.PathLike[str]"]
+
+
+class AsyncClient:
+    """A connection to ``ferryd`` on asyncio; use ``async with AsyncClient() as client`` (or
+    ``await AsyncClient.connect()``). Arguments as :class:`ferry_client.Client`."""
+
+    def __init__(self, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> None:
+        self._path = socket_path
+        self.socket_path = ""
+        self.timeout = timeout
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._task: Optional["asyncio.Task[None]"] = None
+        self._drain_lock: Optional[asyncio.Lock] = None
+        self._next_id = 1
+        self._pending: Dict[int, "asyncio.Future[Any]"] = {}
+        self._closed = False
+        self._why_closed = "the connection to ferryd closed before it answered (did the daemon stop?)"
+        self._registry = Registry()
+        self._callbacks: Set["asyncio.Task[None]"] = set()
+        self._in_flight = 0
+        self._last_activity = time.monotonic()
+        self._changed: Optional[asyncio.Event] = None
+        self._events: "Optional[asyncio.Queue[Optional[Event]]]" = None
+
+    @classmethod
+    async def connect(cls, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> "AsyncClient":
+        """Connects (vetting the socket before a byte is sent) and returns the client."""
+        client = cls(socket_path, timeout=timeout)
+        await client._connect()
+        return client
+
+    async def _connect(self) -> None:
+        # A Unix socket connects at once, so the vetted blocking connect is fine here.
+        sock, self.socket_path = connect_unix(self._path)
+        sock.setblocking(False)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_ANSWER_LINE)
+        self._drain_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._events = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._read_loop())
+
+    async def __aenter__(self) -> "AsyncClient":
+        if self._writer is None:
+            await self._connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(socket_path={self.socket_path!r}, closed={self._closed})"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has closed (either side)."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Closes the connection; pending calls fail with :class:`Disconnected`."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._task is not None and self._task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        self._shut()
+
+    def _shut(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(Disconnected(self._why_closed))
+        if self._events is not None:
+            self._events.put_nowait(None)
+        if self._changed is not None:
+            self._changed.set()
+        if self._writer is not None:
+            self._writer.close()
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                try:
+                    line = await self._reader.readline()
+                except ValueError:
+                    self._why_closed = f"ferryd sent a line longer than {MAX_ANSWER_LINE} bytes; the connection was closed"
+                    return
+                if not line:
+                    return
+                try:
+                    message = decode_line(line)
+                except ProtocolError as e:
+                    log.warning("%s", e)
+                    continue
+                if isinstance(message, dict):
+                    self._route(message)
+        except (OSError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._shut()
+
+    def _route(self, message: Dict[str, Any]) -> None:
+        method = message.get("method")
+        call_id = message.get("id")
+        if isinstance(method, str):
+            if call_id is None:
+                params = message.get("params")
+                if method == "events.event" and isinstance(params, dict) and isinstance(params.get("event"), dict):
+                    assert self._events is not None
+                    self._events.put_nowait(cast(Event, params["event"]))
+                return
+            task = asyncio.ensure_future(self._serve_request(call_id, method, message.get("params")))
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
+            return
+        error = message.get("error")
+        if call_id is None:
+            # An error about the connection itself: every call in flight gets it.
+            if isinstance(error, dict):
+                pending, self._pending = self._pending, {}
+                for waiting in pending.values():
+                    if not waiting.done():
+                        waiting.set_exception(error_from_wire(error))
+            return
+        fut = self._pending.pop(call_id) if call_id in self._pending else None
+        if fut is None or fut.done():
+            return
+        if isinstance(error, dict):
+            fut.set_exception(error_from_wire(error))
+        else:
+            fut.set_result(message.get("result"))
+
+    async def _send(self, message: Dict[str, Any]) -> None:
+        line = encode_message(message)
+        if self._writer is None or self._drain_lock is None:
+            raise Disconnected("the client is not connected: use `async with AsyncClient()` or AsyncClient.connect()")
+        try:
+            self._writer.write(line)
+            async with self._drain_lock:
+                await self._writer.drain()
+        except (OSError, RuntimeError) as e:
+            raise Disconnected(f"cannot write to ferryd at {self.socket_path}: {e}") from e
+
+    def _touch(self, delta: int) -> None:
+        self._in_flight += delta
+        self._last_activity = time.monotonic()
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _serve_request(self, call_id: Any, method: str, params: Any) -> None:
+        try:
+            delivery = decode_callback(method, params)
+        except FerryError as e:
+            await self._answer(call_id, error=e.to_wire())
+            return
+        handler = self._registry.find(delivery.job_id)
+        if handler is None:
+            await self._answer(call_id, error=no_handler(delivery.job_id))
+            return
+        self._touch(1)
+        try:
+            error = await _run_handler(handler, delivery)
+            await self._answer(call_id, error=error, result={})
+        finally:
+            self._touch(-1)
+
+    async def _answer(self, call_id: Any, result: Any = None, error: Any = None) -> None:
+        try:
+            await self._send(_calls.reply(call_id, result, error))
+        except (Disconnected, ProtocolError) as e:
+            log.info("cannot answer a callback: %s", e)
+
+    async def wait_idle(self, idle: float) -> None:
+        """Returns once no callback has started or ended for ``idle`` seconds and none is
+        running, or the connection closed."""
+        assert self._changed is not None
+        while not self._closed:
+            self._changed.clear()
+            if self._in_flight:
+                await self._changed.wait()
+                continue
+            remaining = self._last_activity + idle - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(self, method: str, params: Optional[Params] = None, *, timeout: Optional[float] = None) -> Any:
+        """Calls any method with any params and returns the wire's result; raises a
+        :class:`~ferry_client.FerryError` subclass when the daemon answers an error."""
+        if self._closed:
+            raise Disconnected(self._why_closed)
+        call_id = self._next_id
+        self._next_id += 1
+        fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = fut
+        try:
+            await self._send(_calls.request(call_id, method, params if params is not None else {}))
+        except BaseException:
+            self._pending.pop(call_id, None)
+            raise
+        limit = timeout if timeout is not None else self.timeout
+        try:
+            return await asyncio.wait_for(fut, limit)
+        except asyncio.TimeoutError:
+            self._pending.pop(call_id, None)
+            raise CallTimeout(f"ferryd did not answer {method} within {limit} s") from None
+
+    async def ferry_hello(self, client: Optional[str] = None) -> HelloResult:
+        """``ferry.hello``"""
+        return cast(HelloResult, await self.call("ferry.hello", _calls.present(client=client)))
+
+    async def job_create(
+        self,
+        display_name: str,
+        type: Optional[JobType] = None,
+        priority: Optional[Priority] = None,
+        description: Optional[str] = None,
+        files: Optional[Sequence[FileSpec]] = None,
+    ) -> str:
+        """``job.create``; returns the new job's id. Many files go in batches, as in
+        :meth:`ferry_client.Client.job_create`."""
+        params, rest = _calls.create_plan(
+            _calls.present(
+                display_name=display_name,
+                type=type,
+                priority=priority,
+                description=description,
+                files=list(files) if files is not None else None,
+            )
+        )
+        job_id = cast(str, (await self.call("job.create", params))["job_id"])
+        for batch in rest:
+            try:
+                await self.job_add_files(job_id, batch)
+            except BaseException:
+                try:
+                    await self.job_cancel(job_id)
+                except FerryError:
+                    pass
+                raise
+        return job_id
+
+    async def job_add_files(self, job_id: str, files: Sequence[FileSpec]) -> AddFilesResult:
+        """``job.add_files``"""
+        return cast(AddFilesResult, await self.call("job.add_files", {"job_id": job_id, "files": list(files)}))
+
+    async def job_get(self, job_id: str) -> Job:
+        """``job.get``"""
+        return cast(Job, await self.call("job.get", {"job_id": job_id}))
+
+    async def job_files(self, job_id: str, from_: Optional[int] = None, limit: Optional[int] = None) -> FilesResult:
+        """``job.files``; ``from_`` is the wire's ``from``."""
+        params = _calls.present(job_id=job_id, limit=limit, **{"from": from_})
+        return cast(FilesResult, await self.call("job.files", params))
+
+    async def job_get_error(self, job_id: str) -> Optional[ErrorInfo]:
+        """``job.get_error``"""
+        return cast(Optional[ErrorInfo], await self.call("job.get_error", {"job_id": job_id}))
+
+    async def job_list(
+        self,
+        all_users: Optional[bool] = None,
+        states: Optional[Sequence[JobState]] = None,
+        include_final: Optional[bool] = None,
+        after: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> ListResult:
+        """``job.list``"""
+        states_list = list(states) if states is not None else None
+        params = _calls.present(
+            all_users=all_users, states=states_list, include_final=include_final, after=after, limit=limit
+        )
+        return cast(ListResult, await self.call("job.list", params))
+
+    async def job_resume(self, job_id: str) -> StateResult:
+        """``job.resume``"""
+        return cast(StateResult, await self.call("job.resume", {"job_id": job_id}))
+
+    async def job_suspend(self, job_id: str) -> StateResult:
+        """``job.suspend``"""
+        return cast(StateResult, await self.call("job.suspend", {"job_id": job_id}))
+
+    async def job_cancel(self, job_id: str) -> StateResult:
+        """``job.cancel``"""
+        return cast(StateResult, await self.call("job.cancel", {"job_id": job_id}))
+
+    async def job_complete(self, job_id: str) -> CompleteResult:
+        """``job.complete``"""
+        return cast(CompleteResult, await self.call("job.complete", {"job_id": job_id}))
+
+    async def job_set(
+        self,
+        job_id: str,
+        *,
+        display_name: Union[str, Unset] = UNSET,
+        description: Union[str, Unset] = UNSET,
+        priority: Union[Priority, Unset] = UNSET,
+        notify_flags: Union[int, Unset] = UNSET,
+        notify_cmdline: Union[Sequence[str], None, Unset] = UNSET,
+        notify_handler: Union[str, None, Unset] = UNSET,
+        minimum_retry_delay_s: Union[int, Unset] = UNSET,
+        no_progress_timeout_s: Union[int, Unset] = UNSET,
+        max_download_time_s: Union[int, None, Unset] = UNSET,
+        minimum_notification_interval_ms: Union[int, Unset] = UNSET,
+        custom_headers: Union[Sequence[str], Unset] = UNSET,
+        bandwidth_limit_bps: Union[int, None, Unset] = UNSET,
+        max_parallel_files: Union[int, Unset] = UNSET,
+        credentials: Union[Credentials, None, Unset] = UNSET,
+        proxy: Union[str, None, Unset] = UNSET,
+        allow_https_to_http: Union[bool, Unset] = UNSET,
+        peer_caching: Union[bool, Unset] = UNSET,
+    ) -> Job:
+        """``job.set``: ``None`` clears a nullable property."""
+        return cast(Job, await self.call("job.set", _calls.changed(**locals_of_set(locals()))))
+
+    async def job_set_notify_interface(self, job_id: str, handler: Handler) -> Empty:
+        """Registers ``handler`` for ``job_id`` here, then ``job.set_notify_interface``."""
+        handler._aclient = self
+        previous = self._registry.set_job(job_id, handler)
+        try:
+            return cast(Empty, await self.call("job.set_notify_interface", {"job_id": job_id}))
+        except BaseException:
+            self._registry.restore(job_id, previous)
+            raise
+
+    set_notify_interface = job_set_notify_interface
+
+    async def job_clear_notify_interface(self, job_id: str) -> Empty:
+        """``job.clear_notify_interface``, then forgets the job's handler here."""
+        try:
+            return cast(Empty, await self.call("job.clear_notify_interface", {"job_id": job_id}))
+        finally:
+            self._registry.clear_job(job_id)
+
+    clear_notify_interface = job_clear_notify_interface
+
+    async def job_take_ownership(self, job_id: str) -> Job:
+        """``job.take_ownership`` (root only)."""
+        return cast(Job, await self.call("job.take_ownership", {"job_id": job_id}))
+
+    async def file_set_validation_state(self, job_id: str, file_index: int, valid: bool) -> File:
+        """``file.set_validation_state``"""
+        params = {"job_id": job_id, "file_index": file_index, "valid": valid}
+        return cast(File, await self.call("file.set_validation_state", params))
+
+    async def handler_register(self, name: str, argv: Sequence[str], activation_timeout_s: Optional[int] = None) -> Empty:
+        """``handler.register``"""
+        params = _calls.present(name=name, argv=list(argv), activation_timeout_s=activation_timeout_s)
+        return cast(Empty, await self.call("handler.register", params))
+
+    async def handler_unregister(self, name: str) -> Empty:
+        """``handler.unregister``"""
+        return cast(Empty, await self.call("handler.unregister", {"name": name}))
+
+    async def handler_list(self) -> HandlerListResult:
+        """``handler.list``"""
+        return cast(HandlerListResult, await self.call("handler.list", {}))
+
+    async def handler_attach(
+        self, name: str, token: Optional[str] = None, handler: Optional[Handler] = None
+    ) -> HandlerAttachResult:
+        """``handler.attach``, serving through ``handler`` (installed before attaching)."""
+        if handler is not None:
+            handler._aclient = self
+            self._registry.default = handler
+        return cast(HandlerAttachResult, await self.call("handler.attach", _calls.present(name=name, token=token)))
+
+    async def events_read(
+        self, after: Optional[int] = None, job_id: Optional[str] = None, limit: Optional[int] = None
+    ) -> EventsReadResult:
+        """``events.read``"""
+        params = _calls.present(after=after, job_id=job_id, limit=limit)
+        return cast(EventsReadResult, await self.call("events.read", params))
+
+    def events_follow(
+        self, after: Optional[int] = None, job_id: Optional[str] = None, *, reconnect_timeout: float = 60.0
+    ) -> AsyncIterator[Event]:
+        """The event log as an async iterator, surviving daemon restarts with no gap and no
+        duplicate, as :meth:`ferry_client.Client.events_follow`."""
+        return _follow(self, after, job_id, reconnect_timeout)
+
+    async def cache_list(self) -> Dict[str, Any]:
+        """``cache.list``"""
+        return cast(Dict[str, Any], await self.call("cache.list", {}))
+
+    async def cache_info(self) -> Dict[str, Any]:
+        """``cache.info``"""
+        return cast(Dict[str, Any], await self.call("cache.info", {}))
+
+    async def cache_delete(self, key: Optional[str] = None, url: Optional[str] = None) -> Dict[str, Any]:
+        """``cache.delete``"""
+        return cast(Dict[str, Any], await self.call("cache.delete", _calls.present(key=key, url=url)))
+
+    async def cache_clear(self) -> Dict[str, Any]:
+        """``cache.clear``"""
+        return cast(Dict[str, Any], await self.call("cache.clear", {}))
+
+    async def peers_list(self) -> Dict[str, Any]:
+        """``peers.list``"""
+        return cast(Dict[str, Any], await self.call("peers.list", {}))
+
+
+async def _run_handler(handler: Handler, delivery: Delivery) -> Optional[Dict[str, Any]]:
+    """Runs one callback; ``None`` on success, else the error to answer."""
+    token = set_delivery(delivery.delivery_id)
+    try:
+        method = getattr(handler, delivery.method)
+        if inspect.iscoroutinefunction(method):
+            outcome = method(*delivery.args)
+        else:
+            context = contextvars.copy_context()
+            outcome = await asyncio.get_running_loop().run_in_executor(None, context.run, method, *delivery.args)
+        if inspect.isawaitable(outcome):
+            await outcome
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure of the application's code is an answer
+        return describe_failure(delivery, e)
+    finally:
+        reset_delivery(token)
+
+
+async def _head(client: AsyncClient, job_id: Optional[str]) -> int:
+    cursor = 0
+    while True:
+        page = await client.events_read(after=cursor, job_id=job_id, limit=10_000)
+        if not page["events"] or page["next"] <= cursor:
+            return cursor
+        cursor = page["next"]
+
+
+async def _follow(client: AsyncClient, after: Optional[int], job_id: Optional[str], reconnect_timeout: float) -> AsyncIterator[Event]:
+    cursor = after if after is not None else await _head(client, job_id)
+    deadline: Optional[float] = None
+    while True:
+        try:
+            conn = await AsyncClient.connect(client.socket_path)
+        except SocketNotFound:
+            deadline = await _reconnect_wait(client.socket_path, cursor, deadline, reconnect_timeout)
+            continue
+        try:
+            await conn.call("events.follow", _calls.present(after=cursor, job_id=job_id))
+            deadline = None
+            assert conn._events is not None
+            while True:
+                event = await conn._events.get()
+                if event is None:
+                    break
+                if event["seq"] <= cursor:
+                    continue
+                cursor = event["seq"]
+                yield event
+        except Disconnected:
+            pass
+        finally:
+            await conn.close()
+        deadline = await _reconnect_wait(client.socket_path, cursor, deadline, reconnect_timeout)
+
+
+async def _reconnect_wait(path: str, cursor: int, deadline: Optional[float], reconnect_timeout: float) -> float:
+    now = time.monotonic()
+    deadline = deadline if deadline is not None else now + reconnect_timeout
+    if now >= deadline:
+        raise Disconnected(
+            f"ferryd at {path} did not come back within {reconnect_timeout} s; events after seq {cursor} were not read"
+        )
+    await asyncio.sleep(0.1)
+    return deadline
+
+
+async def serve_handler(handler: Handler, *, idle: float = 5.0) -> None:
+    """:func:`ferry_client.serve_handler` on asyncio."""
+    activation = Activation.from_env()
+    async with AsyncClient(activation.socket) as client:
+        await client.handler_attach(activation.name, activation.token, handler=handler)
+        await client.wait_idle(idle)

@@ -16,6 +16,9 @@ from typing import Iterator, List, Optional
 
 import pytest
 
+import ferry_client
+from ferry_client.types import Job
+
 REPO = Path(__file__).resolve().parents[3]
 #: Bound for anything that should happen promptly; a hang fails instead of blocking.
 WAIT = 30.0
@@ -130,3 +133,15 @@ def origin(tmp_path: Path) -> Iterator[Origin]:
         o.server.shutdown()
         o.server.server_close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Stuck(ferry_client.Handler):
+    """A plain callback that never answers ``job_transferred`` until the test releases it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def job_transferred(self, job: Job) -> None:
+        self.entered.set()
+        self.release.wait(WAIT * 4)

@@ -16,7 +16,7 @@ import ferry_client
 from ferry_client import Client, Handler
 from ferry_client.types import Event, FileSpec, Job
 
-from conftest import REPO, WAIT, Daemon, Origin
+from conftest import REPO, WAIT, Daemon, Origin, Stuck
 
 EXAMPLES = REPO / "clients" / "python" / "examples"
 
@@ -150,18 +150,6 @@ def test_issue_16_events_follow_survives_a_daemon_restart_without_gap_or_duplica
     expected = [e["seq"] for e in logged if e["seq"] <= seqs[-1]]
     assert seqs == expected, f"followed {seqs}, logged {expected}"
     assert any(e["job_id"] == second and e["kind"] == "created" for e in seen)
-
-
-class Stuck(Handler):
-    """A callback that never answers (until the test lets it go)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def job_transferred(self, job: Job) -> None:
-        self.entered.set()
-        self.release.wait(WAIT * 4)
 
 
 def test_issue_16_a_callback_that_never_answers_does_not_stop_the_callers_calls(daemon: Daemon, origin: Origin, tmp_path: Path) -> None:

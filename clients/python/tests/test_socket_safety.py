@@ -3,6 +3,8 @@ per-user socket directory another user controls. Either way nothing may be sent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,48 +67,44 @@ def _as_nobody() -> None:
     os.setuid(NOBODY)
 
 
+@contextlib.contextmanager
+def impostor(path: str) -> Iterator["subprocess.Popen[str]"]:
+    """Another uid's program listening on ``path``; its stdout then says how many bytes it got."""
+    proc = subprocess.Popen(
+        [_python_for_nobody(), "-c", IMPOSTOR, path], stdout=subprocess.PIPE, text=True, preexec_fn=_as_nobody
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "listening"
+        yield proc
+        assert proc.stdout.readline().strip() == "0", "the client sent bytes to an impostor"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_issue_16_impostor_listener_of_another_uid_gets_no_byte(shared_dir: Path) -> None:
     if os.geteuid() != 0:
         print("SKIPPED: needs root to run a listener as another uid")
         return
     path = str(shared_dir / "ferryd.sock")
-    impostor = subprocess.Popen(
-        [_python_for_nobody(), "-c", IMPOSTOR, path], stdout=subprocess.PIPE, text=True, preexec_fn=_as_nobody
-    )
-    assert impostor.stdout is not None
-    try:
-        assert impostor.stdout.readline().strip() == "listening"
+    with impostor(path):
         with pytest.raises(ferry_client.UnsafeSocket) as info:
             ferry_client.Client(path)
         text = str(info.value)
         assert f"uid {NOBODY}" in text and "neither you" in text, text
-        assert impostor.stdout.readline().strip() == "0", "the client sent bytes to an impostor"
-    finally:
-        impostor.kill()
-        impostor.wait(10)
 
 
 def test_issue_16_impostor_listener_is_refused_by_the_asyncio_client_too(shared_dir: Path) -> None:
     if os.geteuid() != 0:
         print("SKIPPED: needs root to run a listener as another uid")
         return
-    import asyncio
-
     from ferry_client.aio import AsyncClient
 
     path = str(shared_dir / "ferryd.sock")
-    impostor = subprocess.Popen(
-        [_python_for_nobody(), "-c", IMPOSTOR, path], stdout=subprocess.PIPE, text=True, preexec_fn=_as_nobody
-    )
-    assert impostor.stdout is not None
-    try:
-        assert impostor.stdout.readline().strip() == "listening"
+    with impostor(path):
         with pytest.raises(ferry_client.UnsafeSocket):
             asyncio.run(AsyncClient.connect(path))
-        assert impostor.stdout.readline().strip() == "0", "the client sent bytes to an impostor"
-    finally:
-        impostor.kill()
-        impostor.wait(10)
 
 
 def test_issue_16_planted_user_socket_directory_is_refused_before_connecting(

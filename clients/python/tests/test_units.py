@@ -90,19 +90,33 @@ def test_callbacks_decode_and_ignore_unknown_fields() -> None:
         decode_callback("callback.bogus", {})
 
 
-def test_params_omit_none_but_set_keeps_null() -> None:
+def test_params_omit_none() -> None:
     assert _calls.present(a=1, b=None) == {"a": 1}
-    assert _calls.changed(a=_calls.UNSET, b=None, c=2) == {"b": None, "c": 2}
+
+
+def test_a_follower_yields_each_seq_once_and_gives_up_after_its_deadline() -> None:
+    resume = _calls.Resume("/s", 5, reconnect_timeout=0.0)
+    event: Any = {"seq": 5}
+    assert not resume.fresh(event)
+    event = {"seq": 6}
+    assert resume.fresh(event) and not resume.fresh(event)
+    assert resume.follow_params(None) == {"after": 6}
+    with pytest.raises(ferry_client.Disconnected, match="after seq 6"):
+        resume.gone()
+    resume = _calls.Resume("/s", 0, reconnect_timeout=60.0)
+    assert resume.gone() > 0
+    resume.connected()
+    assert resume.deadline is None
 
 
 def test_many_files_are_split_into_requests_under_the_line_limit() -> None:
     specs: List[Any] = [{"remote_url": f"https://example.org/{i:06}", "local_path": f"/srv/{i:06}"} for i in range(20000)]
-    params, rest = _calls.create_plan({"display_name": "big", "files": specs})
+    params, rest = _calls.create_plan("big", None, None, None, specs)
     batches = [params["files"], *rest]
     assert sum(len(b) for b in batches) == 20000 and len(batches) > 1
     for i, batch in enumerate(batches):
         encode_message(_calls.request(i, "job.add_files", {"job_id": "j", "files": batch}))
-    params, rest = _calls.create_plan({"display_name": "none"})
+    params, rest = _calls.create_plan("none", None, None, None, None)
     assert "files" not in params and rest == []
 
 

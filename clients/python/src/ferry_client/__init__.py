@@ -5,32 +5,9 @@ starts on demand (:func:`serve_handler`). No dependencies beyond the standard li
 
 import logging
 
-from ._calls import UNSET
 from .client import Client, serve_handler
-from .errors import (
-    AccessDenied,
-    CallbackFailed,
-    CallTimeout,
-    ClientError,
-    Disconnected,
-    FerryError,
-    FerryException,
-    Internal,
-    InvalidParams,
-    InvalidRequest,
-    InvalidState,
-    LimitExceeded,
-    LocalIO,
-    MethodNotFound,
-    NotActivated,
-    NotFound,
-    ParseError,
-    Pending,
-    ProtocolError,
-    SocketNotFound,
-    Unsupported,
-    UnsafeSocket,
-)
+from . import errors
+from .errors import *  # noqa: F403 - every error class is public here
 from .handler import Handler, activated, current_delivery_id
 from .transport import find_socket
 
@@ -54,33 +31,11 @@ __all__ = [
     "activated",
     "current_delivery_id",
     "find_socket",
-    "UNSET",
     "NOTIFY_JOB_TRANSFERRED",
     "NOTIFY_JOB_ERROR",
     "NOTIFY_DISABLE",
     "NOTIFY_JOB_MODIFICATION",
     "NOTIFY_FILE_TRANSFERRED",
     "NOTIFY_FILE_RANGES_TRANSFERRED",
-    "FerryException",
-    "FerryError",
-    "ParseError",
-    "InvalidRequest",
-    "MethodNotFound",
-    "InvalidParams",
-    "NotFound",
-    "InvalidState",
-    "AccessDenied",
-    "LimitExceeded",
-    "Unsupported",
-    "LocalIO",
-    "Pending",
-    "Internal",
-    "CallbackFailed",
-    "ClientError",
-    "SocketNotFound",
-    "UnsafeSocket",
-    "Disconnected",
-    "CallTimeout",
-    "ProtocolError",
-    "NotActivated",
 ]
+__all__ += errors.__all__

@@ -1,39 +1,23 @@
-"""Building params the way the Rust client does (absent optional params are omitted, ``job.set``
-keeps ``None`` as ``null``), shared by the sync and the asyncio client."""
+"""What the sync and the asyncio client share: building params the way the Rust client does
+(absent optional params are omitted; ``job.set`` keeps ``None`` as ``null``), batching files
+under the line limit, and a follower's resume state."""
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Dict, List, Sequence, Tuple
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .types import FileSpec, Params
+from .errors import Disconnected
+from .types import Event, EventsReadResult, FileSpec, Params
 
 #: Encoded bytes of file specs per ``job.create``/``job.add_files`` request, well under the
 #: protocol's 1 MiB line limit (the Rust client's figure).
 FILES_BYTES_PER_REQUEST = 512 * 1024
 
 
-class Unset(enum.Enum):
-    """The type of :data:`UNSET`."""
-
-    UNSET = "unset"
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-#: "Leave this property as it is" in ``job_set``, where ``None`` means ``null`` (clear it).
-UNSET = Unset.UNSET
-
-
 def present(**params: Any) -> Params:
     """The params that were given: ``None`` is the same as absent, so it is left out."""
     return {k: v for k, v in params.items() if v is not None}
-
-
-def changed(**params: Any) -> Params:
-    """``job.set``'s params: what is not :data:`UNSET`, with ``None`` kept as ``null``."""
-    return {k: v for k, v in params.items() if v is not UNSET}
 
 
 def _spec_size(spec: FileSpec) -> int:
@@ -64,11 +48,17 @@ def batches(files: Sequence[FileSpec]) -> List[List[FileSpec]]:
     return out
 
 
-def create_plan(params: Params) -> Tuple[Params, List[List[FileSpec]]]:
-    """Splits ``job.create`` params: the create (with the first batch of files) and the batches
-    that follow through ``job.add_files``."""
-    files = params.pop("files", None) or []
-    parts = batches(files)
+def create_plan(
+    display_name: str,
+    type: Optional[str],
+    priority: Optional[str],
+    description: Optional[str],
+    files: Optional[Sequence[FileSpec]],
+) -> Tuple[Params, List[List[FileSpec]]]:
+    """``job.create``'s params (with the first batch of files) and the batches that follow
+    through ``job.add_files``."""
+    params = present(display_name=display_name, type=type, priority=priority, description=description)
+    parts = batches(files or [])
     if parts:
         params["files"] = parts[0]
     return params, parts[1:]
@@ -84,3 +74,55 @@ def reply(call_id: Any, result: Any = None, error: Any = None) -> Dict[str, Any]
     if error is not None:
         return {"jsonrpc": "2.0", "id": call_id, "error": error}
     return {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+
+#: ``events.read`` page size used to find the newest event (the daemon's maximum).
+EVENTS_PAGE = 10_000
+
+
+def after_page(page: EventsReadResult, cursor: int) -> Optional[int]:
+    """The cursor after one ``events.read`` page while looking for the newest event, or
+    ``None`` once ``cursor`` is the newest."""
+    if not page["events"] or page["next"] <= cursor:
+        return None
+    return page["next"]
+
+
+class Resume:
+    """A follower's state across reconnections: the last ``seq`` it yielded (so a new
+    connection replays from there and nothing is yielded twice) and since when the daemon has
+    been gone."""
+
+    def __init__(self, path: str, cursor: int, reconnect_timeout: float) -> None:
+        self.path = path
+        self.cursor = cursor
+        self.reconnect_timeout = reconnect_timeout
+        self.deadline: Optional[float] = None
+
+    def follow_params(self, job_id: Optional[str]) -> Params:
+        """``events.follow``'s params for the next connection."""
+        return present(after=self.cursor, job_id=job_id)
+
+    def connected(self) -> None:
+        """The daemon answered: the reconnect clock stops."""
+        self.deadline = None
+
+    def fresh(self, event: Event) -> bool:
+        """Whether ``event`` is new (and then it becomes the cursor)."""
+        if event["seq"] <= self.cursor:
+            return False
+        self.cursor = event["seq"]
+        return True
+
+    def gone(self) -> float:
+        """Seconds to wait before the next connection attempt; raises :class:`Disconnected`
+        once the daemon has been gone for ``reconnect_timeout``."""
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.reconnect_timeout
+        if now >= self.deadline:
+            raise Disconnected(
+                f"ferryd at {self.path} did not come back within {self.reconnect_timeout} s; "
+                f"events after seq {self.cursor} were not read"
+            )
+        return 0.1

@@ -16,46 +16,17 @@ import logging
 import os
 import time
 from types import TracebackType
-from typing import Any, AsyncIterator, Dict, Optional, Sequence, Set, Type, Union, cast
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Optional, Sequence, Set, Type, Union, cast
 
 from . import _calls
-from ._calls import UNSET, Unset
-from .client import locals_of_set
+from . import types as t
 from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
-from .handler import (
-    Activation,
-    Delivery,
-    Handler,
-    Registry,
-    decode_callback,
-    describe_failure,
-    no_handler,
-    reset_delivery,
-    set_delivery,
-)
-from .transport import MAX_ANSWER_LINE, connect_unix, decode_line, encode_message
-from .types import (
-    AddFilesResult,
-    CompleteResult,
-    Credentials,
-    Empty,
-    ErrorInfo,
-    Event,
-    EventsReadResult,
-    File,
-    FileSpec,
-    FilesResult,
-    HandlerAttachResult,
-    HandlerListResult,
-    HelloResult,
-    Job,
-    JobState,
-    JobType,
-    ListResult,
-    Params,
-    Priority,
-    StateResult,
-)
+from .handler import Activation, Delivery, Handler, Registry, decode_callback, describe_failure
+from .handler import no_handler, reset_delivery, set_delivery
+from .transport import MAX_ANSWER_LINE, connect_unix, decode_message, encode_message, overlong
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .types import Unpack
 
 __all__ = ["AsyncClient", "serve_handler"]
 
@@ -85,7 +56,7 @@ class AsyncClient:
         self._in_flight = 0
         self._last_activity = time.monotonic()
         self._changed: Optional[asyncio.Event] = None
-        self._events: "Optional[asyncio.Queue[Optional[Event]]]" = None
+        self._events: "Optional[asyncio.Queue[Optional[t.Event]]]" = None
 
     @classmethod
     async def connect(cls, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> "AsyncClient":
@@ -155,16 +126,12 @@ class AsyncClient:
                 try:
                     line = await self._reader.readline()
                 except ValueError:
-                    self._why_closed = f"ferryd sent a line longer than {MAX_ANSWER_LINE} bytes; the connection was closed"
+                    self._why_closed = overlong(MAX_ANSWER_LINE)
                     return
                 if not line:
                     return
-                try:
-                    message = decode_line(line)
-                except ProtocolError as e:
-                    log.warning("%s", e)
-                    continue
-                if isinstance(message, dict):
+                message = decode_message(line)
+                if message is not None:
                     self._route(message)
         except (OSError, asyncio.IncompleteReadError):
             return
@@ -179,7 +146,7 @@ class AsyncClient:
                 params = message.get("params")
                 if method == "events.event" and isinstance(params, dict) and isinstance(params.get("event"), dict):
                     assert self._events is not None
-                    self._events.put_nowait(cast(Event, params["event"]))
+                    self._events.put_nowait(cast(t.Event, params["event"]))
                 return
             task = asyncio.ensure_future(self._serve_request(call_id, method, message.get("params")))
             self._callbacks.add(task)
@@ -261,7 +228,7 @@ class AsyncClient:
 
     # -- calls --------------------------------------------------------------------------------
 
-    async def call(self, method: str, params: Optional[Params] = None, *, timeout: Optional[float] = None) -> Any:
+    async def call(self, method: str, params: Optional[t.Params] = None, *, timeout: Optional[float] = None) -> Any:
         """Calls any method with any params and returns the wire's result; raises a
         :class:`~ferry_client.FerryError` subclass when the daemon answers an error."""
         if self._closed:
@@ -282,29 +249,21 @@ class AsyncClient:
             self._pending.pop(call_id, None)
             raise CallTimeout(f"ferryd did not answer {method} within {limit} s") from None
 
-    async def ferry_hello(self, client: Optional[str] = None) -> HelloResult:
+    async def ferry_hello(self, client: Optional[str] = None) -> t.HelloResult:
         """``ferry.hello``"""
-        return cast(HelloResult, await self.call("ferry.hello", _calls.present(client=client)))
+        return cast(t.HelloResult, await self.call("ferry.hello", _calls.present(client=client)))
 
     async def job_create(
         self,
         display_name: str,
-        type: Optional[JobType] = None,
-        priority: Optional[Priority] = None,
+        type: Optional[t.JobType] = None,
+        priority: Optional[t.Priority] = None,
         description: Optional[str] = None,
-        files: Optional[Sequence[FileSpec]] = None,
+        files: Optional[Sequence[t.FileSpec]] = None,
     ) -> str:
         """``job.create``; returns the new job's id. Many files go in batches, as in
         :meth:`ferry_client.Client.job_create`."""
-        params, rest = _calls.create_plan(
-            _calls.present(
-                display_name=display_name,
-                type=type,
-                priority=priority,
-                description=description,
-                files=list(files) if files is not None else None,
-            )
-        )
+        params, rest = _calls.create_plan(display_name, type, priority, description, files)
         job_id = cast(str, (await self.call("job.create", params))["job_id"])
         for batch in rest:
             try:
@@ -317,141 +276,120 @@ class AsyncClient:
                 raise
         return job_id
 
-    async def job_add_files(self, job_id: str, files: Sequence[FileSpec]) -> AddFilesResult:
+    async def job_add_files(self, job_id: str, files: Sequence[t.FileSpec]) -> t.AddFilesResult:
         """``job.add_files``"""
-        return cast(AddFilesResult, await self.call("job.add_files", {"job_id": job_id, "files": list(files)}))
+        return cast(t.AddFilesResult, await self.call("job.add_files", {"job_id": job_id, "files": list(files)}))
 
-    async def job_get(self, job_id: str) -> Job:
+    async def job_get(self, job_id: str) -> t.Job:
         """``job.get``"""
-        return cast(Job, await self.call("job.get", {"job_id": job_id}))
+        return cast(t.Job, await self.call("job.get", {"job_id": job_id}))
 
-    async def job_files(self, job_id: str, from_: Optional[int] = None, limit: Optional[int] = None) -> FilesResult:
+    async def job_files(self, job_id: str, from_: Optional[int] = None, limit: Optional[int] = None) -> t.FilesResult:
         """``job.files``; ``from_`` is the wire's ``from``."""
         params = _calls.present(job_id=job_id, limit=limit, **{"from": from_})
-        return cast(FilesResult, await self.call("job.files", params))
+        return cast(t.FilesResult, await self.call("job.files", params))
 
-    async def job_get_error(self, job_id: str) -> Optional[ErrorInfo]:
+    async def job_get_error(self, job_id: str) -> Optional[t.ErrorInfo]:
         """``job.get_error``"""
-        return cast(Optional[ErrorInfo], await self.call("job.get_error", {"job_id": job_id}))
+        return cast(Optional[t.ErrorInfo], await self.call("job.get_error", {"job_id": job_id}))
 
     async def job_list(
         self,
         all_users: Optional[bool] = None,
-        states: Optional[Sequence[JobState]] = None,
+        states: Optional[Sequence[t.JobState]] = None,
         include_final: Optional[bool] = None,
         after: Optional[str] = None,
         limit: Optional[int] = None,
-    ) -> ListResult:
+    ) -> t.ListResult:
         """``job.list``"""
         states_list = list(states) if states is not None else None
         params = _calls.present(
             all_users=all_users, states=states_list, include_final=include_final, after=after, limit=limit
         )
-        return cast(ListResult, await self.call("job.list", params))
+        return cast(t.ListResult, await self.call("job.list", params))
 
-    async def job_resume(self, job_id: str) -> StateResult:
+    async def job_resume(self, job_id: str) -> t.StateResult:
         """``job.resume``"""
-        return cast(StateResult, await self.call("job.resume", {"job_id": job_id}))
+        return cast(t.StateResult, await self.call("job.resume", {"job_id": job_id}))
 
-    async def job_suspend(self, job_id: str) -> StateResult:
+    async def job_suspend(self, job_id: str) -> t.StateResult:
         """``job.suspend``"""
-        return cast(StateResult, await self.call("job.suspend", {"job_id": job_id}))
+        return cast(t.StateResult, await self.call("job.suspend", {"job_id": job_id}))
 
-    async def job_cancel(self, job_id: str) -> StateResult:
+    async def job_cancel(self, job_id: str) -> t.StateResult:
         """``job.cancel``"""
-        return cast(StateResult, await self.call("job.cancel", {"job_id": job_id}))
+        return cast(t.StateResult, await self.call("job.cancel", {"job_id": job_id}))
 
-    async def job_complete(self, job_id: str) -> CompleteResult:
+    async def job_complete(self, job_id: str) -> t.CompleteResult:
         """``job.complete``"""
-        return cast(CompleteResult, await self.call("job.complete", {"job_id": job_id}))
+        return cast(t.CompleteResult, await self.call("job.complete", {"job_id": job_id}))
 
-    async def job_set(
-        self,
-        job_id: str,
-        *,
-        display_name: Union[str, Unset] = UNSET,
-        description: Union[str, Unset] = UNSET,
-        priority: Union[Priority, Unset] = UNSET,
-        notify_flags: Union[int, Unset] = UNSET,
-        notify_cmdline: Union[Sequence[str], None, Unset] = UNSET,
-        notify_handler: Union[str, None, Unset] = UNSET,
-        minimum_retry_delay_s: Union[int, Unset] = UNSET,
-        no_progress_timeout_s: Union[int, Unset] = UNSET,
-        max_download_time_s: Union[int, None, Unset] = UNSET,
-        minimum_notification_interval_ms: Union[int, Unset] = UNSET,
-        custom_headers: Union[Sequence[str], Unset] = UNSET,
-        bandwidth_limit_bps: Union[int, None, Unset] = UNSET,
-        max_parallel_files: Union[int, Unset] = UNSET,
-        credentials: Union[Credentials, None, Unset] = UNSET,
-        proxy: Union[str, None, Unset] = UNSET,
-        allow_https_to_http: Union[bool, Unset] = UNSET,
-        peer_caching: Union[bool, Unset] = UNSET,
-    ) -> Job:
+    async def job_set(self, job_id: str, **changes: Unpack[t.SetChanges]) -> t.Job:
         """``job.set``: ``None`` clears a nullable property."""
-        return cast(Job, await self.call("job.set", _calls.changed(**locals_of_set(locals()))))
+        return cast(t.Job, await self.call("job.set", {"job_id": job_id, **changes}))
 
-    async def job_set_notify_interface(self, job_id: str, handler: Handler) -> Empty:
+    async def job_set_notify_interface(self, job_id: str, handler: Handler) -> t.Empty:
         """Registers ``handler`` for ``job_id`` here, then ``job.set_notify_interface``."""
         handler._aclient = self
         previous = self._registry.set_job(job_id, handler)
         try:
-            return cast(Empty, await self.call("job.set_notify_interface", {"job_id": job_id}))
+            return cast(t.Empty, await self.call("job.set_notify_interface", {"job_id": job_id}))
         except BaseException:
             self._registry.restore(job_id, previous)
             raise
 
     set_notify_interface = job_set_notify_interface
 
-    async def job_clear_notify_interface(self, job_id: str) -> Empty:
+    async def job_clear_notify_interface(self, job_id: str) -> t.Empty:
         """``job.clear_notify_interface``, then forgets the job's handler here."""
         try:
-            return cast(Empty, await self.call("job.clear_notify_interface", {"job_id": job_id}))
+            return cast(t.Empty, await self.call("job.clear_notify_interface", {"job_id": job_id}))
         finally:
             self._registry.clear_job(job_id)
 
     clear_notify_interface = job_clear_notify_interface
 
-    async def job_take_ownership(self, job_id: str) -> Job:
+    async def job_take_ownership(self, job_id: str) -> t.Job:
         """``job.take_ownership`` (root only)."""
-        return cast(Job, await self.call("job.take_ownership", {"job_id": job_id}))
+        return cast(t.Job, await self.call("job.take_ownership", {"job_id": job_id}))
 
-    async def file_set_validation_state(self, job_id: str, file_index: int, valid: bool) -> File:
+    async def file_set_validation_state(self, job_id: str, file_index: int, valid: bool) -> t.File:
         """``file.set_validation_state``"""
         params = {"job_id": job_id, "file_index": file_index, "valid": valid}
-        return cast(File, await self.call("file.set_validation_state", params))
+        return cast(t.File, await self.call("file.set_validation_state", params))
 
-    async def handler_register(self, name: str, argv: Sequence[str], activation_timeout_s: Optional[int] = None) -> Empty:
+    async def handler_register(self, name: str, argv: Sequence[str], activation_timeout_s: Optional[int] = None) -> t.Empty:
         """``handler.register``"""
         params = _calls.present(name=name, argv=list(argv), activation_timeout_s=activation_timeout_s)
-        return cast(Empty, await self.call("handler.register", params))
+        return cast(t.Empty, await self.call("handler.register", params))
 
-    async def handler_unregister(self, name: str) -> Empty:
+    async def handler_unregister(self, name: str) -> t.Empty:
         """``handler.unregister``"""
-        return cast(Empty, await self.call("handler.unregister", {"name": name}))
+        return cast(t.Empty, await self.call("handler.unregister", {"name": name}))
 
-    async def handler_list(self) -> HandlerListResult:
+    async def handler_list(self) -> t.HandlerListResult:
         """``handler.list``"""
-        return cast(HandlerListResult, await self.call("handler.list", {}))
+        return cast(t.HandlerListResult, await self.call("handler.list", {}))
 
     async def handler_attach(
         self, name: str, token: Optional[str] = None, handler: Optional[Handler] = None
-    ) -> HandlerAttachResult:
+    ) -> t.HandlerAttachResult:
         """``handler.attach``, serving through ``handler`` (installed before attaching)."""
         if handler is not None:
             handler._aclient = self
             self._registry.default = handler
-        return cast(HandlerAttachResult, await self.call("handler.attach", _calls.present(name=name, token=token)))
+        return cast(t.HandlerAttachResult, await self.call("handler.attach", _calls.present(name=name, token=token)))
 
     async def events_read(
         self, after: Optional[int] = None, job_id: Optional[str] = None, limit: Optional[int] = None
-    ) -> EventsReadResult:
+    ) -> t.EventsReadResult:
         """``events.read``"""
         params = _calls.present(after=after, job_id=job_id, limit=limit)
-        return cast(EventsReadResult, await self.call("events.read", params))
+        return cast(t.EventsReadResult, await self.call("events.read", params))
 
     def events_follow(
         self, after: Optional[int] = None, job_id: Optional[str] = None, *, reconnect_timeout: float = 60.0
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[t.Event]:
         """The event log as an async iterator, surviving daemon restarts with no gap and no
         duplicate, as :meth:`ferry_client.Client.events_follow`."""
         return _follow(self, after, job_id, reconnect_timeout)
@@ -496,52 +434,42 @@ async def _run_handler(handler: Handler, delivery: Delivery) -> Optional[Dict[st
         reset_delivery(token)
 
 
-async def _head(client: AsyncClient, job_id: Optional[str]) -> int:
+async def _newest(client: AsyncClient, job_id: Optional[str]) -> int:
+    """Where a follow "from now" starts, so a reconnect can resume from it."""
     cursor = 0
-    while True:
-        page = await client.events_read(after=cursor, job_id=job_id, limit=10_000)
-        if not page["events"] or page["next"] <= cursor:
-            return cursor
-        cursor = page["next"]
+    step: Optional[int] = 0
+    while step is not None:
+        cursor = step
+        step = _calls.after_page(await client.events_read(after=cursor, job_id=job_id, limit=_calls.EVENTS_PAGE), cursor)
+    return cursor
 
 
-async def _follow(client: AsyncClient, after: Optional[int], job_id: Optional[str], reconnect_timeout: float) -> AsyncIterator[Event]:
-    cursor = after if after is not None else await _head(client, job_id)
-    deadline: Optional[float] = None
+async def _follow(
+    client: AsyncClient, after: Optional[int], job_id: Optional[str], reconnect_timeout: float
+) -> AsyncIterator[t.Event]:
+    start = after if after is not None else await _newest(client, job_id)
+    resume = _calls.Resume(client.socket_path, start, reconnect_timeout)
     while True:
         try:
             conn = await AsyncClient.connect(client.socket_path)
         except SocketNotFound:
-            deadline = await _reconnect_wait(client.socket_path, cursor, deadline, reconnect_timeout)
+            await asyncio.sleep(resume.gone())
             continue
         try:
-            await conn.call("events.follow", _calls.present(after=cursor, job_id=job_id))
-            deadline = None
+            await conn.call("events.follow", resume.follow_params(job_id))
+            resume.connected()
             assert conn._events is not None
             while True:
                 event = await conn._events.get()
                 if event is None:
                     break
-                if event["seq"] <= cursor:
-                    continue
-                cursor = event["seq"]
-                yield event
+                if resume.fresh(event):
+                    yield event
         except Disconnected:
             pass
         finally:
             await conn.close()
-        deadline = await _reconnect_wait(client.socket_path, cursor, deadline, reconnect_timeout)
-
-
-async def _reconnect_wait(path: str, cursor: int, deadline: Optional[float], reconnect_timeout: float) -> float:
-    now = time.monotonic()
-    deadline = deadline if deadline is not None else now + reconnect_timeout
-    if now >= deadline:
-        raise Disconnected(
-            f"ferryd at {path} did not come back within {reconnect_timeout} s; events after seq {cursor} were not read"
-        )
-    await asyncio.sleep(0.1)
-    return deadline
+        await asyncio.sleep(resume.gone())
 
 
 async def serve_handler(handler: Handler, *, idle: float = 5.0) -> None:

@@ -17,27 +17,16 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Type, Union, cast
 
 from . import _calls
-from ._calls import UNSET, Unset
 from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
-from .handler import (
-    Activation,
-    Delivery,
-    Handler,
-    Registry,
-    decode_callback,
-    describe_failure,
-    no_handler,
-    reset_delivery,
-    set_delivery,
-)
-from .transport import MAX_ANSWER_LINE, connect_unix, decode_line, encode_message
+from .handler import Activation, Delivery, Handler, Registry, decode_callback, describe_failure
+from .handler import no_handler, reset_delivery, set_delivery
+from .transport import MAX_ANSWER_LINE, connect_unix, decode_message, encode_message, overlong
 from .types import (
     AddFilesResult,
     CompleteResult,
-    Credentials,
     Empty,
     ErrorInfo,
     Event,
@@ -54,18 +43,18 @@ from .types import (
     ListResult,
     Params,
     Priority,
+    SetChanges,
     StateResult,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .types import Unpack
 
 __all__ = ["Client", "serve_handler", "follow_head"]
 
 log = logging.getLogger("ferry_client")
 
 _PathLike = Union[str, "os.PathLike[str]"]
-
-#: ``events.read`` page size used to find the newest event (the daemon's maximum).
-_EVENTS_PAGE = 10_000
-
 
 class _Slot:
     """Where the reader puts the answer to one call."""
@@ -142,14 +131,10 @@ class Client:
                 if not line:
                     return
                 if len(line) > MAX_ANSWER_LINE:
-                    self._why_closed = f"ferryd sent a line longer than {MAX_ANSWER_LINE} bytes; the connection was closed"
+                    self._why_closed = overlong(MAX_ANSWER_LINE)
                     return
-                try:
-                    message = decode_line(line)
-                except ProtocolError as e:
-                    log.warning("%s", e)
-                    continue
-                if isinstance(message, dict):
+                message = decode_message(line)
+                if message is not None:
                     self._route(message)
         except OSError:
             return
@@ -304,15 +289,7 @@ class Client:
         """``job.create``; returns the new job's id (the job starts ``suspended``). Many files go
         in batches (a request line may not exceed 1 MiB): the first with the create, the rest
         through ``job.add_files``; a batch that fails cancels the job, so none is left half made."""
-        params, rest = _calls.create_plan(
-            _calls.present(
-                display_name=display_name,
-                type=type,
-                priority=priority,
-                description=description,
-                files=list(files) if files is not None else None,
-            )
-        )
+        params, rest = _calls.create_plan(display_name, type, priority, description, files)
         job_id = cast(str, self.call("job.create", params)["job_id"])
         for batch in rest:
             try:
@@ -373,31 +350,10 @@ class Client:
         """``job.complete``: hands the transferred files over at their local paths."""
         return cast(CompleteResult, self.call("job.complete", {"job_id": job_id}))
 
-    def job_set(
-        self,
-        job_id: str,
-        *,
-        display_name: Union[str, Unset] = UNSET,
-        description: Union[str, Unset] = UNSET,
-        priority: Union[Priority, Unset] = UNSET,
-        notify_flags: Union[int, Unset] = UNSET,
-        notify_cmdline: Union[Sequence[str], None, Unset] = UNSET,
-        notify_handler: Union[str, None, Unset] = UNSET,
-        minimum_retry_delay_s: Union[int, Unset] = UNSET,
-        no_progress_timeout_s: Union[int, Unset] = UNSET,
-        max_download_time_s: Union[int, None, Unset] = UNSET,
-        minimum_notification_interval_ms: Union[int, Unset] = UNSET,
-        custom_headers: Union[Sequence[str], Unset] = UNSET,
-        bandwidth_limit_bps: Union[int, None, Unset] = UNSET,
-        max_parallel_files: Union[int, Unset] = UNSET,
-        credentials: Union[Credentials, None, Unset] = UNSET,
-        proxy: Union[str, None, Unset] = UNSET,
-        allow_https_to_http: Union[bool, Unset] = UNSET,
-        peer_caching: Union[bool, Unset] = UNSET,
-    ) -> Job:
-        """``job.set``: changes the properties given; ``None`` clears a nullable one (as the
-        wire's ``null``). Returns the job."""
-        return cast(Job, self.call("job.set", _calls.changed(**locals_of_set(locals()))))
+    def job_set(self, job_id: str, **changes: Unpack[SetChanges]) -> Job:
+        """``job.set``: changes the properties given as keyword arguments (the wire's names);
+        ``None`` clears a nullable one (the wire's ``null``). Returns the job."""
+        return cast(Job, self.call("job.set", {"job_id": job_id, **changes}))
 
     def job_set_notify_interface(self, job_id: str, handler: Handler) -> Empty:
         """Registers ``handler`` for ``job_id`` on this connection, then makes the connection
@@ -496,11 +452,6 @@ class Client:
         return cast(Dict[str, Any], self.call("peers.list", {}))
 
 
-def locals_of_set(values: Dict[str, Any]) -> Dict[str, Any]:
-    """``job_set``'s keyword arguments from its ``locals()``."""
-    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items() if k != "self"}
-
-
 def _run_handler(handler: Handler, delivery: Delivery) -> Optional[Dict[str, Any]]:
     """Runs one callback on this thread; ``None`` on success, else the error to answer."""
     token = set_delivery(delivery.delivery_id)
@@ -522,53 +473,34 @@ async def _awaited(outcome: Any) -> None:
 def follow_head(client: Client, job_id: Optional[str]) -> int:
     """The ``seq`` of the newest event the caller may read (0 when there is none): where a
     follow "from now" starts, so a reconnect can resume from it."""
-    cursor = 0
+    cursor: Optional[int] = 0
     while True:
-        page = client.events_read(after=cursor, job_id=job_id, limit=_EVENTS_PAGE)
-        if not page["events"] or page["next"] <= cursor:
-            return cursor
-        cursor = page["next"]
+        last = cursor or 0
+        cursor = _calls.after_page(client.events_read(after=last, job_id=job_id, limit=_calls.EVENTS_PAGE), last)
+        if cursor is None:
+            return last
 
 
 def _follow(path: str, after: int, job_id: Optional[str], reconnect_timeout: float) -> Iterator[Event]:
-    cursor = after
-    deadline: Optional[float] = None
+    resume = _calls.Resume(path, after, reconnect_timeout)
     while True:
         try:
             conn = Client(path)
         except SocketNotFound:
             # The daemon is restarting: poll for its socket, within the deadline.
-            deadline = _reconnect_wait(path, cursor, deadline, reconnect_timeout)
+            time.sleep(resume.gone())
             continue
         try:
-            conn.call("events.follow", _calls.present(after=cursor, job_id=job_id))
-            deadline = None
-            while True:
-                event = conn._events.get()
-                if event is None:
-                    break
-                if event["seq"] <= cursor:
-                    continue
-                cursor = event["seq"]
-                yield event
+            conn.call("events.follow", resume.follow_params(job_id))
+            resume.connected()
+            for event in iter(conn._events.get, None):
+                if resume.fresh(event):
+                    yield event
         except Disconnected:
             pass
         finally:
             conn.close()
-        deadline = _reconnect_wait(path, cursor, deadline, reconnect_timeout)
-
-
-def _reconnect_wait(path: str, cursor: int, deadline: Optional[float], reconnect_timeout: float) -> float:
-    """Waits a moment before the next connection attempt of a follower; raises
-    :class:`Disconnected` once the daemon has been gone for ``reconnect_timeout``."""
-    now = time.monotonic()
-    deadline = deadline if deadline is not None else now + reconnect_timeout
-    if now >= deadline:
-        raise Disconnected(
-            f"ferryd at {path} did not come back within {reconnect_timeout} s; events after seq {cursor} were not read"
-        )
-    time.sleep(0.1)
-    return deadline
+        time.sleep(resume.gone())
 
 
 def serve_handler(handler: Handler, *, idle: float = 5.0) -> None:

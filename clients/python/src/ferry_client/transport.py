@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import socket
 import stat
 import struct
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from .errors import ProtocolError, SocketNotFound, UnsafeSocket
 
@@ -35,6 +36,7 @@ __all__ = [
     "connect_unix",
     "encode_message",
     "decode_line",
+    "decode_message",
 ]
 
 #: The system daemon's socket.
@@ -46,6 +48,8 @@ MAX_LINE_BYTES = 1024 * 1024
 MAX_ANSWER_LINE = 256 * 1024 * 1024
 
 _PathLike = Union[str, "os.PathLike[str]"]
+
+log = logging.getLogger("ferry_client")
 
 
 class SocketKind(enum.Enum):
@@ -206,3 +210,19 @@ def decode_line(line: bytes) -> Any:
         return json.loads(line)
     except ValueError as e:
         raise ProtocolError(f"ferryd sent a line that is not JSON: {e}") from e
+
+
+def decode_message(line: bytes) -> Optional[Dict[str, Any]]:
+    """One received line as a message object, or ``None`` (logged) for garbage, which the
+    protocol says to skip without closing the connection."""
+    try:
+        message = decode_line(line)
+    except ProtocolError as e:
+        log.warning("%s", e)
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def overlong(limit: int) -> str:
+    """Why a connection closed after an answer line over ``limit`` bytes."""
+    return f"ferryd sent a line longer than {limit} bytes; the connection was closed"

@@ -4,7 +4,14 @@ ignore what they do not know), and the field lists follow the protocol's documen
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional, TypedDict
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, TypedDict
+
+if TYPE_CHECKING:  # pragma: no cover - for ``**kwargs: Unpack[SetChanges]`` annotations only
+    if sys.version_info >= (3, 11):
+        from typing import Unpack as Unpack
+    else:
+        from typing_extensions import Unpack as Unpack
 
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "File",
     "Event",
     "Credentials",
+    "SetChanges",
     "HelloResult",
     "CreateResult",
     "AddFilesResult",
@@ -201,6 +209,29 @@ class Credentials(TypedDict):
     scheme: str
     user: str
     password: str
+
+
+class SetChanges(TypedDict, total=False):
+    """The properties ``job.set`` may change, as keyword arguments of ``job_set``: what is not
+    given stays as it is, and ``None`` clears a nullable property (the wire's ``null``)."""
+
+    display_name: str
+    description: str
+    priority: Priority
+    notify_flags: int
+    notify_cmdline: Optional[List[str]]
+    notify_handler: Optional[str]
+    minimum_retry_delay_s: int
+    no_progress_timeout_s: int
+    max_download_time_s: Optional[int]
+    minimum_notification_interval_ms: int
+    custom_headers: List[str]
+    bandwidth_limit_bps: Optional[int]
+    max_parallel_files: int
+    credentials: Optional[Credentials]
+    proxy: Optional[str]
+    allow_https_to_http: bool
+    peer_caching: bool
 
 
 class HelloResult(TypedDict):

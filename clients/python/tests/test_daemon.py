@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import pytest
 
 import ferry_client
-from ferry_client import Client, Handler
-from ferry_client.types import Event, FileSpec, Job
+from ferry_client import Client, Handler, errors
+from ferry_client.types import ErrorInfo, Event, FileSpec, Job
 
 from conftest import REPO, WAIT, Daemon, Origin, Stuck
 
@@ -89,10 +91,16 @@ def test_a_handler_program_activated_by_the_daemon_validates_and_completes(daemo
         wait_until("the handler completes the job", lambda: client.job_get(job_id)["state"] == "acknowledged", 60)
         file = client.job_files(job_id)["files"][0]
         assert file["validation"] == "valid" and file["completed"] is True
-        events = client.events_read(after=0, job_id=job_id)["events"]
+
+        def answered_by_the_handler() -> Set[Any]:
+            events = client.events_read(after=0, job_id=job_id)["events"]
+            ok = [e for e in events if e["kind"] == "notification" and e.get("target") == "handler" and e.get("outcome") == "ok"]
+            return {e.get("callback") for e in ok}
+
+        # The job_transferred answer is logged once the callback returns, which may be after
+        # the job_complete it made.
+        wait_until("the handler's answers are logged", lambda: answered_by_the_handler() >= {"file_transferred", "job_transferred"})
     assert (dest / "update.bin").read_bytes() == b"new version\n" * 1000
-    handled = [e for e in events if e["kind"] == "notification" and e.get("target") == "handler" and e.get("outcome") == "ok"]
-    assert {e.get("callback") for e in handled} >= {"file_transferred", "job_transferred"}, events
     log = (dest / "ferry-example-updater-py.log").read_text()
     assert "valid: True" in log and "delivered" in log
 
@@ -154,7 +162,8 @@ def test_issue_16_events_follow_survives_a_daemon_restart_without_gap_or_duplica
 
 def test_issue_16_a_callback_that_never_answers_does_not_stop_the_callers_calls(daemon: Daemon, origin: Origin, tmp_path: Path) -> None:
     url = origin.add("one", b"x" * 4096)
-    with Client() as client:
+    # Every call is bounded: a client that served callbacks on its reader would time out here.
+    with Client(timeout=5) as client:
         job_id = client.job_create("py: stuck callback", files=[{"remote_url": url, "local_path": str(tmp_path / "one")}])
         stuck = Stuck()
         client.set_notify_interface(job_id, stuck)
@@ -163,8 +172,7 @@ def test_issue_16_a_callback_that_never_answers_does_not_stop_the_callers_calls(
         try:
             # Each must be answered while the callback still holds the daemon's request.
             for _ in range(3):
-                assert client.job_get(job_id, )["state"] == "transferred"
-            assert client.call("job.get", {"job_id": job_id}, timeout=5)["job_id"] == job_id
+                assert client.job_get(job_id)["state"] == "transferred"
             assert client.job_complete(job_id)["state"] == "acknowledged"
         finally:
             stuck.release.set()
@@ -202,6 +210,46 @@ def test_every_error_kind_the_daemon_answers_maps_to_its_class(daemon: Daemon, t
         _raises(ferry_client.Pending, lambda: client.file_set_validation_state(job_id, 0, True))
         _raises(ferry_client.MethodNotFound, lambda: client.call("job.no_such_method", {}))
         assert client.job_cancel(job_id)["state"] == "cancelled"
+    # What the client itself never sends, answered by the real daemon on a raw connection.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(WAIT)
+        raw.connect(daemon.socket)
+        answers = raw.makefile("rb")
+        for line, cls in [(b"not json\n", ferry_client.ParseError), (b'{"jsonrpc":"2.0","id":1}\n', ferry_client.InvalidRequest)]:
+            raw.sendall(line)
+            error = json.loads(answers.readline())["error"]
+            assert type(errors.error_from_wire(error)) is cls, error
+
+
+class FailsOnce(Handler):
+    """Raises on the first ``job_error``, then acknowledges the retry."""
+
+    def __init__(self) -> None:
+        self.calls: List[Any] = []
+        self.done = threading.Event()
+
+    def job_error(self, job: Job, error: ErrorInfo) -> None:
+        self.calls.append((ferry_client.current_delivery_id(), error["code"], job["state"]))
+        if len(self.calls) == 1:
+            raise RuntimeError("the disk is not ready")
+        self.done.set()
+
+
+def test_a_callback_that_raises_is_answered_with_an_error_and_retried(daemon: Daemon, origin: Origin, tmp_path: Path) -> None:
+    with Client(timeout=WAIT) as client:
+        job_id = client.job_create("py: 404", files=[{"remote_url": origin.url("missing"), "local_path": str(tmp_path / "m")}])
+        client.job_set(job_id, minimum_retry_delay_s=1)
+        handler = FailsOnce()
+        client.set_notify_interface(job_id, handler)
+        client.job_resume(job_id)
+        assert handler.done.wait(WAIT), f"job_error was not retried: {handler.calls}"
+        first, second = handler.calls
+        assert first == second and first[0] and first[1:] == ("HTTP_404", "error"), handler.calls
+        events = client.events_read(after=0, job_id=job_id)["events"]
+        outcomes = [(e.get("outcome"), e.get("detail", "")) for e in events if e.get("callback") == "job_error"]
+        assert outcomes[0][0] == "failed" and "the disk is not ready" in outcomes[0][1], outcomes
+        assert outcomes[-1][0] == "ok", outcomes
+        client.job_cancel(job_id)
 
 
 def test_set_clears_nullable_properties_with_none(daemon: Daemon) -> None:

@@ -95,6 +95,8 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Closes the connection; pending calls fail with :class:`Disconnected`."""
+        if not self._closed:
+            self._why_closed = "the client was closed before ferryd answered"
         if self._writer is not None:
             self._writer.close()
         if self._task is not None and self._task is not asyncio.current_task():

@@ -115,6 +115,9 @@ class Client:
     def close(self) -> None:
         """Closes the connection: pending calls fail with :class:`Disconnected`, and the daemon
         forgets this connection as a callback target or handler."""
+        with self._lock:
+            if not self._closed:
+                self._why_closed = "the client was closed before ferryd answered"
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

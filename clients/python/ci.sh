@@ -27,6 +27,8 @@ if ! "$newest" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)
   exit 1
 fi
 
+echo "python client: testing on $oldest and $newest"
+
 # The daemon the tests start (each test runs its own with --socket and --state-dir in a temp dir).
 cargo build --bin ferryd --bin ferry
 target_dir="$(cargo metadata --format-version 1 --no-deps | "$newest" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"

@@ -23,14 +23,14 @@ class Printer(Handler):
     """Prints each callback; completes the job when it has transferred."""
 
     async def job_transferred(self, job: Job) -> None:
-        print(f"callback: job {job['job_id']} transferred; completing it")
+        print(f"callback: job {job['job_id']} transferred; completing it", flush=True)
         await self.aclient.job_complete(job["job_id"])
 
     async def job_error(self, job: Job, error: ErrorInfo) -> None:
-        print(f"callback: job {job['job_id']} failed: {error['description']}")
+        print(f"callback: job {job['job_id']} failed: {error['description']}", flush=True)
 
     async def file_transferred(self, job: Job, file: File) -> None:
-        print(f"callback: file {file['file_index']} of job {job['job_id']} transferred")
+        print(f"callback: file {file['file_index']} of job {job['job_id']} transferred", flush=True)
 
 
 async def watch(job_id: str) -> int:
@@ -42,7 +42,7 @@ async def watch(job_id: str) -> int:
             return 0
         await client.set_notify_interface(job_id, Printer())
         async for event in client.events_follow(after=0, job_id=job_id):
-            print(f"event {event['seq']}: {event['kind']} {dict(event)}")
+            print(f"event {event['seq']}: {event['kind']} {dict(event)}", flush=True)
             if event["kind"] == "state" and event.get("to") in FINAL:
                 return 0
     return 1

@@ -4,6 +4,9 @@ that never answers, and ``async for`` over ``events_follow`` across a daemon res
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,7 +15,7 @@ from ferry_client import Handler
 from ferry_client.aio import AsyncClient
 from ferry_client.types import Event, File, Job
 
-from conftest import WAIT, Daemon, Origin, Stuck
+from conftest import REPO, WAIT, Daemon, Origin, Stuck
 
 
 class Completer(Handler):
@@ -118,3 +121,27 @@ def test_issue_16_async_events_follow_survives_a_daemon_restart_without_gap_or_d
 
     seen = asyncio.run(run())
     assert len({e["seq"] for e in seen}) == len(seen)
+
+
+def test_the_watcher_example_completes_and_reports_the_job(daemon: Daemon, origin: Origin, tmp_path: Path) -> None:
+    url = origin.add("w", b"w" * 4096)
+    with ferry_client.Client(timeout=WAIT) as client:
+        job_id = client.job_create("py: watched", files=[{"remote_url": url, "local_path": str(tmp_path / "w")}])
+    watcher = subprocess.Popen(
+        [sys.executable, str(REPO / "clients" / "python" / "examples" / "watcher.py"), job_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, FERRY_SOCKET=daemon.socket, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        assert watcher.stdout is not None
+        # The watcher is the live callback once its first line (the replayed `created`) is out.
+        assert "created" in watcher.stdout.readline()
+        with ferry_client.Client(timeout=WAIT) as client:
+            client.job_resume(job_id)
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, out
+    assert f"job {job_id} transferred; completing it" in out and "acknowledged" in out
+    assert (tmp_path / "w").read_bytes() == b"w" * 4096

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -83,28 +83,27 @@ def impostor(path: str) -> Iterator["subprocess.Popen[str]"]:
         proc.wait(10)
 
 
-def test_issue_16_impostor_listener_of_another_uid_gets_no_byte(shared_dir: Path) -> None:
+def _connect_sync(path: str) -> None:
+    ferry_client.Client(path)
+
+
+def _connect_asyncio(path: str) -> None:
+    from ferry_client.aio import AsyncClient
+
+    asyncio.run(AsyncClient.connect(path))
+
+
+@pytest.mark.parametrize("connect", [_connect_sync, _connect_asyncio], ids=["sync", "asyncio"])
+def test_issue_16_impostor_listener_of_another_uid_gets_no_byte(shared_dir: Path, connect: Callable[[str], None]) -> None:
     if os.geteuid() != 0:
         print("SKIPPED: needs root to run a listener as another uid")
         return
     path = str(shared_dir / "ferryd.sock")
     with impostor(path):
         with pytest.raises(ferry_client.UnsafeSocket) as info:
-            ferry_client.Client(path)
+            connect(path)
         text = str(info.value)
         assert f"uid {NOBODY}" in text and "neither you" in text, text
-
-
-def test_issue_16_impostor_listener_is_refused_by_the_asyncio_client_too(shared_dir: Path) -> None:
-    if os.geteuid() != 0:
-        print("SKIPPED: needs root to run a listener as another uid")
-        return
-    from ferry_client.aio import AsyncClient
-
-    path = str(shared_dir / "ferryd.sock")
-    with impostor(path):
-        with pytest.raises(ferry_client.UnsafeSocket):
-            asyncio.run(AsyncClient.connect(path))
 
 
 def test_issue_16_planted_user_socket_directory_is_refused_before_connecting(

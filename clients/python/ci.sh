@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python client's CI: build the wheel, install it into a fresh venv for the oldest and the
 # newest Python on the machine (it must pull in no dependency), run `mypy --strict` on the
-# package and the examples, and run pytest against a real ferryd built by cargo.
+# package, the examples and the tests, and run pytest against a real ferryd built by cargo.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -56,7 +56,7 @@ for py in "$oldest" "$newest"; do
     exit 1
   fi
   "$venv/bin/python" -m pip install --quiet mypy pytest
-  (cd "$here" && "$venv/bin/python" -m mypy --strict --no-incremental -p ferry_client && "$venv/bin/python" -m mypy --strict --no-incremental examples)
+  (cd "$here" && "$venv/bin/python" -m mypy --strict --no-incremental -p ferry_client && "$venv/bin/python" -m mypy --strict --no-incremental examples tests)
   set +e
   (cd "$here" && "$venv/bin/python" -m pytest tests -q -p no:cacheprovider -o console_output_style=classic)
   rc=$?

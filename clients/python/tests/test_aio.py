@@ -114,7 +114,7 @@ def test_issue_16_async_events_follow_survives_a_daemon_restart_without_gap_or_d
                     if event["job_id"] == second and event["kind"] == "state":
                         break
                 logged = (await after.events_read(after=head, limit=1000))["events"]
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
         expected = [e["seq"] for e in logged if e["seq"] <= seen[-1]["seq"]]
         assert [e["seq"] for e in seen] == expected
         return seen

@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Type
 
 import pytest
 
 import ferry_client
 from ferry_client import Client, Handler, errors
-from ferry_client.types import ErrorInfo, Event, FileSpec, Job
+from ferry_client.types import ErrorInfo, Event, FileRange, FileSpec, Job
 
 from conftest import REPO, WAIT, Daemon, Origin, Stuck
 
@@ -179,11 +179,11 @@ def test_issue_16_a_callback_that_never_answers_does_not_stop_the_callers_calls(
     assert (tmp_path / "one").read_bytes() == b"x" * 4096
 
 
-def _raises(cls: type, call: Callable[[], Any]) -> ferry_client.FerryError:
+def _raises(cls: Type[ferry_client.FerryError], call: Callable[[], Any]) -> ferry_client.FerryError:
     with pytest.raises(ferry_client.FerryError) as info:
         call()
     assert type(info.value) is cls, f"{type(info.value).__name__}: {info.value}"
-    assert info.value.code == cls.CODE  # type: ignore[attr-defined]
+    assert info.value.code == cls.CODE
     return info.value
 
 
@@ -196,7 +196,7 @@ def test_every_error_kind_the_daemon_answers_maps_to_its_class(daemon: Daemon, t
         e = _raises(ferry_client.InvalidState, lambda: client.job_resume(job_id))
         assert e.data.get("reason") == "empty"
         _raises(ferry_client.AccessDenied, lambda: client.handler_attach("py-h", token="not-a-token"))
-        many = [{"offset": i * 10, "length": 1} for i in range(501)]
+        many: List[FileRange] = [{"offset": i * 10, "length": 1} for i in range(501)]
         e = _raises(
             ferry_client.LimitExceeded,
             lambda: client.job_add_files(job_id, [{"remote_url": "http://127.0.0.1:9/x", "local_path": str(tmp_path / "x"), "ranges": many}]),

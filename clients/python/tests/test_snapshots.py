@@ -105,7 +105,7 @@ def _specs() -> List[FileSpec]:
 def _follow(c: Client) -> None:
     stream = c.events_follow(after=7)
     assert next(iter(stream))["seq"] == 8
-    stream.close()  # type: ignore[attr-defined]
+    stream.close()
 
 
 CASES: Dict[str, Callable[[Client], Any]] = {

@@ -193,7 +193,7 @@ def test_the_package_logs_nowhere_by_default() -> None:
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
 
 
-def test_an_overlong_answer_line_closes_the_connection(tmp_path: Path) -> None:
+def test_an_overlong_answer_line_closes_the_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A listener that answers with a line that never ends: the client gives up at its limit
     # (lowered here) instead of buffering without bound.
     import ferry_client.client as client_module
@@ -202,8 +202,7 @@ def test_an_overlong_answer_line_closes_the_connection(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
-    old = client_module.MAX_ANSWER_LINE
-    client_module.MAX_ANSWER_LINE = 1024
+    monkeypatch.setattr(client_module, "MAX_ANSWER_LINE", 1024)
     try:
         c = ferry_client.Client(path, timeout=10)
         conn, _ = listener.accept()
@@ -213,5 +212,4 @@ def test_an_overlong_answer_line_closes_the_connection(tmp_path: Path) -> None:
         c.close()
         conn.close()
     finally:
-        client_module.MAX_ANSWER_LINE = old
         listener.close()

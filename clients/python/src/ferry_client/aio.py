@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Optional, Sequence, Set, Type, Union, cast
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Dict, Optional, Sequence, Set, Type, Union, cast
 
 from . import _calls
 from . import types as t
@@ -391,7 +391,7 @@ class AsyncClient:
 
     def events_follow(
         self, after: Optional[int] = None, job_id: Optional[str] = None, *, reconnect_timeout: float = 60.0
-    ) -> AsyncIterator[t.Event]:
+    ) -> AsyncGenerator[t.Event, None]:
         """The event log as an async iterator, surviving daemon restarts with no gap and no
         duplicate, as :meth:`ferry_client.Client.events_follow`."""
         return _follow(self, after, job_id, reconnect_timeout)
@@ -448,7 +448,7 @@ async def _newest(client: AsyncClient, job_id: Optional[str]) -> int:
 
 async def _follow(
     client: AsyncClient, after: Optional[int], job_id: Optional[str], reconnect_timeout: float
-) -> AsyncIterator[t.Event]:
+) -> AsyncGenerator[t.Event, None]:
     start = after if after is not None else await _newest(client, job_id)
     resume = _calls.Resume(client.socket_path, start, reconnect_timeout)
     while True:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, Generator, Optional, Sequence, Type, Union, cast
 
 from . import _calls
 from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
@@ -425,7 +425,7 @@ class Client:
 
     def events_follow(
         self, after: Optional[int] = None, job_id: Optional[str] = None, *, reconnect_timeout: float = 60.0
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """The event log as an iterator: events after ``after`` (without it, only new ones),
         then each as it happens. It follows on a connection of its own, and when the daemon
         goes away it reconnects (for up to ``reconnect_timeout`` seconds, then raises
@@ -484,7 +484,7 @@ def follow_head(client: Client, job_id: Optional[str]) -> int:
             return last
 
 
-def _follow(path: str, after: int, job_id: Optional[str], reconnect_timeout: float) -> Iterator[Event]:
+def _follow(path: str, after: int, job_id: Optional[str], reconnect_timeout: float) -> Generator[Event, None, None]:
     resume = _calls.Resume(path, after, reconnect_timeout)
     while True:
         try:

@@ -158,8 +158,14 @@ class Job(TypedDict):
     peer_caching: bool
 
 
-class File(TypedDict):
-    """A file as ``job.files`` and the file callbacks report it."""
+class _FileAdditions(TypedDict, total=False):
+    # Additions to protocol 1 that older daemons omit.
+    bytes_from_origin: int
+
+
+class File(_FileAdditions):
+    """A file as ``job.files`` and the file callbacks report it (``bytes_from_origin`` is an
+    addition older daemons omit)."""
 
     file_index: int
     remote_url: str
@@ -183,24 +189,39 @@ class _EventRequired(TypedDict):
     kind: str
 
 
-class Event(_EventRequired, total=False):
-    """One entry of the durable event log. ``kind`` decides which other keys are there
-    (``state``: ``from``/``to`` — read them with ``event.get("from")``; ``progress``;
-    ``file_transferred``: ``file_index``; ``modified``: ``fields``; ``error``: ``error``;
-    ``notification``: ``callback``, ``target``, ``outcome``, ``attempt``, ``detail``). Kinds
-    this version does not know may appear and should be skipped."""
+# ``from`` is a keyword, so the optional fields are declared in the functional form.
+_EventOptional = TypedDict(
+    "_EventOptional",
+    {
+        "from": str,
+        "to": str,
+        "bytes_transferred": int,
+        "bytes_total": Optional[int],
+        "file_index": int,
+        "fields": List[str],
+        "error": ErrorInfo,
+        "callback": str,
+        "target": str,
+        "outcome": str,
+        "attempt": int,
+        "detail": str,
+        "action": str,
+        "key": str,
+        "peer": str,
+        "bytes": int,
+        "waited_ms": int,
+    },
+    total=False,
+)
 
-    to: str
-    bytes_transferred: int
-    bytes_total: Optional[int]
-    file_index: int
-    fields: List[str]
-    error: ErrorInfo
-    callback: str
-    target: str
-    outcome: str
-    attempt: int
-    detail: str
+
+class Event(_EventRequired, _EventOptional):
+    """One entry of the durable event log. ``kind`` decides which other keys are there
+    (``state``: ``from``, ``to``; ``progress``: ``bytes_transferred``, ``bytes_total``;
+    ``file_transferred``: ``file_index``; ``modified``: ``fields``; ``error``: ``error``;
+    ``notification``: ``callback``, ``target``, ``outcome``, ``attempt``, ``detail``;
+    ``peer_cache``: ``action``, ``file_index``, ``key``, ``peer``, ``bytes``, ``waited_ms``,
+    ``detail``). Kinds this version does not know may appear and should be skipped."""
 
 
 class Credentials(TypedDict):

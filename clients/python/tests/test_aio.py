@@ -145,3 +145,24 @@ def test_the_watcher_example_completes_and_reports_the_job(daemon: Daemon, origi
     assert watcher.returncode == 0, out
     assert f"job {job_id} transferred; completing it" in out and "acknowledged" in out
     assert (tmp_path / "w").read_bytes() == b"w" * 4096
+
+
+def test_a_connection_the_daemon_refuses_reports_why_on_asyncio_too(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "d", ["--max-connections-per-user", "1"])
+
+    async def run() -> None:
+        async with AsyncClient(d.socket, timeout=WAIT) as first:
+            await first.ferry_hello()
+            async with AsyncClient(d.socket, timeout=WAIT) as second:
+                for _ in range(2):
+                    try:
+                        await second.job_list()
+                    except ferry_client.LimitExceeded as e:
+                        assert e.data.get("limit") == "connections_per_user"
+                    else:
+                        raise AssertionError("a refused connection's call did not raise LimitExceeded")
+
+    try:
+        asyncio.run(run())
+    finally:
+        d.stop()

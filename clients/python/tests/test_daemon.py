@@ -265,3 +265,18 @@ def test_set_clears_nullable_properties_with_none(daemon: Daemon) -> None:
         listed = client.job_list(states=["suspended"])
         assert job_id in [j["job_id"] for j in listed["jobs"]]
         client.job_cancel(job_id)
+
+
+def test_a_connection_the_daemon_refuses_reports_why_on_every_call(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "d", ["--max-connections-per-user", "1"])
+    try:
+        with Client(d.socket, timeout=WAIT) as first:
+            assert first.ferry_hello()["protocol"] == 1
+            with Client(d.socket, timeout=WAIT) as second:
+                for _ in range(2):
+                    with pytest.raises(ferry_client.LimitExceeded) as info:
+                        second.job_list()
+                    assert info.value.data.get("limit") == "connections_per_user", info.value.data
+                    assert "--max-connections-per-user" in info.value.message
+    finally:
+        d.stop()

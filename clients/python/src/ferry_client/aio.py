@@ -51,6 +51,7 @@ class AsyncClient:
         self._pending: Dict[int, "asyncio.Future[Any]"] = {}
         self._closed = False
         self._why_closed = "the connection to ferryd closed before it answered (did the daemon stop?)"
+        self._refusal: Optional[FerryError] = None
         self._registry = Registry()
         self._callbacks: Set["asyncio.Task[None]"] = set()
         self._in_flight = 0
@@ -113,7 +114,7 @@ class AsyncClient:
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(Disconnected(self._why_closed))
+                fut.set_exception(self._refusal or Disconnected(self._why_closed))
         if self._events is not None:
             self._events.put_nowait(None)
         if self._changed is not None:
@@ -156,12 +157,14 @@ class AsyncClient:
             return
         error = message.get("error")
         if call_id is None:
-            # An error about the connection itself: every call in flight gets it.
+            # An error about the connection itself: every call in flight and every later one
+            # gets it.
             if isinstance(error, dict):
+                self._refusal = error_from_wire(error)
                 pending, self._pending = self._pending, {}
                 for waiting in pending.values():
                     if not waiting.done():
-                        waiting.set_exception(error_from_wire(error))
+                        waiting.set_exception(self._refusal)
             return
         fut = self._pending.pop(call_id) if call_id in self._pending else None
         if fut is None or fut.done():
@@ -234,13 +237,21 @@ class AsyncClient:
         """Calls any method with any params and returns the wire's result; raises a
         :class:`~ferry_client.FerryError` subclass when the daemon answers an error."""
         if self._closed:
-            raise Disconnected(self._why_closed)
+            raise self._refusal or Disconnected(self._why_closed)
         call_id = self._next_id
         self._next_id += 1
         fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
         self._pending[call_id] = fut
         try:
             await self._send(_calls.request(call_id, method, params if params is not None else {}))
+        except Disconnected:
+            self._pending.pop(call_id, None)
+            # A daemon that refuses the connection writes why, then closes.
+            if self._task is not None and self._task is not asyncio.current_task():
+                await asyncio.wait([self._task], timeout=1.0)
+            if self._refusal is not None:
+                raise self._refusal from None
+            raise
         except BaseException:
             self._pending.pop(call_id, None)
             raise

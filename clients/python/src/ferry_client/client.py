@@ -84,6 +84,7 @@ class Client:
         self._pending: Dict[int, _Slot] = {}
         self._closed = False
         self._why_closed = "the connection to ferryd closed before it answered (did the daemon stop?)"
+        self._refusal: Optional[FerryError] = None
         self._registry = Registry()
         # Callbacks running, and when one last started or ended: a handler's idle clock.
         self._activity = threading.Condition(self._lock)
@@ -151,7 +152,7 @@ class Client:
             pending, self._pending = self._pending, {}
             self._activity.notify_all()
         for slot in pending.values():
-            slot.error = Disconnected(self._why_closed)
+            slot.error = self._refusal or Disconnected(self._why_closed)
             slot.done.set()
         self._events.put(None)
         try:
@@ -176,13 +177,16 @@ class Client:
         call_id = message.get("id")
         error = message.get("error")
         if call_id is None:
-            # An error about the connection itself (e.g. a limit refused it): every call in
-            # flight gets it, instead of a bare "connection closed" later.
+            # An error about the connection itself (a limit or the daemon's access rule refused
+            # it, before any call may have been made): every call in flight and every later one
+            # gets it, instead of a bare "connection closed".
             if isinstance(error, dict):
+                refusal = error_from_wire(error)
                 with self._lock:
+                    self._refusal = refusal
                     pending, self._pending = self._pending, {}
                 for waiting in pending.values():
-                    waiting.error = error_from_wire(error)
+                    waiting.error = refusal
                     waiting.done.set()
             return
         with self._lock:
@@ -258,12 +262,22 @@ class Client:
         slot = _Slot()
         with self._lock:
             if self._closed:
-                raise Disconnected(self._why_closed)
+                raise self._refusal or Disconnected(self._why_closed)
             call_id = self._next_id
             self._next_id += 1
             self._pending[call_id] = slot
         try:
             self._send(_calls.request(call_id, method, params if params is not None else {}))
+        except Disconnected:
+            with self._lock:
+                self._pending.pop(call_id, None)
+            # A daemon that refuses the connection writes why, then closes: the write may fail
+            # before the reader has read the reason.
+            if threading.current_thread() is not self._reader:
+                self._reader.join(1.0)
+            if self._refusal is not None:
+                raise self._refusal from None
+            raise
         except BaseException:
             with self._lock:
                 self._pending.pop(call_id, None)

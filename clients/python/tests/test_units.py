@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -213,3 +214,21 @@ def test_an_overlong_answer_line_closes_the_connection(tmp_path: Path, monkeypat
         conn.close()
     finally:
         listener.close()
+
+
+def test_every_protocol_method_has_a_method_on_both_clients() -> None:
+    """The method names come from the Rust wire crate, so a method added there and not here fails."""
+    from conftest import REPO
+    from ferry_client.aio import AsyncClient
+
+    source = (REPO / "crates" / "ferry-proto" / "src" / "method.rs").read_text()
+    names = re.findall(r'pub const [A-Z_]+: &str = "([a-z]+\.[a-z_]+)";', source)
+    wanted = [n for n in names if not n.startswith("callback.") and n != "events.event"]
+    assert len(wanted) > 20, wanted
+    missing = [
+        (cls.__name__, n)
+        for n in wanted
+        for cls in (ferry_client.Client, AsyncClient)
+        if not callable(getattr(cls, n.replace(".", "_"), None))
+    ]
+    assert missing == []

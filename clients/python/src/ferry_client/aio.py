@@ -419,6 +419,11 @@ class AsyncClient:
         """``cache.delete``"""
         return cast(Dict[str, Any], await self.call("cache.delete", _calls.present(key=key, url=url)))
 
+    async def events_unfollow(self) -> Dict[str, Any]:
+        """``events.unfollow`` on this connection (for a raw ``events.follow`` sent with
+        :meth:`call`; :meth:`events_follow` uses a connection of its own)."""
+        return cast(Dict[str, Any], await self.call("events.unfollow", {}))
+
     async def cache_clear(self) -> Dict[str, Any]:
         """``cache.clear``"""
         return cast(Dict[str, Any], await self.call("cache.clear", {}))

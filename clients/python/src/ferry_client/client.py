@@ -460,6 +460,12 @@ class Client:
         """``cache.delete``: the entry with ``key``, or every entry downloaded from ``url``."""
         return cast(Dict[str, Any], self.call("cache.delete", _calls.present(key=key, url=url)))
 
+    def events_unfollow(self) -> Dict[str, Any]:
+        """``events.unfollow`` on this connection. :meth:`events_follow` follows on a connection of
+        its own and stops when the iterator is closed; this is for a raw ``events.follow`` sent
+        with :meth:`call`."""
+        return cast(Dict[str, Any], self.call("events.unfollow", {}))
+
     def cache_clear(self) -> Dict[str, Any]:
         """``cache.clear``"""
         return cast(Dict[str, Any], self.call("cache.clear", {}))

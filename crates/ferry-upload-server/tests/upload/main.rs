@@ -14,5 +14,6 @@
 
 mod bad_input;
 mod golden;
+mod notify;
 mod sessions;
 mod support;

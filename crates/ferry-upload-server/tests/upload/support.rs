@@ -40,6 +40,7 @@ impl Server {
         Conn {
             s: TcpStream::connect(&self.addr).await.unwrap(),
             buf: Vec::new(),
+            host: self.addr.clone(),
         }
     }
 
@@ -151,6 +152,7 @@ impl Resp {
 pub struct Conn {
     s: TcpStream,
     buf: Vec<u8>,
+    host: String,
 }
 
 impl Conn {
@@ -215,7 +217,7 @@ impl Conn {
 
     /// A `BITS_POST` with these headers (Content-Length added from the body).
     pub async fn post(&mut self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let mut req = format!("BITS_POST {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let mut req = format!("BITS_POST {url} HTTP/1.1\r\nHost: {}\r\n", self.host);
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -223,6 +225,12 @@ impl Conn {
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
         self.raw(&bytes).await
+    }
+
+    /// A plain GET (of a reply URL's path).
+    pub async fn get(&mut self, path: &str) -> Resp {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.raw(req.as_bytes()).await
     }
 
     /// Create-Session; returns the session id.

@@ -12,6 +12,7 @@
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod auth_tls;
 mod bad_input;
 mod golden;
 mod notify;

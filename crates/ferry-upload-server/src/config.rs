@@ -279,6 +279,53 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses_and_shows_every_key() {
+        let text = include_str!("../../../dist/ferry-upload-server.toml.example");
+        parse(text).unwrap();
+        // With every commented key and table switched on, it still parses.
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c =
+            parse(&all.replace("notification = \"none\"", "notification = \"by-value\"")).unwrap();
+        assert!(c.tls.is_some() && c.auth.is_some());
+        for key in [
+            "listen",
+            "cert",
+            "key",
+            "users_file",
+            "realm",
+            "url_prefix",
+            "path",
+            "session_dir",
+            "max_upload_size",
+            "max_fragment_size",
+            "allow_overwrite",
+            "session_timeout_secs",
+            "notification",
+            "notification_url",
+            "notification_timeout_secs",
+        ] {
+            assert!(
+                text.contains(&format!("{key} = ")),
+                "the example lacks {key}"
+            );
+        }
+    }
+
+    #[test]
     fn the_longest_prefix_wins() {
         let c = parse(
             "listen = \"127.0.0.1:8080\"\n[[directory]]\nurl_prefix = \"/\"\npath = \"/a\"\n\

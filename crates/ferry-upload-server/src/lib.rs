@@ -10,15 +10,17 @@
 //! client (upload-reply), speaks TLS, and requires HTTP Basic authentication.
 //!
 //! The protocol's rules (parsing, `Content-Range` arithmetic, which error answers what) are
-//! pure functions in [`protocol`]; [`server`] does the I/O. `docs/UPLOAD-SERVER.md` describes
+//! pure functions in [`protocol`] (the `ferry-upload-proto` crate); [`server`] does the I/O. `docs/UPLOAD-SERVER.md` describes
 //! what is implemented, every configuration key, the error answers and a reverse-proxy setup.
 
 pub mod auth;
 pub mod config;
 pub mod notify;
-pub mod protocol;
 pub mod server;
 pub mod store;
+
+/// The protocol's pure rules (the `ferry-upload-proto` crate).
+pub use ferry_upload_proto as protocol;
 
 pub use config::Config;
 pub use server::{RunError, Server};

@@ -1,7 +1,8 @@
-//! The rules of the BITS Upload Protocol as pure functions: parsing a request into a typed
-//! packet, checking its headers, the `Content-Range` arithmetic of fragments, and which status
-//! and error code answer each refusal. Nothing here does I/O, so every rule is unit-tested and
-//! the HTTP layer only moves bytes.
+//! The rules of the BITS Upload Protocol ([MC-BUP]) as pure functions: parsing a request into a
+//! typed packet, checking its headers, the `Content-Range` arithmetic of fragments, mapping URL
+//! paths to safe components, and which status and error code answer each refusal. Nothing here
+//! does I/O, so every rule is unit-tested (and fuzzed, `fuzz/fuzz_targets/bits_packet.rs`) and
+//! the server's HTTP layer (`ferry-upload-server`) only moves bytes.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The rules of the BITS Upload Protocol ([MC-BUP]) as pure functions: parsing a request into a
+//! The rules of the BITS Upload Protocol (see docs/UPLOAD-SERVER.md) as pure functions: parsing a request into a
 //! typed packet, checking its headers, the `Content-Range` arithmetic of fragments, mapping URL
 //! paths to safe components, and which status and error code answer each refusal. Nothing here
 //! does I/O, so every rule is unit-tested (and fuzzed, `fuzz/fuzz_targets/bits_packet.rs`) and
@@ -254,7 +254,7 @@ pub struct ErrorAnswer {
 }
 
 impl Refusal {
-    /// The answer [MC-BUP]'s error table gives for this refusal.
+    /// The answer the protocol's error table gives for this refusal.
     pub fn answer(&self) -> ErrorAnswer {
         let (status, code, context, received) = match *self {
             Refusal::Malformed(_)

@@ -136,6 +136,11 @@ pub struct Config {
     /// HTTPS, if set.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// The scheme and host clients reach this server by (`https://uploads.example.org`), for
+    /// the reply URLs it hands out; needed behind a reverse proxy. Default: the request's
+    /// `Host` with `https` if `[tls]` is set, else `http`.
+    #[serde(default)]
+    pub public_origin: Option<String>,
     /// Basic authentication, if set (then every request needs it).
     #[serde(default)]
     pub auth: Option<Auth>,
@@ -161,6 +166,14 @@ impl Config {
 
     /// Checks what the types cannot: prefixes, notification URLs, limits.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(o) = &self.public_origin
+            && (!(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return Err(ConfigError::Invalid(
+                "public_origin must be like https://host[:port], without a path or trailing /"
+                    .into(),
+            ));
+        }
         if self.directories.is_empty() {
             return Err(ConfigError::Invalid(
                 "no [[directory]] is configured: add one with url_prefix and path".into(),
@@ -303,6 +316,7 @@ mod tests {
         assert!(c.tls.is_some() && c.auth.is_some());
         for key in [
             "listen",
+            "public_origin",
             "cert",
             "key",
             "users_file",

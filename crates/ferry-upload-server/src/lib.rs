@@ -1,4 +1,4 @@
-//! `ferry-upload-server`: the server side of the BITS Upload Protocol ([MC-BUP]).
+//! `ferry-upload-server`: the server side of the BITS Upload Protocol.
 //!
 //! Windows BITS clients (`bitsadmin /transfer … /upload`, `Start-BitsTransfer -TransferType
 //! Upload`) and Ferry upload files with `BITS_POST` packets: Create-Session, Fragments carrying

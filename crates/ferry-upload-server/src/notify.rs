@@ -1,5 +1,5 @@
 //! Notifying the server application when an upload's last byte is in (the back-end half of
-//! [MC-BUP]): an HTTP POST naming the file (by reference) or carrying it (by value), whose
+//! the protocol): an HTTP POST naming the file (by reference) or carrying it (by value), whose
 //! answer decides the reply the client downloads and whether the file is also put at the
 //! destination.
 

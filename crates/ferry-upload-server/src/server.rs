@@ -662,7 +662,11 @@ async fn notify_app(
     } else {
         "http"
     };
-    let origin = host.map(|h| format!("{scheme}://{h}")).unwrap_or_default();
+    let origin = match (&st.config.public_origin, host) {
+        (Some(o), _) => o.clone(),
+        (None, Some(h)) => format!("{scheme}://{h}"),
+        (None, None) => String::new(),
+    };
     let original = format!("{origin}{}", meta.url_path);
     let data = st.dirs[di].store.data_path(uuid);
     let reply = st.dirs[di].store.reply_path(uuid);

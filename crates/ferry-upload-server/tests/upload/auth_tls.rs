@@ -1,4 +1,4 @@
-//! Basic authentication and HTTPS (issue #14) against the real server; curl is the second
+//! Basic authentication and HTTPS against the real server; curl is the second
 //! client for HTTPS.
 
 use std::path::Path;

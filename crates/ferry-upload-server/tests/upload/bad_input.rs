@@ -1,5 +1,5 @@
-//! Bad input (issue #14): each attack is sent to the real server, which must answer with
-//! [MC-BUP]'s error table, leave nothing at the destination, and keep serving other clients.
+//! Bad input: each attack is sent to the real server, which must answer with
+//! the protocol's error table (docs/UPLOAD-SERVER.md), leave nothing at the destination, and keep serving other clients.
 
 use crate::support::*;
 

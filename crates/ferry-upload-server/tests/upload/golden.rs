@@ -1,7 +1,8 @@
-//! Golden transcripts under `golden/`, built from the examples of [MC-BUP] §4: the requests are
-//! what an unmodified Windows client sends (header order, spelling and `Keep-Alive` as in the
-//! specification's hex dumps), replayed byte for byte on one connection; each response must
-//! equal the recorded one after the session id, the reply id and `Date` are normalised.
+//! Golden transcripts under `golden/`, built from the BITS Upload Protocol specification's
+//! examples (a successful upload, an upload with reply): the requests are what an unmodified
+//! Windows client sends (header order, spelling and `Keep-Alive` as in the specification's hex
+//! dumps), replayed byte for byte on one connection; each response must equal the recorded one
+//! after the session id, the reply id and `Date` are normalised.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! The server application (issue #14): notified by reference or by value when the last byte is
+//! The server application: notified by reference or by value when the last byte is
 //! in, its reply returned to the client (upload-reply), its failures answered with context 0x7
 //! and retried by the client's repeated final fragment, and one notification per upload.
 
@@ -151,7 +151,7 @@ async fn issue_14_application_failures_answer_context_7_and_are_retried() {
 
 #[tokio::test]
 async fn issue_14_golden_upload_reply_by_reference_from_the_spec() {
-    // [MC-BUP] §4.2: an upload-reply job against a directory notifying by reference. The
+    // The specification's upload-reply example: an upload-reply job against a directory notifying by reference. The
     // application reads the data file it is named and writes its reply file; the final Ack
     // names the reply, which the client downloads before Close-Session.
     let app = app(false).await;

@@ -1,6 +1,6 @@
 //! Session life cycle against the real server: resumable across `kill -9`, Cancel-Session and
 //! expiry delete everything, overwrite is refused unless allowed, duplicates and gaps follow
-//! [MC-BUP].
+//! the protocol.
 
 use std::time::{Duration, Instant};
 

@@ -223,6 +223,9 @@ pub enum Refusal {
     /// The server's disk is full.
     #[error("the server is out of disk space")]
     DiskFull,
+    /// The directory holds as many open sessions as it allows; the client retries later.
+    #[error("too many open sessions; try again later")]
+    TooManySessions,
     /// The parent directory of the destination does not exist.
     #[error("the destination's directory does not exist")]
     NoParent,
@@ -274,6 +277,7 @@ impl Refusal {
             Refusal::UploadTooLarge => (500, Some(BG_E_TOO_LARGE), ErrorContext::Server, None),
             Refusal::OutOfSync { expected } => (416, None, ErrorContext::Server, Some(expected)),
             Refusal::DiskFull => (500, Some(ERROR_DISK_FULL), ErrorContext::Server, None),
+            Refusal::TooManySessions => (503, Some(E_FAIL), ErrorContext::Server, None),
             Refusal::NoParent | Refusal::DataGone => {
                 (404, Some(E_INVALIDARG), ErrorContext::Server, None)
             }
@@ -809,6 +813,7 @@ mod tests {
         assert_eq!(Refusal::NotEnabled.answer().status, 501);
         assert_eq!(Refusal::NoContentLength.answer().status, 400);
         assert_eq!(Refusal::DiskFull.answer().code, Some(ERROR_DISK_FULL));
+        assert_eq!(Refusal::TooManySessions.answer().status, 503);
         assert_eq!(
             Refusal::Application("x".into()).answer().context,
             ErrorContext::Application

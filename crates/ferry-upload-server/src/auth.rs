@@ -87,6 +87,9 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 pub struct Users {
     users: HashMap<String, String>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Verified instead of a missing user's hash, so an unknown name costs as long as a
+    /// wrong password and the timing does not tell which names exist.
+    dummy: String,
 }
 
 /// Remembered verified headers at most; beyond it the cache starts over.
@@ -100,10 +103,15 @@ impl Users {
             path: shown.clone(),
             source,
         })?;
-        Ok(Users {
-            users: parse_users(&shown, &text)?,
+        Ok(Users::new(parse_users(&shown, &text)?))
+    }
+
+    fn new(users: HashMap<String, String>) -> Users {
+        Users {
+            users,
             verified: Mutex::new(HashSet::new()),
-        })
+            dummy: hash_password("").unwrap_or_default(),
+        }
     }
 
     /// The user an `Authorization` value authenticates, if any. Slow (argon2) on a value not
@@ -116,11 +124,17 @@ impl Users {
             return Some(user);
         }
         drop(cache);
-        let hash = self.users.get(&user)?;
+        let (hash, known) = match self.users.get(&user) {
+            Some(h) => (h, true),
+            None => (&self.dummy, false),
+        };
         let parsed = PasswordHash::new(hash).ok()?;
-        argon2::Argon2::default()
+        let ok = argon2::Argon2::default()
             .verify_password(pass.as_bytes(), &parsed)
-            .ok()?;
+            .is_ok();
+        if !(ok && known) {
+            return None;
+        }
         cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.clear();
@@ -149,10 +163,7 @@ mod tests {
     #[test]
     fn hashes_verify_and_wrong_passwords_do_not() {
         let hash = hash_password("pw").unwrap();
-        let users = Users {
-            users: parse_users("t", &format!("# comment\nalice:{hash}\n")).unwrap(),
-            verified: Mutex::new(HashSet::new()),
-        };
+        let users = Users::new(parse_users("t", &format!("# comment\nalice:{hash}\n")).unwrap());
         let enc = |s: &str| {
             format!(
                 "Basic {}",

@@ -66,6 +66,10 @@ pub struct Directory {
     /// Whether an upload may replace an existing file.
     #[serde(default)]
     pub allow_overwrite: bool,
+    /// Open sessions the directory holds at most; more Create-Sessions get 503 until some
+    /// close, are cancelled or expire (each session holds disk space and a directory).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
     /// Seconds a session may stay idle before it and its data are deleted (14 days).
     #[serde(default = "default_session_timeout")]
     pub session_timeout_secs: u64,
@@ -82,6 +86,10 @@ pub struct Directory {
 
 fn default_session_timeout() -> u64 {
     14 * 24 * 3600
+}
+
+fn default_max_sessions() -> usize {
+    1000
 }
 
 fn default_notification_timeout() -> u64 {
@@ -327,6 +335,7 @@ mod tests {
             "max_upload_size",
             "max_fragment_size",
             "allow_overwrite",
+            "max_sessions",
             "session_timeout_secs",
             "notification",
             "notification_url",

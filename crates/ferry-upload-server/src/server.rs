@@ -34,6 +34,11 @@ pub const REPLY_PREFIX: &str = "/.ferry-upload/replies/";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Password verifications at once.
+const PASSWORD_CHECKS: usize = 4;
+/// Longest wait for the next piece of a request body: a client that stops sending mid-fragment
+/// releases its session after this.
+const BODY_IDLE: Duration = Duration::from_secs(60);
 /// Largest body drained from a refused request so the connection stays usable; a larger one
 /// closes the connection instead.
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
@@ -82,6 +87,9 @@ struct Shared {
     users: Option<Users>,
     http: reqwest::Client,
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Password checks running at once: each argon2 verification takes tens of MiB and
+    /// milliseconds, so a flood of wrong passwords must queue, not exhaust memory.
+    checks: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -143,6 +151,7 @@ impl Server {
                 users,
                 http,
                 locks: Mutex::new(HashMap::new()),
+                checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             }),
             tls,
         })
@@ -375,7 +384,7 @@ async fn drained(req: Request, resp: Response) -> Response {
         .and_then(|v| v.parse::<u64>().ok());
     if len.is_some_and(|l| l <= DRAIN_MAX) {
         let mut s = req.into_body().into_data_stream();
-        while let Some(Ok(_)) = s.next().await {}
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(BODY_IDLE, s.next()).await {}
     }
     resp
 }
@@ -393,6 +402,7 @@ async fn authenticate(st: &Arc<Shared>, headers: &HeaderMap) -> Result<Option<St
     let user = match given {
         None => None,
         Some(h) => {
+            let _permit = st.checks.acquire().await.ok();
             let s = st.clone();
             tokio::task::spawn_blocking(move || s.users.as_ref().and_then(|u| u.check(&h)))
                 .await
@@ -460,9 +470,13 @@ async fn create(
     };
     let di = dir_index(st, dir);
     let overwrite = dir.conf.allow_overwrite;
+    let max = dir.conf.max_sessions;
     let r = blocking(st, move |s| {
         let store = &s.dirs[di].store;
         store.check_destination(&dest, overwrite)?;
+        if store.count() >= max {
+            return Err(Refusal::TooManySessions);
+        }
         store.create(uuid, &meta)
     })
     .await;
@@ -509,6 +523,7 @@ async fn load_session(
             Ok(())
         })
         .await?;
+        st.forget(uuid);
         return Err(Refusal::SessionNotFound);
     }
     Ok((uuid, meta))
@@ -576,7 +591,7 @@ async fn fragment(
             return Err(e);
         }
     } else {
-        while let Some(Ok(_)) = body.next().await {}
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(BODY_IDLE, body.next()).await {}
     }
     meta.received = plan.ack;
     meta.total = Some(range.total);
@@ -623,7 +638,11 @@ async fn copy_range(
     mut skip: u64,
     mut write: u64,
 ) -> Result<(), Refusal> {
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE, body.next())
+            .await
+            .map_err(|_| Refusal::Malformed("the fragment's body stalled"))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             tracing::info!(error = %e, "a fragment's body broke off");
             Refusal::Malformed("the fragment's body is shorter than its Content-Length")

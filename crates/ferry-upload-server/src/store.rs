@@ -239,6 +239,11 @@ impl Store {
         })
     }
 
+    /// How many sessions are on disk (open, or torn and not yet swept).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.sessions).map_or(0, |d| d.count())
+    }
+
     /// Reads a session's metadata; `None` if the session does not exist (or is torn: a
     /// session whose metadata never reached the disk was never acknowledged).
     pub fn load(&self, id: Uuid) -> Option<Meta> {

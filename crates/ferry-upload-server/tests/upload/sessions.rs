@@ -180,6 +180,24 @@ async fn issue_14_size_limits_answer_too_large() {
 }
 
 #[tokio::test]
+async fn issue_14_session_floods_are_bounded_by_max_sessions() {
+    let srv = start_with("max_sessions = 2", "");
+    let mut c = srv.conn().await;
+    let a = c.create("/upload/a").await;
+    let _b = c.create("/upload/b").await;
+    let r = c.create_resp("/upload/c").await;
+    assert_eq!(
+        (r.status, r.header("BITS-Error-Code")),
+        (503, Some("0x80004005")),
+        "{}",
+        r.head
+    );
+    assert_eq!(srv.session_count(), 2);
+    assert_eq!(c.end("/upload/a", &a, "Cancel-Session").await.status, 200);
+    c.create("/upload/c").await;
+}
+
+#[tokio::test]
 async fn issue_14_concurrent_clients_do_not_interfere() {
     let srv = start();
     let mut tasks = Vec::new();

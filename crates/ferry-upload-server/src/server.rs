@@ -605,20 +605,19 @@ async fn fragment(
         if meta.notified.is_none() {
             // Record the bytes before asking the application, so a failed notification is
             // retried by the client's repeated final fragment without the bytes again.
-            let m = meta.clone();
-            blocking(st, move |s| {
-                s.dirs[di]
-                    .store
-                    .write_meta(uuid, &m)
-                    .map_err(|e| io_refusal(&e))
-            })
-            .await?;
+            save(st, di, uuid, &meta).await?;
             meta.notified = Some(notify_app(st, di, uuid, &meta, host.as_deref()).await?);
         }
         if let Some(url) = meta.notified.as_ref().and_then(|n| n.reply_url.clone()) {
             headers.push(("BITS-Reply-URL", url));
         }
     }
+    save(st, di, uuid, &meta).await?;
+    Ok(ack(200, &headers))
+}
+
+/// Records a session's metadata (synced) off the async threads.
+async fn save(st: &Arc<Shared>, di: usize, uuid: Uuid, meta: &Meta) -> Result<(), Refusal> {
     let m = meta.clone();
     blocking(st, move |s| {
         s.dirs[di]
@@ -626,8 +625,7 @@ async fn fragment(
             .write_meta(uuid, &m)
             .map_err(|e| io_refusal(&e))
     })
-    .await?;
-    Ok(ack(200, &headers))
+    .await
 }
 
 /// Streams a fragment's body: drops the first `skip` bytes (already held), writes the next

@@ -123,40 +123,16 @@ async fn issue_14_fragment_past_the_end_is_refused() {
     let s = c.create(URL).await;
     // Last byte 100 of a 100-byte file, and a range wholly beyond it.
     let r = c
-        .post(
-            URL,
-            &[
-                ("BITS-Packet-Type", "Fragment"),
-                ("BITS-Session-Id", &s),
-                ("Content-Range", "bytes 0-100/100"),
-            ],
-            &content(101, 1),
-        )
+        .fragment_range(URL, &s, "bytes 0-100/100", &content(101, 1))
         .await;
     r.assert_error(400, "0x80070057");
     let r = c
-        .post(
-            URL,
-            &[
-                ("BITS-Packet-Type", "Fragment"),
-                ("BITS-Session-Id", &s),
-                ("Content-Range", "bytes 200-209/100"),
-            ],
-            &content(10, 1),
-        )
+        .fragment_range(URL, &s, "bytes 200-209/100", &content(10, 1))
         .await;
     r.assert_error(400, "0x80070057");
     // A Content-Length that disagrees with the range (more bytes than it names).
     let r = c
-        .post(
-            URL,
-            &[
-                ("BITS-Packet-Type", "Fragment"),
-                ("BITS-Session-Id", &s),
-                ("Content-Range", "bytes 0-9/100"),
-            ],
-            &content(20, 1),
-        )
+        .fragment_range(URL, &s, "bytes 0-9/100", &content(20, 1))
         .await;
     r.assert_error(400, "0x80070057");
     still_serving(&srv).await;

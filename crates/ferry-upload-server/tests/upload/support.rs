@@ -41,6 +41,7 @@ impl Server {
             s: TcpStream::connect(&self.addr).await.unwrap(),
             buf: Vec::new(),
             host: self.addr.clone(),
+            auth: None,
         }
     }
 
@@ -153,6 +154,8 @@ pub struct Conn {
     s: TcpStream,
     buf: Vec<u8>,
     host: String,
+    /// An `Authorization` value sent with every `BITS_POST`.
+    pub auth: Option<String>,
 }
 
 impl Conn {
@@ -221,6 +224,9 @@ impl Conn {
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
+        if let Some(a) = &self.auth {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
         req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
@@ -262,12 +268,23 @@ impl Conn {
         data: &[u8],
     ) -> Resp {
         let range = format!("bytes {first}-{}/{total}", first + data.len() as u64 - 1);
+        self.fragment_range(url, session, &range, data).await
+    }
+
+    /// A fragment with this `Content-Range` value, whatever the body.
+    pub async fn fragment_range(
+        &mut self,
+        url: &str,
+        session: &str,
+        range: &str,
+        data: &[u8],
+    ) -> Resp {
         self.post(
             url,
             &[
                 ("BITS-Packet-Type", "Fragment"),
                 ("BITS-Session-Id", session),
-                ("Content-Range", &range),
+                ("Content-Range", range),
             ],
             data,
         )

@@ -114,16 +114,24 @@ impl Users {
         }
     }
 
+    /// The user of an `Authorization` value verified before, if it was: fast.
+    pub fn cached(&self, header: &str) -> Option<String> {
+        let key: [u8; 32] = Sha256::digest(header.as_bytes()).into();
+        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if !cache.contains(&key) {
+            return None;
+        }
+        parse_basic(header).map(|(user, _)| user)
+    }
+
     /// The user an `Authorization` value authenticates, if any. Slow (argon2) on a value not
     /// seen before; call it off the async threads.
     pub fn check(&self, header: &str) -> Option<String> {
-        let (user, pass) = parse_basic(header)?;
-        let key: [u8; 32] = Sha256::digest(header.as_bytes()).into();
-        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.contains(&key) {
+        if let Some(user) = self.cached(header) {
             return Some(user);
         }
-        drop(cache);
+        let (user, pass) = parse_basic(header)?;
+        let key: [u8; 32] = Sha256::digest(header.as_bytes()).into();
         let (hash, known) = match self.users.get(&user) {
             Some(h) => (h, true),
             None => (&self.dummy, false),
@@ -135,7 +143,7 @@ impl Users {
         if !(ok && known) {
             return None;
         }
-        cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }

@@ -328,7 +328,9 @@ fn refuse(r: &Refusal, session: Option<&str>) -> Response {
 async fn handle(State(st): State<Arc<Shared>>, req: Request) -> Response {
     let user = match authenticate(&st, req.headers()).await {
         Ok(u) => u,
-        Err(r) => return r,
+        // Drained: a client that sent a fragment before the challenge resends it with
+        // credentials on the same connection.
+        Err(r) => return drained(req, r).await,
     };
     let path = req.uri().path().to_owned();
     if (req.method() == Method::GET || req.method() == Method::HEAD)
@@ -402,6 +404,10 @@ async fn authenticate(st: &Arc<Shared>, headers: &HeaderMap) -> Result<Option<St
     let user = match given {
         None => None,
         Some(h) => {
+            // A known client's header skips the queue of slow checks.
+            if let Some(u) = st.users.as_ref().and_then(|u| u.cached(&h)) {
+                return Ok(Some(u));
+            }
             let _permit = st.checks.acquire().await.ok();
             let s = st.clone();
             tokio::task::spawn_blocking(move || s.users.as_ref().and_then(|u| u.check(&h)))

@@ -63,6 +63,10 @@ pub struct Directory {
     /// `max_upload_size`.
     #[serde(default)]
     pub max_fragment_size: Option<u64>,
+    /// Permissions of a finished file, octal (`"0640"`): sessions are private (0600) until
+    /// Close-Session gives the file these.
+    #[serde(default = "default_file_mode")]
+    pub file_mode: String,
     /// Whether an upload may replace an existing file.
     #[serde(default)]
     pub allow_overwrite: bool,
@@ -88,6 +92,17 @@ fn default_session_timeout() -> u64 {
     14 * 24 * 3600
 }
 
+fn default_file_mode() -> String {
+    "0640".to_owned()
+}
+
+/// Parses an octal permission string such as `0640`; at most `0777` (no set-id or sticky
+/// bits on uploaded files).
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let m = u32::from_str_radix(s, 8).ok()?;
+    (m <= 0o777 && !s.is_empty()).then_some(m)
+}
+
 fn default_max_sessions() -> usize {
     1000
 }
@@ -102,6 +117,11 @@ impl Directory {
         self.session_dir
             .clone()
             .unwrap_or_else(|| self.path.join(".ferry-upload-sessions"))
+    }
+
+    /// The finished files' permissions (checked by [`Config::check`]).
+    pub fn mode(&self) -> u32 {
+        parse_mode(&self.file_mode).unwrap_or(0o640)
     }
 
     /// The idle timeout.
@@ -202,6 +222,11 @@ impl Config {
             if d.session_dir.as_ref().is_some_and(|s| !s.is_absolute()) {
                 return Err(ConfigError::Invalid(format!(
                     "{at}: session_dir must be absolute"
+                )));
+            }
+            if parse_mode(&d.file_mode).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}: file_mode must be octal permissions up to 0777, like \"0640\""
                 )));
             }
             if d.session_timeout_secs == 0 {
@@ -335,6 +360,7 @@ mod tests {
             "max_upload_size",
             "max_fragment_size",
             "allow_overwrite",
+            "file_mode",
             "max_sessions",
             "session_timeout_secs",
             "notification",
@@ -345,6 +371,15 @@ mod tests {
                 text.contains(&format!("{key} = ")),
                 "the example lacks {key}"
             );
+        }
+    }
+
+    #[test]
+    fn file_modes_are_octal_permissions_only() {
+        assert_eq!(parse_mode("0640"), Some(0o640));
+        assert_eq!(parse_mode("644"), Some(0o644));
+        for bad in ["4755", "0x1ff", "", "rw-r-----", "0888"] {
+            assert_eq!(parse_mode(bad), None, "{bad:?}");
         }
     }
 

@@ -121,7 +121,7 @@ impl Server {
         let mut dirs = Vec::new();
         for d in &config.directories {
             dirs.push(Dir {
-                store: Store::open(&d.path, &d.sessions())?,
+                store: Store::open(&d.path, &d.sessions(), d.mode())?,
                 conf: d.clone(),
             });
         }

@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,6 +82,7 @@ pub fn expired(last_activity: u64, timeout: Duration, now: u64) -> bool {
 pub struct Store {
     root: OwnedFd,
     sessions: PathBuf,
+    file_mode: u32,
 }
 
 /// Why a store cannot be opened at startup.
@@ -123,7 +124,7 @@ pub fn io_refusal(e: &io::Error) -> Refusal {
 
 impl Store {
     /// Opens the upload directory and creates the session directory (mode 0700).
-    pub fn open(path: &Path, sessions: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, sessions: &Path, file_mode: u32) -> Result<Store, StoreError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| StoreError::Io { path: p, source }
@@ -150,6 +151,7 @@ impl Store {
         Ok(Store {
             root: root.into(),
             sessions: sessions.to_owned(),
+            file_mode,
         })
     }
 
@@ -301,6 +303,17 @@ impl Store {
                 ));
             }
         }
+        std::fs::set_permissions(
+            self.data_path(id),
+            std::fs::Permissions::from_mode(self.file_mode),
+        )
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Refusal::DataGone
+            } else {
+                io_refusal(&e)
+            }
+        })?;
         match renameat2(
             sessions.as_fd(),
             "data",
@@ -387,7 +400,7 @@ mod tests {
     #[test]
     fn a_session_commits_atomically_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path(), &tmp.path().join(".s")).unwrap();
+        let store = Store::open(tmp.path(), &tmp.path().join(".s"), 0o640).unwrap();
         let id = Uuid::new_v4();
         let m = meta("f.txt");
         store.create(id, &m).unwrap();
@@ -396,6 +409,8 @@ mod tests {
         f.write_all(b"hello").unwrap();
         store.commit(id, &m, false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f.txt")).unwrap(), b"hello");
+        let mode = std::fs::metadata(tmp.path().join("f.txt")).unwrap().mode();
+        assert_eq!(mode & 0o7777, 0o640);
         assert_eq!(std::fs::read_dir(tmp.path().join(".s")).unwrap().count(), 0);
         // A second upload of the same name is refused at creation and at commit.
         assert_eq!(
@@ -416,7 +431,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), tmp.path().join("esc")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("t"), tmp.path().join("l")).unwrap();
-        let store = Store::open(tmp.path(), &tmp.path().join(".s")).unwrap();
+        let store = Store::open(tmp.path(), &tmp.path().join(".s"), 0o640).unwrap();
         let via_dir = RelativePath {
             dirs: vec!["esc".into()],
             name: "x".into(),
@@ -451,7 +466,7 @@ mod tests {
     #[test]
     fn sweeping_removes_idle_and_torn_sessions() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path(), &tmp.path().join(".s")).unwrap();
+        let store = Store::open(tmp.path(), &tmp.path().join(".s"), 0o640).unwrap();
         let (old, fresh) = (Uuid::new_v4(), Uuid::new_v4());
         store
             .create(

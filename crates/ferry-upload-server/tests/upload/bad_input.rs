@@ -136,12 +136,7 @@ async fn issue_14_fragment_past_the_end_is_refused() {
         .await;
     r.assert_error(400, "0x80070057");
     still_serving(&srv).await;
-    let data = std::fs::metadata(
-        srv.sessions()
-            .join(s.trim_matches(['{', '}']).to_ascii_lowercase())
-            .join("data"),
-    )
-    .unwrap();
+    let data = std::fs::metadata(srv.data_file(&s)).unwrap();
     assert_eq!(data.len(), 0, "no refused byte was kept");
 }
 

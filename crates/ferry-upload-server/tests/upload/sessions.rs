@@ -45,6 +45,47 @@ async fn issue_14_a_killed_server_resumes_open_sessions() {
 }
 
 #[tokio::test]
+async fn issue_14_a_fragment_cut_by_kill_9_is_not_kept() {
+    let mut srv = start();
+    let data = content(200_000, 7);
+    let mut c = srv.conn().await;
+    let s = c.create(URL).await;
+    let r = c.fragment(URL, &s, 0, 200_000, &data[..50_000]).await;
+    assert_eq!(r.header("BITS-Received-Content-Range"), Some("50000"));
+    // A second fragment of wrong bytes, cut off half-way by the server's death: never
+    // acknowledged, so none of it may survive.
+    let head = format!(
+        "BITS_POST {URL} HTTP/1.1\r\nHost: x\r\nBITS-Packet-Type: Fragment\r\nBITS-Session-Id: {s}\r\nContent-Range: bytes 50000-149999/200000\r\nContent-Length: 100000\r\n\r\n"
+    );
+    c.send(head.as_bytes()).await;
+    c.send(&[0xEE; 50_000]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(srv.data_file(&s)).unwrap().len() <= 50_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the server wrote none of the fragment in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    srv.restart();
+    let mut c = srv.conn().await;
+    let r = c
+        .fragment(URL, &s, 100_000, 200_000, &data[100_000..])
+        .await;
+    assert_eq!(r.status, 416, "{}", r.head);
+    assert_eq!(r.header("BITS-Received-Content-Range"), Some("50000"));
+    let r = c.fragment(URL, &s, 50_000, 200_000, &data[50_000..]).await;
+    assert_eq!(
+        r.header("BITS-Received-Content-Range"),
+        Some("200000"),
+        "{}",
+        r.head
+    );
+    assert_eq!(c.end(URL, &s, "Close-Session").await.status, 200);
+    assert_eq!(std::fs::read(srv.upload_dir().join("f.bin")).unwrap(), data);
+}
+
+#[tokio::test]
 async fn issue_14_overlapping_fragments_never_rewrite_bytes() {
     let srv = start();
     let data = content(1000, 5);

@@ -30,6 +30,12 @@ impl Server {
         self.upload_dir().join(".ferry-upload-sessions")
     }
 
+    /// A session's data file.
+    pub fn data_file(&self, session: &str) -> PathBuf {
+        let dir = session.trim_matches(['{', '}']).to_ascii_lowercase();
+        self.sessions().join(dir).join("data")
+    }
+
     /// How many sessions are on disk.
     pub fn session_count(&self) -> usize {
         std::fs::read_dir(self.sessions()).map_or(0, |d| d.count())
@@ -167,6 +173,11 @@ impl Conn {
         })
         .await
         .expect("the server did not answer within 10 s")
+    }
+
+    /// Sends raw bytes without waiting for an answer.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
     }
 
     /// Reads one response.

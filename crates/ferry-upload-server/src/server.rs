@@ -535,7 +535,6 @@ async fn load_session(
     Ok((uuid, meta))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn fragment(
     st: &Arc<Shared>,
     dir: &Dir,

@@ -98,6 +98,26 @@ async fn issue_14_malformed_packets_are_refused_with_e_invalidarg() {
 }
 
 #[tokio::test]
+async fn issue_14_a_stalled_client_does_not_stop_others() {
+    let srv = start();
+    let mut stalled = srv.conn().await;
+    let s = stalled.create(URL).await;
+    // Half a fragment, then silence: the stalled client holds its own session only.
+    stalled
+        .send(
+            format!(
+                "BITS_POST {URL} HTTP/1.1\r\nHost: x\r\nBITS-Packet-Type: Fragment\r\nBITS-Session-Id: {s}\r\nContent-Range: bytes 0-999/1000\r\nContent-Length: 1000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    stalled.send(&[1; 500]).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), still_serving(&srv))
+        .await
+        .expect("another client's upload waited for the stalled one");
+}
+
+#[tokio::test]
 async fn issue_14_a_changed_total_size_is_refused() {
     let srv = start();
     let mut c = srv.conn().await;

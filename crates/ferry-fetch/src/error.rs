@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use ferry_proto::{ErrorContext, ErrorInfo};
 
-/// Stable `code` strings a [`FetchError`] can carry (see PROTOCOL.md's error code table; the
-/// ones marked *new* are Ferry additions to document in `docs/protocol.md`).
+/// Stable `code` strings a [`FetchError`] can carry (see `docs/protocol.md`'s error code
+/// table; the ones marked *new* are Ferry additions to BITS's codes).
 pub mod codes {
     /// Could not connect (refused, unreachable, connect timeout): transient.
     pub const CONNECT_FAILED: &str = "CONNECT_FAILED";
@@ -26,8 +26,8 @@ pub mod codes {
     /// The source delivered less than the request's `min_rate_bps` over a window: transient.
     pub const TOO_SLOW: &str = "TOO_SLOW";
     /// *New*: the answer's head is not HTTP the client can parse (larger than its limit, a bad
-    /// status line or header): transient, `general_transport` (BITS §5.3: a malformed server
-    /// response is retried after the retry delay).
+    /// status line or header): transient, `general_transport` (a malformed server response is
+    /// retried after the retry delay).
     pub const MALFORMED_RESPONSE: &str = "MALFORMED_RESPONSE";
     /// Wrong `Content-Range`, body longer than declared, 206 to a request without a range.
     pub const INVALID_SERVER_RESPONSE: &str = "INVALID_SERVER_RESPONSE";

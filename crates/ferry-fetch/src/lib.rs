@@ -4,7 +4,7 @@
 //! The daemon drives it: it creates the staging file ([`staging::create_temp`]), calls
 //! [`Fetcher::fetch`] with the committed offset and validator, commits each
 //! [`FetchEvent::Checkpoint`] to its store (the bytes it names are already synced), and
-//! finalizes or removes the staging file later. Resume follows DESIGN decision 6: `Range` plus
+//! finalizes or removes the staging file later. Resume uses `Range` plus
 //! `If-Range` (strong ETag, else Last-Modified); an answer that does not fit the bytes on disk
 //! restarts the file from zero. Errors come back classified ([`FetchError`]).
 //!

@@ -351,7 +351,7 @@ impl Sink {
         }
     }
 
-    /// Flushes and syncs the file's data (DESIGN decision 4: bytes on disk before the offset
+    /// Flushes and syncs the file's data (bytes on disk before the offset
     /// covering them is reported).
     pub(crate) async fn sync(&mut self) -> Result<(), FetchError> {
         if self.in_flight.is_some() {

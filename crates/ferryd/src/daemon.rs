@@ -170,7 +170,7 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// Asks the notifier to (re)consider a job's notifications.
     pub kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
-    /// At most 4 callbacks outstanding per user (PROTOCOL.md delivery rule 4).
+    /// At most 4 callbacks outstanding per user (docs/protocol.md, delivery rules).
     pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// The global background bandwidth limit.
     pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,

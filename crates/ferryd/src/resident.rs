@@ -8,7 +8,7 @@
 //! from memory, and the next lookup reads it back from the store with a default runtime, which
 //! is all a cold job ever has. Eviction is therefore invisible to callers: [`Jobs::get`] and
 //! [`Jobs::get_mut`] find every job that exists. This is what lets 100 000 suspended jobs cost
-//! the daemon nothing but their rows on disk (issue 4).
+//! the daemon nothing but their rows on disk.
 //!
 //! Not here: listing (`job.list` pages through the store) and counting (the quota counters in
 //! `Inner`).

@@ -375,7 +375,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     Answer::after(super::jobs::file_view(file), commit)
 }
 
-/// The owner rejected content that came (partly) from a peer (BITS-REFERENCE §4.1): the peer is
+/// The owner rejected content that came (partly) from a peer: the peer is
 /// marked bad and any cache entry of that content evicted, the file starts over from the origin
 /// alone, and `file_transferred` fires again when it arrives. The job is not failed: the peer,
 /// not the origin, was wrong.

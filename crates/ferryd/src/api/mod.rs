@@ -162,7 +162,9 @@ impl Session {
             }
             other => Err(ProtoError::new(
                 ErrorCode::METHOD_NOT_FOUND,
-                format!("unknown method {other:?}; see PROTOCOL.md for the methods of protocol 1"),
+                format!(
+                    "unknown method {other:?}; see docs/protocol.md for the methods of protocol 1"
+                ),
             )),
         }
     }

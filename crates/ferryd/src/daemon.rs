@@ -224,6 +224,30 @@ pub fn not_found(job_id: &str) -> ProtoError {
     )
 }
 
+/// Why [`Daemon::transition`] left a job as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionError {
+    /// The job is not in memory (it never existed, or it left): there is nothing to move.
+    NotFound,
+    /// The state machine does not allow the trigger in the job's state.
+    Refused(Refusal),
+}
+
+impl From<Refusal> for TransitionError {
+    fn from(r: Refusal) -> TransitionError {
+        TransitionError::Refused(r)
+    }
+}
+
+/// Turns a failed transition of `job_id` into the documented error: a missing job is
+/// `not_found`, a refused trigger [`refusal`].
+pub fn refused(op: &str, job_id: &str, e: TransitionError) -> ProtoError {
+    match e {
+        TransitionError::NotFound => not_found(job_id),
+        TransitionError::Refused(r) => refusal(op, r),
+    }
+}
+
 /// Turns a state-machine refusal into the documented error.
 pub fn refusal(op: &str, r: Refusal) -> ProtoError {
     match r {
@@ -420,10 +444,10 @@ impl Daemon {
         job_id: &str,
         trigger: Trigger,
         edit: impl FnOnce(&mut JobRow),
-    ) -> Result<(JobState, Commit<()>), Refusal> {
+    ) -> Result<(JobState, Commit<()>), TransitionError> {
         let queue_seq = inner.next_queue_seq;
         let Some(entry) = inner.jobs.get_mut(job_id) else {
-            return Err(Refusal::InvalidState(JobState::Cancelled));
+            return Err(TransitionError::NotFound);
         };
         let outbox: Vec<OwedRow> = entry
             .rt
@@ -495,7 +519,7 @@ impl Daemon {
             .into_iter()
             .collect();
         let Some(entry) = inner.jobs.get_mut(job_id) else {
-            return Err(Refusal::InvalidState(JobState::Cancelled));
+            return Err(TransitionError::NotFound);
         };
         entry.rt.outbox.extend(owe.iter().cloned());
         let commit = self.persist_with(entry, events, owe, fx.lapse);

@@ -15,7 +15,7 @@ use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
 
-use crate::daemon::{Caller, Daemon, Hold, refusal};
+use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
 
 /// `job.resume`
 pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
@@ -27,7 +27,7 @@ pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     };
     let (state, commit) = d
         .transition(&mut inner, &p.job_id, trigger, |_| {})
-        .map_err(|r| refusal("resume", r))?;
+        .map_err(|e| refused("resume", &p.job_id, e))?;
     Answer::after(StateResult { state }, commit)
 }
 
@@ -57,7 +57,7 @@ pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let (state, commit) = d
         .transition(&mut inner, &p.job_id, Trigger::Suspend, |_| {})
-        .map_err(|r| refusal("suspend", r))?;
+        .map_err(|e| refused("suspend", &p.job_id, e))?;
     Answer::after(StateResult { state }, commit)
 }
 
@@ -92,7 +92,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
         let mut inner = d.lock();
         Daemon::owned(&mut inner, c, &p.job_id)?;
         d.transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
-            .map_err(|r| refusal("cancel", r))?
+            .map_err(|e| refused("cancel", &p.job_id, e))?
             .0
     };
     // Reading the files waits for the cancel to commit. File I/O happens outside the lock, as
@@ -184,7 +184,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             Trigger::Complete { job_type },
             |_| {},
         )
-        .map_err(|r| refusal("complete", r))?;
+        .map_err(|e| refused("complete", &p.job_id, e))?;
     Answer::after(CompleteResult { state, partial }, commit)
 }
 
@@ -364,14 +364,11 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let id = p.job_id.clone();
     let f = file.clone();
     drop(d.store.submit(move |tx| tx.put_files(&id, &[f])));
-    let commit = d
-        .fail(&mut inner, &p.job_id, Trigger::FatalError, info)
-        .ok_or_else(|| {
-            refusal(
-                "set the validation state",
-                state::Refusal::InvalidState(JobState::Cancelled),
-            )
-        })?;
+    let (_, commit) = d
+        .transition(&mut inner, &p.job_id, Trigger::FatalError, |row| {
+            row.error = Some(info)
+        })
+        .map_err(|e| refused("set the validation state", &p.job_id, e))?;
     Answer::after(super::jobs::file_view(file), commit)
 }
 
@@ -443,7 +440,7 @@ async fn refetch_from_origin(
     if let Some(t) = trigger {
         let (_, c) = d
             .transition(&mut inner, job_id, t, |_| {})
-            .map_err(|r| refusal("set the validation state", r))?;
+            .map_err(|e| refused("set the validation state", job_id, e))?;
         commit = c;
     } else if let Some(e) = inner.jobs.get(job_id) {
         let row = e.row.clone();

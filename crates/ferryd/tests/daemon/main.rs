@@ -12,7 +12,8 @@
 //! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
 //! left in the store, dead internal tasks), `security_fs` (attacks through user-named paths:
 //! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
-//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests).
+//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests),
+//! `typed_errors` (a client's deadline reported as a timeout, missing jobs as `not_found`).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -43,3 +44,4 @@ mod support;
 mod system_mode;
 mod systemd;
 mod transfer;
+mod typed_errors;

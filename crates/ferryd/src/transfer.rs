@@ -332,7 +332,7 @@ async fn fetch_one(
         },
         None => None,
     };
-    let identity = d.fs_identity(job_id);
+    let identity = d.fs_identity(job_id).await;
     let Some(temp) = ensure_temp(d, job_id, &mut file, identity, token).await? else {
         return Ok(());
     };

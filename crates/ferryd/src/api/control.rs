@@ -18,7 +18,8 @@ use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
 
 /// `job.resume`
-pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     let trigger = Trigger::Resume {
@@ -40,6 +41,7 @@ async fn stop_for<'d>(
     op: Operation,
     what: &str,
 ) -> Result<Hold<'d>, ProtoError> {
+    d.load_existing(job_id).await?;
     {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, job_id)?;
@@ -87,7 +89,7 @@ pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIde
 /// (`discard_final_staging`), never as files nobody knows about.
 pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
-    let identity = d.fs_identity(&p.job_id);
+    let identity = d.fs_identity(&p.job_id).await;
     let state = {
         let mut inner = d.lock();
         Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -122,6 +124,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
 /// `job.complete`: hands over every transferred file (sync, rename, directory sync), drops the
 /// others, and acknowledges the job.
 pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let job_type = {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -136,7 +139,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     )
     .await?;
     let files = load_files(d, &p.job_id).await?;
-    let identity = d.fs_identity(&p.job_id);
+    let identity = d.fs_identity(&p.job_id).await;
     // Every open, rename and directory sync runs as the owner, off the runtime threads.
     let Delivery {
         files,
@@ -272,6 +275,7 @@ fn deliver(mut files: Vec<FileRow>) -> Delivery {
 
 /// `file.set_validation_state` (BITS `SetValidationState`).
 pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -305,7 +309,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
         let f = file.clone();
         let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
         if let Some(pc) = &d.peer_cache {
-            let identity = d.fs_identity(&p.job_id);
+            let identity = d.fs_identity(&p.job_id).await;
             let row = d.lock().jobs.get(&p.job_id).map(|e| e.row.clone());
             let source = match (&file.temp_path, file.completed) {
                 (Some(t), false) => Some(PathBuf::from(t)),
@@ -336,7 +340,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let _hold = d.hold(&p.job_id);
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard_off_runtime(t, d.fs_identity(&p.job_id)).await;
+        discard_off_runtime(t, d.fs_identity(&p.job_id).await).await;
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -386,7 +390,7 @@ async fn refetch_from_origin(
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard_off_runtime(t, d.fs_identity(job_id)).await;
+        discard_off_runtime(t, d.fs_identity(job_id).await).await;
     }
     if let Some(peer) = &file.peer {
         pc.mark_bad(peer, "the application rejected content it served");

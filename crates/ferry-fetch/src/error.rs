@@ -226,36 +226,13 @@ pub struct FetchSetupError(#[from] pub reqwest::Error);
 mod tests {
     use super::FetchErrorKind;
 
-    /// The wire codes are part of the protocol: a renamed variant must not change them.
+    /// The wire code of a status is `HTTP_<status>`; Display writes the same code (the other
+    /// codes are pinned where the wire shows them: the fetch and daemon tests).
     #[test]
-    fn kinds_keep_their_wire_codes() {
-        let table = [
-            (FetchErrorKind::ConnectFailed, "CONNECT_FAILED"),
-            (FetchErrorKind::DnsFailed, "DNS_FAILED"),
-            (FetchErrorKind::TlsFailed, "TLS_FAILED"),
-            (FetchErrorKind::ConnectionReset, "CONNECTION_RESET"),
-            (FetchErrorKind::Stalled, "STALLED"),
-            (FetchErrorKind::TooSlow, "TOO_SLOW"),
-            (FetchErrorKind::MalformedResponse, "MALFORMED_RESPONSE"),
-            (
-                FetchErrorKind::InvalidServerResponse,
-                "INVALID_SERVER_RESPONSE",
-            ),
-            (FetchErrorKind::RangeUnsupported, "RANGE_UNSUPPORTED"),
-            (FetchErrorKind::InvalidRange, "INVALID_RANGE"),
-            (FetchErrorKind::Sha256Mismatch, "SHA256_MISMATCH"),
-            (FetchErrorKind::RedirectRefused, "REDIRECT_REFUSED"),
-            (FetchErrorKind::LocalIo, "LOCAL_IO"),
-            (FetchErrorKind::AccessDenied, "ACCESS_DENIED"),
-            (FetchErrorKind::FileNotFound, "FILE_NOT_FOUND"),
-            (FetchErrorKind::InvalidRequest, "INVALID_REQUEST"),
-            (FetchErrorKind::Cancelled, "CANCELLED"),
-            (FetchErrorKind::Http(404), "HTTP_404"),
-            (FetchErrorKind::Http(503), "HTTP_503"),
-        ];
-        for (kind, code) in table {
-            assert_eq!(kind.as_str(), code);
-            assert_eq!(kind.to_string(), code);
-        }
+    fn kinds_write_their_wire_codes() {
+        assert_eq!(FetchErrorKind::Http(404).as_str(), "HTTP_404");
+        assert_eq!(FetchErrorKind::Http(503).to_string(), "HTTP_503");
+        assert_eq!(FetchErrorKind::Sha256Mismatch.as_str(), "SHA256_MISMATCH");
+        assert_eq!(FetchErrorKind::Cancelled.to_string(), "CANCELLED");
     }
 }

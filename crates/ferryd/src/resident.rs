@@ -401,10 +401,7 @@ mod tests {
         // Meanwhile another caller loads it under the lock and changes it.
         jobs.get_mut("job-1").expect("exists").row.display_name = "renamed".into();
         assert_eq!(jobs.settle("job-1", &lookup, stale), Settled::Resident);
-        assert_eq!(
-            jobs.peek("job-1").map(|e| e.row.display_name.clone()),
-            Some("renamed".into())
-        );
+        assert_eq!(resident_name(&jobs).as_deref(), Some("renamed"));
     }
 
     #[test]
@@ -415,7 +412,11 @@ mod tests {
         // Meanwhile: loaded, renamed, written, and evicted again.
         let e = jobs.get_mut("job-1").expect("exists");
         e.row.display_name = "renamed".into();
-        put_update(&writer, &e.row);
+        let renamed = e.row.clone();
+        writer
+            .submit(move |tx| tx.update_job(&renamed))
+            .wait_blocking()
+            .expect("update");
         let cold = jobs.cold();
         assert_eq!(jobs.evict(&cold), 1);
         assert_eq!(jobs.settle("job-1", &lookup, stale), Settled::Stale);
@@ -425,10 +426,7 @@ mod tests {
         );
         let (lookup, fresh) = read_outside(&jobs, "job-1");
         assert_eq!(jobs.settle("job-1", &lookup, fresh), Settled::Resident);
-        assert_eq!(
-            jobs.peek("job-1").map(|e| e.row.display_name.clone()),
-            Some("renamed".into())
-        );
+        assert_eq!(resident_name(&jobs).as_deref(), Some("renamed"));
     }
 
     #[test]
@@ -441,11 +439,8 @@ mod tests {
         assert!(jobs.peek("job-1").is_some());
     }
 
-    fn put_update(writer: &ferry_store::Writer, r: &JobRow) {
-        let r = r.clone();
-        writer
-            .submit(move |tx| tx.update_job(&r))
-            .wait_blocking()
-            .expect("update");
+    /// The display name of `job-1` if it is resident.
+    fn resident_name(jobs: &Jobs) -> Option<String> {
+        jobs.peek("job-1").map(|e| e.row.display_name.clone())
     }
 }

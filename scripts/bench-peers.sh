@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the programs `ferry-bench transfer` measures ferry against, from Debian's packages
-# (issue #4 item 9): nginx (the local server every tool downloads from), curl, wget and aria2c.
+# Installs the programs `ferry-bench transfer` measures ferry against, from Debian's packages:
+# nginx (the local server every tool downloads from), curl, wget and aria2c.
 #
 #   bash scripts/bench-peers.sh
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces docs/BENCHMARKS.md with one command (issue #4 item 9): installs the peers from
+# Reproduces docs/BENCHMARKS.md with one command: installs the peers from
 # Debian's packages (scripts/bench-peers.sh), builds the release `ferry`, `ferryd` and
 # `ferry-bench`, then runs `ferry-bench transfer`, `ferry-bench notify-latency` and
 # `ferry-bench peer-cache`; each rewrites its own section of docs/BENCHMARKS.md.

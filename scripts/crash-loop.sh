@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long crash loop (issue #5): `kill -9` of ferryd at random moments, 100 times by default,
+# The long crash loop: `kill -9` of ferryd at random moments, 100 times by default,
 # under a mixed workload; see crates/ferryd/tests/daemon/crash_loop.rs for what must hold.
 # Runs under plain `cargo test`, so nextest's CI time limit does not cut the long run.
 # Usage: scripts/crash-loop.sh [KILLS] [SEED]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a while (issue #5 item 5).
+# Runs every cargo-fuzz target in fuzz/ for a while.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 60 s each, every target
 #

@@ -1,4 +1,4 @@
-//! `ferry-bench peer-cache`: how much the peer cache (issue 6) spares the origin server. A
+//! `ferry-bench peer-cache`: how much the peer cache spares the origin server. A
 //! fleet of N real `ferryd` hosts on the loopback network fetches the same file, once with the
 //! peer cache off and once on, in the same invocation; measured are the body bytes the origin
 //! sent for the file (from the origin's access log), the total wall time, and where each
@@ -18,7 +18,7 @@
 //! - The modes alternate (run r starts with the cache off when r is odd, on when even) so that
 //!   drift on the machine spreads over both; medians and min–max over the runs are reported.
 //!
-//! The target (issue 6): with the cache on, the origin serves at most 1.1× the file's size.
+//! The target: with the cache on, the origin serves at most 1.1× the file's size.
 
 mod fleet;
 mod origin;

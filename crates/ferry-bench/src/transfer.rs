@@ -1,6 +1,6 @@
 //! `ferry-bench transfer`: ferry against curl, wget and aria2c on one local nginx, and the
 //! daemon's own figures (many jobs at once, job creation rate, restart with a large queue,
-//! idleness), each against the targets of issue #4.
+//! idleness), each against its target in docs/BENCHMARKS.md.
 //!
 //! Everything runs in one invocation against the same nginx (a generated config, started as
 //! a child and stopped at the end) and with all files in one directory under the temp dir, so

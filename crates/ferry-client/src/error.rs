@@ -1,6 +1,7 @@
 //! What can go wrong talking to the daemon.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A client-side failure.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,18 @@ pub enum ClientError {
     /// The connection closed mid-call.
     #[error("the connection to ferryd closed before it answered (did the daemon stop?)")]
     Disconnected,
+    /// The daemon did not answer within the caller's deadline ([`crate::Client::call_timeout`]);
+    /// the connection is still open and a late answer is ignored.
+    #[error(
+        "ferryd did not answer {method} within {after:?}; it may be overloaded or stopped. \
+         Retry later, or check that ferryd is running and see its log"
+    )]
+    Timeout {
+        /// The method called.
+        method: String,
+        /// How long the caller waited.
+        after: Duration,
+    },
     /// The daemon's answer did not decode.
     #[error("unexpected answer from ferryd: {0}")]
     Decode(String),

@@ -22,6 +22,7 @@ pub use ferry_proto as proto;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_proto::cache::{
     CacheDeleteParams, CacheDeleteResult, CacheInfo, CacheListParams, CacheListResult,
@@ -194,16 +195,22 @@ impl Client {
     ) -> Result<R, ClientError> {
         let params =
             serde_json::to_value(params).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let v = self
-            .inner
-            .peer
-            .call(method, params)
-            .await
-            .map_err(|e| match e {
-                CallError::Remote(e) => ClientError::Daemon(e),
-                CallError::Closed | CallError::Timeout(_) => ClientError::Disconnected,
-            })?;
-        serde_json::from_value(v).map_err(|e| ClientError::Decode(format!("{method}: {e}")))
+        let answer = self.inner.peer.call(method, params).await;
+        decode_answer(method, answer)
+    }
+
+    /// [`Client::call`] with a deadline: a daemon that does not answer within `timeout` is
+    /// reported as [`ClientError::Timeout`] (not as a closed connection, which it is not).
+    pub async fn call_timeout<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+        timeout: Duration,
+    ) -> Result<R, ClientError> {
+        let params =
+            serde_json::to_value(params).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let answer = self.inner.peer.call_timeout(method, params, timeout).await;
+        decode_answer(method, answer)
     }
 
     /// `ferry.hello`
@@ -498,4 +505,21 @@ impl Client {
     pub(crate) fn activity(&self) -> tokio::sync::watch::Receiver<callback::Activity> {
         self.inner.registry.activity()
     }
+}
+
+/// Maps the RPC layer's outcome of `method` to the client's errors and decodes the result: a
+/// missed deadline stays a timeout, a closed connection is [`ClientError::Disconnected`].
+fn decode_answer<R: DeserializeOwned>(
+    method: &str,
+    answer: Result<Value, CallError>,
+) -> Result<R, ClientError> {
+    let v = answer.map_err(|e| match e {
+        CallError::Remote(e) => ClientError::Daemon(e),
+        CallError::Closed => ClientError::Disconnected,
+        CallError::Timeout(after) => ClientError::Timeout {
+            method: method.to_owned(),
+            after,
+        },
+    })?;
+    serde_json::from_value(v).map_err(|e| ClientError::Decode(format!("{method}: {e}")))
 }

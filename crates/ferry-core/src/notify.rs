@@ -1,4 +1,4 @@
-//! Notification routing (PROTOCOL.md "Delivery rules", BITS-REFERENCE §3): which owed
+//! Notification routing (docs/protocol.md, delivery rules): which owed
 //! notification of a job goes next, whether the notify flags let it go at all, and which targets
 //! to try in which order. The daemon's notifier does the delivering; this module only decides.
 

@@ -1,4 +1,4 @@
-//! Which errors are retried and when (BITS-REFERENCE §5.3, PROTOCOL.md "Error info code values").
+//! Which errors are retried and when (docs/protocol.md, error info code values).
 //!
 //! [`classify_http_status`] sorts a server's answer into transient or fatal; [`on_transient`]
 //! decides, after a transient error, when the job is retried or whether it has gone without
@@ -17,7 +17,7 @@ pub enum Class {
 
 /// HTTP status for a download: 3xx transient except 300–305 and 307 (fatal); 4xx fatal except 408, 409 and 429 (transient); 5xx transient except 501 and 505 (fatal); 1xx/other → transient.
 ///
-/// This is BITS's upload server-application table, which §5.3 recommends for downloads too,
+/// This is BITS's upload server-application table, which suits downloads too,
 /// plus 429 (Too Many Requests), which asks the client to come back later.
 pub fn classify_http_status(status: u16) -> Class {
     match status {

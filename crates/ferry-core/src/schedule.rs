@@ -1,4 +1,4 @@
-//! Who runs next (DESIGN.md decision 8, BITS-REFERENCE §6.1).
+//! Who runs next (docs/ARCHITECTURE.md).
 //!
 //! Foreground jobs always run. Background jobs (high > normal > low) share a bounded number of
 //! slots in priority order and take turns in time slices within a priority. [`plan`] turns the

@@ -1,5 +1,5 @@
-//! The BITS job state machine (BITS-REFERENCE §2.2) and which owner calls are legal in which
-//! state (§2.3).
+//! The BITS job state machine (docs/protocol.md, job states) and which owner calls are legal in
+//! which state.
 //!
 //! [`next`] is the only way a job's state changes: the daemon feeds it what happened (an owner
 //! call, a scheduler decision, a transfer outcome, a timer) and stores the answer. [`check`]
@@ -145,7 +145,7 @@ pub fn next(state: JobState, trigger: Trigger) -> Result<JobState, Refusal> {
     }
 }
 
-/// Owner operations for §2.3's "which calls are legal when" table.
+/// Owner operations, for the table of which calls are legal in which state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// `job.add_files`.
@@ -237,7 +237,7 @@ mod tests {
         Err(Refusal::InvalidState(state))
     }
 
-    // ---- §2.2, one test per row ----
+    // ---- state transitions, one test per row ----
 
     #[test]
     fn suspended_resume_with_files_goes_queued() {
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(Refusal::Empty.to_string(), "the job has no files");
     }
 
-    // ---- §2.3, one test per row ----
+    // ---- legal calls per state, one test per row ----
 
     #[test]
     fn add_files_allowed_in_non_final_incl_transferred() {
@@ -640,7 +640,7 @@ mod tests {
 
     // ---- properties ----
 
-    /// Every (from, to) edge §2.2 allows, self-loops excluded; written out by hand.
+    /// Every (from, to) edge the state machine allows, self-loops excluded; written out by hand.
     const EDGES: &[(JobState, JobState)] = &[
         (S::Suspended, S::Queued),
         (S::Queued, S::Connecting),

@@ -4,53 +4,91 @@
 //! Not here: deciding *when* to retry (that is `ferry_core::retry` and the daemon's scheduler);
 //! a `FetchError` only says whether retrying can help.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
 use ferry_proto::{ErrorContext, ErrorInfo};
 
-/// Stable `code` strings a [`FetchError`] can carry (see PROTOCOL.md's error code table; the
-/// ones marked *new* are Ferry additions to document in `docs/protocol.md`).
-pub mod codes {
+/// What kind of failure a [`FetchError`] is; its wire `code` is [`FetchErrorKind::as_str`]
+/// (`docs/protocol.md`'s error code table; the ones marked *new* are Ferry additions to BITS's
+/// codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchErrorKind {
     /// Could not connect (refused, unreachable, connect timeout): transient.
-    pub const CONNECT_FAILED: &str = "CONNECT_FAILED";
+    ConnectFailed,
     /// Name resolution failed: transient.
-    pub const DNS_FAILED: &str = "DNS_FAILED";
+    DnsFailed,
     /// TLS handshake failed; fatal when the certificate was rejected, transient otherwise.
-    pub const TLS_FAILED: &str = "TLS_FAILED";
+    TlsFailed,
     /// The connection broke, or the body ended before its declared length: transient.
-    pub const CONNECTION_RESET: &str = "CONNECTION_RESET";
+    ConnectionReset,
     /// *New*: no body byte arrived for the request's `stall_timeout`: transient.
-    pub const STALLED: &str = "STALLED";
+    Stalled,
     /// The source delivered less than the request's `min_rate_bps` over a window: transient.
-    pub const TOO_SLOW: &str = "TOO_SLOW";
+    TooSlow,
     /// *New*: the answer's head is not HTTP the client can parse (larger than its limit, a bad
-    /// status line or header): transient, `general_transport` (BITS §5.3: a malformed server
-    /// response is retried after the retry delay).
-    pub const MALFORMED_RESPONSE: &str = "MALFORMED_RESPONSE";
+    /// status line or header): transient, `general_transport` (a malformed server response is
+    /// retried after the retry delay).
+    MalformedResponse,
     /// Wrong `Content-Range`, body longer than declared, 206 to a request without a range.
-    pub const INVALID_SERVER_RESPONSE: &str = "INVALID_SERVER_RESPONSE";
+    InvalidServerResponse,
     /// A ranged file was asked of a server that answers ranged requests with the whole file
     /// (BITS `BG_E_INSUFFICIENT_RANGE_SUPPORT`): fatal, `remote_file`.
-    pub const RANGE_UNSUPPORTED: &str = "RANGE_UNSUPPORTED";
+    RangeUnsupported,
     /// *New*: a range of a ranged file starts at or reaches past the end of the remote file
     /// (BITS `BG_E_INVALID_RANGE`): fatal, `remote_file`.
-    pub const INVALID_RANGE: &str = "INVALID_RANGE";
+    InvalidRange,
     /// The content does not match the expected SHA-256: fatal.
-    pub const SHA256_MISMATCH: &str = "SHA256_MISMATCH";
+    Sha256Mismatch,
     /// A redirect loop, too many redirects, https→http, or a redirect to a non-http scheme.
-    pub const REDIRECT_REFUSED: &str = "REDIRECT_REFUSED";
+    RedirectRefused,
     /// The local file system refused (the staging file, or reading a `file://` source).
-    pub const LOCAL_IO: &str = "LOCAL_IO";
+    LocalIo,
     /// Permission denied reading a `file://` source (context `remote_file`).
-    pub const ACCESS_DENIED: &str = "ACCESS_DENIED";
+    AccessDenied,
     /// *New*: a `file://` source does not exist or is not a regular file: fatal, `remote_file`.
-    pub const FILE_NOT_FOUND: &str = "FILE_NOT_FOUND";
+    FileNotFound,
     /// *New*: the request itself is unusable (bad URL, unsupported scheme, bad custom header).
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    InvalidRequest,
     /// *New*: the fetch was cancelled through its token (never stored as a job error).
-    pub const CANCELLED: &str = "CANCELLED";
+    Cancelled,
+    /// The server answered an error status (`HTTP_<status>`); transient or fatal by status.
+    Http(u16),
+}
+
+impl FetchErrorKind {
+    /// The stable wire code: `CONNECT_FAILED`, ..., or `HTTP_<status>`.
+    pub fn as_str(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            FetchErrorKind::ConnectFailed => "CONNECT_FAILED",
+            FetchErrorKind::DnsFailed => "DNS_FAILED",
+            FetchErrorKind::TlsFailed => "TLS_FAILED",
+            FetchErrorKind::ConnectionReset => "CONNECTION_RESET",
+            FetchErrorKind::Stalled => "STALLED",
+            FetchErrorKind::TooSlow => "TOO_SLOW",
+            FetchErrorKind::MalformedResponse => "MALFORMED_RESPONSE",
+            FetchErrorKind::InvalidServerResponse => "INVALID_SERVER_RESPONSE",
+            FetchErrorKind::RangeUnsupported => "RANGE_UNSUPPORTED",
+            FetchErrorKind::InvalidRange => "INVALID_RANGE",
+            FetchErrorKind::Sha256Mismatch => "SHA256_MISMATCH",
+            FetchErrorKind::RedirectRefused => "REDIRECT_REFUSED",
+            FetchErrorKind::LocalIo => "LOCAL_IO",
+            FetchErrorKind::AccessDenied => "ACCESS_DENIED",
+            FetchErrorKind::FileNotFound => "FILE_NOT_FOUND",
+            FetchErrorKind::InvalidRequest => "INVALID_REQUEST",
+            FetchErrorKind::Cancelled => "CANCELLED",
+            FetchErrorKind::Http(status) => return Cow::Owned(format!("HTTP_{status}")),
+        })
+    }
+}
+
+impl fmt::Display for FetchErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
 }
 
 /// Why a fetch failed, classified for the job store and for retry decisions.
@@ -59,8 +97,8 @@ pub mod codes {
 pub struct FetchError {
     /// Where the error happened (BITS error context).
     pub context: ErrorContext,
-    /// A stable code from [`codes`] or `HTTP_<status>`.
-    pub code: String,
+    /// What failed; its wire code is `kind.as_str()`.
+    pub kind: FetchErrorKind,
     /// The HTTP status, when the server answered one.
     pub http_status: Option<u16>,
     /// Whether retrying later can help.
@@ -71,27 +109,24 @@ pub struct FetchError {
     pub protocol: Option<String>,
     /// How long the server asked us to wait (`Retry-After` of a 429 or 503).
     pub retry_after: Option<Duration>,
-    /// True when the fetch stopped because its cancellation token fired.
-    pub cancelled: bool,
 }
 
 impl FetchError {
     /// A new error with no status, protocol or retry hint.
     pub(crate) fn new(
         context: ErrorContext,
-        code: &str,
+        kind: FetchErrorKind,
         transient: bool,
         description: impl Into<String>,
     ) -> FetchError {
         FetchError {
             context,
-            code: code.to_owned(),
+            kind,
             http_status: None,
             transient,
             description: description.into(),
             protocol: None,
             retry_after: None,
-            cancelled: false,
         }
     }
 
@@ -107,7 +142,7 @@ impl FetchError {
     pub(crate) fn invalid_response(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
-            codes::INVALID_SERVER_RESPONSE,
+            FetchErrorKind::InvalidServerResponse,
             false,
             description,
         )
@@ -117,7 +152,7 @@ impl FetchError {
     pub(crate) fn range_unsupported(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
-            codes::RANGE_UNSUPPORTED,
+            FetchErrorKind::RangeUnsupported,
             false,
             description,
         )
@@ -127,7 +162,7 @@ impl FetchError {
     pub(crate) fn invalid_range(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
-            codes::INVALID_RANGE,
+            FetchErrorKind::InvalidRange,
             false,
             description,
         )
@@ -137,7 +172,7 @@ impl FetchError {
     pub(crate) fn invalid_request(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
-            codes::INVALID_REQUEST,
+            FetchErrorKind::InvalidRequest,
             false,
             description,
         )
@@ -147,7 +182,7 @@ impl FetchError {
     pub(crate) fn local_io(path: &Path, action: &str, err: &io::Error) -> FetchError {
         FetchError::new(
             ErrorContext::LocalFile,
-            codes::LOCAL_IO,
+            FetchErrorKind::LocalIo,
             false,
             format!("could not {action} {}: {err}", path.display()),
         )
@@ -155,22 +190,24 @@ impl FetchError {
 
     /// The error a cancelled fetch returns.
     pub(crate) fn cancelled() -> FetchError {
-        FetchError {
-            cancelled: true,
-            ..FetchError::new(
-                ErrorContext::None,
-                codes::CANCELLED,
-                false,
-                "the transfer was cancelled",
-            )
-        }
+        FetchError::new(
+            ErrorContext::None,
+            FetchErrorKind::Cancelled,
+            false,
+            "the transfer was cancelled",
+        )
+    }
+
+    /// True when the fetch stopped because its cancellation token fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == FetchErrorKind::Cancelled
     }
 
     /// The wire form for `job.get_error` and callbacks.
     pub fn to_error_info(&self, file_index: Option<u64>) -> ErrorInfo {
         ErrorInfo {
             context: self.context,
-            code: self.code.clone(),
+            code: self.kind.as_str().into_owned(),
             http_status: self.http_status,
             transient: self.transient,
             description: self.description.clone(),
@@ -184,3 +221,18 @@ impl FetchError {
 #[derive(Debug, thiserror::Error)]
 #[error("could not set up the HTTP client: {0}")]
 pub struct FetchSetupError(#[from] pub reqwest::Error);
+
+#[cfg(test)]
+mod tests {
+    use super::FetchErrorKind;
+
+    /// The wire code of a status is `HTTP_<status>`; Display writes the same code (the other
+    /// codes are pinned where the wire shows them: the fetch and daemon tests).
+    #[test]
+    fn kinds_write_their_wire_codes() {
+        assert_eq!(FetchErrorKind::Http(404).as_str(), "HTTP_404");
+        assert_eq!(FetchErrorKind::Http(503).to_string(), "HTTP_503");
+        assert_eq!(FetchErrorKind::Sha256Mismatch.as_str(), "SHA256_MISMATCH");
+        assert_eq!(FetchErrorKind::Cancelled.to_string(), "CANCELLED");
+    }
+}

@@ -12,7 +12,7 @@ use ferry_proto::ErrorContext;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 
-use crate::error::{FetchError, codes};
+use crate::error::{FetchError, FetchErrorKind};
 use crate::{FetchDone, Run, Source, Validator};
 
 /// Headers the engine owns: a custom header may not override them (a custom `Range` or
@@ -89,7 +89,7 @@ pub(crate) fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
         // because leftover bytes of an earlier answer on a reused connection look the same.
         return FetchError::new(
             ErrorContext::GeneralTransport,
-            codes::MALFORMED_RESPONSE,
+            FetchErrorKind::MalformedResponse,
             true,
             format!(
                 "the answer of {host} for {shown} is not valid HTTP: {}",
@@ -98,29 +98,33 @@ pub(crate) fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
         );
     }
     let (code, transient, what) = if e.is_dns() {
-        (codes::DNS_FAILED, true, format!("could not resolve {host}"))
+        (
+            FetchErrorKind::DnsFailed,
+            true,
+            format!("could not resolve {host}"),
+        )
     } else if text.contains("certificate") || text.contains("unknownissuer") {
         // A certificate the trust store rejects will be rejected again: retrying cannot help.
         (
-            codes::TLS_FAILED,
+            FetchErrorKind::TlsFailed,
             false,
             format!("the TLS certificate of {host} was rejected"),
         )
     } else if text.contains("tls") || text.contains("handshake") || text.contains("rustls") {
         (
-            codes::TLS_FAILED,
+            FetchErrorKind::TlsFailed,
             true,
             format!("the TLS handshake with {host} failed"),
         )
     } else if e.is_connect() {
         (
-            codes::CONNECT_FAILED,
+            FetchErrorKind::ConnectFailed,
             true,
             format!("could not connect to {host}"),
         )
     } else {
         (
-            codes::CONNECTION_RESET,
+            FetchErrorKind::ConnectionReset,
             true,
             format!("the connection to {host} broke before an answer"),
         )
@@ -158,7 +162,7 @@ impl WithoutUrl for reqwest::Error {
 pub(crate) fn body_error(e: &reqwest::Error) -> FetchError {
     FetchError::new(
         ErrorContext::GeneralTransport,
-        codes::CONNECTION_RESET,
+        FetchErrorKind::ConnectionReset,
         true,
         format!("the connection broke mid-transfer: {}", e.without_url_ref()),
     )
@@ -181,7 +185,7 @@ pub(crate) fn status_error(resp: &Response, url: &Url) -> FetchError {
     let transient = matches!(classify_http_status(code), Class::Transient);
     let mut err = FetchError::new(
         ErrorContext::RemoteFile,
-        &format!("HTTP_{code}"),
+        FetchErrorKind::Http(code),
         transient,
         format!(
             "the server answered {code}{} for {}",
@@ -238,7 +242,7 @@ fn is_redirect(status: StatusCode) -> bool {
 fn redirect_refused(description: String) -> FetchError {
     FetchError::new(
         ErrorContext::RemoteFile,
-        codes::REDIRECT_REFUSED,
+        FetchErrorKind::RedirectRefused,
         false,
         description,
     )
@@ -608,7 +612,7 @@ mod tests {
         let https = Url::parse("https://user:pw@example.test/a").unwrap();
         let http = Url::parse("http://example.test/b").unwrap();
         let err = check_redirect_scheme(&https, &http, false).unwrap_err();
-        assert_eq!(err.code, codes::REDIRECT_REFUSED);
+        assert_eq!(err.kind, FetchErrorKind::RedirectRefused);
         assert_eq!(err.context, ErrorContext::RemoteFile);
         assert!(!err.transient);
         assert!(
@@ -626,7 +630,7 @@ mod tests {
             let next = Url::parse(other).unwrap();
             for allow in [false, true] {
                 let err = check_redirect_scheme(&https, &next, allow).unwrap_err();
-                assert_eq!(err.code, codes::REDIRECT_REFUSED, "{other}");
+                assert_eq!(err.kind, FetchErrorKind::RedirectRefused, "{other}");
                 assert!(!err.transient);
             }
         }
@@ -675,6 +679,6 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].0.as_str(), "x-token");
         let err = custom_headers(&[("bad name".into(), "x".into())]).unwrap_err();
-        assert_eq!(err.code, codes::INVALID_REQUEST);
+        assert_eq!(err.kind, FetchErrorKind::InvalidRequest);
     }
 }

@@ -4,7 +4,7 @@
 //! The daemon drives it: it creates the staging file ([`staging::create_temp`]), calls
 //! [`Fetcher::fetch`] with the committed offset and validator, commits each
 //! [`FetchEvent::Checkpoint`] to its store (the bytes it names are already synced), and
-//! finalizes or removes the staging file later. Resume follows DESIGN decision 6: `Range` plus
+//! finalizes or removes the staging file later. Resume uses `Range` plus
 //! `If-Range` (strong ETag, else Last-Modified); an answer that does not fit the bytes on disk
 //! restarts the file from zero. Errors come back classified ([`FetchError`]).
 //!
@@ -36,7 +36,7 @@ mod sink;
 pub mod staging;
 pub mod throttle;
 
-pub use error::{FetchError, FetchSetupError, codes};
+pub use error::{FetchError, FetchErrorKind, FetchSetupError};
 pub use local::file_url_path;
 pub use peer::{PeerAnswer, PeerSource, Probe, SPOT_CHECK_BYTES};
 
@@ -326,7 +326,7 @@ impl Fetcher {
     ///
     /// Sends [`FetchEvent`]s on `events` (a dropped receiver is fine). When `cancel` fires, the
     /// bytes written so far are synced, a final checkpoint is sent, and the result is an error
-    /// with `cancelled: true`. On success the staging file is synced and verified.
+    /// with kind [`FetchErrorKind::Cancelled`]. On success the staging file is synced and verified.
     pub async fn fetch(
         &self,
         req: &FetchRequest,
@@ -535,7 +535,7 @@ impl Run<'_> {
     fn stalled_error(&self) -> FetchError {
         FetchError::new(
             ErrorContext::GeneralTransport,
-            codes::STALLED,
+            FetchErrorKind::Stalled,
             true,
             format!(
                 "no data arrived for {:?} while fetching {} (at byte {})",
@@ -549,7 +549,7 @@ impl Run<'_> {
     fn too_slow_error(&self, rate: u64) -> FetchError {
         FetchError::new(
             ErrorContext::GeneralTransport,
-            codes::TOO_SLOW,
+            FetchErrorKind::TooSlow,
             true,
             format!(
                 "{} sent {rate} bytes/s over {RATE_WINDOW:?}, slower than the {} bytes/s asked \
@@ -608,7 +608,7 @@ impl Run<'_> {
                     {
                         let err = FetchError::new(
                             ErrorContext::GeneralTransport,
-                            codes::CONNECTION_RESET,
+                            FetchErrorKind::ConnectionReset,
                             true,
                             format!(
                                 "the body of {} ended at byte {pos}, before the declared end {end}",
@@ -690,7 +690,7 @@ impl Run<'_> {
         {
             return Err(FetchError::new(
                 ErrorContext::RemoteFile,
-                codes::SHA256_MISMATCH,
+                FetchErrorKind::Sha256Mismatch,
                 false,
                 format!(
                     "the content of {} has SHA-256 {}, expected {}",

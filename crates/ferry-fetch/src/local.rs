@@ -24,7 +24,7 @@ use ferry_proto::ErrorContext;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
 
-use crate::error::{FetchError, codes};
+use crate::error::{FetchError, FetchErrorKind};
 use crate::identity::FsIdentity;
 use crate::safe_open;
 use crate::{FetchDone, Run, Source, Validator};
@@ -39,17 +39,17 @@ fn source_error(path: &Path, action: &str, e: &io::Error) -> FetchError {
             || (safe_open::is_wrong_kind(e) && e.kind() == io::ErrorKind::PermissionDenied) =>
         {
             (
-                codes::ACCESS_DENIED,
+                FetchErrorKind::AccessDenied,
                 "is refused: it passes through a magic link such as /proc/self/fd (or a symlink loop)",
             )
         }
         _ if safe_open::is_wrong_kind(e) => (
-            codes::FILE_NOT_FOUND,
+            FetchErrorKind::FileNotFound,
             "cannot be copied; name a regular file",
         ),
-        io::ErrorKind::NotFound => (codes::FILE_NOT_FOUND, "does not exist"),
-        io::ErrorKind::PermissionDenied => (codes::ACCESS_DENIED, "may not be read"),
-        _ => (codes::LOCAL_IO, "could not be read"),
+        io::ErrorKind::NotFound => (FetchErrorKind::FileNotFound, "does not exist"),
+        io::ErrorKind::PermissionDenied => (FetchErrorKind::AccessDenied, "may not be read"),
+        _ => (FetchErrorKind::LocalIo, "could not be read"),
     };
     FetchError::new(
         ErrorContext::RemoteFile,
@@ -112,7 +112,7 @@ impl FileSource {
             Err(e) => Err(source_error(&self.path, "read", &e)),
             Ok(b) if b.is_empty() => Err(FetchError::new(
                 ErrorContext::RemoteFile,
-                codes::CONNECTION_RESET,
+                FetchErrorKind::ConnectionReset,
                 true,
                 format!(
                     "the source file {} shrank to {} bytes while it was read (expected {})",

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ferry_peer::pieces::{self, PieceHasher};
 use sha2::{Digest, Sha256};
 
-use crate::error::FetchError;
+use crate::error::{FetchError, FetchErrorKind};
 use crate::identity::FsIdentity;
 
 /// Buffered bytes are written out once this much is pending: large writes amortise the hop to
@@ -221,7 +221,7 @@ impl Sink {
             if pieces::get(want, i) != p.piece(i) {
                 return Err(FetchError::new(
                     ferry_proto::ErrorContext::RemoteFile,
-                    crate::codes::SHA256_MISMATCH,
+                    FetchErrorKind::Sha256Mismatch,
                     false,
                     format!(
                         "piece {i} (bytes {}..) does not have the SHA-256 the source advertised for it",
@@ -351,7 +351,7 @@ impl Sink {
         }
     }
 
-    /// Flushes and syncs the file's data (DESIGN decision 4: bytes on disk before the offset
+    /// Flushes and syncs the file's data (bytes on disk before the offset
     /// covering them is reported).
     pub(crate) async fn sync(&mut self) -> Result<(), FetchError> {
         if self.in_flight.is_some() {

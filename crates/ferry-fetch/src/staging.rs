@@ -1,4 +1,4 @@
-//! Staging files: where a file's bytes live until the job completes (DESIGN decision 5).
+//! Staging files: where a file's bytes live until the job completes.
 //!
 //! A staging file is a hidden `.ferry-<tag>-<uuid>.part` in the destination's own directory (the
 //! tag names its owner: the daemon uses the job's id), so that handing it over is one atomic

@@ -1,4 +1,4 @@
-//! The peer cache's contract between Ferry hosts (issue 6), shared by the daemon's cache server,
+//! The peer cache's contract between Ferry hosts, shared by the daemon's cache server,
 //! its peer client, the tests and the benchmark.
 //!
 //! - [`key`]: which content a peer is asked for (URL + the origin's validator + size).

@@ -1,4 +1,4 @@
-//! JSON-RPC error objects and Ferry's error codes (PROTOCOL.md, Errors).
+//! JSON-RPC error objects and Ferry's error codes (docs/protocol.md, Errors).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,7 +1,7 @@
 //! Ferry's wire contract, shared by the daemon and every Rust client.
 //!
 //! One definition of every method name, parameter set, result, event and error code of protocol 1
-//! (`PROTOCOL.md`, with the deltas in `docs/protocol.md`). It is plain data with serde: no I/O, no
+//! (`docs/protocol.md`). It is plain data with serde: no I/O, no
 //! async runtime, no daemon logic. Parameters are strict (`deny_unknown_fields`); results are
 //! tolerant, so new result fields never break an old client.
 

@@ -10,8 +10,8 @@ use crate::StoreError;
 const APPLICATION_ID: i64 = 0x4645_5259;
 
 /// Migrations, applied in order; `user_version` is the number applied so far. 2: the peer
-/// cache's index (issue 6). 3: jobs by state, so a start loads only the jobs that need memory
-/// and counts the rest without reading their bodies (issue 4). 4: each job's progress events,
+/// cache's index. 3: jobs by state, so a start loads only the jobs that need memory
+/// and counts the rest without reading their bodies. 4: each job's progress events,
 /// so a new one can replace the last at once. 5: the staging path as a column with an index of
 /// the files that have one, so a start finds the staging files a crash left to final jobs
 /// without reading every file row.

@@ -26,6 +26,7 @@ pub struct Writer {
 }
 
 /// An operation's result, available once its transaction committed.
+#[must_use = "a write is durable only once its Commit resolves; wait on it, or drop it explicitly where durability is not awaited"]
 pub struct Commit<T> {
     rx: oneshot::Receiver<Result<T, StoreError>>,
 }

@@ -453,7 +453,7 @@ async fn read_line(r: &mut BufReader<TcpStream>, budget: &mut usize) -> Result<S
 async fn read_request(r: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
     let mut budget = MAX_HEAD_BYTES;
     let mut first = read_line(r, &mut budget).await?;
-    // RFC 9112 §2.2: ignore empty lines before a request line.
+    // RFC 9112, section 2.2: ignore empty lines before a request line.
     while first.is_empty() {
         first = read_line(r, &mut budget).await?;
     }
@@ -729,7 +729,7 @@ fn plan_for(st: &mut State, req: &Request, path: &str) -> Plan {
     let ignore_range = b.ignore_range || b.endless_body;
     let mut range = None;
     if !ignore_range && let Some(r) = req.header("range") {
-        // If-Range (RFC 9110 §13.1.5): a strong ETag compares exactly, a date compares equal to
+        // If-Range (RFC 9110, section 13.1.5): a strong ETag compares exactly, a date compares equal to
         // Last-Modified; a weak ETag never matches. A mismatch means "send the whole thing".
         let validator_ok = match req.header("if-range") {
             None => true,

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::usage::UsageError;
 
-/// URL schemes the daemon accepts (PROTOCOL.md: `http`, `https` or `file`).
+/// URL schemes the daemon accepts (docs/protocol.md: `http`, `https` or `file`).
 const SCHEMES: [&str; 3] = ["http", "https", "file"];
 
 /// Makes `path` absolute against `cwd`, dropping `.` components (the daemon requires absolute

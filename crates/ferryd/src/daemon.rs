@@ -170,7 +170,7 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// Asks the notifier to (re)consider a job's notifications.
     pub kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
-    /// At most 4 callbacks outstanding per user (PROTOCOL.md delivery rule 4).
+    /// At most 4 callbacks outstanding per user (docs/protocol.md, delivery rules).
     pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// The global background bandwidth limit.
     pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
@@ -216,12 +216,39 @@ pub struct Kick {
     pub urgent: bool,
 }
 
+/// How often [`Daemon::load`] reads a job again when an eviction raced its read.
+const LOAD_ATTEMPTS: usize = 3;
+
 /// Shorthand for a not-found answer (another user's job looks the same).
 pub fn not_found(job_id: &str) -> ProtoError {
     ProtoError::kind(
         ErrorKind::NotFound,
         format!("no job {job_id} exists for this user"),
     )
+}
+
+/// Why [`Daemon::transition`] left a job as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionError {
+    /// The job is not in memory (it never existed, or it left): there is nothing to move.
+    NotFound,
+    /// The state machine does not allow the trigger in the job's state.
+    Refused(Refusal),
+}
+
+impl From<Refusal> for TransitionError {
+    fn from(r: Refusal) -> TransitionError {
+        TransitionError::Refused(r)
+    }
+}
+
+/// Turns a failed transition of `job_id` into the documented error: a missing job is
+/// `not_found`, a refused trigger [`refusal`].
+pub fn refused(op: &str, job_id: &str, e: TransitionError) -> ProtoError {
+    match e {
+        TransitionError::NotFound => not_found(job_id),
+        TransitionError::Refused(r) => refusal(op, r),
+    }
 }
 
 /// Turns a state-machine refusal into the documented error.
@@ -384,10 +411,55 @@ impl Daemon {
     }
 
     /// The identity a job's file operations run as (system mode: its owner). Takes the
-    /// daemon's lock: never call it with the lock held.
-    pub fn fs_identity(&self, job_id: &str) -> Option<ferry_fetch::identity::FsIdentity> {
+    /// daemon's lock: never call it with the lock held. The owner's passwd entry is looked up
+    /// on the blocking pool (a name service may be slow).
+    pub async fn fs_identity(&self, job_id: &str) -> Option<ferry_fetch::identity::FsIdentity> {
         let owner = self.lock().jobs.get(job_id).map(|e| e.row.owner_uid)?;
-        crate::identity::fs_identity(self.opts.mode, owner)
+        crate::identity::fs_identity_off_runtime(self.opts.mode, owner).await
+    }
+
+    /// Makes `job_id` resident, reading a cold job from the store on the blocking pool and
+    /// outside the daemon's lock, so that callers which then take the lock find it in memory.
+    /// `Ok(false)` when no such job exists. Safe against a concurrent load, creation or
+    /// eviction (see [`crate::resident::Jobs::settle`]); if evictions keep racing the read,
+    /// it gives up and leaves the job to the lookup under the lock.
+    pub async fn load(&self, job_id: &str) -> Result<bool, ProtoError> {
+        for _ in 0..LOAD_ATTEMPTS {
+            let lookup = {
+                let inner = self.lock();
+                inner.jobs.cold_lookup(job_id)
+            };
+            let Some(lookup) = lookup else {
+                return Ok(true);
+            };
+            let rows = Arc::clone(&lookup.rows);
+            let id = job_id.to_owned();
+            let row = tokio::task::spawn_blocking(move || rows.job(&id))
+                .await
+                .map_err(|e| {
+                    ProtoError::kind(
+                        ErrorKind::Internal,
+                        format!("reading job {job_id} from the store failed: {e}; try again"),
+                    )
+                })?
+                .map_err(store_failed)?;
+            let settled = self.lock().jobs.settle(job_id, &lookup, row);
+            match settled {
+                crate::resident::Settled::Resident => return Ok(true),
+                crate::resident::Settled::Missing => return Ok(false),
+                crate::resident::Settled::Stale => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Daemon::load`], answering `not_found` for a job that does not exist.
+    pub async fn load_existing(&self, job_id: &str) -> Result<(), ProtoError> {
+        if self.load(job_id).await? {
+            Ok(())
+        } else {
+            Err(not_found(job_id))
+        }
     }
 
     /// Resolves once every write queued so far is committed.
@@ -420,10 +492,10 @@ impl Daemon {
         job_id: &str,
         trigger: Trigger,
         edit: impl FnOnce(&mut JobRow),
-    ) -> Result<(JobState, Commit<()>), Refusal> {
+    ) -> Result<(JobState, Commit<()>), TransitionError> {
         let queue_seq = inner.next_queue_seq;
         let Some(entry) = inner.jobs.get_mut(job_id) else {
-            return Err(Refusal::InvalidState(JobState::Cancelled));
+            return Err(TransitionError::NotFound);
         };
         let outbox: Vec<OwedRow> = entry
             .rt
@@ -495,7 +567,7 @@ impl Daemon {
             .into_iter()
             .collect();
         let Some(entry) = inner.jobs.get_mut(job_id) else {
-            return Err(Refusal::InvalidState(JobState::Cancelled));
+            return Err(TransitionError::NotFound);
         };
         entry.rt.outbox.extend(owe.iter().cloned());
         let commit = self.persist_with(entry, events, owe, fx.lapse);

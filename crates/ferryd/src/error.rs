@@ -47,7 +47,7 @@ pub enum DaemonError {
     },
     /// The transfer engine could not be set up.
     #[error("cannot set up the transfer engine: {0}")]
-    Fetch(String),
+    Fetch(#[from] ferry_fetch::FetchSetupError),
 }
 
 impl DaemonError {

@@ -115,6 +115,24 @@ fn cloexec_from(first: libc::c_int) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`fs_identity`] with the passwd lookup on the blocking pool: a name service (LDAP, NIS)
+/// may take long, and the runtime threads must keep serving meanwhile.
+pub async fn fs_identity_off_runtime(
+    mode: Mode,
+    owner: u32,
+) -> Option<ferry_fetch::identity::FsIdentity> {
+    if mode != Mode::System || owner == nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    tokio::task::spawn_blocking(move || fs_identity(mode, owner))
+        .await
+        // The lookup itself panicked: the uid alone, as for an owner without a passwd entry.
+        .unwrap_or(Some(ferry_fetch::identity::FsIdentity {
+            uid: owner,
+            gid: owner,
+        }))
+}
+
 /// The file-system identity a job's file operations run as: the owner's in system mode when
 /// the daemon is someone else (root), `None` when the daemon already is the owner.
 pub fn fs_identity(mode: Mode, owner: u32) -> Option<ferry_fetch::identity::FsIdentity> {

@@ -41,11 +41,11 @@ pub async fn discard_final_staging(
         jobs = by_job.len(),
         "deleted the staging files a crash left to final jobs"
     );
-    writer.submit(move |tx| {
+    drop(writer.submit(move |tx| {
         by_job
             .iter()
             .try_for_each(|(id, files)| tx.put_files(id, files))
-    });
+    }));
     writer.flush().await?;
     Ok(())
 }

@@ -62,7 +62,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         peer_tls: peer_cache::client_tls(&config)?,
         ..ferry_fetch::FetcherOptions::default()
     })
-    .map_err(|e| DaemonError::Fetch(e.to_string()))?;
+    .map_err(DaemonError::Fetch)?;
     let mono = Mono::start();
     let sweep = Arc::new(Notify::new());
     let inner = recover(
@@ -343,7 +343,7 @@ async fn recover(
         .map(|(id, _)| id)
         .collect();
     if !expired.is_empty() {
-        writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id)));
+        drop(writer.submit(move |tx| expired.iter().try_for_each(|id| tx.delete_job(id))));
         writer.flush().await?;
     }
     leftovers::discard_final_staging(opts, writer, reader, &final_states).await?;
@@ -378,7 +378,7 @@ async fn recover(
                 row.modified = now.clone();
                 let r = row.clone();
                 let t = now.clone();
-                writer.submit(move |tx| {
+                drop(writer.submit(move |tx| {
                     tx.update_job(&r)?;
                     tx.append_event(
                         &r.id,
@@ -390,7 +390,7 @@ async fn recover(
                         },
                     )
                     .map(drop)
-                });
+                }));
             }
             JobState::TransientError => {
                 let wait = row
@@ -417,7 +417,7 @@ async fn recover(
         }
     }
     if !stale.is_empty() {
-        writer.submit(move |tx| tx.delete_outbox(&stale));
+        drop(writer.submit(move |tx| tx.delete_outbox(&stale)));
     }
     inner.next_outbox_id = next_outbox.max(1);
     inner.handlers = handlers::Registry::load(reader.handlers()?);

@@ -8,7 +8,7 @@
 //! from memory, and the next lookup reads it back from the store with a default runtime, which
 //! is all a cold job ever has. Eviction is therefore invisible to callers: [`Jobs::get`] and
 //! [`Jobs::get_mut`] find every job that exists. This is what lets 100 000 suspended jobs cost
-//! the daemon nothing but their rows on disk (issue 4).
+//! the daemon nothing but their rows on disk.
 //!
 //! Not here: listing (`job.list` pages through the store) and counting (the quota counters in
 //! `Inner`).
@@ -36,7 +36,11 @@ pub const HOT_STATES: [JobState; 4] = [
 pub struct Jobs {
     map: HashMap<String, Entry>,
     /// Point lookups of cold jobs (a connection of its own: never queued behind a long read).
-    rows: Reader,
+    /// Shared with [`crate::daemon::Daemon::load`], which reads outside the daemon's lock.
+    rows: Arc<Reader>,
+    /// How many jobs have left memory so far: a row read outside the lock may be inserted only
+    /// if none left meanwhile (one that left may have been written after the read began).
+    departed: u64,
     /// Wakes the sweeper when a job may have gone cold.
     sweep: Arc<Notify>,
     /// Stamps every mutable access, so the sweeper can tell a job touched since it looked.
@@ -89,7 +93,8 @@ impl Jobs {
     pub fn new(rows: Reader, sweep: Arc<Notify>) -> Jobs {
         Jobs {
             map: HashMap::new(),
-            rows,
+            rows: Arc::new(rows),
+            departed: 0,
             sweep,
             clock: 0,
         }
@@ -111,6 +116,39 @@ impl Jobs {
         };
         self.map.insert(job_id.to_owned(), Entry::from_store(row));
         Ok(true)
+    }
+
+    /// What a read of `job_id` outside the lock needs, or `None` when it is resident already.
+    pub fn cold_lookup(&self, job_id: &str) -> Option<ColdLookup> {
+        if self.map.contains_key(job_id) {
+            return None;
+        }
+        Some(ColdLookup {
+            rows: Arc::clone(&self.rows),
+            departed: self.departed,
+        })
+    }
+
+    /// Makes a row read through `lookup` resident, unless that read may be stale.
+    pub fn settle(&mut self, job_id: &str, lookup: &ColdLookup, row: Option<JobRow>) -> Settled {
+        if self.map.contains_key(job_id) {
+            // Loaded or created meanwhile: memory is at least as new as the read.
+            return Settled::Resident;
+        }
+        if self.departed != lookup.departed {
+            return Settled::Stale;
+        }
+        // Nothing left memory since before the read: the job was not resident at any time in
+        // between, so nobody wrote it and the row is current.
+        let Some(row) = row else {
+            return Settled::Missing;
+        };
+        self.clock += 1;
+        let mut entry = Entry::from_store(row);
+        entry.touched = self.clock;
+        self.map.insert(job_id.to_owned(), entry);
+        self.sweep.notify_one();
+        Settled::Resident
     }
 
     /// A resident job, without reading the store (a listing shows the others from their rows).
@@ -186,6 +224,7 @@ impl Jobs {
                 .is_some_and(|e| e.touched == *stamp && !e.is_hot())
             {
                 self.map.remove(id);
+                self.departed += 1;
                 dropped += 1;
             }
         }
@@ -194,6 +233,26 @@ impl Jobs {
         }
         dropped
     }
+}
+
+/// A read of a cold job prepared under the daemon's lock and done outside it.
+pub struct ColdLookup {
+    /// The store's point-lookup connection.
+    pub rows: Arc<Reader>,
+    /// [`Jobs`]'s departure count when the lookup was prepared.
+    departed: u64,
+}
+
+/// What [`Jobs::settle`] made of a row read outside the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The job is in memory now.
+    Resident,
+    /// The job does not exist.
+    Missing,
+    /// A job left memory during the read, so the row may be older than what was written
+    /// before it left: read again.
+    Stale,
 }
 
 /// The sweeper task: `grace` after a job was last inserted or accessed, drops cold jobs whose
@@ -310,5 +369,78 @@ mod tests {
             jobs.get("job-1").map(|e| e.row.display_name.clone()),
             Some("renamed".into())
         );
+    }
+
+    /// What `Daemon::load` does, without the lock in between: prepare, read, settle.
+    fn read_outside(jobs: &Jobs, id: &str) -> (ColdLookup, Option<JobRow>) {
+        let lookup = jobs.cold_lookup(id).expect("not resident");
+        let row = lookup.rows.job(id).expect("read");
+        (lookup, row)
+    }
+
+    #[test]
+    fn a_row_read_outside_the_lock_becomes_resident_and_a_missing_one_is_missing() {
+        let (_dir, writer, mut jobs) = store();
+        let r = row(1, JobState::Suspended);
+        put(&writer, &r);
+        let (lookup, got) = read_outside(&jobs, "job-1");
+        assert_eq!(jobs.settle("job-1", &lookup, got), Settled::Resident);
+        assert_eq!(jobs.peek("job-1").map(|e| e.row.clone()), Some(r));
+        // Resident now: nothing to read outside the lock any more.
+        assert!(jobs.cold_lookup("job-1").is_none());
+        let (lookup, got) = read_outside(&jobs, "job-2");
+        assert_eq!(jobs.settle("job-2", &lookup, got), Settled::Missing);
+        assert!(jobs.peek("job-2").is_none());
+    }
+
+    #[test]
+    fn a_job_loaded_and_changed_during_the_read_keeps_its_change() {
+        let (_dir, writer, mut jobs) = store();
+        put(&writer, &row(1, JobState::Suspended));
+        let (lookup, stale) = read_outside(&jobs, "job-1");
+        // Meanwhile another caller loads it under the lock and changes it.
+        jobs.get_mut("job-1").expect("exists").row.display_name = "renamed".into();
+        assert_eq!(jobs.settle("job-1", &lookup, stale), Settled::Resident);
+        assert_eq!(resident_name(&jobs).as_deref(), Some("renamed"));
+    }
+
+    #[test]
+    fn a_row_read_while_the_job_was_changed_and_evicted_is_stale() {
+        let (_dir, writer, mut jobs) = store();
+        put(&writer, &row(1, JobState::Suspended));
+        let (lookup, stale) = read_outside(&jobs, "job-1");
+        // Meanwhile: loaded, renamed, written, and evicted again.
+        let e = jobs.get_mut("job-1").expect("exists");
+        e.row.display_name = "renamed".into();
+        let renamed = e.row.clone();
+        writer
+            .submit(move |tx| tx.update_job(&renamed))
+            .wait_blocking()
+            .expect("update");
+        let cold = jobs.cold();
+        assert_eq!(jobs.evict(&cold), 1);
+        assert_eq!(jobs.settle("job-1", &lookup, stale), Settled::Stale);
+        assert!(
+            jobs.peek("job-1").is_none(),
+            "the old row must not come back"
+        );
+        let (lookup, fresh) = read_outside(&jobs, "job-1");
+        assert_eq!(jobs.settle("job-1", &lookup, fresh), Settled::Resident);
+        assert_eq!(resident_name(&jobs).as_deref(), Some("renamed"));
+    }
+
+    #[test]
+    fn a_job_created_during_a_read_that_found_nothing_is_resident() {
+        let (_dir, _writer, mut jobs) = store();
+        let (lookup, none) = read_outside(&jobs, "job-1");
+        assert!(none.is_none());
+        jobs.insert(Entry::from_store(row(1, JobState::Suspended)));
+        assert_eq!(jobs.settle("job-1", &lookup, none), Settled::Resident);
+        assert!(jobs.peek("job-1").is_some());
+    }
+
+    /// The display name of `job-1` if it is resident.
+    fn resident_name(jobs: &Jobs) -> Option<String> {
+        jobs.peek("job-1").map(|e| e.row.display_name.clone())
     }
 }

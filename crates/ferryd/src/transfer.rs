@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferry_core::retry::{self, TransientDecision, TransientInput};
 use ferry_core::state::Trigger;
-use ferry_fetch::{FetchDone, FetchError, FetchEvent, FetchRequest, staging};
+use ferry_fetch::{FetchDone, FetchError, FetchErrorKind, FetchEvent, FetchRequest, staging};
 use ferry_proto::{ErrorContext, ErrorInfo, EventKind, JobState};
 use ferry_store::{FileRow, JobRow};
 use futures_util::StreamExt;
@@ -180,7 +180,7 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
         };
         let failed = match result {
             Ok(()) => None,
-            Err(FileFailure::Fetch(e)) if e.cancelled => None,
+            Err(FileFailure::Fetch(e)) if e.is_cancelled() => None,
             Err(FileFailure::Fetch(e)) => Some(Outcome::Failed(e, index)),
             Err(FileFailure::Local(info)) => Some(Outcome::Local(info)),
         };
@@ -332,7 +332,7 @@ async fn fetch_one(
         },
         None => None,
     };
-    let identity = d.fs_identity(job_id);
+    let identity = d.fs_identity(job_id).await;
     let Some(temp) = ensure_temp(d, job_id, &mut file, identity, token).await? else {
         return Ok(());
     };
@@ -408,12 +408,12 @@ async fn fetch_one(
                 file_done(d, job_id, file, done);
                 return Ok(());
             }
-            Err(e) if e.cancelled => return Err(FileFailure::Fetch(e)),
+            Err(e) if e.is_cancelled() => return Err(FileFailure::Fetch(e)),
             Err(e) => {
                 let Some(pc) = pc else {
                     return Err(FileFailure::Fetch(e));
                 };
-                let mismatch = e.code == ferry_fetch::codes::SHA256_MISMATCH;
+                let mismatch = e.kind == FetchErrorKind::Sha256Mismatch;
                 if choice.is_some() && e.http_status == Some(503) && busy_waits < MAX_BUSY_WAITS {
                     // The peer serves as many hosts as it allows: not a fault. Wait as it
                     // asks, then look again (it, or another peer, may have room by then).
@@ -765,8 +765,8 @@ fn on_failure(
     }
     let row = &entry.row;
     let npt_ms = row.no_progress_timeout_s.saturating_mul(1000);
-    let stalled_whole_window =
-        e.code == "STALLED" && Duration::from_millis(npt_ms) <= JobSettings::of(row).stall_timeout;
+    let stalled_whole_window = e.kind == FetchErrorKind::Stalled
+        && Duration::from_millis(npt_ms) <= JobSettings::of(row).stall_timeout;
     let delay_s = retry::retry_delay_floor(row.minimum_retry_delay_s, d.opts.retry_delay_floor_s);
     let decision = if stalled_whole_window {
         TransientDecision::Fail

@@ -93,7 +93,7 @@ pub fn render(runs: &[Run], s: &Setup) -> String {
     if runs.iter().any(|r| r.mode == Mode::On) {
         let worst = on.max();
         md.push_str(&format!(
-            "\nTarget (issue 6): with the cache on, the origin serves at most {TARGET_RATIO}× \
+            "\nTarget: with the cache on, the origin serves at most {TARGET_RATIO}× \
              the file's size: {}.\n",
             verdict(
                 worst <= TARGET_RATIO,

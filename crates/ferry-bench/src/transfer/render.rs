@@ -170,7 +170,7 @@ pub fn render(r: &Results, s: &Setup) -> String {
                 if tool == Tool::CurlParallel {
                     row = row.replace(
                         "| — | — |\n",
-                        "| on a par (DESIGN.md; no number given) | — (see the ratio) |\n",
+                        "| on a par (no number given) | — (see the ratio) |\n",
                     );
                 }
                 md.push_str(&row);

@@ -1,6 +1,6 @@
 //! Plain downloads: byte-identical content, checkpoints, hashing, connection reuse.
 
-use ferry_fetch::{FetchEvent, Validator};
+use ferry_fetch::{FetchErrorKind, FetchEvent, Validator};
 
 use crate::support::{Harness, read};
 
@@ -182,7 +182,7 @@ async fn issue_4_without_sha256_or_hash_nothing_is_hashed_and_sha256_still_verif
     let mut req = h.request("/plain");
     req.hash = false;
     req.sha256 = Some("00".repeat(32));
-    assert_eq!(h.run(&req).await.err().code, "SHA256_MISMATCH");
+    assert_eq!(h.run(&req).await.err().kind, FetchErrorKind::Sha256Mismatch);
     let mut req = h.request("/plain");
     req.hash = false;
     req.sha256 = Some(c.sha256.clone());

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ferry_fetch::FetchErrorKind;
 use ferry_proto::ErrorContext;
 use ferry_testkit::http::Behavior;
 
@@ -13,10 +14,10 @@ async fn not_found_is_fatal_http_404() {
     let req = h.request("/missing");
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "HTTP_404");
+    assert_eq!(err.kind, FetchErrorKind::Http(404));
     assert_eq!(err.http_status, Some(404));
     assert_eq!(err.context, ErrorContext::RemoteFile);
-    assert!(!err.transient && !err.cancelled);
+    assert!(!err.transient && !err.is_cancelled());
     assert_eq!(err.protocol.as_deref(), Some("http"));
     assert!(err.description.contains("404"), "{}", err.description);
     let info = err.to_error_info(Some(3));
@@ -39,7 +40,7 @@ async fn service_unavailable_is_transient_with_retry_after() {
     let req = h.request("/busy");
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!((err.code.as_str(), err.transient), ("HTTP_503", true));
+    assert_eq!((err.kind, err.transient), (FetchErrorKind::Http(503), true));
     assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
     // The next attempt succeeds.
     assert_eq!(h.run(&req).await.done().bytes, 100);
@@ -59,7 +60,7 @@ async fn too_many_requests_with_an_http_date() {
     );
     let out = h.run(&h.request("/slow")).await;
     let err = out.err();
-    assert_eq!((err.code.as_str(), err.transient), ("HTTP_429", true));
+    assert_eq!((err.kind, err.transient), (FetchErrorKind::Http(429), true));
     let ra = err.retry_after.unwrap();
     assert!(
         ra > Duration::from_secs(100) && ra <= Duration::from_secs(120),
@@ -79,7 +80,7 @@ async fn partial_content_to_a_plain_request_is_invalid() {
     );
     let out = h.run(&h.request("/p")).await;
     let err = out.err();
-    assert_eq!(err.code, "INVALID_SERVER_RESPONSE");
+    assert_eq!(err.kind, FetchErrorKind::InvalidServerResponse);
     assert_eq!(err.context, ErrorContext::RemoteFile);
     assert!(!err.transient);
 }
@@ -92,7 +93,7 @@ async fn sha256_mismatch_is_fatal() {
     req.sha256 = Some("00".repeat(32));
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "SHA256_MISMATCH");
+    assert_eq!(err.kind, FetchErrorKind::Sha256Mismatch);
     assert_eq!(err.context, ErrorContext::RemoteFile);
     assert!(!err.transient);
     assert!(err.description.contains(&c.sha256), "{}", err.description);
@@ -110,7 +111,10 @@ async fn refused_connection_is_transient_connect_failed() {
         .run(&h.request_url(format!("http://127.0.0.1:{port}/x")))
         .await;
     let err = out.err();
-    assert_eq!((err.code.as_str(), err.transient), ("CONNECT_FAILED", true));
+    assert_eq!(
+        (err.kind, err.transient),
+        (FetchErrorKind::ConnectFailed, true)
+    );
     assert_eq!(err.context, ErrorContext::GeneralTransport);
 }
 
@@ -118,7 +122,7 @@ async fn refused_connection_is_transient_connect_failed() {
 async fn unsupported_scheme_is_refused_up_front() {
     let h = Harness::new().await;
     let out = h.run(&h.request_url("ftp://127.0.0.1/x".into())).await;
-    assert_eq!(out.err().code, "INVALID_REQUEST");
+    assert_eq!(out.err().kind, FetchErrorKind::InvalidRequest);
     assert!(out.events.is_empty());
 }
 
@@ -130,7 +134,7 @@ async fn local_write_errors_name_the_path() {
     req.temp_path = h.dir.path().join("no-such-dir").join("x.part");
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "LOCAL_IO");
+    assert_eq!(err.kind, FetchErrorKind::LocalIo);
     assert_eq!(err.context, ErrorContext::LocalFile);
     assert!(
         err.description.contains("no-such-dir"),
@@ -148,7 +152,7 @@ async fn credentials_never_appear_in_errors() {
         .replace("http://", "http://user:hunter2@");
     let out = h.run(&h.request_url(url)).await;
     let err = out.err();
-    assert_eq!(err.code, "HTTP_404");
+    assert_eq!(err.kind, FetchErrorKind::Http(404));
     assert!(!err.description.contains("hunter2"), "{}", err.description);
 }
 
@@ -166,7 +170,7 @@ async fn an_oversized_response_head_is_malformed_not_a_reset() {
     let req = h.request("/h");
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "MALFORMED_RESPONSE");
+    assert_eq!(err.kind, FetchErrorKind::MalformedResponse);
     assert_eq!(err.context, ErrorContext::GeneralTransport);
     assert!(err.transient);
     assert!(

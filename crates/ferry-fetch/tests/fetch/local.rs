@@ -1,6 +1,6 @@
 //! `file://` sources: copy, resume, restart on change, missing files.
 
-use ferry_fetch::{FetchEvent, Validator};
+use ferry_fetch::{FetchErrorKind, FetchEvent, Validator};
 use ferry_testkit::content::TestContent;
 
 use crate::support::{Harness, read};
@@ -70,7 +70,7 @@ async fn missing_source_is_fatal_file_not_found() {
         .run(&h.request_url(file_url(&h.dir.path().join("absent"))))
         .await;
     let err = out.err();
-    assert_eq!(err.code, "FILE_NOT_FOUND");
+    assert_eq!(err.kind, FetchErrorKind::FileNotFound);
     assert_eq!(err.context, ferry_proto::ErrorContext::RemoteFile);
     assert!(!err.transient);
     assert_eq!(err.protocol.as_deref(), Some("file"));
@@ -80,5 +80,5 @@ async fn missing_source_is_fatal_file_not_found() {
 async fn a_directory_is_not_a_source() {
     let h = Harness::new().await;
     let out = h.run(&h.request_url(file_url(h.dir.path()))).await;
-    assert_eq!(out.err().code, "FILE_NOT_FOUND");
+    assert_eq!(out.err().kind, FetchErrorKind::FileNotFound);
 }

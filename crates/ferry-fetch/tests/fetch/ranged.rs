@@ -2,7 +2,7 @@
 //! the middle of a range, servers without range support, changed files, ranges past the end,
 //! open-ended ranges, and `file://` sources.
 
-use ferry_fetch::{FetchEvent, FetchRequest, Validator};
+use ferry_fetch::{FetchErrorKind, FetchEvent, FetchRequest, Validator};
 use ferry_proto::{ErrorContext, FileRange};
 use ferry_testkit::content::{TestContent, sha256_hex};
 use ferry_testkit::http::Behavior;
@@ -116,7 +116,7 @@ async fn resume_in_the_middle_of_the_second_range() {
     let (result, ()) = tokio::time::timeout(LIMIT, async { tokio::join!(fetch, driver) })
         .await
         .unwrap();
-    assert!(result.unwrap_err().cancelled);
+    assert!(result.unwrap_err().is_cancelled());
     drop(tx);
     let mut last = None;
     while let Some(e) = rx.recv().await {
@@ -174,7 +174,7 @@ async fn server_ignoring_ranges_is_range_unsupported() {
     let req = ranged_request(&h, "/ign", &[range(10, Some(100)), range(500, Some(10))]);
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "RANGE_UNSUPPORTED");
+    assert_eq!(err.kind, FetchErrorKind::RangeUnsupported);
     assert_eq!(err.context, ErrorContext::RemoteFile);
     assert!(!err.transient);
     // Not a byte of the whole-file answer was spliced in.
@@ -204,7 +204,7 @@ async fn server_ignoring_ranges_on_resume_restarts_then_fails() {
     let out = h.run(&req).await;
     // A 200 to If-Range looks like a changed file: start over, without If-Range; the 200 to
     // that is the real verdict.
-    assert_eq!(out.err().code, "RANGE_UNSUPPORTED");
+    assert_eq!(out.err().kind, FetchErrorKind::RangeUnsupported);
     assert!(out.restarted());
     let log = h.server.requests_for("/ign2");
     let asked: Vec<_> = log
@@ -301,8 +301,12 @@ async fn range_beyond_the_end_is_invalid_range() {
     let out = h.run(&req).await;
     let err = out.err();
     assert_eq!(
-        (err.code.as_str(), err.context, err.transient),
-        ("INVALID_RANGE", ErrorContext::RemoteFile, false)
+        (err.kind, err.context, err.transient),
+        (
+            FetchErrorKind::InvalidRange,
+            ErrorContext::RemoteFile,
+            false
+        )
     );
     assert!(err.description.contains("range 1"), "{}", err.description);
     assert!(read(&req.temp_path).is_empty());
@@ -310,13 +314,13 @@ async fn range_beyond_the_end_is_invalid_range() {
     // The first range starts past the end: the server answers 416.
     let req = ranged_request(&h, "/short", &[range(10_000, None)]);
     let out = h.run(&req).await;
-    assert_eq!(out.err().code, "INVALID_RANGE");
+    assert_eq!(out.err().kind, FetchErrorKind::InvalidRange);
     assert_eq!(h.server.requests_for("/short").last().unwrap().status, 416);
 
     // Starts inside, ends past the end: the server cuts the answer at the end.
     let req = ranged_request(&h, "/short", &[range(9_990, Some(20))]);
     let out = h.run(&req).await;
-    assert_eq!(out.err().code, "INVALID_RANGE");
+    assert_eq!(out.err().kind, FetchErrorKind::InvalidRange);
     assert!(read(&req.temp_path).is_empty());
 }
 
@@ -411,7 +415,7 @@ async fn file_url_ranges_are_read_from_the_local_file() {
     let mut req = h.request_url(url);
     req.ranges = Some(vec![range(299_999, Some(2))]);
     let out = h.run(&req).await;
-    assert_eq!(out.err().code, "INVALID_RANGE");
+    assert_eq!(out.err().kind, FetchErrorKind::InvalidRange);
     assert_eq!(out.err().context, ErrorContext::RemoteFile);
 }
 
@@ -426,7 +430,7 @@ async fn invalid_range_lists_are_refused_before_any_request() {
     ] {
         let req = ranged_request(&h, "/bad", &ranges);
         let out = h.run(&req).await;
-        assert_eq!(out.err().code, "INVALID_REQUEST", "{ranges:?}");
+        assert_eq!(out.err().kind, FetchErrorKind::InvalidRequest, "{ranges:?}");
     }
     assert!(h.server.requests_for("/bad").is_empty());
 }

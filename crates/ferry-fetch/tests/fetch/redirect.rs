@@ -1,5 +1,6 @@
 //! Redirects followed by hand: loops, limits, scheme rules, and where secrets are re-sent.
 
+use ferry_fetch::FetchErrorKind;
 use ferry_testkit::http::{Behavior, TestServer};
 
 use crate::support::Harness;
@@ -36,7 +37,7 @@ async fn a_redirect_loop_is_refused() {
     h.server.set_behavior("/b", redirect("/a".into()));
     let out = h.run(&h.request("/a")).await;
     let err = out.err();
-    assert_eq!(err.code, "REDIRECT_REFUSED");
+    assert_eq!(err.kind, FetchErrorKind::RedirectRefused);
     assert!(!err.transient);
     assert!(err.description.contains("loop"), "{}", err.description);
     assert_eq!(h.server.requests().len(), 2);
@@ -52,7 +53,10 @@ async fn too_many_redirects_are_refused() {
     h.serve("/r5", 41, 10);
     let mut req = h.request("/r0");
     req.max_redirects = 4;
-    assert_eq!(h.run(&req).await.err().code, "REDIRECT_REFUSED");
+    assert_eq!(
+        h.run(&req).await.err().kind,
+        FetchErrorKind::RedirectRefused
+    );
     req.max_redirects = 5;
     assert_eq!(h.run(&req).await.done().bytes, 10);
 }
@@ -63,7 +67,7 @@ async fn redirects_to_other_schemes_are_refused() {
     h.server
         .set_behavior("/f", redirect("file:///etc/passwd".into()));
     let err = h.run(&h.request("/f")).await.err().clone();
-    assert_eq!(err.code, "REDIRECT_REFUSED");
+    assert_eq!(err.kind, FetchErrorKind::RedirectRefused);
     assert!(err.description.contains("file"), "{}", err.description);
 }
 

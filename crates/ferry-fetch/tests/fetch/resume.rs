@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_fetch::{FetchEvent, Validator};
+use ferry_fetch::{FetchErrorKind, FetchEvent, Validator};
 use ferry_testkit::http::Behavior;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -251,7 +251,7 @@ async fn short_body_is_connection_reset_and_keeps_the_durable_prefix() {
     let mut req = h.request("/cut");
     let out = h.run(&req).await;
     let err = out.err();
-    assert_eq!(err.code, "CONNECTION_RESET");
+    assert_eq!(err.kind, FetchErrorKind::ConnectionReset);
     assert!(err.transient);
     assert_eq!(err.context, ferry_proto::ErrorContext::GeneralTransport);
     let FetchEvent::Checkpoint {
@@ -292,7 +292,7 @@ async fn stall_is_detected_within_the_stall_timeout() {
     let out = h.run(&req).await;
     let elapsed = started.elapsed();
     let err = out.err();
-    assert_eq!((err.code.as_str(), err.transient), ("STALLED", true));
+    assert_eq!((err.kind, err.transient), (FetchErrorKind::Stalled, true));
     assert_eq!(err.context, ferry_proto::ErrorContext::GeneralTransport);
     assert!(elapsed >= req.stall_timeout, "{elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
@@ -337,8 +337,8 @@ async fn cancellation_syncs_and_reports_a_final_checkpoint() {
         .unwrap();
     drop(tx);
     let err = result.unwrap_err();
-    assert!(err.cancelled);
-    assert_eq!(err.code, "CANCELLED");
+    assert!(err.is_cancelled());
+    assert_eq!(err.kind, FetchErrorKind::Cancelled);
     let mut last = None;
     while let Some(e) = rx.recv().await {
         last = Some(e);
@@ -376,7 +376,7 @@ async fn gated_body_can_be_cancelled_before_any_byte() {
         cancel.cancel();
     };
     let (out, ()) = tokio::join!(fetch, driver);
-    assert!(out.err().cancelled);
+    assert!(out.err().is_cancelled());
     assert!(matches!(
         out.last_checkpoint(),
         FetchEvent::Checkpoint { offset: 0, .. }

@@ -110,7 +110,7 @@ fn garbage_file_is_refused_and_kept() {
     assert_eq!(std::fs::read(&path).unwrap(), vec![0x42u8; 8192]);
 }
 
-/// Issue 4: job rewrites are written once per batch, in their last version; a failed
+/// Job rewrites are written once per batch, in their last version; a failed
 /// operation's rewrite is dropped with it, and the reader's paging and counting see the result.
 #[tokio::test]
 async fn issue_4_job_rewrites_keep_the_last_successful_version() {
@@ -204,7 +204,7 @@ async fn a_progress_event_replaces_the_jobs_earlier_ones() {
     assert_eq!(r.events(0, None, Some("b"), 100).unwrap().len(), 1);
 }
 
-/// Issue 5: a start finds the staging files of final jobs from the staging index, which file
+/// A start finds the staging files of final jobs from the staging index, which file
 /// writes keep in step and migration 5 fills from rows written before it existed.
 #[tokio::test]
 async fn issue_5_staging_files_of_final_jobs_are_found_after_migration_and_writes() {

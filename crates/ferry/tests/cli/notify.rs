@@ -1,5 +1,5 @@
 //! The notification verbs: `handler add|list|remove`, `set --notify-flags/--handler/
-//! --notify-cmdline`, `validate`, `events` (issue #3).
+//! --notify-cmdline`, `validate`, `events`.
 
 use ferry_testkit::content::TestContent;
 use ferry_testkit::http::TestServer;

@@ -15,10 +15,11 @@ use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
 
-use crate::daemon::{Caller, Daemon, Hold, refusal};
+use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
 
 /// `job.resume`
-pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     let trigger = Trigger::Resume {
@@ -27,7 +28,7 @@ pub fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     };
     let (state, commit) = d
         .transition(&mut inner, &p.job_id, trigger, |_| {})
-        .map_err(|r| refusal("resume", r))?;
+        .map_err(|e| refused("resume", &p.job_id, e))?;
     Answer::after(StateResult { state }, commit)
 }
 
@@ -40,6 +41,7 @@ async fn stop_for<'d>(
     op: Operation,
     what: &str,
 ) -> Result<Hold<'d>, ProtoError> {
+    d.load_existing(job_id).await?;
     {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, job_id)?;
@@ -57,7 +59,7 @@ pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let (state, commit) = d
         .transition(&mut inner, &p.job_id, Trigger::Suspend, |_| {})
-        .map_err(|r| refusal("suspend", r))?;
+        .map_err(|e| refused("suspend", &p.job_id, e))?;
     Answer::after(StateResult { state }, commit)
 }
 
@@ -87,12 +89,12 @@ pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIde
 /// (`discard_final_staging`), never as files nobody knows about.
 pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
-    let identity = d.fs_identity(&p.job_id);
+    let identity = d.fs_identity(&p.job_id).await;
     let state = {
         let mut inner = d.lock();
         Daemon::owned(&mut inner, c, &p.job_id)?;
         d.transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
-            .map_err(|r| refusal("cancel", r))?
+            .map_err(|e| refused("cancel", &p.job_id, e))?
             .0
     };
     // Reading the files waits for the cancel to commit. File I/O happens outside the lock, as
@@ -122,6 +124,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
 /// `job.complete`: hands over every transferred file (sync, rename, directory sync), drops the
 /// others, and acknowledges the job.
 pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let job_type = {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -136,7 +139,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     )
     .await?;
     let files = load_files(d, &p.job_id).await?;
-    let identity = d.fs_identity(&p.job_id);
+    let identity = d.fs_identity(&p.job_id).await;
     // Every open, rename and directory sync runs as the owner, off the runtime threads.
     let Delivery {
         files,
@@ -184,7 +187,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
             Trigger::Complete { job_type },
             |_| {},
         )
-        .map_err(|r| refusal("complete", r))?;
+        .map_err(|e| refused("complete", &p.job_id, e))?;
     Answer::after(CompleteResult { state, partial }, commit)
 }
 
@@ -272,6 +275,7 @@ fn deliver(mut files: Vec<FileRow>) -> Delivery {
 
 /// `file.set_validation_state` (BITS `SetValidationState`).
 pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -305,7 +309,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
         let f = file.clone();
         let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
         if let Some(pc) = &d.peer_cache {
-            let identity = d.fs_identity(&p.job_id);
+            let identity = d.fs_identity(&p.job_id).await;
             let row = d.lock().jobs.get(&p.job_id).map(|e| e.row.clone());
             let source = match (&file.temp_path, file.completed) {
                 (Some(t), false) => Some(PathBuf::from(t)),
@@ -336,7 +340,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let _hold = d.hold(&p.job_id);
     d.stop_transfer(&p.job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard_off_runtime(t, d.fs_identity(&p.job_id)).await;
+        discard_off_runtime(t, d.fs_identity(&p.job_id).await).await;
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -364,18 +368,15 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let id = p.job_id.clone();
     let f = file.clone();
     drop(d.store.submit(move |tx| tx.put_files(&id, &[f])));
-    let commit = d
-        .fail(&mut inner, &p.job_id, Trigger::FatalError, info)
-        .ok_or_else(|| {
-            refusal(
-                "set the validation state",
-                state::Refusal::InvalidState(JobState::Cancelled),
-            )
-        })?;
+    let (_, commit) = d
+        .transition(&mut inner, &p.job_id, Trigger::FatalError, |row| {
+            row.error = Some(info)
+        })
+        .map_err(|e| refused("set the validation state", &p.job_id, e))?;
     Answer::after(super::jobs::file_view(file), commit)
 }
 
-/// The owner rejected content that came (partly) from a peer (BITS-REFERENCE §4.1): the peer is
+/// The owner rejected content that came (partly) from a peer: the peer is
 /// marked bad and any cache entry of that content evicted, the file starts over from the origin
 /// alone, and `file_transferred` fires again when it arrives. The job is not failed: the peer,
 /// not the origin, was wrong.
@@ -389,7 +390,7 @@ async fn refetch_from_origin(
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
-        discard_off_runtime(t, d.fs_identity(job_id)).await;
+        discard_off_runtime(t, d.fs_identity(job_id).await).await;
     }
     if let Some(peer) = &file.peer {
         pc.mark_bad(peer, "the application rejected content it served");
@@ -443,7 +444,7 @@ async fn refetch_from_origin(
     if let Some(t) = trigger {
         let (_, c) = d
             .transition(&mut inner, job_id, t, |_| {})
-            .map_err(|r| refusal("set the validation state", r))?;
+            .map_err(|e| refused("set the validation state", job_id, e))?;
         commit = c;
     } else if let Some(e) = inner.jobs.get(job_id) {
         let row = e.row.clone();

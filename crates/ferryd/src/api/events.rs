@@ -56,6 +56,9 @@ async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<Even
 
 /// `events.read`
 pub async fn read(d: &Arc<Daemon>, c: &Caller, p: EventsReadParams) -> ApiResult {
+    if let Some(id) = &p.job_id {
+        d.load(id).await?;
+    }
     let filter = Filter::new(d, c, p.job_id)?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);

@@ -92,7 +92,7 @@ async fn check_on_disk(
         return Ok(rows);
     }
     // The identity the job's transfers will use.
-    let identity = crate::identity::fs_identity(d.opts.mode, owner.uid);
+    let identity = crate::identity::fs_identity_off_runtime(d.opts.mode, owner.uid).await;
     ferry_fetch::safe_open::blocking(identity, move || {
         files::check_on_disk(&rows, &owner).map(|()| rows)
     })
@@ -169,6 +169,7 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
 
 /// `job.add_files`
 pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let (first, owner) = {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -182,7 +183,7 @@ pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiRes
         gid: if owner == c.uid {
             c.gid
         } else {
-            owner_gid(owner)
+            owner_gid(owner).await
         },
         pid: None,
     };
@@ -247,16 +248,24 @@ fn unknown_files(rows: &[FileRow]) -> u64 {
     rows.iter().filter(|r| r.bytes_total.is_none()).count() as u64
 }
 
-fn owner_gid(uid: u32) -> u32 {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.gid.as_raw())
-        .unwrap_or(u32::MAX)
+/// The owner's primary group, looked up on the blocking pool (a name service may be slow);
+/// `u32::MAX`, a group nobody is in, when the owner has no passwd entry.
+async fn owner_gid(uid: u32) -> u32 {
+    tokio::task::spawn_blocking(move || {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.gid.as_raw())
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(u32::MAX)
 }
 
 /// `job.get`
-pub fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     // Answer only once everything this view shows is durable: a client never sees a state
@@ -286,6 +295,7 @@ pub fn file_view(f: FileRow) -> File {
 
 /// `job.files`
 pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
         Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -309,7 +319,8 @@ pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
 }
 
 /// `job.get_error`
-pub fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     let err = match e.row.state {
@@ -339,6 +350,9 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
     let owner = (!all).then_some(c.uid);
     // Memory is ahead of the store by the writes in flight: let them land first.
     d.store.flush().await.map_err(store_failed)?;
+    if let Some(after) = &p.after {
+        d.load(after).await?;
+    }
     let start = match &p.after {
         None => 0,
         Some(after) => match d.lock().jobs.get(after) {
@@ -410,7 +424,7 @@ fn check_header(h: &str) -> Result<(), ProtoError> {
 }
 
 /// `job.set`
-pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
+pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     // Validate everything before changing anything.
     if let Some(n) = &p.display_name
         && n.chars().count() > MAX_DISPLAY_NAME
@@ -491,6 +505,7 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
             }
         }
     }
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     let op = if p.credentials.is_some() {
@@ -553,7 +568,7 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
 }
 
 /// `job.take_ownership`
-pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     if !c.is_root() {
         return Err(ProtoError::kind(
             ErrorKind::AccessDenied,
@@ -561,6 +576,7 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         )
         .with("bits", "E_ACCESSDENIED"));
     }
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::TakeOwnership)
@@ -603,12 +619,13 @@ pub fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
 }
 
 /// `job.set_notify_interface`: delivery itself is the notifier's (see docs/protocol.md).
-pub fn set_notify_interface(
+pub async fn set_notify_interface(
     d: &Arc<Daemon>,
     c: &Caller,
     peer: &Arc<Peer>,
     p: JobIdParams,
 ) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)
@@ -619,7 +636,8 @@ pub fn set_notify_interface(
 }
 
 /// `job.clear_notify_interface`
-pub fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+    d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)

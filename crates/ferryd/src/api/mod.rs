@@ -103,19 +103,19 @@ impl Session {
             }
             method::JOB_CREATE => jobs::create(d, c, decode_params(params)?).await,
             method::JOB_ADD_FILES => jobs::add_files(d, c, decode_params(params)?).await,
-            method::JOB_GET => jobs::get(d, c, decode_params(params)?),
+            method::JOB_GET => jobs::get(d, c, decode_params(params)?).await,
             method::JOB_FILES => jobs::files(d, c, decode_params(params)?).await,
-            method::JOB_GET_ERROR => jobs::get_error(d, c, decode_params(params)?),
+            method::JOB_GET_ERROR => jobs::get_error(d, c, decode_params(params)?).await,
             method::JOB_LIST => jobs::list(d, c, decode_params(params)?).await,
-            method::JOB_SET => jobs::set(d, c, decode_params(params)?),
-            method::JOB_TAKE_OWNERSHIP => jobs::take_ownership(d, c, decode_params(params)?),
+            method::JOB_SET => jobs::set(d, c, decode_params(params)?).await,
+            method::JOB_TAKE_OWNERSHIP => jobs::take_ownership(d, c, decode_params(params)?).await,
             method::JOB_SET_NOTIFY_INTERFACE => {
-                jobs::set_notify_interface(d, c, &peer, decode_params(params)?)
+                jobs::set_notify_interface(d, c, &peer, decode_params(params)?).await
             }
             method::JOB_CLEAR_NOTIFY_INTERFACE => {
-                jobs::clear_notify_interface(d, c, decode_params(params)?)
+                jobs::clear_notify_interface(d, c, decode_params(params)?).await
             }
-            method::JOB_RESUME => control::resume(d, c, decode_params(params)?),
+            method::JOB_RESUME => control::resume(d, c, decode_params(params)?).await,
             method::JOB_SUSPEND => control::suspend(d, c, decode_params(params)?).await,
             method::JOB_CANCEL => control::cancel(d, c, decode_params(params)?).await,
             method::JOB_COMPLETE => control::complete(d, c, decode_params(params)?).await,
@@ -133,7 +133,11 @@ impl Session {
             method::HANDLER_ATTACH => handlers::attach(d, c, &peer, decode_params(params)?),
             method::EVENTS_READ => events::read(d, c, decode_params(params)?).await,
             method::EVENTS_FOLLOW => {
-                let p = decode_params(params)?;
+                let p: ferry_proto::params::EventsFollowParams = decode_params(params)?;
+                if let Some(id) = &p.job_id {
+                    // Read a cold job before taking the follower's lock (see `Daemon::load`).
+                    d.load(id).await?;
+                }
                 let mut current = self.follower.lock().unwrap_or_else(|p| p.into_inner());
                 // Following again replaces this connection's stream and keeps its slot.
                 let slot = match current.take() {
@@ -162,7 +166,9 @@ impl Session {
             }
             other => Err(ProtoError::new(
                 ErrorCode::METHOD_NOT_FOUND,
-                format!("unknown method {other:?}; see PROTOCOL.md for the methods of protocol 1"),
+                format!(
+                    "unknown method {other:?}; see docs/protocol.md for the methods of protocol 1"
+                ),
             )),
         }
     }

@@ -1,4 +1,4 @@
-//! The peer cache (issue 6): validated files shared between Ferry hosts, so a fleet fetches each
+//! The peer cache: validated files shared between Ferry hosts, so a fleet fetches each
 //! file from the origin about once.
 //!
 //! - `config`: the `[peer_cache]` section of the configuration file (off by default).

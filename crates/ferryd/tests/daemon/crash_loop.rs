@@ -1,4 +1,4 @@
-//! The crash loop (issue #5): a mixed workload — downloads of various sizes, handler callbacks
+//! The crash loop: a mixed workload — downloads of various sizes, handler callbacks
 //! that complete jobs, completes and cancels from the application — with `kill -9` of ferryd at
 //! random moments, restarting each time. What must hold at the end: every job is complete with
 //! the right content or still resumable, no final file is wrong, no staging file is left for a

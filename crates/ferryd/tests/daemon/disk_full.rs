@@ -1,4 +1,4 @@
-//! A full disk (issue #5): the destination is a tmpfs of 2 MiB. A file that does not fit fails
+//! A full disk: the destination is a tmpfs of 2 MiB. A file that does not fit fails
 //! the job with a `local_file` error naming the path and the reason; once space is freed,
 //! `resume` completes it with the right content. Needs root (to mount); without root the test
 //! reports itself skipped.

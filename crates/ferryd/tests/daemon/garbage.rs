@@ -1,4 +1,4 @@
-//! Garbage on the wire (issue #5 item 5), as a property over ONE live daemon: random lines
+//! Garbage on the wire, as a property over ONE live daemon: random lines
 //! (random bytes with invalid UTF-8, random JSON values, near-valid JSON-RPC with real and
 //! made-up methods and params, lines just under and over the 1 MiB limit) sent over several
 //! connections at once never crash the daemon and never disturb another client's session. A

@@ -1,4 +1,4 @@
-//! Hostile servers (issue #5, item 1): one test per fault the test server can inject, each
+//! Hostile servers: one test per fault the test server can inject, each
 //! checking the job's final state, its error info, and that no wrong byte ever reaches the
 //! destination: a failed file is never handed over by `job.complete`, a recovered one is
 //! byte-identical, and no staging file outlives `complete` or `cancel`.

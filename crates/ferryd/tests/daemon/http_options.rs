@@ -1,4 +1,4 @@
-//! HTTP behaviour of jobs (issue #4): Retry-After, custom headers and basic auth on every
+//! HTTP behaviour of jobs: Retry-After, custom headers and basic auth on every
 //! request, credentials never readable, redirect rules, bodies of unknown size.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Load (issue #5 item 6): 1 000 client connections open at once, each issuing requests, while
+//! Load: 1 000 client connections open at once, each issuing requests, while
 //! 200 live callback clients each get `callback.job_transferred` for their job; all served, no
 //! deadlock (everything under a deadline), the daemon's memory bounded. And the per-uid
 //! connection limit: beyond `--max-connections-per-user` a connection gets one clear

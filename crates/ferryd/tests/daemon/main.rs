@@ -12,7 +12,9 @@
 //! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
 //! left in the store, dead internal tasks), `security_fs` (attacks through user-named paths:
 //! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
-//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests).
+//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests),
+//! `typed_errors` (a client's deadline reported as a timeout, missing jobs as `not_found`),
+//! `runtime_threads` (a slow store read of one job does not stall calls about others).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -34,6 +36,7 @@ mod peer_cache;
 mod protocol;
 mod ranges;
 mod resident;
+mod runtime_threads;
 mod schedule;
 mod security_bounds;
 mod security_fs;
@@ -43,3 +46,4 @@ mod support;
 mod system_mode;
 mod systemd;
 mod transfer;
+mod typed_errors;

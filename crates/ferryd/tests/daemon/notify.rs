@@ -1,4 +1,4 @@
-//! Notifications (issue #3): live callbacks, handlers started on demand, command lines, flags,
+//! Notifications: live callbacks, handlers started on demand, command lines, flags,
 //! retries with stable delivery ids, and ordering.
 
 use std::time::Duration;

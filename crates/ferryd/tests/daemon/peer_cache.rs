@@ -1,4 +1,4 @@
-//! Issue 6: the peer cache between real `ferryd` processes on loopback addresses (127.0.0.x),
+//! The peer cache between real `ferryd` processes on loopback addresses (127.0.0.x),
 //! each with its own state dir and configuration file, against one origin on 127.0.0.1.
 //!
 //! Peers speak TLS with the fleet's key (`ferry_peer::tls`): the test acts as a fleet member

@@ -1,4 +1,4 @@
-//! Cold jobs live in the store, not in memory (issue #4 item 8: 100 000 suspended jobs, an idle
+//! Cold jobs live in the store, not in memory (the target: 100 000 suspended jobs, an idle
 //! daemon under 20 MiB). What must hold: a start loads only the jobs something depends on, and
 //! every read or change of a job that was left in the store behaves exactly as if it had stayed
 //! in memory (`job.get`, `job.list` with its cursor and filters, quotas, resume → complete).

@@ -1,4 +1,4 @@
-//! Security boundaries (issue #11): who may use a per-user daemon, what the programs ferryd
+//! Security boundaries (docs/SECURITY.md): who may use a per-user daemon, what the programs ferryd
 //! starts inherit, where a job's headers and credentials go, what `take_ownership` leaves the
 //! old owner, what stays in the store, and a daemon whose own task died. Each test performs the
 //! attack against a real daemon. Tests that act as a second user need root and report

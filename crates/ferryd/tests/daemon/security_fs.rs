@@ -1,4 +1,4 @@
-//! User-named paths (issue #11): each test performs an attack of one user on the daemon or on
+//! User-named paths (docs/SECURITY.md): each test performs an attack of one user on the daemon or on
 //! another user through a path the attacker names (a FIFO as a source, a directory swapped for
 //! a symlink to a FIFO during `job.complete`, `/proc/self/fd/N`, stat oracles in `job.create`,
 //! NUL bytes) and checks that it fails while everybody else is served. Most need root (system

@@ -1,4 +1,4 @@
-//! Issue 11, items 4 and 5: attacks on the peer cache, each performed against real `ferryd`
+//! Attacks on the peer cache (docs/SECURITY.md), each performed against real `ferryd`
 //! processes on 127.0.0.x (helpers from `peer_cache`).
 //!
 //! - Poisoning by a local user: bytes a job's owner wrote into the staging file, or that a

@@ -1,4 +1,4 @@
-//! System-mode hardening (issue #5): a job's files are created, read, renamed and deleted with
+//! System-mode hardening: a job's files are created, read, renamed and deleted with
 //! the owner's identity, so a user cannot make the root daemon read or write where the user
 //! could not — not even by swapping a directory for a symlink between the daemon's checks.
 //! Needs root (the tests act as `nobody`); without root they report themselves skipped.

@@ -119,6 +119,9 @@ pub struct TransferArgs {
     /// The job's description.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+    /// Replace destination files that already exist (without it, an existing file is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `ferry create`.

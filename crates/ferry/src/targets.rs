@@ -232,6 +232,29 @@ pub fn check_distinct(specs: &[FileSpec]) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// Refuses destinations that already exist (`exists` says which), so `ferry transfer` never
+/// replaces a file silently; `--overwrite` skips this check.
+pub fn check_not_clobbering(
+    specs: &[FileSpec],
+    exists: impl Fn(&Path) -> bool,
+) -> Result<(), UsageError> {
+    let taken: Vec<&str> = specs
+        .iter()
+        .map(|s| s.local_path.as_str())
+        .filter(|p| exists(Path::new(p)))
+        .collect();
+    match taken.as_slice() {
+        [] => Ok(()),
+        [one] => Err(UsageError::new(format!(
+            "{one} already exists; pass --overwrite to replace it, or choose another destination"
+        ))),
+        [first, rest @ ..] => Err(UsageError::new(format!(
+            "{first} and {} more destination(s) already exist; pass --overwrite to replace them, or choose another destination",
+            rest.len()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +429,20 @@ mod tests {
         let e = check_distinct(&[a.clone(), b]).unwrap_err();
         assert!(e.0.contains("/d/f"), "{e}");
         assert!(check_distinct(&[a]).is_ok());
+    }
+
+    #[test]
+    fn existing_destinations_are_refused() {
+        let a = spec(&url("https://h/a"), Path::new("/d/a"), None).unwrap();
+        let b = spec(&url("https://h/b"), Path::new("/d/b"), None).unwrap();
+        let only_a = |p: &Path| p == Path::new("/d/a");
+        let e = check_not_clobbering(&[a.clone(), b.clone()], only_a).unwrap_err();
+        assert!(
+            e.0.starts_with("/d/a already exists") && e.0.contains("--overwrite"),
+            "{e}"
+        );
+        let e = check_not_clobbering(&[a.clone(), b.clone()], |_| true).unwrap_err();
+        assert!(e.0.contains("1 more"), "{e}");
+        assert!(check_not_clobbering(&[a, b], |_| false).is_ok());
     }
 }

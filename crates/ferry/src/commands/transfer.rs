@@ -76,6 +76,10 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
     let cwd = super::cwd()?;
     let specs = file_specs(&a, &cwd)?;
     targets::check_distinct(&specs)?;
+    if !a.overwrite {
+        // A dangling symlink is a name in use too: `symlink_metadata`, not `exists`.
+        targets::check_not_clobbering(&specs, |p| p.symlink_metadata().is_ok())?;
+    }
     let display_name = a
         .display_name
         .clone()

@@ -7,15 +7,23 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ferry_proto::{JobState, JobType, Priority};
 
+/// What `ferry --help` prints after the options: how jobs are named and the exit codes.
+pub const AFTER_HELP: &str = "A JOB is a job id, a unique prefix of one, or a display name \
+    (unfinished jobs first).\n\n\
+    Exit codes:\n  \
+    0    ok\n  \
+    1    failure (the daemon refused, or a local step failed)\n  \
+    2    usage error (wrong command line, ambiguous job name, existing destination)\n  \
+    3    the job failed (it is kept in `error`)\n  \
+    4    partial result (completed with only some files)\n  \
+    5    no such job or handler\n  \
+    6    daemon unreachable\n  \
+    7    timed out (--timeout)\n  \
+    130  interrupted (Ctrl-C)";
+
 /// Ferry: background file transfers that survive logouts, reboots and flaky networks.
 #[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about,
-    after_help = "A JOB is a job id, a unique prefix of one, or a unique display name.\n\
-                  Exit codes: 0 ok, 1 failure, 2 usage, 3 the job ended in error, 130 interrupted."
-)]
+#[command(name = "ferry", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The daemon's socket [default: the per-user socket, else the system socket].
     #[arg(long, global = true, env = "FERRY_SOCKET", value_name = "PATH")]
@@ -56,7 +64,7 @@ pub enum Command {
     /// Cancel a job and delete its temporary files.
     Cancel(JobArg),
     /// Hand a transferred job's files over to their destinations.
-    Complete(JobArg),
+    Complete(CompleteArgs),
     /// Show a job's properties.
     Info(JobArg),
     /// List a job's files.
@@ -165,6 +173,16 @@ pub struct JobArg {
     pub job: String,
 }
 
+/// `ferry complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The job: id, unique id prefix or display name.
+    pub job: String,
+    /// Complete even though some files are not transferred: those are dropped (exit code 4).
+    #[arg(long)]
+    pub partial: bool,
+}
+
 /// `ferry list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -254,7 +272,7 @@ pub struct WaitArgs {
     /// The state to wait for.
     #[arg(long, value_enum, default_value = "transferred")]
     pub until: Until,
-    /// Give up after this many seconds (exit code 1).
+    /// Give up after this many seconds (exit code 7).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// Complete the job once it is transferred.

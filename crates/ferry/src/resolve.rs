@@ -20,9 +20,11 @@ pub fn is_full_id(s: &str) -> bool {
 
 /// Picks the job `arg` names among `jobs` (`(id, display name)` pairs): a unique id prefix
 /// first, else a unique exact display name. The error lists the candidates when it is ambiguous.
-pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, String> {
+pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, Unmatched> {
     if arg.is_empty() {
-        return Err("an empty job name matches nothing".to_owned());
+        return Err(Unmatched::NotFound(
+            "an empty job name matches nothing".to_owned(),
+        ));
     }
     let lower = arg.to_ascii_lowercase();
     let by_id: Vec<&(String, String)> = jobs
@@ -42,12 +44,32 @@ pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, String>
         .map(|(id, name)| format!("{} ({name})", short_id(id)))
         .collect();
     if candidates.is_empty() {
-        Err(format!("no job matches {arg}"))
+        Err(Unmatched::NotFound(format!(
+            "no job matches {arg} (see `ferry list --all`)"
+        )))
     } else {
-        Err(format!(
+        Err(Unmatched::Ambiguous(format!(
             "{arg} is ambiguous: it matches {}; give more of the id",
             candidates.join(", ")
-        ))
+        )))
+    }
+}
+
+/// Why a job argument named no single job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Nothing matches.
+    NotFound(String),
+    /// Several jobs match.
+    Ambiguous(String),
+}
+
+impl Unmatched {
+    /// The message for the user.
+    pub fn message(&self) -> &str {
+        match self {
+            Unmatched::NotFound(m) | Unmatched::Ambiguous(m) => m,
+        }
     }
 }
 
@@ -96,7 +118,12 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
         .into_iter()
         .map(|j| (j.job_id, j.display_name))
         .collect();
-    match_job(arg, &jobs).map_err(anyhow::Error::msg)
+    match_job(arg, &jobs).map_err(|e| match e {
+        Unmatched::NotFound(_) => {
+            anyhow::Error::new(crate::exit_code::NotFound(e.message().to_owned()))
+        }
+        Unmatched::Ambiguous(_) => anyhow::Error::new(crate::usage::UsageError::new(e.message())),
+    })
 }
 
 #[cfg(test)]
@@ -151,17 +178,22 @@ mod tests {
     #[test]
     fn ambiguity_lists_candidates() {
         let e = match_job("0a1b", &jobs()).unwrap_err();
+        assert!(matches!(e, Unmatched::Ambiguous(_)));
+        let e = e.message();
         assert!(
             e.contains("0a1b2c3d (backup)") && e.contains("0a1b9999 (nightly)"),
             "{e}"
         );
         let e = match_job("nightly", &jobs()).unwrap_err();
+        let e = e.message();
         assert!(e.contains("ambiguous"), "{e}");
     }
 
     #[test]
     fn nothing_matches() {
-        assert_eq!(match_job("zzz", &jobs()).unwrap_err(), "no job matches zzz");
+        let e = match_job("zzz", &jobs()).unwrap_err();
+        assert!(matches!(e, Unmatched::NotFound(_)));
+        assert!(e.message().starts_with("no job matches zzz"));
         assert!(match_job("", &jobs()).is_err());
     }
 }

@@ -232,6 +232,22 @@ pub fn check_distinct(specs: &[FileSpec]) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// Refuses a destination whose directory does not exist, with the message a trailing `/` gets
+/// from [`target_for`], so the same mistake reads (and exits) the same either way.
+pub fn check_parents(specs: &[FileSpec], is_dir: impl Fn(&Path) -> bool) -> Result<(), UsageError> {
+    for s in specs {
+        if let Some(parent) = Path::new(&s.local_path).parent()
+            && !is_dir(parent)
+        {
+            return Err(UsageError::new(format!(
+                "destination directory {} does not exist",
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses destinations that already exist (`exists` says which), so `ferry transfer` never
 /// replaces a file silently; `--overwrite` skips this check.
 pub fn check_not_clobbering(
@@ -429,6 +445,22 @@ mod tests {
         let e = check_distinct(&[a.clone(), b]).unwrap_err();
         assert!(e.0.contains("/d/f"), "{e}");
         assert!(check_distinct(&[a]).is_ok());
+    }
+
+    #[test]
+    fn missing_parent_directories_are_refused() {
+        let a = spec(&url("https://h/a"), Path::new("/w/missing/a"), None).unwrap();
+        let e = check_parents(std::slice::from_ref(&a), dirs(&["/w"])).unwrap_err();
+        assert_eq!(e.0, "destination directory /w/missing does not exist");
+        // The same words as a trailing slash gets.
+        let t = target_for(
+            &url("https://h/a"),
+            "missing/",
+            Path::new("/w"),
+            dirs(&["/w"]),
+        );
+        assert_eq!(t.unwrap_err(), e);
+        assert!(check_parents(&[a], dirs(&["/w/missing"])).is_ok());
     }
 
     #[test]

@@ -171,7 +171,8 @@ pub async fn report_job_error(ctx: &Ctx, client: &Client, job: &Job) -> anyhow::
     Ok(exit_code::JOB_ERROR)
 }
 
-/// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`).
+/// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`); exit code
+/// [`exit_code::PARTIAL`] when files were dropped.
 pub fn print_state(
     ctx: &Ctx,
     id: &str,
@@ -189,5 +190,9 @@ pub fn print_state(
     } else {
         outln!("{state}")?;
     }
-    Ok(exit_code::OK)
+    Ok(if partial == Some(true) {
+        exit_code::PARTIAL
+    } else {
+        exit_code::OK
+    })
 }

@@ -76,6 +76,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
     let cwd = super::cwd()?;
     let specs = file_specs(&a, &cwd)?;
     targets::check_distinct(&specs)?;
+    targets::check_parents(&specs, |p| p.is_dir())?;
     if !a.overwrite {
         // A dangling symlink is a name in use too: `symlink_metadata`, not `exists`.
         targets::check_not_clobbering(&specs, |p| p.symlink_metadata().is_ok())?;
@@ -203,6 +204,7 @@ async fn print_saved(
     }
     if partial {
         errln!("ferry: some files of job {id} were not transferred and were dropped");
+        return Ok(exit_code::PARTIAL);
     }
     Ok(exit_code::OK)
 }

@@ -101,11 +101,11 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
                     errln!("ferry: interrupted; job {id} is still {}", job.state);
                     return Ok(exit_code::INTERRUPTED);
                 }
-                () = timeout => bail!(
+                () = timeout => return Err(exit_code::TimedOut(format!(
                     "timed out after {} s waiting for job {id} (it is {})",
                     a.timeout.unwrap_or_default(),
                     job.state
-                ),
+                )).into()),
             }
         }
     }

@@ -39,3 +39,107 @@ async fn issue_13_3_existing_destination_is_refused_unless_overwrite() {
     assert_eq!(out.lines(), [format!("saved {}", existing.display())]);
     assert_eq!(std::fs::read(&existing).unwrap(), b"new content");
 }
+
+/// The JSON error object `--json` puts on stderr.
+#[track_caller]
+fn json_error(out: &Output) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(out.stderr.trim())
+        .unwrap_or_else(|e| panic!("stderr is not one JSON document ({e}): {out:?}"));
+    assert!(v["error"]["message"].is_string(), "{out:?}");
+    assert_eq!(
+        v["error"]["exit_code"].as_i64(),
+        out.code.map(i64::from),
+        "{out:?}"
+    );
+    v
+}
+
+#[tokio::test]
+async fn issue_13_9_exit_codes_a_script_can_branch_on() {
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    srv.add_file("/good.bin", vec![7u8; 5000]);
+    let dest = env.dir("dest");
+
+    // 2: usage, from clap and from ferry's own checks, plain and as JSON on stderr.
+    env.run(&["transfer"]).await.expect_code(2);
+    let out = env.run(&["--json", "transfer"]).await;
+    out.expect_code(2);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    json_error(&out);
+    // The same mistake, a missing directory, with or without a trailing slash.
+    let missing = env.root().join("missing");
+    let with_slash = format!("{}/", missing.display());
+    let inside = format!("{}/f.bin", missing.display());
+    let url = srv.url("/good.bin");
+    let a = env.run(&["transfer", &url, &with_slash]).await;
+    let b = env.run(&["transfer", &url, &inside]).await;
+    a.expect_code(2);
+    b.expect_code(2);
+    assert_eq!(a.stderr, b.stderr);
+    assert!(a.stderr.contains("does not exist"), "{a:?}");
+
+    // 5: no such job, whether the CLI or the daemon finds out; no such handler either.
+    env.run(&["info", "no-such-job"]).await.expect_code(5);
+    let out = env
+        .run(&["--json", "cancel", "00000000-0000-4000-8000-000000000000"])
+        .await;
+    out.expect_code(5);
+    json_error(&out);
+    let out = env.run(&["handler", "remove", "nope"]).await;
+    out.expect_code(5);
+    assert!(out.stderr.contains("no handler named nope"), "{out:?}");
+    assert!(!out.stdout.contains("removed"), "{out:?}");
+
+    // 6: daemon unreachable.
+    let gone = env.root().join("no-daemon.sock");
+    let mut cmd = command(&env.root().join("unused-state"));
+    cmd.args(["--socket", arg(&gone), "--no-autostart", "--json", "list"]);
+    let out = run_command(cmd, WAIT).await;
+    out.expect_code(6);
+    json_error(&out);
+
+    // 7: timeout.
+    env.create("idle").await;
+    env.run(&["wait", "idle", "--timeout", "1"])
+        .await
+        .expect_code(7);
+
+    // 3: the job failed (the second file is missing on the server; one file at a time, so
+    // the first is surely transferred when the second fails).
+    let id = env.create("half").await;
+    env.ok(&["add", &id, &url, arg(&dest)]).await;
+    env.ok(&["add", &id, &srv.url("/missing.bin"), arg(&dest)])
+        .await;
+    env.ok(&["set", &id, "--max-parallel-files", "1"]).await;
+    env.ok(&["resume", &id]).await;
+    let out = env.run(&["wait", &id]).await;
+    out.expect_code(3);
+    let files = env.json(&["files", &id]).await;
+    assert_eq!(files["files"][0]["transferred"], true, "{files}");
+
+    // Completing it would drop a file: refused, saying so, unless --partial; then 4.
+    let out = env.run(&["complete", &id]).await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("not transferred"), "{out:?}");
+    assert!(out.stderr.contains("--partial"), "{out:?}");
+    assert_eq!(env.info(&id).await["state"], "error");
+    let out = env.run(&["complete", &id, "--partial"]).await;
+    out.expect_code(4);
+    assert!(out.stdout.contains("partial"), "{out:?}");
+    assert_eq!(
+        std::fs::read(dest.join("good.bin")).unwrap(),
+        vec![7u8; 5000]
+    );
+
+    // `ferry --help` documents the table.
+    let out = env.ok(&["--help"]).await;
+    for line in [
+        "2    usage error",
+        "5    no such job",
+        "6    daemon unreachable",
+        "7    timed out",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {out:?}");
+    }
+}

@@ -130,6 +130,9 @@ pub struct TransferArgs {
     /// Replace destination files that already exist (without it, an existing file is refused).
     #[arg(long)]
     pub overwrite: bool,
+    /// Allow --display-name to be a name an unfinished job already has.
+    #[arg(long)]
+    pub allow_duplicate_name: bool,
 }
 
 /// `ferry create`.
@@ -146,6 +149,10 @@ pub struct CreateArgs {
     /// The job's type [default: download].
     #[arg(long = "type", value_name = "TYPE", value_parser = type_parser())]
     pub job_type: Option<JobType>,
+    /// Create it even though an unfinished job already has this name (the name is then
+    /// ambiguous until one of them is finished).
+    #[arg(long)]
+    pub allow_duplicate_name: bool,
 }
 
 /// `ferry add`.

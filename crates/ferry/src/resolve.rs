@@ -18,30 +18,48 @@ pub fn is_full_id(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Picks the job `arg` names among `jobs` (`(id, display name)` pairs): a unique id prefix
-/// first, else a unique exact display name. The error lists the candidates when it is ambiguous.
-pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, Unmatched> {
+/// One job `match_job` chooses among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The job's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Whether it is final (acknowledged or cancelled).
+    pub finished: bool,
+}
+
+/// Picks the job `arg` names among `jobs`: a unique id prefix first, else the one unfinished
+/// job with that exact display name, else the one finished job with it. Finished jobs are kept
+/// for days, and a name reused since (`ferry create nightly` every night) must still address
+/// tonight's job. The error lists the candidates when it is ambiguous.
+pub fn match_job(arg: &str, jobs: &[Candidate]) -> Result<String, Unmatched> {
     if arg.is_empty() {
         return Err(Unmatched::NotFound(
             "an empty job name matches nothing".to_owned(),
         ));
     }
     let lower = arg.to_ascii_lowercase();
-    let by_id: Vec<&(String, String)> = jobs
-        .iter()
-        .filter(|(id, _)| id.starts_with(&lower))
-        .collect();
-    if let [(id, _)] = by_id.as_slice() {
-        return Ok(id.clone());
+    let by_id: Vec<&Candidate> = jobs.iter().filter(|c| c.id.starts_with(&lower)).collect();
+    if let [c] = by_id.as_slice() {
+        return Ok(c.id.clone());
     }
-    let by_name: Vec<&(String, String)> = jobs.iter().filter(|(_, name)| name == arg).collect();
-    if let [(id, _)] = by_name.as_slice() {
-        return Ok(id.clone());
+    let named = |finished: bool| -> Vec<&Candidate> {
+        jobs.iter()
+            .filter(|c| c.name == arg && c.finished == finished)
+            .collect()
+    };
+    let mut by_name = named(false);
+    if by_name.is_empty() {
+        by_name = named(true);
+    }
+    if let [c] = by_name.as_slice() {
+        return Ok(c.id.clone());
     }
     let candidates: Vec<String> = by_id
         .iter()
         .chain(&by_name)
-        .map(|(id, name)| format!("{} ({name})", short_id(id)))
+        .map(|c| format!("{} ({})", short_id(&c.id), c.name))
         .collect();
     if candidates.is_empty() {
         Err(Unmatched::NotFound(format!(
@@ -52,6 +70,52 @@ pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, Unmatch
             "{arg} is ambiguous: it matches {}; give more of the id",
             candidates.join(", ")
         )))
+    }
+}
+
+/// The unfinished job among `jobs` that already has `name`, if any.
+pub fn name_in_use<'a>(name: &str, jobs: &'a [Candidate]) -> Option<&'a Candidate> {
+    jobs.iter().find(|c| !c.finished && c.name == name)
+}
+
+/// `base`, or `base (2)`, `base (3)`, … : the first that no unfinished job has.
+pub fn unique_name(base: &str, jobs: &[Candidate]) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.to_owned()
+            } else {
+                format!("{base} ({n})")
+            }
+        })
+        .find(|name| name_in_use(name, jobs).is_none())
+        .unwrap_or_else(|| base.to_owned())
+}
+
+/// The caller's unfinished jobs, for the name checks.
+pub async fn unfinished(client: &Client) -> anyhow::Result<Vec<Candidate>> {
+    Ok(list_all(client, ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|j| !j.state.is_final())
+        .map(|j| Candidate {
+            id: j.job_id,
+            name: j.display_name,
+            finished: false,
+        })
+        .collect())
+}
+
+/// Refuses to create an unfinished job whose name another unfinished job has (unless the user
+/// allows it): a second one would make the name ambiguous.
+pub fn check_name_free(name: &str, jobs: &[Candidate]) -> Result<(), crate::usage::UsageError> {
+    match name_in_use(name, jobs) {
+        None => Ok(()),
+        Some(c) => Err(crate::usage::UsageError::new(format!(
+            "job {} is already named {name} and not finished; address it by that name, \
+             pick another name, or pass --allow-duplicate-name",
+            short_id(&c.id)
+        ))),
     }
 }
 
@@ -113,10 +177,14 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
         include_final: Some(true),
         ..ListParams::default()
     };
-    let jobs: Vec<(String, String)> = list_all(client, params)
+    let jobs: Vec<Candidate> = list_all(client, params)
         .await?
         .into_iter()
-        .map(|j| (j.job_id, j.display_name))
+        .map(|j| Candidate {
+            finished: j.state.is_final(),
+            id: j.job_id,
+            name: j.display_name,
+        })
         .collect();
     match_job(arg, &jobs).map_err(|e| match e {
         Unmatched::NotFound(_) => {
@@ -130,7 +198,7 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
-    fn jobs() -> Vec<(String, String)> {
+    fn jobs() -> Vec<Candidate> {
         [
             ("0a1b2c3d-0000-4000-8000-000000000001", "backup"),
             ("0a1b9999-0000-4000-8000-000000000002", "nightly"),
@@ -138,8 +206,54 @@ mod tests {
             ("8e000000-0000-4000-8000-000000000004", "7f"),
         ]
         .into_iter()
-        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .map(|(a, b)| Candidate {
+            id: a.to_owned(),
+            name: b.to_owned(),
+            finished: false,
+        })
         .collect()
+    }
+
+    #[test]
+    fn unfinished_jobs_win_a_name() {
+        let mut list = jobs();
+        // Last night's `nightly` is finished; tonight's is the one meant.
+        list[1].finished = true;
+        assert_eq!(
+            match_job("nightly", &list).unwrap(),
+            "7f000000-0000-4000-8000-000000000003"
+        );
+        // Only finished ones: the single one is found, several are ambiguous.
+        list[2].finished = true;
+        assert!(matches!(
+            match_job("nightly", &list),
+            Err(Unmatched::Ambiguous(_))
+        ));
+        list.remove(1);
+        assert_eq!(
+            match_job("nightly", &list).unwrap(),
+            "7f000000-0000-4000-8000-000000000003"
+        );
+    }
+
+    #[test]
+    fn names_in_use() {
+        let mut list = jobs();
+        assert_eq!(
+            name_in_use("nightly", &list).map(|c| c.id.as_str()),
+            Some("0a1b9999-0000-4000-8000-000000000002")
+        );
+        list[1].finished = true;
+        list[2].finished = true;
+        assert_eq!(name_in_use("nightly", &list), None);
+        assert_eq!(super::unique_name("backup", &list), "backup (2)");
+        list.push(Candidate {
+            id: "9".into(),
+            name: "backup (2)".into(),
+            finished: false,
+        });
+        assert_eq!(super::unique_name("backup", &list), "backup (3)");
+        assert_eq!(super::unique_name("fresh", &list), "fresh");
     }
 
     #[test]

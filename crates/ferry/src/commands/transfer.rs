@@ -21,6 +21,7 @@ use super::Ctx;
 use crate::cli::TransferArgs;
 use crate::exit_code;
 use crate::progress::TransferBar;
+use crate::resolve;
 use crate::targets;
 use crate::usage::UsageError;
 
@@ -81,11 +82,16 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
         // A dangling symlink is a name in use too: `symlink_metadata`, not `exists`.
         targets::check_not_clobbering(&specs, |p| p.symlink_metadata().is_ok())?;
     }
-    let display_name = a
-        .display_name
-        .clone()
-        .unwrap_or_else(|| default_name(&specs));
     let client = ctx.client().await?;
+    let unfinished = resolve::unfinished(&client).await?;
+    let display_name = match &a.display_name {
+        Some(name) if !a.allow_duplicate_name => {
+            resolve::check_name_free(name, &unfinished)?;
+            name.clone()
+        }
+        Some(name) => name.clone(),
+        None => resolve::unique_name(&default_name(&specs), &unfinished),
+    };
     let started = Instant::now();
     let id = client
         .create(CreateParams {

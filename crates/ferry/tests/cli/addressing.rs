@@ -31,7 +31,12 @@ async fn unique_prefix_and_display_name_address_a_job() {
 async fn ambiguous_and_unknown_names_fail_with_candidates() {
     let env = Env::start();
     let a = env.create("twin").await;
-    let b = env.create("twin").await;
+    let b = env
+        .json(&["create", "twin", "--allow-duplicate-name"])
+        .await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = env.run(&["info", "twin"]).await;
     // An ambiguous name is a usage error (exit 2).
     out.expect_code(2);

@@ -143,3 +143,61 @@ async fn issue_13_9_exit_codes_a_script_can_branch_on() {
         assert!(out.stdout.contains(line), "{line}: {out:?}");
     }
 }
+
+#[tokio::test]
+async fn issue_13_8_names_prefer_unfinished_jobs_and_are_not_duplicated() {
+    let env = Env::start();
+    // Last night's job is finished (kept for days); tonight's may take the name again.
+    let last_night = env.create("nightly").await;
+    env.ok(&["cancel", "nightly"]).await;
+    let tonight = env.create("nightly").await;
+    assert_ne!(last_night, tonight);
+    // The name addresses the unfinished one, as the README's `ferry add nightly …` needs.
+    assert_eq!(env.info("nightly").await["job_id"], tonight.as_str());
+    // A second unfinished `nightly` is refused, naming the way out; no job is created.
+    let out = env.run(&["create", "nightly"]).await;
+    out.expect_code(2);
+    assert!(out.stderr.contains(&tonight[..8]), "{out:?}");
+    assert!(out.stderr.contains("--allow-duplicate-name"), "{out:?}");
+    assert_eq!(env.list(&[]).await.len(), 1);
+    // Allowed on request; then the name is ambiguous and says so.
+    env.ok(&["create", "nightly", "--allow-duplicate-name"])
+        .await;
+    let out = env.run(&["info", "nightly"]).await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("ambiguous"), "{out:?}");
+    // A finished job is still reachable by its name when no unfinished one has it.
+    env.ok(&["create", "solo"]).await;
+    let solo = env.info("solo").await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["cancel", "solo"]).await;
+    assert_eq!(env.info("solo").await["job_id"], solo.as_str());
+
+    // `ferry transfer`'s default names are unique among unfinished jobs.
+    let srv = TestServer::start().await;
+    srv.add_file("/f.bin", vec![1u8; 100]);
+    env.ok(&["create", "ferry transfer f.bin"]).await;
+    let dest = env.dir("dest");
+    let v = env
+        .json(&["transfer", &srv.url("/f.bin"), arg(&dest)])
+        .await;
+    let id = v["job_id"].as_str().unwrap();
+    assert_eq!(
+        env.info(id).await["display_name"],
+        "ferry transfer f.bin (2)"
+    );
+    // An explicit name in use is refused like `create`'s.
+    let out = env
+        .run(&[
+            "transfer",
+            "--display-name",
+            "ferry transfer f.bin",
+            &srv.url("/f.bin"),
+            arg(&dest.join("other.bin")),
+        ])
+        .await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("--allow-duplicate-name"), "{out:?}");
+}

@@ -44,10 +44,15 @@ pub struct Cli {
 pub enum Command {
     /// Download files now: create a job, wait for it with a progress bar, and complete it.
     #[command(
-        override_usage = "ferry transfer [OPTIONS] URL... DEST\n       ferry transfer [OPTIONS] --from-file LIST",
+        override_usage = "ferry transfer [OPTIONS] URL... [DEST]\n       \
+                          ferry transfer [OPTIONS] -o NAME URL\n       \
+                          ferry transfer [OPTIONS] --from-file LIST",
         after_help = "DEST is a directory (each file is named after its URL's last segment) or, for a \
-                      single URL, a file path. A URL may also be a local path.\n\
-                      Ctrl-C suspends the job and prints how to resume it."
+                      single URL, a file path; without DEST (the last argument is a URL too) the \
+                      files go into the current directory. A URL may also be a local path. An \
+                      existing file is never replaced without --overwrite.\n\
+                      Ctrl-C suspends the job and prints how to resume it.\n\n\
+                      Example: ferry transfer --limit-rate 1M --sha256 HEX https://example.org/a.iso ~/Downloads"
     )]
     Transfer(TransferArgs),
     /// Create an empty, suspended job and print its id.
@@ -112,9 +117,29 @@ fn type_parser() -> impl TypedValueParser<Value = JobType> {
 /// `ferry transfer`.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Source URLs followed by the destination.
+    /// Source URLs, optionally followed by the destination.
     #[arg(value_name = "URL", required_unless_present = "from_file")]
     pub args: Vec<String>,
+    /// Save the (single) URL's content as NAME.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "NAME",
+        conflicts_with = "from_file"
+    )]
+    pub output: Option<String>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The (single) file's expected SHA-256 (hex); a mismatch fails the job.
+    #[arg(long, value_name = "HEX", conflicts_with = "from_file")]
+    pub sha256: Option<String>,
+    /// Bandwidth limit in bytes per second, with an optional unit: 500K, 1M, 2G.
+    #[arg(long, visible_alias = "bandwidth-limit", value_name = "RATE", value_parser = crate::units::parse_rate)]
+    pub limit_rate: Option<u64>,
+    /// No progress line and no messages but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
     #[arg(long, value_name = "LIST", conflicts_with = "args")]
     pub from_file: Option<PathBuf>,
@@ -236,8 +261,8 @@ pub struct SetArgs {
     /// Remove every custom header.
     #[arg(long, conflicts_with = "headers")]
     pub clear_headers: bool,
-    /// Bandwidth limit in bytes per second.
-    #[arg(long, value_name = "BPS")]
+    /// Bandwidth limit in bytes per second, with an optional unit: 500K, 1M, 2G.
+    #[arg(long, visible_alias = "limit-rate", value_name = "RATE", value_parser = crate::units::parse_rate)]
     pub bandwidth_limit: Option<u64>,
     /// Remove the bandwidth limit.
     #[arg(long, conflicts_with = "bandwidth_limit")]

@@ -14,6 +14,7 @@ mod exit_code;
 mod progress;
 mod resolve;
 mod targets;
+mod units;
 mod usage;
 
 use std::process::ExitCode;

@@ -19,9 +19,9 @@ pub struct TransferBar {
 
 impl TransferBar {
     /// A bar on stderr, or a hidden one when stderr is not a terminal (logs and pipes get no
-    /// control sequences).
-    pub fn new() -> TransferBar {
-        let bar = if std::io::stderr().is_terminal() {
+    /// control sequences) or `show` is false (`-q`).
+    pub fn new(show: bool) -> TransferBar {
+        let bar = if show && std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
         } else {
             ProgressBar::hidden()

@@ -143,6 +143,30 @@ pub fn resolve_dest(
     }
 }
 
+/// Whether a command-line argument is a URL Ferry can fetch (not a local path).
+pub fn is_url(arg: &str) -> bool {
+    Url::parse(arg).is_ok_and(|u| SCHEMES.contains(&u.scheme()))
+}
+
+/// Splits `ferry transfer`'s positional arguments into sources and the destination: with
+/// `-o NAME`, every argument is a source (exactly one) saved as NAME; a single argument, or a
+/// last argument that is a URL, means the current directory; else the last one is DEST.
+pub fn split_transfer_args<'a>(
+    args: &'a [String],
+    output: Option<&'a str>,
+) -> Result<(&'a [String], &'a str), UsageError> {
+    match (args, output) {
+        ([], _) => Err(UsageError::new("give one or more URLs")),
+        ([_], Some(name)) => Ok((args, name)),
+        (_, Some(_)) => Err(UsageError::new(
+            "-o NAME names one file: give exactly one URL with it",
+        )),
+        ([_], None) => Ok((args, ".")),
+        ([.., last], None) if is_url(last) => Ok((args, ".")),
+        ([sources @ .., dest], None) => Ok((sources, dest)),
+    }
+}
+
 /// One `URL PATH` line of a list file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
@@ -476,5 +500,30 @@ mod tests {
         let e = check_not_clobbering(&[a.clone(), b.clone()], |_| true).unwrap_err();
         assert!(e.0.contains("1 more"), "{e}");
         assert!(check_not_clobbering(&[a, b], |_| false).is_ok());
+    }
+
+    #[test]
+    fn transfer_args_split() {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let one = v(&["https://h/a"]);
+        assert_eq!(split_transfer_args(&one, None).unwrap(), (&one[..], "."));
+        let two = v(&["https://h/a", "https://h/b"]);
+        assert_eq!(split_transfer_args(&two, None).unwrap(), (&two[..], "."));
+        let to_dir = v(&["https://h/a", "https://h/b", "out"]);
+        assert_eq!(
+            split_transfer_args(&to_dir, None).unwrap(),
+            (&to_dir[..2], "out")
+        );
+        let local = v(&["/data/f", "copy"]);
+        assert_eq!(
+            split_transfer_args(&local, None).unwrap(),
+            (&local[..1], "copy")
+        );
+        assert_eq!(
+            split_transfer_args(&one, Some("x.bin")).unwrap(),
+            (&one[..], "x.bin")
+        );
+        assert!(split_transfer_args(&two, Some("x")).is_err());
+        assert!(split_transfer_args(&[], None).is_err());
     }
 }

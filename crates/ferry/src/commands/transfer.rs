@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use ferry_client::Client;
-use ferry_client::proto::params::CreateParams;
+use ferry_client::proto::params::{CreateParams, SetParams};
 use ferry_client::proto::{EventKind, FileSpec, JobState};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
@@ -33,9 +33,12 @@ fn file_specs(a: &TransferArgs, cwd: &Path) -> anyhow::Result<Vec<FileSpec>> {
     if let Some(list) = &a.from_file {
         return super::load_list(list, cwd);
     }
-    let Some((dest, sources)) = a.args.split_last().filter(|(_, s)| !s.is_empty()) else {
-        return Err(UsageError::new("give one or more URLs and a destination").into());
-    };
+    let (sources, dest) = targets::split_transfer_args(&a.args, a.output.as_deref())?;
+    if a.sha256.is_some() && sources.len() != 1 {
+        return Err(
+            UsageError::new("--sha256 names one file's content: give exactly one URL").into(),
+        );
+    }
     let urls = sources
         .iter()
         .map(|s| targets::parse_source(s, cwd, |p| p.exists()))
@@ -44,8 +47,19 @@ fn file_specs(a: &TransferArgs, cwd: &Path) -> anyhow::Result<Vec<FileSpec>> {
     Ok(urls
         .iter()
         .zip(&paths)
-        .map(|(u, p)| targets::spec(u, p, None))
+        .map(|(u, p)| targets::spec(u, p, a.sha256.clone()))
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The `job.set` that gives the job the command line's options (`None`: nothing to set).
+pub fn settings(a: &TransferArgs, job_id: &str) -> Option<SetParams> {
+    let p = SetParams {
+        job_id: job_id.to_owned(),
+        custom_headers: (!a.headers.is_empty()).then(|| a.headers.clone()),
+        bandwidth_limit_bps: a.limit_rate.map(Some),
+        ..SetParams::default()
+    };
+    (p.custom_headers.is_some() || p.bandwidth_limit_bps.is_some()).then_some(p)
 }
 
 /// `ferry transfer <first file name>` (`+N more` when there are several).
@@ -103,6 +117,13 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
         })
         .await
         .context("cannot create the transfer job")?;
+    if let Some(params) = settings(&a, &id)
+        && let Err(e) = client.set(params).await
+    {
+        // The job is not what the command line asked for: drop it rather than leave it.
+        let _ = client.cancel(&id).await;
+        return Err(anyhow::Error::new(e).context("cannot apply the transfer's options"));
+    }
     // Installed as soon as the job exists: from here on Ctrl-C must suspend the job rather
     // than kill us and leave it running unattended.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?;
@@ -111,7 +132,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
         .resume(&id)
         .await
         .with_context(|| format!("cannot start job {id}"))?;
-    let mut bar = TransferBar::new();
+    let mut bar = TransferBar::new(!a.quiet);
     loop {
         let job = client
             .get(&id)
@@ -125,12 +146,12 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
                     .complete(&id)
                     .await
                     .with_context(|| format!("job {id} is transferred but completing it failed"))?;
-                return print_saved(ctx, &client, &id, r.state, r.partial, started).await;
+                return print_saved(ctx, &a, &client, &id, r.state, r.partial, started).await;
             }
             JobState::Acknowledged => {
                 // Someone completed it for us (e.g. `ferry complete` in another terminal).
                 bar.clear();
-                return print_saved(ctx, &client, &id, job.state, false, started).await;
+                return print_saved(ctx, &a, &client, &id, job.state, false, started).await;
             }
             JobState::Error => {
                 bar.clear();
@@ -180,6 +201,7 @@ async fn interrupted(client: &Client, id: &str) -> anyhow::Result<u8> {
 /// Prints where the files went: `saved <path>` lines, or the JSON summary.
 async fn print_saved(
     ctx: &Ctx,
+    a: &TransferArgs,
     client: &Client,
     id: &str,
     state: JobState,
@@ -203,7 +225,7 @@ async fn print_saved(
         crate::output::json(&json!({
             "job_id": id, "state": state, "files": list, "bytes": bytes, "seconds": seconds
         }))?;
-    } else {
+    } else if !a.quiet {
         for f in files.iter().filter(|f| f.completed || f.transferred) {
             outln!("saved {}", f.local_path)?;
         }

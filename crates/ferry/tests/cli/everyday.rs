@@ -201,3 +201,91 @@ async fn issue_13_8_names_prefer_unfinished_jobs_and_are_not_duplicated() {
     out.expect_code(2);
     assert!(out.stderr.contains("--allow-duplicate-name"), "{out:?}");
 }
+
+#[tokio::test]
+async fn issue_13_6_transfer_takes_the_options_people_reach_for() {
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    let content = ferry_testkit::content::TestContent::new(61, 40_000);
+    srv.add_file("/pub/a.bin", content.bytes.clone());
+    srv.add_file("/pub/b.bin", vec![2u8; 300]);
+    let a = srv.url("/pub/a.bin");
+    let b = srv.url("/pub/b.bin");
+    let root = env.root().to_path_buf();
+
+    // A bare URL (or several) saves into the current directory.
+    let out = env.ok(&["transfer", &a]).await;
+    assert_eq!(
+        out.lines(),
+        [format!("saved {}", root.join("a.bin").display())]
+    );
+    assert_eq!(sha256_file(&root.join("a.bin")), content.sha256);
+    let sub = env.dir("sub");
+    let mut cmd = env.cmd(&["transfer", &b, &srv.url("/pub/a.bin?copy")]);
+    cmd.current_dir(&sub);
+    let out = run_command(cmd, WAIT).await;
+    out.expect_code(0);
+    assert!(
+        sub.join("b.bin").exists() && sub.join("a.bin").exists(),
+        "{out:?}"
+    );
+
+    // -o NAME, --header, --limit-rate with a unit, --priority, --sha256, -q: all at once.
+    let out = env
+        .run(&[
+            "--json",
+            "transfer",
+            "-o",
+            "named.bin",
+            "--header",
+            "X-Token: abc123",
+            "--limit-rate",
+            "1M",
+            "--priority",
+            "high",
+            "--sha256",
+            &content.sha256,
+            "-q",
+            &a,
+        ])
+        .await;
+    out.expect_code(0);
+    let v = out.json();
+    assert_eq!(sha256_file(&root.join("named.bin")), content.sha256);
+    let id = v["job_id"].as_str().unwrap();
+    let job = env.info(id).await;
+    assert_eq!(job["priority"], "high", "{job}");
+    assert_eq!(job["bandwidth_limit_bps"], 1024 * 1024, "{job}");
+    let seen = srv.requests_for("/pub/a.bin");
+    assert!(
+        seen.iter().any(|r| r.header("x-token") == Some("abc123")),
+        "the header never reached the server"
+    );
+    // -q: nothing but errors.
+    let out = env.run(&["transfer", "-q", &b, "-o", "quiet.bin"]).await;
+    out.expect_code(0);
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert!(root.join("quiet.bin").exists());
+
+    // A wrong --sha256 fails the job.
+    let zeros = "0".repeat(64);
+    let out = env
+        .run(&["transfer", "--sha256", &zeros, &a, "-o", "bad.bin"])
+        .await;
+    out.expect_code(3);
+    assert!(out.stderr.contains("SHA256"), "{out:?}");
+    assert!(!root.join("bad.bin").exists());
+
+    // Units work for `ferry set` too (`--bandwidth-limit 1M` used to fail); a bad one says
+    // what is accepted.
+    let job = env.create("limited").await;
+    let v = env.json(&["set", &job, "--bandwidth-limit", "1M"]).await;
+    assert_eq!(v["bandwidth_limit_bps"], 1024 * 1024, "{v}");
+    let out = env.run(&["set", &job, "--bandwidth-limit", "fast"]).await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("500K"), "{out:?}");
+    // -o takes one URL.
+    env.run(&["transfer", &a, &b, "-o", "x"])
+        .await
+        .expect_code(2);
+}

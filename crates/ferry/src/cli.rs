@@ -158,6 +158,10 @@ pub struct TransferArgs {
     /// Allow --display-name to be a name an unfinished job already has.
     #[arg(long)]
     pub allow_duplicate_name: bool,
+    /// Start over: cancel an unfinished job with the same URLs and destinations instead of
+    /// continuing it.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `ferry create`.

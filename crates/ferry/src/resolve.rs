@@ -92,18 +92,27 @@ pub fn unique_name(base: &str, jobs: &[Candidate]) -> String {
         .unwrap_or_else(|| base.to_owned())
 }
 
+/// The caller's unfinished jobs.
+pub async fn unfinished_jobs(client: &Client) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = list_all(client, ListParams::default()).await?;
+    jobs.retain(|j| !j.state.is_final());
+    Ok(jobs)
+}
+
+/// Jobs as name-check candidates.
+pub fn candidates(jobs: &[Job]) -> Vec<Candidate> {
+    jobs.iter()
+        .map(|j| Candidate {
+            id: j.job_id.clone(),
+            name: j.display_name.clone(),
+            finished: j.state.is_final(),
+        })
+        .collect()
+}
+
 /// The caller's unfinished jobs, for the name checks.
 pub async fn unfinished(client: &Client) -> anyhow::Result<Vec<Candidate>> {
-    Ok(list_all(client, ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|j| !j.state.is_final())
-        .map(|j| Candidate {
-            id: j.job_id,
-            name: j.display_name,
-            finished: false,
-        })
-        .collect())
+    Ok(candidates(&unfinished_jobs(client).await?))
 }
 
 /// Refuses to create an unfinished job whose name another unfinished job has (unless the user
@@ -177,15 +186,7 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
         include_final: Some(true),
         ..ListParams::default()
     };
-    let jobs: Vec<Candidate> = list_all(client, params)
-        .await?
-        .into_iter()
-        .map(|j| Candidate {
-            finished: j.state.is_final(),
-            id: j.job_id,
-            name: j.display_name,
-        })
-        .collect();
+    let jobs = candidates(&list_all(client, params).await?);
     match_job(arg, &jobs).map_err(|e| match e {
         Unmatched::NotFound(_) => {
             anyhow::Error::new(crate::exit_code::NotFound(e.message().to_owned()))

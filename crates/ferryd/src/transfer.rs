@@ -717,6 +717,7 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
         Some(Outcome::Stopped) => {}
         Some(Outcome::Done) => {
             let _ = d.transition(&mut inner, job_id, Trigger::AllTransferred, |_| {});
+            crate::api::spawn_auto_complete(d, job_id);
         }
         None => {
             let info = ErrorInfo {

@@ -171,6 +171,35 @@ pub async fn report_job_error(ctx: &Ctx, client: &Client, job: &Job) -> anyhow::
     Ok(exit_code::JOB_ERROR)
 }
 
+/// Sleeps until `at`, or forever when there is no `at` (a `select!` branch that never fires).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a verb lets the daemon complete a transferred `auto_complete` job before completing
+/// it itself (the daemon's attempt failed if it takes longer; its log says why).
+pub const AUTO_COMPLETE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Completes a transferred job: `(state, partial)`. The daemon may complete it at the same
+/// time (`auto_complete`); whichever call comes second fails, and finding the job acknowledged
+/// then is success.
+pub async fn complete_transferred(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<(ferry_client::proto::JobState, bool)> {
+    match client.complete(id).await {
+        Ok(r) => Ok((r.state, r.partial)),
+        Err(e) => match client.get(id).await {
+            Ok(j) if j.state == ferry_client::proto::JobState::Acknowledged => Ok((j.state, false)),
+            _ => Err(anyhow::Error::new(e)
+                .context(format!("job {id} is transferred but completing it failed"))),
+        },
+    }
+}
+
 /// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`); exit code
 /// [`exit_code::PARTIAL`] when files were dropped.
 pub fn print_state(

@@ -49,9 +49,17 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut told_error = false;
+    let mut grace: Option<tokio::time::Instant> = None;
     loop {
         let (raw, job) = super::get_job_raw(&client, &id).await?;
-        match verdict(a.until, job.state, a.complete) {
+        let now = tokio::time::Instant::now();
+        let mut next = verdict(a.until, job.state, a.complete);
+        if next == Verdict::Complete && job.auto_complete && grace.is_none_or(|g| now < g) {
+            // The daemon is handing the files over; wait for it rather than race it.
+            grace.get_or_insert(now + super::AUTO_COMPLETE_GRACE);
+            next = Verdict::Wait;
+        }
+        match next {
             Verdict::Wait => {
                 if job.state == JobState::Error && !told_error {
                     told_error = true;
@@ -62,11 +70,8 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
                 }
             }
             Verdict::Complete => {
-                let r = client
-                    .complete(&id)
-                    .await
-                    .with_context(|| format!("cannot complete job {id}"))?;
-                return super::print_state(ctx, &id, r.state, Some(r.partial));
+                let (state, partial) = super::complete_transferred(&client, &id).await?;
+                return super::print_state(ctx, &id, state, Some(partial));
             }
             Verdict::Exit(code) if code == exit_code::JOB_ERROR => {
                 return super::report_job_error(ctx, &client, &job).await;
@@ -85,18 +90,15 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         }
         // Sleep until an event that can change the state, Ctrl-C, or the deadline.
         loop {
-            let timeout = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timeout = super::sleep_until(deadline);
+            let grace_over = super::sleep_until(grace);
             tokio::select! {
                 ev = client.next_event() => match ev {
                     None => bail!("the connection to ferryd closed while waiting for job {id}"),
                     Some(ev) if matches!(ev.kind, EventKind::State { .. } | EventKind::Error { .. }) => break,
                     Some(_) => {}
                 },
+                () = grace_over => break,
                 _ = sigint.recv() => {
                     errln!("ferry: interrupted; job {id} is still {}", job.state);
                     return Ok(exit_code::INTERRUPTED);

@@ -289,3 +289,215 @@ async fn issue_13_6_transfer_takes_the_options_people_reach_for() {
         .await
         .expect_code(2);
 }
+
+/// What a command run on a pseudo-terminal did (see `pty_driver.py`).
+struct Terminal {
+    /// Everything it wrote to the terminal (stdout and stderr together).
+    output: String,
+    /// Its exit code, when it exited.
+    code: Option<i64>,
+    /// The signal that ended it, when one did.
+    signal: Option<i64>,
+}
+
+/// Runs `ferry ARGS…` (pointed at `env`'s daemon) on a pseudo-terminal COLS wide; once its
+/// output shows `wait_for`, `action` happens (`hup`: the terminal closes; `ctrl-c`; `none`).
+/// `None` (the test prints SKIPPED) when python3 is not installed.
+async fn on_terminal(
+    env: &Env,
+    cols: u16,
+    wait_for: &str,
+    action: &str,
+    args: &[&str],
+) -> Option<Terminal> {
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/pty_driver.py");
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: python3 (which drives the pseudo-terminal) is not installed");
+        return None;
+    }
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(driver)
+        .arg(cols.to_string())
+        .arg(wait_for)
+        .arg(action)
+        .arg("--")
+        .arg(ferry_bin())
+        .arg("--socket")
+        .arg(&env.daemon.socket)
+        .arg("--no-autostart")
+        .args(args)
+        .env_remove("FERRY_SOCKET")
+        .env("FERRY_DAEMON", ferry_testkit::daemon::ferryd_bin())
+        .env("FERRY_STATE_DIR", &env.daemon.state_dir)
+        .env("TERM", "xterm")
+        .current_dir(env.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(WAIT + WAIT, cmd.output())
+        .await
+        .expect("the pty driver did not finish")
+        .expect("run the pty driver");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pty driver output is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["acted"], true, "`{wait_for}` never appeared: {v}");
+    assert_eq!(v["timed_out"], false, "the command hung: {v}");
+    Some(Terminal {
+        output: v["output"].as_str().unwrap_or_default().to_owned(),
+        code: v["code"].as_i64(),
+        signal: v["signal"].as_i64(),
+    })
+}
+
+/// The 8-character job id after `marker` in `text`.
+#[track_caller]
+fn short_id_after(text: &str, marker: &str) -> String {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("`{marker}` not in:\n{text}"))
+        + marker.len();
+    let id: String = text[start..].chars().take(8).collect();
+    assert!(
+        id.chars().all(|c| c.is_ascii_hexdigit()),
+        "no id after `{marker}` in:\n{text}"
+    );
+    id
+}
+
+#[tokio::test]
+async fn issue_13_1_a_closed_terminal_still_gets_the_file() {
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    let content = ferry_testkit::content::TestContent::new(11, 200_000);
+    srv.add_file("/iso/big.bin", content.bytes.clone());
+    // The body is held until the terminal is gone, so the CLI surely dies mid-transfer.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    srv.set_behavior(
+        "/iso/big.bin",
+        ferry_testkit::http::Behavior {
+            gate: Some(gate.clone()),
+            ..ferry_testkit::http::Behavior::default()
+        },
+    );
+    let dest = env.dir("dest");
+    let url = srv.url("/iso/big.bin");
+    let Some(t) = on_terminal(
+        &env,
+        100,
+        "saving to",
+        "hup",
+        &["transfer", &url, arg(&dest)],
+    )
+    .await
+    else {
+        return;
+    };
+    // The CLI was killed by the hang-up (or exited 129 on it).
+    assert!(t.signal == Some(1) || t.code == Some(129), "{}", t.output);
+    // It said where the file will be.
+    let saved = dest.join("big.bin");
+    assert!(
+        t.output.contains(&format!("saving to {}", saved.display())),
+        "{}",
+        t.output
+    );
+    let id = short_id_after(&t.output, "(job ");
+    assert!(!saved.exists());
+    // The daemon finishes the job on its own: the file appears, complete, with no staging left.
+    gate.close();
+    let out = env.ok(&["wait", &id, "--until", "final"]).await;
+    assert_eq!(out.stdout.trim(), "acknowledged", "{out:?}");
+    assert_eq!(sha256_file(&saved), content.sha256);
+    assert!(staging_files(&dest).is_empty());
+    let job = env.info(&id).await;
+    assert_eq!(job["auto_complete"], true, "{job}");
+}
+
+#[tokio::test]
+async fn issue_13_2_rerunning_the_same_transfer_continues_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    let content = ferry_testkit::content::TestContent::new(21, 1_000_000);
+    srv.add_dripped_file("/big.bin", content.bytes.clone(), 100_000);
+    let dest = env.dir("dest");
+    let url = srv.url("/big.bin");
+
+    // The first run is interrupted part-way.
+    let child = env
+        .cmd(&["transfer", &url, arg(&dest)])
+        .spawn()
+        .expect("spawn ferry");
+    let pid = Pid::from_raw(i32::try_from(child.id().expect("pid")).unwrap());
+    let seen = srv
+        .wait_until(WAIT, |log| log.iter().any(|r| r.body_bytes_sent >= 150_000))
+        .await;
+    assert!(seen.is_some(), "the transfer never got going");
+    kill(pid, Signal::SIGINT).unwrap();
+    let out = finish(child, "transfer (SIGINT)".into(), WAIT).await;
+    out.expect_code(130);
+    let first = id_after(&out.stderr, "ferry resume ");
+    let before = env.info(&first).await["progress"]["bytes_transferred"]
+        .as_u64()
+        .unwrap();
+    assert!(before > 0, "nothing was kept to continue from");
+
+    // The same command again continues that job from where it stopped, saying so.
+    srv.clear_behavior("/big.bin");
+    let out = env.run(&["--json", "transfer", &url, arg(&dest)]).await;
+    out.expect_code(0);
+    assert!(
+        out.stderr
+            .contains(&format!("continuing job {}", &first[..8])),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--restart"), "{out:?}");
+    assert_eq!(out.json()["job_id"], first.as_str());
+    assert_eq!(sha256_file(&dest.join("big.bin")), content.sha256);
+    // No request after the first starts from byte 0 again.
+    let log = srv.requests_for("/big.bin");
+    assert!(
+        log.iter()
+            .skip(1)
+            .all(|r| r.range.as_deref().is_some_and(|x| x != "bytes=0-")),
+        "the second run fetched from byte 0: {:?}",
+        log.iter().map(|r| r.range.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        env.list(&["--all"]).await.len(),
+        1,
+        "a second job was created"
+    );
+
+    // --restart starts over: the unfinished job is cancelled, a new one does the work.
+    srv.add_file("/other.bin", vec![5u8; 1000]);
+    let other = srv.url("/other.bin");
+    let id = env.create("pending other").await;
+    env.ok(&["add", &id, &other, arg(&dest)]).await;
+    let out = env
+        .run(&["--json", "transfer", "--restart", &other, arg(&dest)])
+        .await;
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains(&format!("cancelled job {}", &id[..8])),
+        "{out:?}"
+    );
+    assert_ne!(out.json()["job_id"], id.as_str());
+    assert_eq!(env.info(&id).await["state"], "cancelled");
+    assert_eq!(
+        std::fs::read(dest.join("other.bin")).unwrap(),
+        vec![5u8; 1000]
+    );
+}

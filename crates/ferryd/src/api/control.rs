@@ -188,6 +188,44 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     Answer::after(CompleteResult { state, partial }, commit)
 }
 
+/// Completes the job in the background if it asked for that (`auto_complete`) and is
+/// transferred: the program that started it may be gone (a closed terminal), and its files
+/// must still arrive. A failure leaves the job transferred, logged, for a manual complete.
+/// May be called with the daemon's lock held: the task looks at the job only once it runs.
+pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
+    let (d, job_id) = (d.clone(), job_id.to_owned());
+    tokio::spawn(async move {
+        let owner = match d.lock().jobs.peek(&job_id) {
+            Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
+                e.row.owner_uid
+            }
+            _ => return,
+        };
+        // As the owner, so completing is exactly what the owner's own call would do.
+        let caller = Caller {
+            uid: owner,
+            gid: super::jobs::owner_gid(owner),
+            pid: None,
+        };
+        let params = JobIdParams {
+            job_id: job_id.clone(),
+        };
+        let result = match complete(&d, &caller, params).await {
+            Ok(Answer {
+                commit: Some(commit),
+                ..
+            }) => commit.wait().await.map_err(|e| e.to_string()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.message),
+        };
+        match result {
+            Ok(()) => tracing::info!(job = %job_id, "completed the job (auto_complete)"),
+            Err(why) => tracing::warn!(job = %job_id, error = %why,
+                "could not complete the job (auto_complete); it stays transferred"),
+        }
+    });
+}
+
 /// What [`deliver`] did to a job's files.
 struct Delivery {
     /// The rows, updated for what was handed over or dropped.

@@ -247,7 +247,8 @@ fn unknown_files(rows: &[FileRow]) -> u64 {
     rows.iter().filter(|r| r.bytes_total.is_none()).count() as u64
 }
 
-fn owner_gid(uid: u32) -> u32 {
+/// The primary group of user `uid` (`u32::MAX` when the user is unknown).
+pub(super) fn owner_gid(uid: u32) -> u32 {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
@@ -529,6 +530,11 @@ pub fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     put!(proxy, |v| v);
     put!(allow_https_to_http, |v| v);
     put!(peer_caching, |v| v);
+    put!(auto_complete, |v| v);
+    if p.auto_complete == Some(true) {
+        // Set on a job that is transferred already: complete it now.
+        super::spawn_auto_complete(d, &p.job_id);
+    }
     row.modified = clock::now_rfc3339();
     if let Some(b) = &e.rt.bucket {
         // Takes effect on the running transfer at once.

@@ -51,7 +51,9 @@ pub enum Command {
                       single URL, a file path; without DEST (the last argument is a URL too) the \
                       files go into the current directory. A URL may also be a local path. An \
                       existing file is never replaced without --overwrite.\n\
-                      Ctrl-C suspends the job and prints how to resume it.\n\n\
+                      Ctrl-C suspends the job (exit code 130) and prints, in one line, how to \
+                      resume it; a closed terminal leaves the job running, and ferryd saves the \
+                      files when it is done.\n\n\
                       Example: ferry transfer --limit-rate 1M --sha256 HEX https://example.org/a.iso ~/Downloads"
     )]
     Transfer(TransferArgs),
@@ -79,6 +81,11 @@ pub enum Command {
     /// Change a job's properties and print the job.
     Set(SetArgs),
     /// Wait until a job is transferred (or final), failed or cancelled.
+    #[command(
+        after_help = "Shows the same progress line as `ferry transfer`. Ctrl-C stops waiting \
+                      (exit code 130) and leaves the job as it is.\n\n\
+                      Example: ferry wait nightly --complete --timeout 3600"
+    )]
     Wait(WaitArgs),
     /// Print job events as they happen.
     Monitor(MonitorArgs),
@@ -143,9 +150,18 @@ pub struct TransferArgs {
     /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
     #[arg(long, value_name = "LIST", conflicts_with = "args")]
     pub from_file: Option<PathBuf>,
-    /// The job's priority.
-    #[arg(long, value_name = "P", default_value = "normal", value_parser = priority_parser())]
+    /// The job's priority (foreground: an interactive transfer, as Start-BitsTransfer runs).
+    #[arg(long, value_name = "P", default_value = "foreground", value_parser = priority_parser())]
     pub priority: Priority,
+    /// Seconds to wait before retrying after a transient error (ferryd may enforce a floor).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_delay: u64,
+    /// Fail once transient errors have gone this many seconds without progress.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub no_progress_timeout: u64,
+    /// Fail once the job has been transferring for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub max_time: Option<u64>,
     /// The job's display name [default: "ferry transfer" and the first file's name].
     #[arg(long, value_name = "NAME")]
     pub display_name: Option<String>,
@@ -479,7 +495,8 @@ mod tests {
             panic!("not transfer")
         };
         assert_eq!(t.args, ["https://h/a", "https://h/b", "out"]);
-        assert_eq!(t.priority, Priority::Normal);
+        // Interactive transfers run at foreground priority.
+        assert_eq!(t.priority, Priority::Foreground);
         assert!(Cli::try_parse_from(["ferry", "transfer"]).is_err());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l"]).is_ok());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l", "u", "d"]).is_err());

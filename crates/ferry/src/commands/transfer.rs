@@ -61,6 +61,10 @@ pub fn settings(a: &TransferArgs, job_id: &str) -> SetParams {
         // The daemon hands the files over itself: a closed terminal or a killed CLI must not
         // leave the bytes in a hidden staging file.
         auto_complete: Some(true),
+        // Someone is watching: retry soon, and give up rather than wait for days.
+        minimum_retry_delay_s: Some(a.retry_delay),
+        no_progress_timeout_s: Some(a.no_progress_timeout),
+        max_download_time_s: a.max_time.map(Some),
         ..SetParams::default()
     }
 }
@@ -207,6 +211,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
     }
     let mut bar = TransferBar::new(!a.quiet);
     let mut grace: Option<tokio::time::Instant> = None;
+    let mut redraw = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let job = client
             .get(&id)
@@ -251,6 +256,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
                     Some(_) => {}
                 },
                 () = grace_over => break,
+                _ = redraw.tick() => bar.refresh(),
                 _ = sigint.recv() => {
                     bar.clear();
                     return interrupted(&client, &id).await;
@@ -289,18 +295,20 @@ async fn create(
 
 /// Ctrl-C: suspends the job and says how to pick it up again.
 async fn interrupted(client: &Client, id: &str) -> anyhow::Result<u8> {
+    let short = short_id(id);
     match client.suspend(id).await {
-        Ok(_) => {
-            errln!("suspended job {id}; resume it with: ferry resume {id}");
-            errln!(
-                "(then `ferry wait {id} --complete` saves the files, or `ferry cancel {id}` drops them)"
-            );
-        }
+        Ok(_) => errln!("{}", suspended_note(id)),
         Err(e) => errln!(
-            "ferry: interrupted, but suspending job {id} failed: {e}; see `ferry info {id}`, or drop it with `ferry cancel {id}`"
+            "ferry: interrupted, but suspending job {short} failed: {e}; see `ferry info {short}`"
         ),
     }
     Ok(exit_code::INTERRUPTED)
+}
+
+/// The one line Ctrl-C leaves: what was done to the job and how to continue it.
+pub fn suspended_note(id: &str) -> String {
+    let short = short_id(id);
+    format!("ferry: suspended job {short}; `ferry resume {short}` continues it")
 }
 
 /// Prints where the files went: `saved <path>` lines, or the JSON summary.
@@ -353,6 +361,14 @@ mod tests {
             sha256: None,
             ranges: None,
         }
+    }
+
+    #[test]
+    fn suspended_notes() {
+        assert_eq!(
+            suspended_note("0a1b2c3d-0000-4000-8000-000000000001"),
+            "ferry: suspended job 0a1b2c3d; `ferry resume 0a1b2c3d` continues it"
+        );
     }
 
     #[test]

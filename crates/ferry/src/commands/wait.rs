@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Ctx;
 use crate::cli::{Until, WaitArgs};
 use crate::exit_code;
+use crate::progress::TransferBar;
 use crate::resolve::resolve_job;
 
 /// What to do about a job in a given state.
@@ -50,14 +51,20 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut told_error = false;
     let mut grace: Option<tokio::time::Instant> = None;
+    let mut bar = TransferBar::new(!ctx.json);
+    let mut redraw = tokio::time::interval(Duration::from_secs(1));
     loop {
         let (raw, job) = super::get_job_raw(&client, &id).await?;
+        bar.update(&job);
         let now = tokio::time::Instant::now();
         let mut next = verdict(a.until, job.state, a.complete);
         if next == Verdict::Complete && job.auto_complete && grace.is_none_or(|g| now < g) {
             // The daemon is handing the files over; wait for it rather than race it.
             grace.get_or_insert(now + super::AUTO_COMPLETE_GRACE);
             next = Verdict::Wait;
+        }
+        if next != Verdict::Wait {
+            bar.clear();
         }
         match next {
             Verdict::Wait => {
@@ -95,12 +102,20 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
             tokio::select! {
                 ev = client.next_event() => match ev {
                     None => bail!("the connection to ferryd closed while waiting for job {id}"),
-                    Some(ev) if matches!(ev.kind, EventKind::State { .. } | EventKind::Error { .. }) => break,
+                    Some(ev) if matches!(
+                        ev.kind,
+                        EventKind::State { .. }
+                            | EventKind::Error { .. }
+                            | EventKind::Progress { .. }
+                            | EventKind::FileTransferred { .. }
+                    ) => break,
                     Some(_) => {}
                 },
                 () = grace_over => break,
+                _ = redraw.tick() => bar.refresh(),
                 _ = sigint.recv() => {
-                    errln!("ferry: interrupted; job {id} is still {}", job.state);
+                    bar.clear();
+                    errln!("{}", interrupted_note(&id, job.state));
                     return Ok(exit_code::INTERRUPTED);
                 }
                 () = timeout => return Err(exit_code::TimedOut(format!(
@@ -113,9 +128,29 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// The one line Ctrl-C leaves: waiting stopped, the job itself was left alone.
+pub fn interrupted_note(id: &str, state: JobState) -> String {
+    let short = crate::output::short_id(id);
+    format!(
+        "ferry: stopped waiting; job {short} is still {state} (`ferry wait {short}` waits again)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupted_notes_are_one_short_line() {
+        let n = interrupted_note(
+            "0a1b2c3d-0000-4000-8000-000000000001",
+            JobState::Transferring,
+        );
+        assert_eq!(
+            n,
+            "ferry: stopped waiting; job 0a1b2c3d is still transferring (`ferry wait 0a1b2c3d` waits again)"
+        );
+    }
 
     #[test]
     fn verdicts() {

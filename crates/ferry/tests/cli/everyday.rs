@@ -359,21 +359,6 @@ async fn on_terminal(
     })
 }
 
-/// The 8-character job id after `marker` in `text`.
-#[track_caller]
-fn short_id_after(text: &str, marker: &str) -> String {
-    let start = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("`{marker}` not in:\n{text}"))
-        + marker.len();
-    let id: String = text[start..].chars().take(8).collect();
-    assert!(
-        id.chars().all(|c| c.is_ascii_hexdigit()),
-        "no id after `{marker}` in:\n{text}"
-    );
-    id
-}
-
 #[tokio::test]
 async fn issue_13_1_a_closed_terminal_still_gets_the_file() {
     let env = Env::start();
@@ -448,7 +433,7 @@ async fn issue_13_2_rerunning_the_same_transfer_continues_it() {
     kill(pid, Signal::SIGINT).unwrap();
     let out = finish(child, "transfer (SIGINT)".into(), WAIT).await;
     out.expect_code(130);
-    let first = id_after(&out.stderr, "ferry resume ");
+    let first = short_id_after(&out.stderr, "ferry resume ");
     let before = env.info(&first).await["progress"]["bytes_transferred"]
         .as_u64()
         .unwrap();
@@ -464,7 +449,10 @@ async fn issue_13_2_rerunning_the_same_transfer_continues_it() {
         "{out:?}"
     );
     assert!(out.stderr.contains("--restart"), "{out:?}");
-    assert_eq!(out.json()["job_id"], first.as_str());
+    assert!(
+        out.json()["job_id"].as_str().unwrap().starts_with(&first),
+        "{out:?}"
+    );
     assert_eq!(sha256_file(&dest.join("big.bin")), content.sha256);
     // No request after the first starts from byte 0 again.
     let log = srv.requests_for("/big.bin");
@@ -500,4 +488,185 @@ async fn issue_13_2_rerunning_the_same_transfer_continues_it() {
         std::fs::read(dest.join("other.bin")).unwrap(),
         vec![5u8; 1000]
     );
+}
+
+/// The lines a terminal would show for `output`: split at `\r` and `\n`, escape sequences
+/// removed.
+fn screen_lines(output: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = output.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain
+        .split(['\r', '\n'])
+        .map(str::to_owned)
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// A URL on 127.0.0.1 whose port refuses connections.
+fn refused_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/file.bin")
+}
+
+#[tokio::test]
+async fn issue_13_4_a_refused_port_fails_fast_and_says_why_it_waits() {
+    let env = Env::start();
+    let dest = env.dir("dest");
+    let url = refused_url();
+    // A narrow terminal: every line drawn must fit it.
+    let cols = 60;
+    let Some(t) = on_terminal(
+        &env,
+        cols,
+        "saving to",
+        "none",
+        &[
+            "transfer",
+            "--retry-delay",
+            "1",
+            "--no-progress-timeout",
+            "3",
+            "--max-time",
+            "600",
+            &url,
+            arg(&dest),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(t.code, Some(3), "{}", t.output);
+    assert!(t.output.contains("CONNECT_FAILED"), "{}", t.output);
+    // While retrying, the line counts down to the next attempt and shows no ETA.
+    let lines = screen_lines(&t.output);
+    let retrying: Vec<&String> = lines.iter().filter(|l| l.contains("retrying")).collect();
+    assert!(
+        retrying.iter().any(|l| l.contains("next try in")),
+        "{lines:#?}"
+    );
+    assert!(retrying.iter().all(|l| !l.contains("ETA")), "{lines:#?}");
+    // The progress line fits the terminal (the messages printed after it may wrap).
+    for l in lines.iter().filter(|l| !l.starts_with("ferry: ")) {
+        assert!(
+            l.chars().count() <= cols as usize,
+            "wider than {cols}: {l:?}"
+        );
+    }
+    // The job ran as an interactive one, with the limits asked for.
+    let id = short_id_after(&t.output, "(job ");
+    let job = env.info(&id).await;
+    assert_eq!(job["priority"], "foreground", "{job}");
+    assert_eq!(job["no_progress_timeout_s"], 3, "{job}");
+    assert_eq!(job["max_download_time_s"], 600, "{job}");
+
+    // `ferry wait` shows the same line.
+    let id = env.create("waited").await;
+    env.ok(&["add", &id, &refused_url(), arg(&dest.join("w.bin"))])
+        .await;
+    env.ok(&[
+        "set",
+        &id,
+        "--retry-delay",
+        "1",
+        "--no-progress-timeout",
+        "3",
+    ])
+    .await;
+    env.ok(&["resume", &id]).await;
+    let Some(t) = on_terminal(&env, cols, "", "none", &["wait", &id]).await else {
+        return;
+    };
+    assert_eq!(t.code, Some(3), "{}", t.output);
+    let lines = screen_lines(&t.output);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("retrying") && l.contains("next try in")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn issue_13_5_ctrl_c_says_what_it_did_in_one_short_line() {
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    srv.add_file("/held.bin", vec![3u8; 100_000]);
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    srv.set_behavior(
+        "/held.bin",
+        ferry_testkit::http::Behavior {
+            gate: Some(gate.clone()),
+            ..ferry_testkit::http::Behavior::default()
+        },
+    );
+    let dest = env.dir("dest");
+    let url = srv.url("/held.bin");
+    // `ferry transfer`: Ctrl-C suspends the job.
+    let Some(t) = on_terminal(
+        &env,
+        80,
+        "saving to",
+        "ctrl-c",
+        &["transfer", &url, arg(&dest)],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(t.code, Some(130), "{}", t.output);
+    let id = short_id_after(&t.output, "ferry: suspended job ");
+    assert_eq!(env.info(&id).await["state"], "suspended");
+    // One line, after the progress line was cleared (it starts a fresh line), with the
+    // 8-character id and how to continue.
+    let at = t.output.find("ferry: suspended job").unwrap();
+    let before = &t.output[..at];
+    assert!(
+        before.ends_with('\n')
+            || before.ends_with('\r')
+            || before.ends_with("\u{1b}[2K")
+            || before.ends_with("\u{1b}[K")
+            || before.ends_with("\u{1b}[J"),
+        "the progress line was not cleared: {:?}",
+        &before[before.len().saturating_sub(40)..]
+    );
+    let said: Vec<String> = screen_lines(&t.output[at..]);
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains(&format!("ferry resume {id}")), "{said:#?}");
+    assert!(said[0].chars().count() <= 100, "{said:#?}");
+
+    // `ferry wait`: Ctrl-C stops waiting and leaves the job as it is (documented in --help).
+    env.ok(&["resume", &id]).await;
+    let Some(t) = on_terminal(&env, 80, "", "ctrl-c", &["wait", &id]).await else {
+        return;
+    };
+    assert_eq!(t.code, Some(130), "{}", t.output);
+    let at = t
+        .output
+        .find("ferry: stopped waiting")
+        .unwrap_or_else(|| panic!("{}", t.output));
+    let said = screen_lines(&t.output[at..]);
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains(&format!("job {id} is still")), "{said:#?}");
+    assert_ne!(env.info(&id).await["state"], "suspended");
+    let help = env.ok(&["wait", "--help"]).await;
+    assert!(help.stdout.contains("Ctrl-C stops waiting"), "{help:?}");
+    gate.close();
 }

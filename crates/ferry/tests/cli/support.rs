@@ -231,3 +231,18 @@ pub fn id_after(text: &str, marker: &str) -> String {
     assert_eq!(id.len(), 36, "no job id after `{marker}` in:\n{text}");
     id
 }
+
+/// The 8-character job id after `marker` in `text`.
+#[track_caller]
+pub fn short_id_after(text: &str, marker: &str) -> String {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("`{marker}` not in:\n{text}"))
+        + marker.len();
+    let id: String = text[start..].chars().take(8).collect();
+    assert!(
+        id.chars().all(|c| c.is_ascii_hexdigit()),
+        "no id after `{marker}` in:\n{text}"
+    );
+    id
+}

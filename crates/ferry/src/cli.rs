@@ -70,6 +70,9 @@ pub enum Command {
     Suspend(JobArg),
     /// Cancel a job and delete its temporary files.
     Cancel(JobArg),
+    /// Cancel every job of yours that failed (state `error`), deleting their temporary files.
+    #[command(after_help = "Example: ferry clean")]
+    Clean,
     /// Hand a transferred job's files over to their destinations.
     Complete(CompleteArgs),
     /// Show a job's properties.

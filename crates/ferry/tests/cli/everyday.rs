@@ -670,3 +670,56 @@ async fn issue_13_5_ctrl_c_says_what_it_did_in_one_short_line() {
     assert!(help.stdout.contains("Ctrl-C stops waiting"), "{help:?}");
     gate.close();
 }
+
+#[tokio::test]
+async fn issue_13_7_a_partial_failure_names_the_file_and_keeps_the_good_ones() {
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    srv.add_file("/a.bin", vec![1u8; 3000]);
+    srv.add_file("/c.bin", vec![3u8; 4000]);
+    let dest = env.dir("dest");
+    // One file at a time, the missing one last, so the good ones surely arrived first.
+    let id = env.create("three").await;
+    for path in ["/a.bin", "/c.bin", "/gone.bin"] {
+        env.ok(&["add", &id, &srv.url(path), arg(&dest)]).await;
+    }
+    env.ok(&["set", &id, "--max-parallel-files", "1"]).await;
+    env.ok(&["resume", &id]).await;
+    let out = env.run(&["wait", &id]).await;
+    out.expect_code(3);
+    let short = &id[..8];
+    assert!(
+        out.stderr
+            .contains(&format!("failed: {}", dest.join("gone.bin").display())),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "2 of 3 files were transferred: `ferry complete {short} --partial`"
+        )),
+        "{out:?}"
+    );
+    // The advice works: the good files are kept.
+    env.run(&["complete", short, "--partial"])
+        .await
+        .expect_code(4);
+    assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), vec![1u8; 3000]);
+    assert_eq!(std::fs::read(dest.join("c.bin")).unwrap(), vec![3u8; 4000]);
+    assert!(!dest.join("gone.bin").exists());
+    assert!(staging_files(&dest).is_empty());
+
+    // `ferry clean` removes failed jobs and their partial files; others stay.
+    let kept = env.create("kept").await;
+    let out = env
+        .run(&["transfer", &srv.url("/gone2.bin"), arg(&dest)])
+        .await;
+    out.expect_code(3);
+    let out = env.ok(&["--json", "clean"]).await;
+    let cancelled = out.json()["cancelled"].as_array().unwrap().clone();
+    assert_eq!(cancelled.len(), 1, "{out:?}");
+    let failed = cancelled[0].as_str().unwrap();
+    assert_eq!(env.info(failed).await["state"], "cancelled");
+    assert_eq!(env.info(&kept).await["state"], "suspended");
+    assert!(staging_files(&dest).is_empty());
+    assert_eq!(env.ok(&["clean"]).await.stdout.trim(), "no failed jobs");
+}

@@ -23,6 +23,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    output::init_local_offset();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return parse_failure(&e),

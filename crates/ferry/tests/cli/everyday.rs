@@ -723,3 +723,52 @@ async fn issue_13_7_a_partial_failure_names_the_file_and_keeps_the_good_ones() {
     assert!(staging_files(&dest).is_empty());
     assert_eq!(env.ok(&["clean"]).await.stdout.trim(), "no failed jobs");
 }
+
+#[tokio::test]
+async fn issue_13_10_times_are_local_without_nanoseconds_and_utc_in_json() {
+    let env = Env::start();
+    let id = env.create("timed").await;
+    // A fixed zone three hours east of UTC (POSIX names have the sign reversed).
+    let mut cmd = env.cmd(&["info", &id]);
+    cmd.env("TZ", "Etc/GMT-3");
+    let out = run_command(cmd, WAIT).await;
+    out.expect_code(0);
+    let created = out
+        .lines()
+        .into_iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("created:")
+                .map(str::trim)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no created line: {out:?}"));
+    // `YYYY-MM-DD HH:MM:SS +03:00`: to the second, with the zone.
+    assert_eq!(created.len(), 26, "{created}");
+    assert!(created.ends_with(" +03:00"), "{created}");
+    assert!(!created.contains('.'), "{created}");
+    // The same instant as the daemon's UTC time, which --json keeps.
+    let utc = env.info(&id).await["times"]["created"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(utc.ends_with('Z'), "{utc}");
+    let parse = |s: &str, f: &[time::format_description::BorrowedFormatItem<'_>]| {
+        time::OffsetDateTime::parse(s, &f).unwrap()
+    };
+    let local = parse(
+        &created,
+        time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+        ),
+    );
+    let exact =
+        time::OffsetDateTime::parse(&utc, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(local.unix_timestamp(), exact.unix_timestamp());
+    // The event log's times too.
+    let mut cmd = env.cmd(&["events", &id]);
+    cmd.env("TZ", "Etc/GMT-3");
+    let out = run_command(cmd, WAIT).await;
+    out.expect_code(0);
+    assert!(out.stdout.contains(" +03:00"), "{out:?}");
+}

@@ -739,6 +739,13 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
         }
         Some(Outcome::Failed(e, index)) => on_failure(d, &mut inner, job_id, e, index, now),
     }
+    if inner
+        .jobs
+        .peek(job_id)
+        .is_some_and(|e| e.row.state == JobState::Error)
+    {
+        crate::api::spawn_drop_empty_staging(d, job_id);
+    }
 }
 
 fn on_failure(

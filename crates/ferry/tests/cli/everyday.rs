@@ -714,6 +714,17 @@ async fn issue_13_7_a_partial_failure_names_the_file_and_keeps_the_good_ones() {
         .run(&["transfer", &srv.url("/gone2.bin"), arg(&dest)])
         .await;
     out.expect_code(3);
+    // The failed job leaves no empty `.part` behind (deleted just after the failure; there is
+    // no event for it, so a bounded poll).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !staging_files(&dest).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "0-byte staging files left: {:?}",
+            staging_files(&dest)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let out = env.ok(&["--json", "clean"]).await;
     let cancelled = out.json()["cancelled"].as_array().unwrap().clone();
     assert_eq!(cancelled.len(), 1, "{out:?}");

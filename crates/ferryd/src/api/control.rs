@@ -226,6 +226,56 @@ pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
     });
 }
 
+/// Deletes the empty staging files of a job that failed, so a failure leaves no 0-byte
+/// `.part` files behind; a resume creates them again. Files with bytes keep theirs (a resume
+/// continues from them). Holds the job meanwhile, so it cannot start under the deletion.
+pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
+    let (d, job_id) = (d.clone(), job_id.to_owned());
+    tokio::spawn(async move {
+        let _hold = d.hold(&job_id);
+        let failed = |d: &Daemon| {
+            d.lock()
+                .jobs
+                .peek(&job_id)
+                .is_some_and(|e| e.row.state == JobState::Error)
+        };
+        if !failed(&d) {
+            return;
+        }
+        let Ok(files) = load_files(&d, &job_id).await else {
+            return;
+        };
+        let identity = d.fs_identity(&job_id);
+        let emptied = ferry_fetch::safe_open::blocking(identity, move || {
+            let mut changed = Vec::new();
+            for mut f in files {
+                if f.transferred || f.bytes_transferred > 0 {
+                    continue;
+                }
+                if let Some(t) = f.temp_path.take() {
+                    discard(Path::new(&t), None);
+                    changed.push(f);
+                }
+            }
+            changed
+        })
+        .await;
+        if let Ok(changed) = emptied
+            && !changed.is_empty()
+        {
+            let id = job_id.clone();
+            if let Err(e) = d
+                .store
+                .submit(move |tx| tx.put_files(&id, &changed))
+                .wait()
+                .await
+            {
+                tracing::warn!(job = %job_id, error = %e, "could not record the deleted staging files");
+            }
+        }
+    });
+}
+
 /// What [`deliver`] did to a job's files.
 struct Delivery {
     /// The rows, updated for what was handed over or dropped.

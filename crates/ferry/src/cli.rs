@@ -305,6 +305,12 @@ pub struct SetArgs {
     /// Stop sending the job's notifications to a handler.
     #[arg(long, conflicts_with = "handler")]
     pub no_handler: bool,
+    /// Let ferryd complete the job itself once every file is transferred.
+    #[arg(long)]
+    pub auto_complete: bool,
+    /// Leave completing the job to `ferry complete` (or the application).
+    #[arg(long, conflicts_with = "auto_complete")]
+    pub no_auto_complete: bool,
     /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
     #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
     pub cmdline: Vec<String>,

@@ -783,3 +783,38 @@ async fn issue_13_10_times_are_local_without_nanoseconds_and_utc_in_json() {
     out.expect_code(0);
     assert!(out.stdout.contains(" +03:00"), "{out:?}");
 }
+
+#[tokio::test]
+async fn issue_13_1_a_transferred_auto_complete_job_completes_after_a_restart() {
+    let mut env = Env::start();
+    let srv = TestServer::start().await;
+    srv.add_file("/f.bin", vec![9u8; 2000]);
+    let dest = env.dir("dest");
+    let target = dest.join("f.bin");
+    let id = env.create("restarted").await;
+    env.ok(&["add", &id, &srv.url("/f.bin"), arg(&target)])
+        .await;
+    // A non-empty directory where the file goes: the daemon's own hand-over fails (even for
+    // root), so the job stays transferred with auto_complete set.
+    std::fs::create_dir_all(target.join("blocker")).unwrap();
+    let v = env.json(&["set", &id, "--auto-complete"]).await;
+    assert_eq!(v["auto_complete"], true, "{v}");
+    env.ok(&["resume", &id]).await;
+    env.ok(&["wait", &id]).await;
+    let out = env
+        .run(&["wait", &id, "--until", "final", "--timeout", "2"])
+        .await;
+    out.expect_code(7);
+    assert_eq!(env.info(&id).await["state"], "transferred");
+    // The daemon stops; the obstacle goes; the next start completes the job.
+    env.daemon.terminate();
+    std::fs::remove_dir_all(&target).unwrap();
+    env.daemon.restart();
+    let out = env.ok(&["wait", &id, "--until", "final"]).await;
+    assert_eq!(out.stdout.trim(), "acknowledged", "{out:?}");
+    assert_eq!(std::fs::read(&target).unwrap(), vec![9u8; 2000]);
+    // And it can be turned off again.
+    let other = env.create("manual").await;
+    let v = env.json(&["set", &other, "--no-auto-complete"]).await;
+    assert_eq!(v["auto_complete"], false, "{v}");
+}

@@ -195,7 +195,8 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
 pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
     let (d, job_id) = (d.clone(), job_id.to_owned());
     tokio::spawn(async move {
-        let owner = match d.lock().jobs.peek(&job_id) {
+        // `get`, not `peek`: after a restart a transferred job is not resident.
+        let owner = match d.lock().jobs.get(&job_id) {
             Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
                 e.row.owner_uid
             }

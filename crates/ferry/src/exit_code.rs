@@ -25,29 +25,41 @@ pub const TIMEOUT: u8 = 7;
 /// Ctrl-C (SIGINT) interrupted the command (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 
-/// Something the user named does not exist (exit code [`NOT_FOUND`]).
+/// A failure that carries its own exit code: [`NOT_FOUND`] for something the user named that
+/// does not exist, [`TIMEOUT`] for a wait that gave up at the user's deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotFound(pub String);
+pub struct Coded {
+    /// The exit code.
+    pub code: u8,
+    /// What happened, for the user.
+    pub message: String,
+}
 
-impl std::fmt::Display for NotFound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl Coded {
+    /// Nothing has that name or id.
+    pub fn not_found(message: impl Into<String>) -> Coded {
+        Coded {
+            code: NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// The user's time limit ran out.
+    pub fn timed_out(message: impl Into<String>) -> Coded {
+        Coded {
+            code: TIMEOUT,
+            message: message.into(),
+        }
     }
 }
 
-impl std::error::Error for NotFound {}
-
-/// A wait gave up at the user's deadline (exit code [`TIMEOUT`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimedOut(pub String);
-
-impl std::fmt::Display for TimedOut {
+impl std::fmt::Display for Coded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for TimedOut {}
+impl std::error::Error for Coded {}
 
 /// The exit code for an error: the first cause in the chain that says what kind of failure it
 /// is decides, else [`FAILURE`].
@@ -56,11 +68,8 @@ pub fn for_error(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;
         }
-        if cause.downcast_ref::<NotFound>().is_some() {
-            return NOT_FOUND;
-        }
-        if cause.downcast_ref::<TimedOut>().is_some() {
-            return TIMEOUT;
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
         }
         if let Some(c) = cause.downcast_ref::<ClientError>() {
             return for_client_error(c);
@@ -97,8 +106,8 @@ mod tests {
         let usage = anyhow::Error::new(UsageError::new("bad")).context("while reading");
         assert_eq!(for_error(&usage), USAGE);
         assert_eq!(for_error(&anyhow::anyhow!("daemon said no")), FAILURE);
-        assert_eq!(for_error(&NotFound("x".into()).into()), NOT_FOUND);
-        assert_eq!(for_error(&TimedOut("x".into()).into()), TIMEOUT);
+        assert_eq!(for_error(&Coded::not_found("x").into()), NOT_FOUND);
+        assert_eq!(for_error(&Coded::timed_out("x").into()), TIMEOUT);
         let gone: anyhow::Error = ClientError::Disconnected.into();
         assert_eq!(for_error(&gone.context("cannot list")), UNREACHABLE);
         let nf = ClientError::Daemon(ProtoError::kind(ErrorKind::NotFound, "no job"));

@@ -189,7 +189,7 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
     let jobs = candidates(&list_all(client, params).await?);
     match_job(arg, &jobs).map_err(|e| match e {
         Unmatched::NotFound(_) => {
-            anyhow::Error::new(crate::exit_code::NotFound(e.message().to_owned()))
+            anyhow::Error::new(crate::exit_code::Coded::not_found(e.message()))
         }
         Unmatched::Ambiguous(_) => anyhow::Error::new(crate::usage::UsageError::new(e.message())),
     })

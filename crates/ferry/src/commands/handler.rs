@@ -173,7 +173,7 @@ async fn remove(ctx: &Ctx, a: HandlerNameArg) -> anyhow::Result<u8> {
     // has a typo to hear about, not `removed`.
     let known = decode_list(&list_raw(&client).await?)?;
     if !known.iter().any(|h| h.name == a.name) {
-        return Err(exit_code::NotFound(format!(
+        return Err(exit_code::Coded::not_found(format!(
             "no handler named {} is registered (see `ferry handler list`)",
             a.name
         ))

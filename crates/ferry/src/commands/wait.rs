@@ -118,7 +118,7 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
                     errln!("{}", interrupted_note(&id, job.state));
                     return Ok(exit_code::INTERRUPTED);
                 }
-                () = timeout => return Err(exit_code::TimedOut(format!(
+                () = timeout => return Err(exit_code::Coded::timed_out(format!(
                     "timed out after {} s waiting for job {id} (it is {})",
                     a.timeout.unwrap_or_default(),
                     job.state

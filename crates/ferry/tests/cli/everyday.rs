@@ -290,6 +290,19 @@ async fn issue_13_6_transfer_takes_the_options_people_reach_for() {
         .expect_code(2);
 }
 
+/// Holds the body of `path` until the returned gate is closed (or given permits).
+fn hold_body(srv: &TestServer, path: &str) -> std::sync::Arc<tokio::sync::Semaphore> {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    srv.set_behavior(
+        path,
+        ferry_testkit::http::Behavior {
+            gate: Some(gate.clone()),
+            ..ferry_testkit::http::Behavior::default()
+        },
+    );
+    gate
+}
+
 /// What a command run on a pseudo-terminal did (see `pty_driver.py`).
 struct Terminal {
     /// Everything it wrote to the terminal (stdout and stderr together).
@@ -366,14 +379,7 @@ async fn issue_13_1_a_closed_terminal_still_gets_the_file() {
     let content = ferry_testkit::content::TestContent::new(11, 200_000);
     srv.add_file("/iso/big.bin", content.bytes.clone());
     // The body is held until the terminal is gone, so the CLI surely dies mid-transfer.
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    srv.set_behavior(
-        "/iso/big.bin",
-        ferry_testkit::http::Behavior {
-            gate: Some(gate.clone()),
-            ..ferry_testkit::http::Behavior::default()
-        },
-    );
+    let gate = hold_body(&srv, "/iso/big.bin");
     let dest = env.dir("dest");
     let url = srv.url("/iso/big.bin");
     let Some(t) = on_terminal(
@@ -609,14 +615,7 @@ async fn issue_13_5_ctrl_c_says_what_it_did_in_one_short_line() {
     let env = Env::start();
     let srv = TestServer::start().await;
     srv.add_file("/held.bin", vec![3u8; 100_000]);
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    srv.set_behavior(
-        "/held.bin",
-        ferry_testkit::http::Behavior {
-            gate: Some(gate.clone()),
-            ..ferry_testkit::http::Behavior::default()
-        },
-    );
+    let gate = hold_body(&srv, "/held.bin");
     let dest = env.dir("dest");
     let url = srv.url("/held.bin");
     // `ferry transfer`: Ctrl-C suspends the job.

@@ -165,11 +165,11 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
                 .cancel(&old.job_id)
                 .await
                 .with_context(|| format!("cannot cancel job {} (--restart)", old.job_id))?;
-            if !a.quiet {
+            if !a.quiet && !ctx.json {
                 errln!("ferry: cancelled job {short}, which had the same files (--restart)");
             }
         } else {
-            if !a.quiet {
+            if !a.quiet && !ctx.json {
                 errln!(
                     "ferry: continuing job {short}, which has the same files ({}; --restart starts over)",
                     old.state

@@ -31,7 +31,7 @@ pub struct Cli {
     /// Fail instead of starting a per-user ferryd when no daemon answers.
     #[arg(long, global = true)]
     pub no_autostart: bool,
-    /// Print machine-readable JSON on stdout.
+    /// Print machine-readable JSON on stdout (and an error as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.

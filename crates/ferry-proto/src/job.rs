@@ -349,6 +349,10 @@ pub struct Job {
     pub allow_https_to_http: bool,
     /// Whether the peer cache may be used for this job.
     pub peer_caching: bool,
+    /// Whether the daemon completes the job itself once every file is transferred (and passed
+    /// its SHA-256 check), so the files arrive even when the program that asked is gone.
+    #[serde(default)]
+    pub auto_complete: bool,
 }
 
 /// A file as returned by `job.files` and file callbacks.

@@ -266,6 +266,9 @@ pub struct SetParams {
     /// Allow the peer cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_caching: Option<bool>,
+    /// Complete the job as soon as it is transferred (see [`crate::Job::auto_complete`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_complete: Option<bool>,
 }
 
 /// `file.set_validation_state` params.

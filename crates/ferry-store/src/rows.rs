@@ -62,6 +62,8 @@ pub struct JobRow {
     pub allow_https_to_http: bool,
     /// Peer cache allowed.
     pub peer_caching: bool,
+    /// The daemon completes the job once it is transferred.
+    pub auto_complete: bool,
     /// Sum of file sizes, `None` while any is unknown.
     pub bytes_total: Option<u64>,
     /// Durable bytes transferred.
@@ -121,6 +123,7 @@ impl Default for JobRow {
             proxy: None,
             allow_https_to_http: false,
             peer_caching: true,
+            auto_complete: false,
             bytes_total: Some(0),
             bytes_transferred: 0,
             files_total: 0,

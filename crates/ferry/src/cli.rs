@@ -7,15 +7,23 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ferry_proto::{JobState, JobType, Priority};
 
+/// What `ferry --help` prints after the options: how jobs are named and the exit codes.
+pub const AFTER_HELP: &str = "A JOB is a job id, a unique prefix of one, or a display name \
+    (unfinished jobs first).\n\n\
+    Exit codes:\n  \
+    0    ok\n  \
+    1    failure (the daemon refused, or a local step failed)\n  \
+    2    usage error (wrong command line, ambiguous job name, existing destination)\n  \
+    3    the job failed (it is kept in `error`)\n  \
+    4    partial result (completed with only some files)\n  \
+    5    no such job or handler\n  \
+    6    daemon unreachable\n  \
+    7    timed out (--timeout)\n  \
+    130  interrupted (Ctrl-C)";
+
 /// Ferry: background file transfers that survive logouts, reboots and flaky networks.
 #[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about,
-    after_help = "A JOB is a job id, a unique prefix of one, or a unique display name.\n\
-                  Exit codes: 0 ok, 1 failure, 2 usage, 3 the job ended in error, 130 interrupted."
-)]
+#[command(name = "ferry", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The daemon's socket [default: the per-user socket, else the system socket].
     #[arg(long, global = true, env = "FERRY_SOCKET", value_name = "PATH")]
@@ -23,7 +31,7 @@ pub struct Cli {
     /// Fail instead of starting a per-user ferryd when no daemon answers.
     #[arg(long, global = true)]
     pub no_autostart: bool,
-    /// Print machine-readable JSON on stdout.
+    /// Print machine-readable JSON on stdout (and an error as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.
@@ -36,10 +44,17 @@ pub struct Cli {
 pub enum Command {
     /// Download files now: create a job, wait for it with a progress bar, and complete it.
     #[command(
-        override_usage = "ferry transfer [OPTIONS] URL... DEST\n       ferry transfer [OPTIONS] --from-file LIST",
+        override_usage = "ferry transfer [OPTIONS] URL... [DEST]\n       \
+                          ferry transfer [OPTIONS] -o NAME URL\n       \
+                          ferry transfer [OPTIONS] --from-file LIST",
         after_help = "DEST is a directory (each file is named after its URL's last segment) or, for a \
-                      single URL, a file path. A URL may also be a local path.\n\
-                      Ctrl-C suspends the job and prints how to resume it."
+                      single URL, a file path; without DEST (the last argument is a URL too) the \
+                      files go into the current directory. A URL may also be a local path. An \
+                      existing file is never replaced without --overwrite.\n\
+                      Ctrl-C suspends the job (exit code 130) and prints, in one line, how to \
+                      resume it; a closed terminal leaves the job running, and ferryd saves the \
+                      files when it is done.\n\n\
+                      Example: ferry transfer --limit-rate 1M --sha256 HEX https://example.org/a.iso ~/Downloads"
     )]
     Transfer(TransferArgs),
     /// Create an empty, suspended job and print its id.
@@ -55,8 +70,11 @@ pub enum Command {
     Suspend(JobArg),
     /// Cancel a job and delete its temporary files.
     Cancel(JobArg),
+    /// Cancel every job of yours that failed (state `error`), deleting their temporary files.
+    #[command(after_help = "Example: ferry clean")]
+    Clean,
     /// Hand a transferred job's files over to their destinations.
-    Complete(JobArg),
+    Complete(CompleteArgs),
     /// Show a job's properties.
     Info(JobArg),
     /// List a job's files.
@@ -66,6 +84,11 @@ pub enum Command {
     /// Change a job's properties and print the job.
     Set(SetArgs),
     /// Wait until a job is transferred (or final), failed or cancelled.
+    #[command(
+        after_help = "Shows the same progress line as `ferry transfer`. Ctrl-C stops waiting \
+                      (exit code 130) and leaves the job as it is.\n\n\
+                      Example: ferry wait nightly --complete --timeout 3600"
+    )]
     Wait(WaitArgs),
     /// Print job events as they happen.
     Monitor(MonitorArgs),
@@ -104,21 +127,60 @@ fn type_parser() -> impl TypedValueParser<Value = JobType> {
 /// `ferry transfer`.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Source URLs followed by the destination.
+    /// Source URLs, optionally followed by the destination.
     #[arg(value_name = "URL", required_unless_present = "from_file")]
     pub args: Vec<String>,
+    /// Save the (single) URL's content as NAME.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "NAME",
+        conflicts_with = "from_file"
+    )]
+    pub output: Option<String>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The (single) file's expected SHA-256 (hex); a mismatch fails the job.
+    #[arg(long, value_name = "HEX", conflicts_with = "from_file")]
+    pub sha256: Option<String>,
+    /// Bandwidth limit in bytes per second, with an optional unit: 500K, 1M, 2G.
+    #[arg(long, visible_alias = "bandwidth-limit", value_name = "RATE", value_parser = crate::units::parse_rate)]
+    pub limit_rate: Option<u64>,
+    /// No progress line and no messages but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Read `URL PATH` lines from LIST (`-` for stdin; `#` starts a comment).
     #[arg(long, value_name = "LIST", conflicts_with = "args")]
     pub from_file: Option<PathBuf>,
-    /// The job's priority.
-    #[arg(long, value_name = "P", default_value = "normal", value_parser = priority_parser())]
+    /// The job's priority (foreground: an interactive transfer, as Start-BitsTransfer runs).
+    #[arg(long, value_name = "P", default_value = "foreground", value_parser = priority_parser())]
     pub priority: Priority,
+    /// Seconds to wait before retrying after a transient error (ferryd may enforce a floor).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_delay: u64,
+    /// Fail once transient errors have gone this many seconds without progress.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub no_progress_timeout: u64,
+    /// Fail once the job has been transferring for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub max_time: Option<u64>,
     /// The job's display name [default: "ferry transfer" and the first file's name].
     #[arg(long, value_name = "NAME")]
     pub display_name: Option<String>,
     /// The job's description.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+    /// Replace destination files that already exist (without it, an existing file is refused).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Allow --display-name to be a name an unfinished job already has.
+    #[arg(long)]
+    pub allow_duplicate_name: bool,
+    /// Start over: cancel an unfinished job with the same URLs and destinations instead of
+    /// continuing it.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `ferry create`.
@@ -135,6 +197,10 @@ pub struct CreateArgs {
     /// The job's type [default: download].
     #[arg(long = "type", value_name = "TYPE", value_parser = type_parser())]
     pub job_type: Option<JobType>,
+    /// Create it even though an unfinished job already has this name (the name is then
+    /// ambiguous until one of them is finished).
+    #[arg(long)]
+    pub allow_duplicate_name: bool,
 }
 
 /// `ferry add`.
@@ -160,6 +226,16 @@ pub struct AddArgs {
 pub struct JobArg {
     /// The job: id, unique id prefix or unique display name.
     pub job: String,
+}
+
+/// `ferry complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The job: id, unique id prefix or display name.
+    pub job: String,
+    /// Complete even though some files are not transferred: those are dropped (exit code 4).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 /// `ferry list`.
@@ -208,8 +284,8 @@ pub struct SetArgs {
     /// Remove every custom header.
     #[arg(long, conflicts_with = "headers")]
     pub clear_headers: bool,
-    /// Bandwidth limit in bytes per second.
-    #[arg(long, value_name = "BPS")]
+    /// Bandwidth limit in bytes per second, with an optional unit: 500K, 1M, 2G.
+    #[arg(long, visible_alias = "limit-rate", value_name = "RATE", value_parser = crate::units::parse_rate)]
     pub bandwidth_limit: Option<u64>,
     /// Remove the bandwidth limit.
     #[arg(long, conflicts_with = "bandwidth_limit")]
@@ -229,6 +305,12 @@ pub struct SetArgs {
     /// Stop sending the job's notifications to a handler.
     #[arg(long, conflicts_with = "handler")]
     pub no_handler: bool,
+    /// Let ferryd complete the job itself once every file is transferred.
+    #[arg(long)]
+    pub auto_complete: bool,
+    /// Leave completing the job to `ferry complete` (or the application).
+    #[arg(long, conflicts_with = "auto_complete")]
+    pub no_auto_complete: bool,
     /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
     #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
     pub cmdline: Vec<String>,
@@ -251,7 +333,7 @@ pub struct WaitArgs {
     /// The state to wait for.
     #[arg(long, value_enum, default_value = "transferred")]
     pub until: Until,
-    /// Give up after this many seconds (exit code 1).
+    /// Give up after this many seconds (exit code 7).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// Complete the job once it is transferred.
@@ -422,7 +504,8 @@ mod tests {
             panic!("not transfer")
         };
         assert_eq!(t.args, ["https://h/a", "https://h/b", "out"]);
-        assert_eq!(t.priority, Priority::Normal);
+        // Interactive transfers run at foreground priority.
+        assert_eq!(t.priority, Priority::Foreground);
         assert!(Cli::try_parse_from(["ferry", "transfer"]).is_err());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l"]).is_ok());
         assert!(Cli::try_parse_from(["ferry", "transfer", "--from-file", "l", "u", "d"]).is_err());

@@ -14,6 +14,7 @@ mod exit_code;
 mod progress;
 mod resolve;
 mod targets;
+mod units;
 mod usage;
 
 use std::process::ExitCode;
@@ -22,13 +23,39 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    // clap prints its own usage errors and exits with 2 (help and version with 0).
-    let cli = cli::Cli::parse();
+    output::init_local_offset();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(&e),
+    };
+    let json = cli.json;
     let code = match run(cli) {
         Ok(code) => code,
-        Err(err) => report(&err),
+        Err(err) => report(&err, json),
     };
     ExitCode::from(code)
+}
+
+/// clap's own errors: help and version print and exit 0; a wrong command line exits 2, as JSON
+/// on stderr when `--json` was given (a script asked for JSON, so it gets JSON even here).
+fn parse_failure(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || !std::env::args_os().any(|a| a == "--json")
+    {
+        e.exit();
+    }
+    // The rendered text's first line, minus clap's `error: ` prefix (the usage hint follows).
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    json_error(first.trim_start_matches("error: "), exit_code::USAGE);
+    ExitCode::from(exit_code::USAGE)
+}
+
+/// Prints `{"error": {"message", "exit_code"}}` on stderr.
+fn json_error(message: &str, code: u8) {
+    let v = serde_json::json!({"error": {"message": message, "exit_code": code}});
+    errln!("{v}");
 }
 
 /// Runs the command on a single-threaded runtime: the CLI makes one connection at a time.
@@ -40,8 +67,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     runtime.block_on(commands::run(cli))
 }
 
-/// Prints an error as `ferry: <message>` with its context chain and picks the exit code.
-fn report(err: &anyhow::Error) -> u8 {
+/// Prints an error as `ferry: <message>` with its context chain (with `--json`: as JSON) and
+/// picks the exit code.
+fn report(err: &anyhow::Error, json: bool) -> u8 {
     let broken_pipe = err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
@@ -50,15 +78,13 @@ fn report(err: &anyhow::Error) -> u8 {
         // The reader of our output went away (`ferry monitor | head`): nothing to report.
         return exit_code::OK;
     }
-    errln!("ferry: {}", chain_text(err));
-    if err
-        .chain()
-        .any(|e| e.downcast_ref::<usage::UsageError>().is_some())
-    {
-        exit_code::USAGE
+    let code = exit_code::for_error(err);
+    if json {
+        json_error(&chain_text(err), code);
     } else {
-        exit_code::FAILURE
+        errln!("ferry: {}", chain_text(err));
     }
+    code
 }
 
 /// The error and its causes joined by `: `, skipping a cause whose text the previous message
@@ -94,9 +120,9 @@ mod tests {
     #[test]
     fn usage_errors_exit_2() {
         let err = anyhow::Error::new(usage::UsageError::new("bad")).context("while reading");
-        assert_eq!(report(&err), exit_code::USAGE);
+        assert_eq!(report(&err, false), exit_code::USAGE);
         assert_eq!(
-            report(&anyhow::anyhow!("daemon said no")),
+            report(&anyhow::anyhow!("daemon said no"), true),
             exit_code::FAILURE
         );
     }

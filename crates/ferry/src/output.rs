@@ -59,6 +59,34 @@ pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
+/// The local time zone's offset, read once while the process has a single thread (the only
+/// time the C library's time zone data may be read safely); UTC if it cannot be read.
+static LOCAL_OFFSET: std::sync::OnceLock<time::UtcOffset> = std::sync::OnceLock::new();
+
+/// Reads the local offset; call first thing in `main`, before any thread starts.
+pub fn init_local_offset() {
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let _ = LOCAL_OFFSET.set(offset);
+}
+
+/// An RFC 3339 time from the daemon (UTC) as people read it: in the local time zone, to the
+/// second, with the offset (`2026-12-04 11:00:07 +01:00`); text that is not a time as it is.
+pub fn local_time(rfc3339: &str) -> String {
+    let offset = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    in_zone(rfc3339, offset)
+}
+
+/// [`local_time`] for a given offset.
+pub fn in_zone(rfc3339: &str, offset: time::UtcOffset) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+    );
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(offset).format(&format).ok())
+        .unwrap_or_else(|| rfc3339.to_owned())
+}
+
 /// `transferred / total` bytes in binary units; `?` while the total is unknown.
 pub fn bytes_fraction(transferred: u64, total: Option<u64>) -> String {
     match total {
@@ -76,7 +104,7 @@ pub fn files_fraction(p: &Progress) -> String {
 pub fn waiting_text(w: &Waiting) -> String {
     let mut s = w.reason.replace('_', " ");
     if let Some(until) = &w.until {
-        s.push_str(&format!(" until {until}"));
+        s.push_str(&format!(" until {}", local_time(until)));
     }
     if let Some(ahead) = w.ahead {
         s.push_str(&format!(", {ahead} ahead"));
@@ -115,11 +143,16 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
             bytes_fraction(job.progress.bytes_transferred, job.progress.bytes_total),
         ),
         ("files", files_fraction(&job.progress)),
-        ("created", job.times.created.clone()),
-        ("modified", job.times.modified.clone()),
+        ("created", local_time(&job.times.created)),
+        ("modified", local_time(&job.times.modified)),
         (
             "transfer completed",
-            opt(job.times.transfer_completed.as_deref()),
+            opt(job
+                .times
+                .transfer_completed
+                .as_deref()
+                .map(local_time)
+                .as_deref()),
         ),
     ];
     if let Some(w) = &job.waiting {
@@ -279,6 +312,20 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_local_to_the_second() {
+        let plus_one = time::UtcOffset::from_hms(1, 0, 0).unwrap();
+        assert_eq!(
+            in_zone("2026-12-04T10:00:07.123456789Z", plus_one),
+            "2026-12-04 11:00:07 +01:00"
+        );
+        assert_eq!(
+            in_zone("2026-12-04T10:00:07Z", time::UtcOffset::UTC),
+            "2026-12-04 10:00:07 +00:00"
+        );
+        assert_eq!(in_zone("not a time", plus_one), "not a time");
+    }
 
     #[test]
     fn short_keys() {

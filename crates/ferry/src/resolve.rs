@@ -18,36 +18,131 @@ pub fn is_full_id(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Picks the job `arg` names among `jobs` (`(id, display name)` pairs): a unique id prefix
-/// first, else a unique exact display name. The error lists the candidates when it is ambiguous.
-pub fn match_job(arg: &str, jobs: &[(String, String)]) -> Result<String, String> {
+/// One job `match_job` chooses among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The job's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Whether it is final (acknowledged or cancelled).
+    pub finished: bool,
+}
+
+/// Picks the job `arg` names among `jobs`: a unique id prefix first, else the one unfinished
+/// job with that exact display name, else the one finished job with it. Finished jobs are kept
+/// for days, and a name reused since (`ferry create nightly` every night) must still address
+/// tonight's job. The error lists the candidates when it is ambiguous.
+pub fn match_job(arg: &str, jobs: &[Candidate]) -> Result<String, Unmatched> {
     if arg.is_empty() {
-        return Err("an empty job name matches nothing".to_owned());
+        return Err(Unmatched::NotFound(
+            "an empty job name matches nothing".to_owned(),
+        ));
     }
     let lower = arg.to_ascii_lowercase();
-    let by_id: Vec<&(String, String)> = jobs
-        .iter()
-        .filter(|(id, _)| id.starts_with(&lower))
-        .collect();
-    if let [(id, _)] = by_id.as_slice() {
-        return Ok(id.clone());
+    let by_id: Vec<&Candidate> = jobs.iter().filter(|c| c.id.starts_with(&lower)).collect();
+    if let [c] = by_id.as_slice() {
+        return Ok(c.id.clone());
     }
-    let by_name: Vec<&(String, String)> = jobs.iter().filter(|(_, name)| name == arg).collect();
-    if let [(id, _)] = by_name.as_slice() {
-        return Ok(id.clone());
+    let named = |finished: bool| -> Vec<&Candidate> {
+        jobs.iter()
+            .filter(|c| c.name == arg && c.finished == finished)
+            .collect()
+    };
+    let mut by_name = named(false);
+    if by_name.is_empty() {
+        by_name = named(true);
+    }
+    if let [c] = by_name.as_slice() {
+        return Ok(c.id.clone());
     }
     let candidates: Vec<String> = by_id
         .iter()
         .chain(&by_name)
-        .map(|(id, name)| format!("{} ({name})", short_id(id)))
+        .map(|c| format!("{} ({})", short_id(&c.id), c.name))
         .collect();
     if candidates.is_empty() {
-        Err(format!("no job matches {arg}"))
+        Err(Unmatched::NotFound(format!(
+            "no job matches {arg} (see `ferry list --all`)"
+        )))
     } else {
-        Err(format!(
+        Err(Unmatched::Ambiguous(format!(
             "{arg} is ambiguous: it matches {}; give more of the id",
             candidates.join(", ")
-        ))
+        )))
+    }
+}
+
+/// The unfinished job among `jobs` that already has `name`, if any.
+pub fn name_in_use<'a>(name: &str, jobs: &'a [Candidate]) -> Option<&'a Candidate> {
+    jobs.iter().find(|c| !c.finished && c.name == name)
+}
+
+/// `base`, or `base (2)`, `base (3)`, … : the first that no unfinished job has.
+pub fn unique_name(base: &str, jobs: &[Candidate]) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.to_owned()
+            } else {
+                format!("{base} ({n})")
+            }
+        })
+        .find(|name| name_in_use(name, jobs).is_none())
+        .unwrap_or_else(|| base.to_owned())
+}
+
+/// The caller's unfinished jobs.
+pub async fn unfinished_jobs(client: &Client) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = list_all(client, ListParams::default()).await?;
+    jobs.retain(|j| !j.state.is_final());
+    Ok(jobs)
+}
+
+/// Jobs as name-check candidates.
+pub fn candidates(jobs: &[Job]) -> Vec<Candidate> {
+    jobs.iter()
+        .map(|j| Candidate {
+            id: j.job_id.clone(),
+            name: j.display_name.clone(),
+            finished: j.state.is_final(),
+        })
+        .collect()
+}
+
+/// The caller's unfinished jobs, for the name checks.
+pub async fn unfinished(client: &Client) -> anyhow::Result<Vec<Candidate>> {
+    Ok(candidates(&unfinished_jobs(client).await?))
+}
+
+/// Refuses to create an unfinished job whose name another unfinished job has (unless the user
+/// allows it): a second one would make the name ambiguous.
+pub fn check_name_free(name: &str, jobs: &[Candidate]) -> Result<(), crate::usage::UsageError> {
+    match name_in_use(name, jobs) {
+        None => Ok(()),
+        Some(c) => Err(crate::usage::UsageError::new(format!(
+            "job {} is already named {name} and not finished; address it by that name, \
+             pick another name, or pass --allow-duplicate-name",
+            short_id(&c.id)
+        ))),
+    }
+}
+
+/// Why a job argument named no single job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Nothing matches.
+    NotFound(String),
+    /// Several jobs match.
+    Ambiguous(String),
+}
+
+impl Unmatched {
+    /// The message for the user.
+    pub fn message(&self) -> &str {
+        match self {
+            Unmatched::NotFound(m) | Unmatched::Ambiguous(m) => m,
+        }
     }
 }
 
@@ -91,19 +186,20 @@ pub async fn resolve_job(client: &Client, arg: &str) -> anyhow::Result<String> {
         include_final: Some(true),
         ..ListParams::default()
     };
-    let jobs: Vec<(String, String)> = list_all(client, params)
-        .await?
-        .into_iter()
-        .map(|j| (j.job_id, j.display_name))
-        .collect();
-    match_job(arg, &jobs).map_err(anyhow::Error::msg)
+    let jobs = candidates(&list_all(client, params).await?);
+    match_job(arg, &jobs).map_err(|e| match e {
+        Unmatched::NotFound(_) => {
+            anyhow::Error::new(crate::exit_code::Coded::not_found(e.message()))
+        }
+        Unmatched::Ambiguous(_) => anyhow::Error::new(crate::usage::UsageError::new(e.message())),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn jobs() -> Vec<(String, String)> {
+    fn jobs() -> Vec<Candidate> {
         [
             ("0a1b2c3d-0000-4000-8000-000000000001", "backup"),
             ("0a1b9999-0000-4000-8000-000000000002", "nightly"),
@@ -111,8 +207,54 @@ mod tests {
             ("8e000000-0000-4000-8000-000000000004", "7f"),
         ]
         .into_iter()
-        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .map(|(a, b)| Candidate {
+            id: a.to_owned(),
+            name: b.to_owned(),
+            finished: false,
+        })
         .collect()
+    }
+
+    #[test]
+    fn unfinished_jobs_win_a_name() {
+        let mut list = jobs();
+        // Last night's `nightly` is finished; tonight's is the one meant.
+        list[1].finished = true;
+        assert_eq!(
+            match_job("nightly", &list).unwrap(),
+            "7f000000-0000-4000-8000-000000000003"
+        );
+        // Only finished ones: the single one is found, several are ambiguous.
+        list[2].finished = true;
+        assert!(matches!(
+            match_job("nightly", &list),
+            Err(Unmatched::Ambiguous(_))
+        ));
+        list.remove(1);
+        assert_eq!(
+            match_job("nightly", &list).unwrap(),
+            "7f000000-0000-4000-8000-000000000003"
+        );
+    }
+
+    #[test]
+    fn names_in_use() {
+        let mut list = jobs();
+        assert_eq!(
+            name_in_use("nightly", &list).map(|c| c.id.as_str()),
+            Some("0a1b9999-0000-4000-8000-000000000002")
+        );
+        list[1].finished = true;
+        list[2].finished = true;
+        assert_eq!(name_in_use("nightly", &list), None);
+        assert_eq!(super::unique_name("backup", &list), "backup (2)");
+        list.push(Candidate {
+            id: "9".into(),
+            name: "backup (2)".into(),
+            finished: false,
+        });
+        assert_eq!(super::unique_name("backup", &list), "backup (3)");
+        assert_eq!(super::unique_name("fresh", &list), "fresh");
     }
 
     #[test]
@@ -151,17 +293,22 @@ mod tests {
     #[test]
     fn ambiguity_lists_candidates() {
         let e = match_job("0a1b", &jobs()).unwrap_err();
+        assert!(matches!(e, Unmatched::Ambiguous(_)));
+        let e = e.message();
         assert!(
             e.contains("0a1b2c3d (backup)") && e.contains("0a1b9999 (nightly)"),
             "{e}"
         );
         let e = match_job("nightly", &jobs()).unwrap_err();
+        let e = e.message();
         assert!(e.contains("ambiguous"), "{e}");
     }
 
     #[test]
     fn nothing_matches() {
-        assert_eq!(match_job("zzz", &jobs()).unwrap_err(), "no job matches zzz");
+        let e = match_job("zzz", &jobs()).unwrap_err();
+        assert!(matches!(e, Unmatched::NotFound(_)));
+        assert!(e.message().starts_with("no job matches zzz"));
         assert!(match_job("", &jobs()).is_err());
     }
 }

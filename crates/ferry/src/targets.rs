@@ -143,6 +143,30 @@ pub fn resolve_dest(
     }
 }
 
+/// Whether a command-line argument is a URL Ferry can fetch (not a local path).
+pub fn is_url(arg: &str) -> bool {
+    Url::parse(arg).is_ok_and(|u| SCHEMES.contains(&u.scheme()))
+}
+
+/// Splits `ferry transfer`'s positional arguments into sources and the destination: with
+/// `-o NAME`, every argument is a source (exactly one) saved as NAME; a single argument, or a
+/// last argument that is a URL, means the current directory; else the last one is DEST.
+pub fn split_transfer_args<'a>(
+    args: &'a [String],
+    output: Option<&'a str>,
+) -> Result<(&'a [String], &'a str), UsageError> {
+    match (args, output) {
+        ([], _) => Err(UsageError::new("give one or more URLs")),
+        ([_], Some(name)) => Ok((args, name)),
+        (_, Some(_)) => Err(UsageError::new(
+            "-o NAME names one file: give exactly one URL with it",
+        )),
+        ([_], None) => Ok((args, ".")),
+        ([.., last], None) if is_url(last) => Ok((args, ".")),
+        ([sources @ .., dest], None) => Ok((sources, dest)),
+    }
+}
+
 /// One `URL PATH` line of a list file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
@@ -230,6 +254,45 @@ pub fn check_distinct(specs: &[FileSpec]) -> Result<(), UsageError> {
         }
     }
     Ok(())
+}
+
+/// Refuses a destination whose directory does not exist, with the message a trailing `/` gets
+/// from [`target_for`], so the same mistake reads (and exits) the same either way.
+pub fn check_parents(specs: &[FileSpec], is_dir: impl Fn(&Path) -> bool) -> Result<(), UsageError> {
+    for s in specs {
+        if let Some(parent) = Path::new(&s.local_path).parent()
+            && !is_dir(parent)
+        {
+            return Err(UsageError::new(format!(
+                "destination directory {} does not exist",
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses destinations that already exist (`exists` says which), so `ferry transfer` never
+/// replaces a file silently; `--overwrite` skips this check.
+pub fn check_not_clobbering(
+    specs: &[FileSpec],
+    exists: impl Fn(&Path) -> bool,
+) -> Result<(), UsageError> {
+    let taken: Vec<&str> = specs
+        .iter()
+        .map(|s| s.local_path.as_str())
+        .filter(|p| exists(Path::new(p)))
+        .collect();
+    match taken.as_slice() {
+        [] => Ok(()),
+        [one] => Err(UsageError::new(format!(
+            "{one} already exists; pass --overwrite to replace it, or choose another destination"
+        ))),
+        [first, rest @ ..] => Err(UsageError::new(format!(
+            "{first} and {} more destination(s) already exist; pass --overwrite to replace them, or choose another destination",
+            rest.len()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -406,5 +469,61 @@ mod tests {
         let e = check_distinct(&[a.clone(), b]).unwrap_err();
         assert!(e.0.contains("/d/f"), "{e}");
         assert!(check_distinct(&[a]).is_ok());
+    }
+
+    #[test]
+    fn missing_parent_directories_are_refused() {
+        let a = spec(&url("https://h/a"), Path::new("/w/missing/a"), None).unwrap();
+        let e = check_parents(std::slice::from_ref(&a), dirs(&["/w"])).unwrap_err();
+        assert_eq!(e.0, "destination directory /w/missing does not exist");
+        // The same words as a trailing slash gets.
+        let t = target_for(
+            &url("https://h/a"),
+            "missing/",
+            Path::new("/w"),
+            dirs(&["/w"]),
+        );
+        assert_eq!(t.unwrap_err(), e);
+        assert!(check_parents(&[a], dirs(&["/w/missing"])).is_ok());
+    }
+
+    #[test]
+    fn existing_destinations_are_refused() {
+        let a = spec(&url("https://h/a"), Path::new("/d/a"), None).unwrap();
+        let b = spec(&url("https://h/b"), Path::new("/d/b"), None).unwrap();
+        let only_a = |p: &Path| p == Path::new("/d/a");
+        let e = check_not_clobbering(&[a.clone(), b.clone()], only_a).unwrap_err();
+        assert!(
+            e.0.starts_with("/d/a already exists") && e.0.contains("--overwrite"),
+            "{e}"
+        );
+        let e = check_not_clobbering(&[a.clone(), b.clone()], |_| true).unwrap_err();
+        assert!(e.0.contains("1 more"), "{e}");
+        assert!(check_not_clobbering(&[a, b], |_| false).is_ok());
+    }
+
+    #[test]
+    fn transfer_args_split() {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let one = v(&["https://h/a"]);
+        assert_eq!(split_transfer_args(&one, None).unwrap(), (&one[..], "."));
+        let two = v(&["https://h/a", "https://h/b"]);
+        assert_eq!(split_transfer_args(&two, None).unwrap(), (&two[..], "."));
+        let to_dir = v(&["https://h/a", "https://h/b", "out"]);
+        assert_eq!(
+            split_transfer_args(&to_dir, None).unwrap(),
+            (&to_dir[..2], "out")
+        );
+        let local = v(&["/data/f", "copy"]);
+        assert_eq!(
+            split_transfer_args(&local, None).unwrap(),
+            (&local[..1], "copy")
+        );
+        assert_eq!(
+            split_transfer_args(&one, Some("x.bin")).unwrap(),
+            (&one[..], "x.bin")
+        );
+        assert!(split_transfer_args(&two, Some("x")).is_err());
+        assert!(split_transfer_args(&[], None).is_err());
     }
 }

@@ -326,6 +326,7 @@ impl Entry {
             proxy: r.proxy.clone(),
             allow_https_to_http: r.allow_https_to_http,
             peer_caching: r.peer_caching,
+            auto_complete: r.auto_complete,
         }
     }
 }

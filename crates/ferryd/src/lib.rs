@@ -127,6 +127,19 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     for id in &owing {
         daemon.kick(id, true);
     }
+    // A job that was to complete itself and was transferred when the daemon stopped (or whose
+    // hand-over failed) is completed now.
+    match daemon.reader.jobs_needing_memory(&[JobState::Transferred]) {
+        Ok(rows) => {
+            for row in rows
+                .iter()
+                .filter(|r| r.auto_complete && r.state == JobState::Transferred)
+            {
+                api::spawn_auto_complete(&daemon, &row.id);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot look for transferred jobs to complete"),
+    }
     let (unfinished, resident) = {
         let inner = daemon.lock();
         (inner.live_jobs, inner.jobs.resident_len())

@@ -724,6 +724,7 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
         Some(Outcome::Stopped) => {}
         Some(Outcome::Done) => {
             let _ = d.transition(&mut inner, job_id, Trigger::AllTransferred, |_| {});
+            crate::api::spawn_auto_complete(d, job_id);
         }
         None => {
             let info = ErrorInfo {
@@ -744,6 +745,13 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
             d.fail(&mut inner, job_id, Trigger::FatalError, info);
         }
         Some(Outcome::Failed(e, index)) => on_failure(d, &mut inner, job_id, e, index, now),
+    }
+    if inner
+        .jobs
+        .peek(job_id)
+        .is_some_and(|e| e.row.state == JobState::Error)
+    {
+        crate::api::spawn_drop_empty_staging(d, job_id);
     }
 }
 

@@ -24,6 +24,7 @@ pub async fn run(ctx: &Ctx, a: AddArgs) -> anyhow::Result<u8> {
         _ => return Err(UsageError::new("give URL and PATH, or --from-file LIST").into()),
     };
     targets::check_distinct(&specs)?;
+    targets::check_parents(&specs, |p| p.is_dir())?;
     let client = ctx.client().await?;
     let id = resolve_job(&client, &a.job).await?;
     let r = client

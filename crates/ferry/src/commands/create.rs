@@ -11,6 +11,9 @@ use crate::exit_code;
 /// Creates the job and prints its id (`{"job_id"}` with `--json`).
 pub async fn run(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
+    if !a.allow_duplicate_name {
+        crate::resolve::check_name_free(&a.name, &crate::resolve::unfinished(&client).await?)?;
+    }
     let id = client
         .create(CreateParams {
             display_name: a.name,

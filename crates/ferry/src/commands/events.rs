@@ -49,7 +49,7 @@ async fn print(
     outln!(
         "{}  {}  {}  {}  {}",
         ev.seq,
-        ev.time,
+        crate::output::local_time(&ev.time),
         short_id(&ev.job_id),
         name,
         event_text(&ev.kind)

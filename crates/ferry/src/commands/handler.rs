@@ -169,6 +169,16 @@ async fn list(ctx: &Ctx) -> anyhow::Result<u8> {
 /// Unregisters the handler.
 async fn remove(ctx: &Ctx, a: HandlerNameArg) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
+    // The daemon's unregister is idempotent; the user who names a handler that is not there
+    // has a typo to hear about, not `removed`.
+    let known = decode_list(&list_raw(&client).await?)?;
+    if !known.iter().any(|h| h.name == a.name) {
+        return Err(exit_code::Coded::not_found(format!(
+            "no handler named {} is registered (see `ferry handler list`)",
+            a.name
+        ))
+        .into());
+    }
     client
         .unregister_handler(&a.name)
         .await

@@ -3,6 +3,7 @@
 pub mod add;
 pub mod cache;
 pub mod cancel;
+pub mod clean;
 pub mod complete;
 pub mod create;
 pub mod daemon;
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(a) => resume::run(&ctx, a).await,
         Command::Suspend(a) => suspend::run(&ctx, a).await,
         Command::Cancel(a) => cancel::run(&ctx, a).await,
+        Command::Clean => clean::run(&ctx).await,
         Command::Complete(a) => complete::run(&ctx, a).await,
         Command::Info(a) => info::run(&ctx, a).await,
         Command::Files(a) => files::run(&ctx, a).await,
@@ -168,10 +170,87 @@ pub async fn report_job_error(ctx: &Ctx, client: &Client, job: &Job) -> anyhow::
     errln!(
         "ferry: the job is kept: inspect it with `ferry info {id}`, retry with `ferry resume {id}`, or remove it with `ferry cancel {id}`"
     );
+    // Which files failed, and how to keep the ones that arrived.
+    if let Ok(files) = client.files(id).await {
+        for line in partial_failure_notes(id, error.as_ref(), &files) {
+            errln!("{line}");
+        }
+    }
     Ok(exit_code::JOB_ERROR)
 }
 
-/// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`).
+/// Sleeps until `at`, or forever when there is no `at` (a `select!` branch that never fires).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a verb lets the daemon complete a transferred `auto_complete` job before completing
+/// it itself (the daemon's attempt failed if it takes longer; its log says why).
+pub const AUTO_COMPLETE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The lines that explain a failed job's files: the file that failed, how many arrived and how
+/// to keep those (`ferry complete --partial`), and where a local I/O failure's space went.
+pub fn partial_failure_notes(
+    id: &str,
+    error: Option<&ferry_client::proto::ErrorInfo>,
+    files: &[ferry_client::proto::File],
+) -> Vec<String> {
+    let short = crate::output::short_id(id);
+    let mut notes = Vec::new();
+    if let Some(f) = error
+        .and_then(|e| e.file_index)
+        .and_then(|i| files.iter().find(|f| f.file_index == i))
+    {
+        notes.push(format!(
+            "ferry: failed: {} ({})",
+            f.local_path, f.remote_url
+        ));
+    }
+    let arrived = files
+        .iter()
+        .filter(|f| f.transferred && !f.completed)
+        .count();
+    if arrived > 0 && arrived < files.len() {
+        notes.push(format!(
+            "ferry: {arrived} of {} files were transferred: `ferry complete {short} --partial` saves them and drops the rest",
+            files.len()
+        ));
+    }
+    if error.is_some_and(|e| e.code == "LOCAL_IO") {
+        let held: u64 = files
+            .iter()
+            .filter(|f| !f.completed)
+            .map(|f| f.bytes_transferred)
+            .sum();
+        notes.push(format!(
+            "ferry: its partial files hold {held} bytes of disk space until `ferry cancel {short}` (or `ferry clean`) deletes them"
+        ));
+    }
+    notes
+}
+
+/// Completes a transferred job: `(state, partial)`. The daemon may complete it at the same
+/// time (`auto_complete`); whichever call comes second fails, and finding the job acknowledged
+/// then is success.
+pub async fn complete_transferred(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<(ferry_client::proto::JobState, bool)> {
+    match client.complete(id).await {
+        Ok(r) => Ok((r.state, r.partial)),
+        Err(e) => match client.get(id).await {
+            Ok(j) if j.state == ferry_client::proto::JobState::Acknowledged => Ok((j.state, false)),
+            _ => Err(anyhow::Error::new(e)
+                .context(format!("job {id} is transferred but completing it failed"))),
+        },
+    }
+}
+
+/// Prints a job's new state (`{"job_id","state"[,"partial"]}` with `--json`); exit code
+/// [`exit_code::PARTIAL`] when files were dropped.
 pub fn print_state(
     ctx: &Ctx,
     id: &str,
@@ -189,5 +268,9 @@ pub fn print_state(
     } else {
         outln!("{state}")?;
     }
-    Ok(exit_code::OK)
+    Ok(if partial == Some(true) {
+        exit_code::PARTIAL
+    } else {
+        exit_code::OK
+    })
 }

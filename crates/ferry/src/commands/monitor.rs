@@ -125,7 +125,7 @@ pub async fn run(ctx: &Ctx, a: MonitorArgs) -> anyhow::Result<u8> {
                     crate::output::json_line(&ev)?;
                 } else {
                     let name = names.get(&client, &ev).await;
-                    outln!("{}  {}  {}  {}", ev.time, short_id(&ev.job_id), name, event_text(&ev.kind))?;
+                    outln!("{}  {}  {}  {}", crate::output::local_time(&ev.time), short_id(&ev.job_id), name, event_text(&ev.kind))?;
                 }
             }
             _ = sigint.recv() => return Ok(exit_code::INTERRUPTED),

@@ -49,6 +49,11 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
         custom_headers,
         bandwidth_limit_bps,
         max_parallel_files: a.max_parallel_files,
+        auto_complete: match (a.auto_complete, a.no_auto_complete) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         ..SetParams::default()
     };
     // Serialising skips absent fields, so a bare `{job_id}` means nothing was asked.

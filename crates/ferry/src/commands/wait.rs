@@ -12,6 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Ctx;
 use crate::cli::{Until, WaitArgs};
 use crate::exit_code;
+use crate::progress::TransferBar;
 use crate::resolve::resolve_job;
 
 /// What to do about a job in a given state.
@@ -49,9 +50,23 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut told_error = false;
+    let mut grace: Option<tokio::time::Instant> = None;
+    let mut bar = TransferBar::new(!ctx.json);
+    let mut redraw = tokio::time::interval(Duration::from_secs(1));
     loop {
         let (raw, job) = super::get_job_raw(&client, &id).await?;
-        match verdict(a.until, job.state, a.complete) {
+        bar.update(&job);
+        let now = tokio::time::Instant::now();
+        let mut next = verdict(a.until, job.state, a.complete);
+        if next == Verdict::Complete && job.auto_complete && grace.is_none_or(|g| now < g) {
+            // The daemon is handing the files over; wait for it rather than race it.
+            grace.get_or_insert(now + super::AUTO_COMPLETE_GRACE);
+            next = Verdict::Wait;
+        }
+        if next != Verdict::Wait {
+            bar.clear();
+        }
+        match next {
             Verdict::Wait => {
                 if job.state == JobState::Error && !told_error {
                     told_error = true;
@@ -62,11 +77,8 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
                 }
             }
             Verdict::Complete => {
-                let r = client
-                    .complete(&id)
-                    .await
-                    .with_context(|| format!("cannot complete job {id}"))?;
-                return super::print_state(ctx, &id, r.state, Some(r.partial));
+                let (state, partial) = super::complete_transferred(&client, &id).await?;
+                return super::print_state(ctx, &id, state, Some(partial));
             }
             Verdict::Exit(code) if code == exit_code::JOB_ERROR => {
                 return super::report_job_error(ctx, &client, &job).await;
@@ -85,35 +97,60 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         }
         // Sleep until an event that can change the state, Ctrl-C, or the deadline.
         loop {
-            let timeout = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timeout = super::sleep_until(deadline);
+            let grace_over = super::sleep_until(grace);
             tokio::select! {
                 ev = client.next_event() => match ev {
                     None => bail!("the connection to ferryd closed while waiting for job {id}"),
-                    Some(ev) if matches!(ev.kind, EventKind::State { .. } | EventKind::Error { .. }) => break,
+                    Some(ev) if matches!(
+                        ev.kind,
+                        EventKind::State { .. }
+                            | EventKind::Error { .. }
+                            | EventKind::Progress { .. }
+                            | EventKind::FileTransferred { .. }
+                    ) => break,
                     Some(_) => {}
                 },
+                () = grace_over => break,
+                _ = redraw.tick() => bar.refresh(),
                 _ = sigint.recv() => {
-                    errln!("ferry: interrupted; job {id} is still {}", job.state);
+                    bar.clear();
+                    errln!("{}", interrupted_note(&id, job.state));
                     return Ok(exit_code::INTERRUPTED);
                 }
-                () = timeout => bail!(
+                () = timeout => return Err(exit_code::Coded::timed_out(format!(
                     "timed out after {} s waiting for job {id} (it is {})",
                     a.timeout.unwrap_or_default(),
                     job.state
-                ),
+                )).into()),
             }
         }
     }
 }
 
+/// The one line Ctrl-C leaves: waiting stopped, the job itself was left alone.
+pub fn interrupted_note(id: &str, state: JobState) -> String {
+    let short = crate::output::short_id(id);
+    format!(
+        "ferry: stopped waiting; job {short} is still {state} (`ferry wait {short}` waits again)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupted_notes_are_one_short_line() {
+        let n = interrupted_note(
+            "0a1b2c3d-0000-4000-8000-000000000001",
+            JobState::Transferring,
+        );
+        assert_eq!(
+            n,
+            "ferry: stopped waiting; job 0a1b2c3d is still transferring (`ferry wait 0a1b2c3d` waits again)"
+        );
+    }
 
     #[test]
     fn verdicts() {

@@ -31,9 +31,15 @@ async fn unique_prefix_and_display_name_address_a_job() {
 async fn ambiguous_and_unknown_names_fail_with_candidates() {
     let env = Env::start();
     let a = env.create("twin").await;
-    let b = env.create("twin").await;
+    let b = env
+        .json(&["create", "twin", "--allow-duplicate-name"])
+        .await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = env.run(&["info", "twin"]).await;
-    out.expect_code(1);
+    // An ambiguous name is a usage error (exit 2).
+    out.expect_code(2);
     assert!(out.stderr.contains("ambiguous"), "{out:?}");
     for id in [&a, &b] {
         assert!(
@@ -69,7 +75,7 @@ async fn ambiguous_and_unknown_names_fail_with_candidates() {
             .push((id, name));
     };
     let out = env.run(&["info", &digit.to_string()]).await;
-    out.expect_code(1);
+    out.expect_code(2);
     assert!(out.stderr.contains("ambiguous"), "{out:?}");
     for (id, name) in &pair {
         assert!(
@@ -84,13 +90,14 @@ async fn ambiguous_and_unknown_names_fail_with_candidates() {
     // Unknown names, for every verb that takes a job.
     for verb in ["info", "files", "resume", "suspend", "cancel", "complete"] {
         let out = env.run(&[verb, "no-such-job"]).await;
-        out.expect_code(1);
+        // No such job: exit 5.
+        out.expect_code(5);
         assert!(out.stderr.contains("no job matches no-such-job"), "{out:?}");
     }
     // An unknown full id is the daemon's not_found.
     let out = env
         .run(&["info", "00000000-0000-4000-8000-000000000000"])
         .await;
-    out.expect_code(1);
+    out.expect_code(5);
     assert!(!out.stderr.is_empty(), "{out:?}");
 }

@@ -105,7 +105,8 @@ async fn no_autostart_names_the_missing_socket() {
     let socket = tmp.path().join("nobody.sock");
     let state = tmp.path().join("state");
     let out = ferry_at(&socket, &state, &["--no-autostart", "list"]).await;
-    out.expect_code(1);
+    // Daemon unreachable: exit 6.
+    out.expect_code(6);
     assert!(out.stderr.contains(arg(&socket)), "{out:?}");
     assert!(out.stderr.contains("--no-autostart"), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");

@@ -40,7 +40,14 @@ async fn ctrl_c_suspends_the_job_and_prints_how_to_resume() {
     kill(pid, Signal::SIGINT).unwrap();
     let out = finish(child, format!("transfer {url} <dest> (SIGINT)"), WAIT).await;
     out.expect_code(130);
-    let id = id_after(&out.stderr, "ferry resume ");
+    // One line, with the 8-character id.
+    let id = short_id_after(&out.stderr, "ferry resume ");
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.contains("saving to"))
+        .collect();
+    assert_eq!(said.len(), 1, "{out:?}");
     assert!(out.stderr.contains("suspended"), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     let job = env.info(&id).await;

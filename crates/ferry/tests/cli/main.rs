@@ -8,7 +8,8 @@
 //! display names), `verbs` (create/add/files/set/info/resume/wait/list/cancel), `autostart`
 //! (starting a per-user daemon, `--no-autostart`), `cache` (`ferry cache` and `ferry peers`: the
 //! peer cache off, on with a static peer, and a download published to it), `security_socket`
-//! (another user's socket posing as ferryd is refused before a byte is sent).
+//! (another user's socket posing as ferryd is refused before a byte is sent), `everyday` (issue 13:
+//! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -19,6 +20,7 @@ mod addressing;
 mod autostart;
 mod cache;
 mod errors;
+mod everyday;
 mod interrupt;
 mod notify;
 mod security_socket;

@@ -220,14 +220,31 @@ pub use ferry_testkit::content::{sha256_file, staging_files};
 /// The job id that follows `marker` in `text` (e.g. `ferry resume <id>` in a hint).
 #[track_caller]
 pub fn id_after(text: &str, marker: &str) -> String {
-    let start = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("`{marker}` not in:\n{text}"))
-        + marker.len();
-    let id: String = text[start..]
+    let id: String = text_after(text, marker)
         .chars()
         .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
         .collect();
     assert_eq!(id.len(), 36, "no job id after `{marker}` in:\n{text}");
     id
+}
+
+/// The 8-character job id after `marker` in `text`.
+#[track_caller]
+pub fn short_id_after(text: &str, marker: &str) -> String {
+    let id: String = text_after(text, marker).chars().take(8).collect();
+    assert!(
+        id.chars().all(|c| c.is_ascii_hexdigit()),
+        "no id after `{marker}` in:\n{text}"
+    );
+    id
+}
+
+/// The text after the first `marker` in `text`.
+#[track_caller]
+pub fn text_after<'a>(text: &'a str, marker: &str) -> &'a str {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("`{marker}` not in:\n{text}"))
+        + marker.len();
+    &text[start..]
 }

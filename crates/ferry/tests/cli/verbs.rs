@@ -125,9 +125,10 @@ async fn list_table_and_json_agree() {
 async fn wait_gives_up_after_its_timeout() {
     let env = Env::start();
     let id = env.create("idle").await;
-    // A suspended job never gets anywhere; `--timeout` bounds the wait (exit 1).
+    // A suspended job never gets anywhere; `--timeout` bounds the wait (exit 7).
     let out = env.run(&["wait", "idle", "--timeout", "1"]).await;
-    out.expect_code(1);
+    // Timed out: exit 7.
+    out.expect_code(7);
     assert!(out.stderr.contains("timed out"), "{out:?}");
     assert!(out.stderr.contains(&id), "{out:?}");
 }

@@ -191,6 +191,98 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     Answer::after(CompleteResult { state, partial }, commit)
 }
 
+/// Completes the job in the background if it asked for that (`auto_complete`) and is
+/// transferred: the program that started it may be gone (a closed terminal), and its files
+/// must still arrive. A failure leaves the job transferred, logged, for a manual complete.
+/// May be called with the daemon's lock held: the task looks at the job only once it runs.
+pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
+    let (d, job_id) = (d.clone(), job_id.to_owned());
+    tokio::spawn(async move {
+        // After a restart a transferred job is not resident: read it in off the lock first.
+        if !matches!(d.load(&job_id).await, Ok(true)) {
+            return;
+        }
+        let owner = match d.lock().jobs.get(&job_id) {
+            Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
+                e.row.owner_uid
+            }
+            _ => return,
+        };
+        // As the owner, so completing is exactly what the owner's own call would do.
+        let caller = Caller {
+            uid: owner,
+            gid: super::jobs::owner_gid(owner).await,
+            pid: None,
+        };
+        let params = JobIdParams {
+            job_id: job_id.clone(),
+        };
+        let result = match complete(&d, &caller, params).await {
+            Ok(Answer {
+                commit: Some(commit),
+                ..
+            }) => commit.wait().await.map_err(|e| e.to_string()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.message),
+        };
+        match result {
+            Ok(()) => tracing::info!(job = %job_id, "completed the job (auto_complete)"),
+            Err(why) => tracing::warn!(job = %job_id, error = %why,
+                "could not complete the job (auto_complete); it stays transferred"),
+        }
+    });
+}
+
+/// Deletes the empty staging files of a job that failed, so a failure leaves no 0-byte
+/// `.part` files behind; a resume creates them again. Files with bytes keep theirs (a resume
+/// continues from them). Holds the job meanwhile, so it cannot start under the deletion.
+pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
+    let (d, job_id) = (d.clone(), job_id.to_owned());
+    tokio::spawn(async move {
+        let _hold = d.hold(&job_id);
+        let failed = |d: &Daemon| {
+            d.lock()
+                .jobs
+                .peek(&job_id)
+                .is_some_and(|e| e.row.state == JobState::Error)
+        };
+        if !failed(&d) {
+            return;
+        }
+        let Ok(files) = load_files(&d, &job_id).await else {
+            return;
+        };
+        let identity = d.fs_identity(&job_id).await;
+        let emptied = ferry_fetch::safe_open::blocking(identity, move || {
+            let mut changed = Vec::new();
+            for mut f in files {
+                if f.transferred || f.bytes_transferred > 0 {
+                    continue;
+                }
+                if let Some(t) = f.temp_path.take() {
+                    discard(Path::new(&t), None);
+                    changed.push(f);
+                }
+            }
+            changed
+        })
+        .await;
+        if let Ok(changed) = emptied
+            && !changed.is_empty()
+        {
+            let id = job_id.clone();
+            if let Err(e) = d
+                .store
+                .submit(move |tx| tx.put_files(&id, &changed))
+                .wait()
+                .await
+            {
+                tracing::warn!(job = %job_id, error = %e, "could not record the deleted staging files");
+            }
+        }
+    });
+}
+
 /// What [`deliver`] did to a job's files.
 struct Delivery {
     /// The rows, updated for what was handed over or dropped.

@@ -250,7 +250,7 @@ fn unknown_files(rows: &[FileRow]) -> u64 {
 
 /// The owner's primary group, looked up on the blocking pool (a name service may be slow);
 /// `u32::MAX`, a group nobody is in, when the owner has no passwd entry.
-async fn owner_gid(uid: u32) -> u32 {
+pub(super) async fn owner_gid(uid: u32) -> u32 {
     tokio::task::spawn_blocking(move || {
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
@@ -544,6 +544,11 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     put!(proxy, |v| v);
     put!(allow_https_to_http, |v| v);
     put!(peer_caching, |v| v);
+    put!(auto_complete, |v| v);
+    if p.auto_complete == Some(true) {
+        // Set on a job that is transferred already: complete it now.
+        super::spawn_auto_complete(d, &p.job_id);
+    }
     row.modified = clock::now_rfc3339();
     if let Some(b) = &e.rt.bucket {
         // Takes effect on the running transfer at once.

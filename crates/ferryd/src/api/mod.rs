@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::{Caller, Daemon, store_failed};
 use crate::limits::{self, UidSlot};
 
+pub use control::{spawn_auto_complete, spawn_drop_empty_staging};
 pub use jobs::file_view;
 
 /// The answer to a request: a value, sent after `commit` (if any) is durable.

@@ -8,6 +8,7 @@
 
 pub mod bandwidth;
 pub mod notify;
+pub mod policy;
 pub mod range;
 pub mod retry;
 pub mod schedule;

@@ -62,6 +62,10 @@ pub struct JobRow {
     pub allow_https_to_http: bool,
     /// Peer cache allowed.
     pub peer_caching: bool,
+    /// Network cost policy as set (`None`: the default for the priority).
+    pub cost_policy: Option<ferry_proto::CostPolicy>,
+    /// Power policy as set (`None`: the daemon's default).
+    pub power_policy: Option<ferry_proto::PowerPolicy>,
     /// Sum of file sizes, `None` while any is unknown.
     pub bytes_total: Option<u64>,
     /// Durable bytes transferred.
@@ -121,6 +125,8 @@ impl Default for JobRow {
             proxy: None,
             allow_https_to_http: false,
             peer_caching: true,
+            cost_policy: None,
+            power_policy: None,
             bytes_total: Some(0),
             bytes_transferred: 0,
             files_total: 0,

@@ -180,6 +180,9 @@ pub struct Daemon {
     /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
     /// them. A separate lock, always taken after `inner` if both are held.
     pub holds: Mutex<HashMap<String, u32>>,
+    /// The network and power state seen on the system bus (`conditions`); the scheduler
+    /// holds jobs the policy says must wait.
+    pub conditions: tokio::sync::watch::Sender<ferry_core::policy::Conditions>,
 }
 
 /// Keeps the scheduler from starting a job while an owner operation (cancel, suspend, complete,
@@ -298,6 +301,8 @@ impl Entry {
             proxy: r.proxy.clone(),
             allow_https_to_http: r.allow_https_to_http,
             peer_caching: r.peer_caching,
+            cost_policy: r.cost_policy,
+            power_policy: r.power_policy,
         }
     }
 }

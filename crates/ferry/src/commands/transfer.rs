@@ -89,6 +89,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
             priority: Some(a.priority),
             description: a.description.clone(),
             files: Some(specs),
+            ..CreateParams::default()
         })
         .await
         .context("cannot create the transfer job")?;

@@ -125,6 +125,37 @@ impl Wait {
     }
 }
 
+impl Wait {
+    /// Every reason, for recognising one by its wire name.
+    pub const ALL: [Wait; 7] = [
+        Wait::SystemSleep,
+        Wait::Offline,
+        Wait::CaptivePortal,
+        Wait::MeteredNetwork,
+        Wait::Roaming,
+        Wait::OnBattery,
+        Wait::PowerSaver,
+    ];
+
+    /// The reason with this wire name, if it is one of the policy's.
+    pub fn parse(reason: &str) -> Option<Wait> {
+        Wait::ALL.into_iter().find(|w| w.as_str() == reason)
+    }
+}
+
+/// How long the conditions must stay unchanged before a job they held starts again. Holding
+/// takes effect at once (no metered byte is spent waiting); releasing waits this long, so a
+/// network that flaps does not start and stop transfers on every change.
+pub const SETTLE_MS: u64 = 500;
+
+/// When a job the policy no longer holds may start: at once if it was not held by the policy
+/// (`held_for` is its current waiting reason), else once the conditions, last changed at
+/// `changed_at`, have settled. `None`: now.
+pub fn release_at(now: u64, changed_at: u64, held_for: Option<&str>) -> Option<u64> {
+    let settled = changed_at.saturating_add(SETTLE_MS);
+    (held_for.and_then(Wait::parse).is_some() && now < settled).then_some(settled)
+}
+
 /// The administrator's defaults for jobs that set no policy of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Defaults {
@@ -408,6 +439,17 @@ mod tests {
             decide(&c, &job(Priority::Foreground), &D),
             Some(Wait::SystemSleep)
         );
+    }
+
+    #[test]
+    fn a_held_job_starts_again_once_the_conditions_settle() {
+        assert_eq!(release_at(1_000, 900, Some("metered_network")), Some(1_400));
+        assert_eq!(release_at(1_400, 900, Some("metered_network")), None);
+        assert_eq!(release_at(1_000, 900, Some("slots_busy")), None);
+        assert_eq!(release_at(1_000, 900, None), None);
+        for w in Wait::ALL {
+            assert_eq!(Wait::parse(w.as_str()), Some(w));
+        }
     }
 
     proptest! {

@@ -46,6 +46,16 @@ pub struct PowerSection {
     power_policy: Option<PowerPolicy>,
 }
 
+/// What the daemon sees, and since when (monotonic ms; the scheduler lets the conditions settle
+/// before it restarts a job they held).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    /// The conditions.
+    pub now: Conditions,
+    /// When they last changed.
+    pub since: u64,
+}
+
 /// The network and power policy settings the daemon uses.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySettings {
@@ -217,9 +227,12 @@ impl Watch {
     /// Hands the current conditions to the scheduler, waking it if they changed.
     fn publish(&self) {
         let c = self.lock().conditions();
+        let at = self.daemon.mono.now();
         let changed = self.daemon.conditions.send_if_modified(|old| {
-            let changed = *old != c;
-            *old = c;
+            let changed = old.now != c;
+            if changed {
+                *old = Seen { now: c, since: at };
+            }
             changed
         });
         if changed {

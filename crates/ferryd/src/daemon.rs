@@ -182,7 +182,7 @@ pub struct Daemon {
     pub holds: Mutex<HashMap<String, u32>>,
     /// The network and power state seen on the system bus (`conditions`); the scheduler
     /// holds jobs the policy says must wait.
-    pub conditions: tokio::sync::watch::Sender<ferry_core::policy::Conditions>,
+    pub conditions: tokio::sync::watch::Sender<crate::conditions::Seen>,
 }
 
 /// Keeps the scheduler from starting a job while an owner operation (cancel, suspend, complete,

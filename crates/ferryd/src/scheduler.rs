@@ -60,7 +60,7 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
 
     let mut candidates = Vec::new();
     let mut blocked: Vec<(String, Wait)> = Vec::new();
-    let conditions = *d.conditions.borrow();
+    let seen = *d.conditions.borrow();
     let defaults = &d.opts.policy.defaults;
     // Queued and running jobs are hot, so resident.
     for (id, e) in inner.jobs.resident() {
@@ -75,8 +75,14 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
             cost: e.row.cost_policy,
             power: e.row.power_policy,
         };
-        if let Some(wait) = netpolicy::decide(&conditions, &job, defaults) {
+        if let Some(wait) = netpolicy::decide(&seen.now, &job, defaults) {
             blocked.push((id.clone(), wait));
+            continue;
+        }
+        let held_for = e.rt.waiting.as_ref().map(|w| w.reason.as_str());
+        if let Some(at) = netpolicy::release_at(now, seen.since, held_for) {
+            // Keeps its reason until the network has settled.
+            earliest(at);
             continue;
         }
         candidates.push(Candidate {

@@ -12,7 +12,9 @@
 //! spawned programs and the daemon's terminal, headers on redirects, `take_ownership`, secrets
 //! left in the store, dead internal tasks), `security_fs` (attacks through user-named paths:
 //! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
-//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests).
+//! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests),
+//! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
+//! power-profiles-daemon and logind on a private system bus).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -29,6 +31,7 @@ mod garbage;
 mod hostile;
 mod http_options;
 mod load;
+mod net_policy;
 mod notify;
 mod peer_cache;
 mod protocol;

@@ -650,4 +650,14 @@ mod tests {
         assert_eq!(d.defaults, Defaults::default());
         assert!(toml::from_str::<NetworkSection>("metered = true\n").is_err());
     }
+
+    #[test]
+    fn the_example_configuration_parses_to_the_defaults() {
+        let text = include_str!("../../../dist/ferryd.toml.example");
+        let s =
+            crate::peer_cache::config::parse_policy(text, std::path::Path::new("example")).unwrap();
+        assert_eq!(s.defaults, Defaults::default());
+        assert!(s.metered_interfaces.is_empty());
+        assert_eq!(s.system_bus, None);
+    }
 }

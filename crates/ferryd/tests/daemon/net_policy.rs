@@ -929,3 +929,76 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         .unwrap();
     assert!(raw["cost_policy"].is_null());
 }
+
+/// The interface of this host's IPv4 default route, if it has one.
+fn default_route_interface() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000") && f.get(7) == Some(&"00000000")).then(|| f[0].to_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_a_listed_metered_interface_holds_background_jobs_without_networkmanager() {
+    let Some(iface) = default_route_interface() else {
+        println!("SKIPPED issue_15_a_listed_metered_interface: this host has no default route");
+        return;
+    };
+    let srv = TestServer::start().await;
+    srv.add_file("/i", vec![2u8; 2048]);
+    // No system bus at all: only the configuration says the route is metered.
+    let conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        conf.path(),
+        format!("[network]\nmetered_interfaces = [\"ferry-none0\", \"{iface}\"]\n"),
+    )
+    .unwrap();
+    let conf_path = conf.path().to_str().unwrap().to_owned();
+    let d = daemon_with(&["--config", &conf_path]);
+    wait_log(&d, "metered_interface: true", 1, "the route was read");
+    let c = d.client().await;
+    let dir = d.files_dir();
+    let bg = create(&c, &srv.url("/i"), &dir.join("bg"), CreateParams::default()).await;
+    job_within(
+        &c,
+        &bg,
+        Duration::from_secs(1),
+        "metered route holds",
+        |j| waits_for(j, "metered_network"),
+    )
+    .await;
+    let fg = create(
+        &c,
+        &srv.url("/i"),
+        &dir.join("fg"),
+        CreateParams {
+            priority: Some(Priority::Foreground),
+            ..CreateParams::default()
+        },
+    )
+    .await;
+    wait_state(&c, &fg, JobState::Transferred).await;
+    assert_eq!(
+        srv.requests_for("/i").len(),
+        1,
+        "only the foreground job fetched"
+    );
+
+    // Another interface listed: not metered.
+    std::fs::write(
+        conf.path(),
+        "[network]\nmetered_interfaces = [\"ferry-none0\"]\n",
+    )
+    .unwrap();
+    let d = daemon_with(&["--config", &conf_path]);
+    let c = d.client().await;
+    let id = create(
+        &c,
+        &srv.url("/i"),
+        &dir.join("other"),
+        CreateParams::default(),
+    )
+    .await;
+    wait_state(&c, &id, JobState::Transferred).await;
+}

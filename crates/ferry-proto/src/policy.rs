@@ -156,6 +156,44 @@ impl std::fmt::Display for PowerPolicy {
     }
 }
 
+/// NetworkManager's raw values, as the daemon last read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkManagerState {
+    /// `Metered` (0 unknown, 1 yes, 2 no, 3 guess-yes, 4 guess-no).
+    pub metered: u32,
+    /// `State` (70 connected-global, …).
+    pub state: u32,
+    /// `Connectivity` (4 full, 2 portal, 1 none, …).
+    pub connectivity: u32,
+}
+
+/// `daemon.conditions` result: the network and power state the daemon sees, and the defaults
+/// it applies to jobs without their own policy. `None` fields: that service is not on the bus
+/// (which restricts nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionsResult {
+    /// `unrestricted` or `metered`.
+    pub cost: String,
+    /// `up`, `offline` or `captive_portal`.
+    pub link: String,
+    /// NetworkManager's values, while it is on the bus.
+    pub network_manager: Option<NetworkManagerState>,
+    /// The default route uses an interface listed in `[network] metered_interfaces`.
+    pub metered_interface: bool,
+    /// UPower's `OnBattery`, while UPower is on the bus.
+    pub on_battery: Option<bool>,
+    /// The power profile is power-saver, while power-profiles-daemon is on the bus.
+    pub power_saver: Option<bool>,
+    /// Between logind's `PrepareForSleep(true)` and `(false)`.
+    pub sleeping: bool,
+    /// Cost policy of background jobs that set none.
+    pub background_cost_policy: CostPolicy,
+    /// Cost policy of foreground jobs that set none.
+    pub foreground_cost_policy: CostPolicy,
+    /// Power policy of jobs that set none.
+    pub power_policy: PowerPolicy,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

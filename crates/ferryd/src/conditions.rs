@@ -307,6 +307,40 @@ impl Watch {
     }
 }
 
+/// `daemon.conditions`: what the daemon sees and the defaults it applies (nothing private:
+/// every local user is affected by the same network).
+pub fn status(d: &Arc<Daemon>, _: ferry_proto::params::Empty) -> crate::api::ApiResult {
+    use ferry_core::policy::Link;
+    let c = d.conditions.borrow().now;
+    let defaults = d.opts.policy.defaults;
+    crate::api::Answer::now(ferry_proto::policy::ConditionsResult {
+        cost: if c.cost() == CostPolicy::UNRESTRICTED {
+            "unrestricted"
+        } else {
+            "metered"
+        }
+        .into(),
+        link: match c.link() {
+            Link::Up => "up",
+            Link::Offline => "offline",
+            Link::CaptivePortal => "captive_portal",
+        }
+        .into(),
+        network_manager: c.network.map(|n| ferry_proto::policy::NetworkManagerState {
+            metered: n.metered,
+            state: n.state,
+            connectivity: n.connectivity,
+        }),
+        metered_interface: c.metered_interface,
+        on_battery: c.on_battery,
+        power_saver: c.power_saver,
+        sleeping: c.sleeping,
+        background_cost_policy: defaults.background_cost,
+        foreground_cost_policy: defaults.foreground_cost,
+        power_policy: defaults.power,
+    })
+}
+
 /// Runs until shutdown; never ends earlier (a host without a bus simply has no conditions).
 pub async fn run(d: Arc<Daemon>) {
     let address = d

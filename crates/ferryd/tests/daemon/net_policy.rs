@@ -388,6 +388,10 @@ async fn issue_15_guess_yes_blocks_and_unknown_does_not() {
     })
     .await;
     assert!(srv.requests_for("/g").is_empty());
+    let seen = c.conditions().await.unwrap();
+    assert_eq!((seen.cost.as_str(), seen.link.as_str()), ("metered", "up"));
+    assert_eq!(seen.network_manager.map(|n| n.metered), Some(3));
+    assert_eq!(seen.background_cost_policy, CostPolicy::NOT_METERED);
     nm.metered(0).await;
     job_within(
         &c,

@@ -264,6 +264,8 @@ impl Watch {
                 if new.is_empty() {
                     st.owners.remove(&src.kind);
                     st.forget(src.kind);
+                    // The caller drops a departed logind's inhibitor.
+                    self.work.notify_one();
                 } else {
                     st.owners.insert(src.kind, new);
                     st.pending.insert(src.kind);

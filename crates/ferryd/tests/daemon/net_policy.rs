@@ -242,6 +242,41 @@ fn ferryd_on(bus: &Bus, seen: &str, extra: &[&str]) -> ferry_testkit::daemon::Te
     d
 }
 
+/// A private bus with a fake NetworkManager, a ferryd that has read it, a client of that
+/// daemon and an HTTP server.
+struct World {
+    bus: Bus,
+    nm: FakeNm,
+    d: ferry_testkit::daemon::TestDaemon,
+    c: Client,
+    srv: TestServer,
+}
+
+impl World {
+    /// With NetworkManager's `Metered` at `metered`; `None` (after saying why) without dbus-daemon.
+    async fn start(test: &str, metered: u32) -> Option<World> {
+        let bus = Bus::start(test)?;
+        let nm = FakeNm::start(&bus, metered).await;
+        let d = ferryd_on(&bus, &format!("metered: {metered}"), &[]);
+        let c = d.client().await;
+        let srv = TestServer::start().await;
+        Some(World { bus, nm, d, c, srv })
+    }
+}
+
+/// Waits (at most 1 s) until the job is queued with `reason`.
+async fn held(c: &Client, id: &str, reason: &str) -> Job {
+    job_within(c, id, Duration::from_secs(1), reason, |j| {
+        waits_for(j, reason)
+    })
+    .await
+}
+
+/// Waits (at most 1 s) until the job connects, transfers or is done.
+async fn runs(c: &Client, id: &str, what: &str) -> Job {
+    job_within(c, id, Duration::from_secs(1), what, moving).await
+}
+
 /// Polls `job.get` (there is no event for `waiting`) until `pred` holds or `within` passes.
 async fn job_within(
     c: &Client,
@@ -309,13 +344,16 @@ fn serving(log: &[ferry_testkit::http::RequestLog]) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_identical() {
-    let Some(bus) = Bus::start("issue_15_metered_on_stops_the_transfer") else {
+    let Some(World {
+        bus: _bus,
+        nm,
+        d,
+        c,
+        srv,
+    }) = World::start("issue_15_metered_on_stops_the_transfer", 2).await
+    else {
         return;
     };
-    let nm = FakeNm::start(&bus, 2).await;
-    let d = ferryd_on(&bus, "metered: 2", &[]);
-    let c = d.client().await;
-    let srv = TestServer::start().await;
     let content = TestContent::new(15, 600 * 1024);
     srv.add_dripped_file("/m", content.bytes.clone(), 100 * 1024);
     let dir = d.files_dir();
@@ -323,14 +361,7 @@ async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_
     got_going(&c, &id, 50 * 1024).await;
 
     nm.metered(1).await;
-    job_within(
-        &c,
-        &id,
-        Duration::from_secs(1),
-        "metered on → queued",
-        |j| waits_for(j, "metered_network"),
-    )
-    .await;
+    held(&c, &id, "metered_network").await;
     // The transfer was stopped: its connection is gone, so the origin sends nothing more.
     srv.wait_until(Duration::from_secs(5), |log| serving(log).1 == 0)
         .await
@@ -353,14 +384,7 @@ async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_
     );
 
     nm.metered(2).await;
-    job_within(
-        &c,
-        &id,
-        Duration::from_secs(1),
-        "metered off → moving",
-        moving,
-    )
-    .await;
+    runs(&c, &id, "metered off → moving").await;
     wait_state(&c, &id, JobState::Transferred).await;
     let reqs = srv.requests_for("/m");
     assert!(
@@ -373,34 +397,27 @@ async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_guess_yes_blocks_and_unknown_does_not() {
-    let Some(bus) = Bus::start("issue_15_guess_yes_blocks_and_unknown_does_not") else {
+    let Some(World {
+        bus: _bus,
+        nm,
+        d,
+        c,
+        srv,
+    }) = World::start("issue_15_guess_yes_blocks_and_unknown_does_not", 3).await
+    else {
         return;
     };
-    let nm = FakeNm::start(&bus, 3).await;
-    let d = ferryd_on(&bus, "metered: 3", &[]);
-    let c = d.client().await;
-    let srv = TestServer::start().await;
     srv.add_file("/g", vec![7u8; 4096]);
     let dir = d.files_dir();
     let id = create(&c, &srv.url("/g"), &dir.join("g"), CreateParams::default()).await;
-    job_within(&c, &id, Duration::from_secs(1), "guess-yes holds", |j| {
-        waits_for(j, "metered_network")
-    })
-    .await;
+    held(&c, &id, "metered_network").await;
     assert!(srv.requests_for("/g").is_empty());
     let seen = c.conditions().await.unwrap();
     assert_eq!((seen.cost.as_str(), seen.link.as_str()), ("metered", "up"));
     assert_eq!(seen.network_manager.map(|n| n.metered), Some(3));
     assert_eq!(seen.background_cost_policy, CostPolicy::NOT_METERED);
     nm.metered(0).await;
-    job_within(
-        &c,
-        &id,
-        Duration::from_secs(1),
-        "unknown lets it go",
-        moving,
-    )
-    .await;
+    runs(&c, &id, "unknown lets it go").await;
     wait_state(&c, &id, JobState::Transferred).await;
     // Values NetworkManager does not define do not hold anything either.
     nm.set(|n| {
@@ -416,13 +433,20 @@ async fn issue_15_guess_yes_blocks_and_unknown_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
-    let Some(bus) = Bus::start("issue_15_foreground_and_cost_policy_any_jobs_never_pause") else {
+    let Some(World {
+        bus: _bus,
+        nm,
+        d,
+        c,
+        srv,
+    }) = World::start(
+        "issue_15_foreground_and_cost_policy_any_jobs_never_pause",
+        1,
+    )
+    .await
+    else {
         return;
     };
-    let nm = FakeNm::start(&bus, 1).await;
-    let d = ferryd_on(&bus, "metered: 1", &[]);
-    let c = d.client().await;
-    let srv = TestServer::start().await;
     let content = TestContent::new(16, 300 * 1024);
     srv.add_dripped_file("/f", content.bytes.clone(), 200 * 1024);
     srv.add_dripped_file("/a", content.bytes.clone(), 200 * 1024);
@@ -482,13 +506,16 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_flapping_100_times_in_10_s_stays_cheap_and_ends_in_the_last_state() {
-    let Some(bus) = Bus::start("issue_15_flapping_100_times_in_10_s") else {
+    let Some(World {
+        bus: _bus,
+        nm,
+        d,
+        c,
+        srv,
+    }) = World::start("issue_15_flapping_100_times_in_10_s", 2).await
+    else {
         return;
     };
-    let nm = FakeNm::start(&bus, 2).await;
-    let d = ferryd_on(&bus, "metered: 2", &[]);
-    let c = d.client().await;
-    let srv = TestServer::start().await;
     let content = TestContent::new(17, 200 * 1024);
     srv.add_dripped_file("/p", content.bytes.clone(), 40 * 1024);
     let dir = d.files_dir();
@@ -518,10 +545,7 @@ async fn issue_15_flapping_100_times_in_10_s_stays_cheap_and_ends_in_the_last_st
         "ferryd used {:.2} % CPU while the network flapped",
         share * 100.0
     );
-    job_within(&c, &id, Duration::from_secs(1), "ends metered", |j| {
-        waits_for(j, "metered_network")
-    })
-    .await;
+    held(&c, &id, "metered_network").await;
     nm.metered(2).await;
     wait_state(&c, &id, JobState::Transferred).await;
     c.complete(&id).await.unwrap();
@@ -530,33 +554,25 @@ async fn issue_15_flapping_100_times_in_10_s_stays_cheap_and_ends_in_the_last_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_networkmanager_or_the_bus_going_away_releases_waiting_jobs() {
-    let Some(bus) = Bus::start("issue_15_networkmanager_or_the_bus_going_away") else {
+    let Some(World { bus, nm, d, c, srv }) =
+        World::start("issue_15_networkmanager_or_the_bus_going_away", 1).await
+    else {
         return;
     };
-    let nm = FakeNm::start(&bus, 1).await;
-    let d = ferryd_on(&bus, "metered: 1", &[]);
-    let c = d.client().await;
-    let srv = TestServer::start().await;
     srv.add_file("/x", vec![3u8; 2048]);
     let dir = d.files_dir();
     let id = create(&c, &srv.url("/x"), &dir.join("x"), CreateParams::default()).await;
-    job_within(&c, &id, Duration::from_secs(1), "held", |j| {
-        waits_for(j, "metered_network")
-    })
-    .await;
+    held(&c, &id, "metered_network").await;
     // NetworkManager quits: nothing is known, so nothing is held.
     drop(nm);
-    job_within(&c, &id, Duration::from_secs(1), "NM gone → runs", moving).await;
+    runs(&c, &id, "NM gone → runs").await;
     wait_state(&c, &id, JobState::Transferred).await;
 
     // It comes back metered, then the whole bus dies.
     let nm = FakeNm::start(&bus, 1).await;
     wait_log(&d, "metered: 1", 1, "NetworkManager is back");
     let id2 = create(&c, &srv.url("/x"), &dir.join("x2"), CreateParams::default()).await;
-    job_within(&c, &id2, Duration::from_secs(1), "held again", |j| {
-        waits_for(j, "metered_network")
-    })
-    .await;
+    held(&c, &id2, "metered_network").await;
     drop(bus);
     job_within(&c, &id2, Duration::from_secs(2), "bus gone → runs", moving).await;
     wait_state(&c, &id2, JobState::Transferred).await;
@@ -628,22 +644,16 @@ async fn issue_15_offline_and_captive_portal_hold_background_jobs() {
         ..CreateParams::default()
     };
     let id = create(&c, &srv.url("/o"), &dir.join("o"), any).await;
-    job_within(&c, &id, Duration::from_secs(1), "offline", |j| {
-        waits_for(j, "offline")
-    })
-    .await;
+    held(&c, &id, "offline").await;
     nm.set(|n| {
         n.state = 70;
         n.connectivity = 2;
     })
     .await;
-    job_within(&c, &id, Duration::from_secs(1), "captive portal", |j| {
-        waits_for(j, "captive_portal")
-    })
-    .await;
+    held(&c, &id, "captive_portal").await;
     assert!(srv.requests_for("/o").is_empty());
     nm.set(|n| n.connectivity = 4).await;
-    job_within(&c, &id, Duration::from_secs(1), "online", moving).await;
+    runs(&c, &id, "online").await;
     wait_state(&c, &id, JobState::Transferred).await;
 }
 
@@ -692,10 +702,7 @@ async fn issue_15_on_battery_and_power_saver_hold_only_jobs_that_opt_in() {
     )
     .await;
     wait_state(&c, &plain, JobState::Transferred).await;
-    job_within(&c, &opted, Duration::from_secs(1), "on battery", |j| {
-        waits_for(j, "on_battery")
-    })
-    .await;
+    held(&c, &opted, "on_battery").await;
 
     let up = upower
         .object_server()
@@ -721,10 +728,7 @@ async fn issue_15_on_battery_and_power_saver_hold_only_jobs_that_opt_in() {
         .on_battery_changed(up.signal_emitter())
         .await
         .unwrap();
-    job_within(&c, &opted, Duration::from_secs(1), "power saver", |j| {
-        waits_for(j, "power_saver")
-    })
-    .await;
+    held(&c, &opted, "power_saver").await;
     assert_eq!(
         srv.requests_for("/b").len(),
         1,
@@ -737,7 +741,7 @@ async fn issue_15_on_battery_and_power_saver_hold_only_jobs_that_opt_in() {
         .active_profile_changed(saver.signal_emitter())
         .await
         .unwrap();
-    job_within(&c, &opted, Duration::from_secs(1), "mains", moving).await;
+    runs(&c, &opted, "mains").await;
     wait_state(&c, &opted, JobState::Transferred).await;
 }
 
@@ -806,14 +810,7 @@ async fn issue_15_prepare_for_sleep_checkpoints_transfers_then_releases_the_dela
     Logind::prepare_for_sleep(sleeper.signal_emitter(), false)
         .await
         .unwrap();
-    job_within(
-        &c,
-        &id,
-        Duration::from_secs(1),
-        "after resume: metered",
-        |j| waits_for(j, "metered_network"),
-    )
-    .await;
+    held(&c, &id, "metered_network").await;
     nm.metered(2).await;
     wait_state(&c, &id, JobState::Transferred).await;
     c.complete(&id).await.unwrap();
@@ -884,14 +881,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         },
     )
     .await;
-    job_within(
-        &c,
-        &fg,
-        Duration::from_secs(1),
-        "admin default holds fg",
-        |j| waits_for(j, "metered_network"),
-    )
-    .await;
+    held(&c, &fg, "metered_network").await;
     // The job's own setting wins, and takes effect at once.
     let j = c
         .set(SetParams {
@@ -964,14 +954,7 @@ async fn issue_15_a_listed_metered_interface_holds_background_jobs_without_netwo
     let c = d.client().await;
     let dir = d.files_dir();
     let bg = create(&c, &srv.url("/i"), &dir.join("bg"), CreateParams::default()).await;
-    job_within(
-        &c,
-        &bg,
-        Duration::from_secs(1),
-        "metered route holds",
-        |j| waits_for(j, "metered_network"),
-    )
-    .await;
+    held(&c, &bg, "metered_network").await;
     let fg = create(
         &c,
         &srv.url("/i"),

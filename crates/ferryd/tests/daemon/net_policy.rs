@@ -264,6 +264,14 @@ impl World {
     }
 }
 
+/// Params of a foreground job.
+fn foreground() -> CreateParams {
+    CreateParams {
+        priority: Some(Priority::Foreground),
+        ..CreateParams::default()
+    }
+}
+
 /// Waits (at most 1 s) until the job is queued with `reason`.
 async fn held(c: &Client, id: &str, reason: &str) -> Job {
     job_within(c, id, Duration::from_secs(1), reason, |j| {
@@ -344,24 +352,18 @@ fn serving(log: &[ferry_testkit::http::RequestLog]) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_identical() {
-    let Some(World {
-        bus: _bus,
-        nm,
-        d,
-        c,
-        srv,
-    }) = World::start("issue_15_metered_on_stops_the_transfer", 2).await
-    else {
+    let Some(w) = World::start("issue_15_metered_on_stops_the_transfer", 2).await else {
         return;
     };
+    let World { nm, d, c, srv, .. } = &w;
     let content = TestContent::new(15, 600 * 1024);
     srv.add_dripped_file("/m", content.bytes.clone(), 100 * 1024);
     let dir = d.files_dir();
-    let id = create(&c, &srv.url("/m"), &dir.join("m"), CreateParams::default()).await;
-    got_going(&c, &id, 50 * 1024).await;
+    let id = create(c, &srv.url("/m"), &dir.join("m"), CreateParams::default()).await;
+    got_going(c, &id, 50 * 1024).await;
 
     nm.metered(1).await;
-    held(&c, &id, "metered_network").await;
+    held(c, &id, "metered_network").await;
     // The transfer was stopped: its connection is gone, so the origin sends nothing more.
     srv.wait_until(Duration::from_secs(5), |log| serving(log).1 == 0)
         .await
@@ -384,8 +386,8 @@ async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_
     );
 
     nm.metered(2).await;
-    runs(&c, &id, "metered off → moving").await;
-    wait_state(&c, &id, JobState::Transferred).await;
+    runs(c, &id, "metered off → moving").await;
+    wait_state(c, &id, JobState::Transferred).await;
     let reqs = srv.requests_for("/m");
     assert!(
         reqs.iter().skip(1).any(|r| r.range.is_some()),
@@ -397,28 +399,22 @@ async fn issue_15_metered_on_stops_the_transfer_and_metered_off_resumes_it_byte_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_guess_yes_blocks_and_unknown_does_not() {
-    let Some(World {
-        bus: _bus,
-        nm,
-        d,
-        c,
-        srv,
-    }) = World::start("issue_15_guess_yes_blocks_and_unknown_does_not", 3).await
-    else {
+    let Some(w) = World::start("issue_15_guess_yes_blocks_and_unknown_does_not", 3).await else {
         return;
     };
+    let World { nm, d, c, srv, .. } = &w;
     srv.add_file("/g", vec![7u8; 4096]);
     let dir = d.files_dir();
-    let id = create(&c, &srv.url("/g"), &dir.join("g"), CreateParams::default()).await;
-    held(&c, &id, "metered_network").await;
+    let id = create(c, &srv.url("/g"), &dir.join("g"), CreateParams::default()).await;
+    held(c, &id, "metered_network").await;
     assert!(srv.requests_for("/g").is_empty());
     let seen = c.conditions().await.unwrap();
     assert_eq!((seen.cost.as_str(), seen.link.as_str()), ("metered", "up"));
     assert_eq!(seen.network_manager.map(|n| n.metered), Some(3));
     assert_eq!(seen.background_cost_policy, CostPolicy::NOT_METERED);
     nm.metered(0).await;
-    runs(&c, &id, "unknown lets it go").await;
-    wait_state(&c, &id, JobState::Transferred).await;
+    runs(c, &id, "unknown lets it go").await;
+    wait_state(c, &id, JobState::Transferred).await;
     // Values NetworkManager does not define do not hold anything either.
     nm.set(|n| {
         n.metered = 77;
@@ -426,44 +422,26 @@ async fn issue_15_guess_yes_blocks_and_unknown_does_not() {
         n.connectivity = 99;
     })
     .await;
-    wait_log(&d, "metered: 77", 1, "the odd values arrived");
-    let id2 = create(&c, &srv.url("/g"), &dir.join("g2"), CreateParams::default()).await;
-    wait_state(&c, &id2, JobState::Transferred).await;
+    wait_log(d, "metered: 77", 1, "the odd values arrived");
+    let id2 = create(c, &srv.url("/g"), &dir.join("g2"), CreateParams::default()).await;
+    wait_state(c, &id2, JobState::Transferred).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
-    let Some(World {
-        bus: _bus,
-        nm,
-        d,
-        c,
-        srv,
-    }) = World::start(
-        "issue_15_foreground_and_cost_policy_any_jobs_never_pause",
-        1,
-    )
-    .await
-    else {
+    let test = "issue_15_foreground_and_cost_policy_any_jobs_never_pause";
+    let Some(w) = World::start(test, 1).await else {
         return;
     };
+    let World { nm, d, c, srv, .. } = &w;
     let content = TestContent::new(16, 300 * 1024);
     srv.add_dripped_file("/f", content.bytes.clone(), 200 * 1024);
     srv.add_dripped_file("/a", content.bytes.clone(), 200 * 1024);
     srv.add_file("/n", vec![1u8; 1024]);
     let dir = d.files_dir();
-    let fg = create(
-        &c,
-        &srv.url("/f"),
-        &dir.join("f"),
-        CreateParams {
-            priority: Some(Priority::Foreground),
-            ..CreateParams::default()
-        },
-    )
-    .await;
+    let fg = create(c, &srv.url("/f"), &dir.join("f"), foreground()).await;
     let any = create(
-        &c,
+        c,
         &srv.url("/a"),
         &dir.join("a"),
         CreateParams {
@@ -472,7 +450,7 @@ async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
         },
     )
     .await;
-    let normal = create(&c, &srv.url("/n"), &dir.join("n"), CreateParams::default()).await;
+    let normal = create(c, &srv.url("/n"), &dir.join("n"), CreateParams::default()).await;
     // Flip metered off and on while they run: neither may pause.
     for v in [2, 1, 3, 1] {
         nm.metered(v).await;
@@ -481,8 +459,8 @@ async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
             assert!(moving(&j), "{id} paused: {j:?}");
         }
     }
-    wait_state(&c, &fg, JobState::Transferred).await;
-    wait_state(&c, &any, JobState::Transferred).await;
+    wait_state(c, &fg, JobState::Transferred).await;
+    wait_state(c, &any, JobState::Transferred).await;
     let j = c.get(&normal).await.unwrap();
     assert!(waits_for(&j, "metered_network"), "{j:?}");
     assert_eq!(j.cost_policy, None, "the default is not stored");
@@ -506,21 +484,15 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_flapping_100_times_in_10_s_stays_cheap_and_ends_in_the_last_state() {
-    let Some(World {
-        bus: _bus,
-        nm,
-        d,
-        c,
-        srv,
-    }) = World::start("issue_15_flapping_100_times_in_10_s", 2).await
-    else {
+    let Some(w) = World::start("issue_15_flapping_100_times_in_10_s", 2).await else {
         return;
     };
+    let World { nm, d, c, srv, .. } = &w;
     let content = TestContent::new(17, 200 * 1024);
     srv.add_dripped_file("/p", content.bytes.clone(), 40 * 1024);
     let dir = d.files_dir();
-    let id = create(&c, &srv.url("/p"), &dir.join("p"), CreateParams::default()).await;
-    job_within(&c, &id, Duration::from_secs(5), "started", moving).await;
+    let id = create(c, &srv.url("/p"), &dir.join("p"), CreateParams::default()).await;
+    job_within(c, &id, Duration::from_secs(5), "started", moving).await;
     let ticks = cpu_ticks(d.pid());
     let start = Instant::now();
     for i in 0..100u32 {
@@ -545,9 +517,9 @@ async fn issue_15_flapping_100_times_in_10_s_stays_cheap_and_ends_in_the_last_st
         "ferryd used {:.2} % CPU while the network flapped",
         share * 100.0
     );
-    held(&c, &id, "metered_network").await;
+    held(c, &id, "metered_network").await;
     nm.metered(2).await;
-    wait_state(&c, &id, JobState::Transferred).await;
+    wait_state(c, &id, JobState::Transferred).await;
     c.complete(&id).await.unwrap();
     assert_eq!(sha256_file(&dir.join("p")), content.sha256);
 }
@@ -871,16 +843,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
     // The admin lets background jobs use metered networks and keeps foreground ones off them.
     let bg = create(&c, &srv.url("/c"), &dir.join("bg"), CreateParams::default()).await;
     wait_state(&c, &bg, JobState::Transferred).await;
-    let fg = create(
-        &c,
-        &srv.url("/c"),
-        &dir.join("fg"),
-        CreateParams {
-            priority: Some(Priority::Foreground),
-            ..CreateParams::default()
-        },
-    )
-    .await;
+    let fg = create(&c, &srv.url("/c"), &dir.join("fg"), foreground()).await;
     held(&c, &fg, "metered_network").await;
     // The job's own setting wins, and takes effect at once.
     let j = c
@@ -955,16 +918,7 @@ async fn issue_15_a_listed_metered_interface_holds_background_jobs_without_netwo
     let dir = d.files_dir();
     let bg = create(&c, &srv.url("/i"), &dir.join("bg"), CreateParams::default()).await;
     held(&c, &bg, "metered_network").await;
-    let fg = create(
-        &c,
-        &srv.url("/i"),
-        &dir.join("fg"),
-        CreateParams {
-            priority: Some(Priority::Foreground),
-            ..CreateParams::default()
-        },
-    )
-    .await;
+    let fg = create(&c, &srv.url("/i"), &dir.join("fg"), foreground()).await;
     wait_state(&c, &fg, JobState::Transferred).await;
     assert_eq!(
         srv.requests_for("/i").len(),

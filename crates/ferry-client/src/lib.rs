@@ -501,6 +501,12 @@ impl Client {
         self.call(method::PEERS_LIST, Empty {}).await
     }
 
+    /// `daemon.conditions`: the network and power state the daemon sees (what its network cost
+    /// and power policy act on).
+    pub async fn conditions(&self) -> Result<ferry_proto::policy::ConditionsResult, ClientError> {
+        self.call(method::DAEMON_CONDITIONS, Empty {}).await
+    }
+
     /// Watches the callbacks running on this connection (for a handler's idle clock).
     pub(crate) fn activity(&self) -> tokio::sync::watch::Receiver<callback::Activity> {
         self.inner.registry.activity()

@@ -11,6 +11,7 @@
 pub mod bandwidth;
 pub mod delivery;
 pub mod notify;
+pub mod policy;
 pub mod range;
 pub mod retry;
 pub mod schedule;

@@ -353,6 +353,15 @@ pub struct Job {
     /// its SHA-256 check), so the files arrive even when the program that asked is gone.
     #[serde(default)]
     pub auto_complete: bool,
+    /// Which network costs the job may use, as set; `None`: the daemon's default for its
+    /// priority (`not_metered` for background, `any` for foreground, unless ferryd.toml says
+    /// otherwise). An addition to protocol 1; old daemons omit it.
+    #[serde(default)]
+    pub cost_policy: Option<crate::CostPolicy>,
+    /// Whether the job waits for mains power, as set; `None`: the daemon's default (`any`
+    /// unless ferryd.toml says otherwise). An addition to protocol 1; old daemons omit it.
+    #[serde(default)]
+    pub power_policy: Option<crate::PowerPolicy>,
 }
 
 /// A file as returned by `job.files` and file callbacks.

@@ -12,6 +12,7 @@ pub mod job;
 pub mod method;
 pub mod notify;
 pub mod params;
+pub mod policy;
 
 pub use error::{ErrorCode, ErrorKind, ProtoError};
 pub use event::{Event, EventKind};
@@ -20,6 +21,7 @@ pub use job::{
     Progress, Validation, Waiting,
 };
 pub use notify::NotifyFlags;
+pub use policy::{CostPolicy, PowerPolicy};
 
 /// The protocol version this crate speaks (`ferry.hello` answers it).
 pub const PROTOCOL_VERSION: u32 = 1;

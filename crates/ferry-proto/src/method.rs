@@ -56,6 +56,8 @@ pub const CACHE_DELETE: &str = "cache.delete";
 pub const CACHE_CLEAR: &str = "cache.clear";
 /// `peers.list`
 pub const PEERS_LIST: &str = "peers.list";
+/// `daemon.conditions`: the network and power state the daemon sees.
+pub const DAEMON_CONDITIONS: &str = "daemon.conditions";
 
 /// Daemon → client notification carrying one followed event.
 pub const EVENTS_EVENT: &str = "events.event";

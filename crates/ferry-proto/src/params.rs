@@ -48,6 +48,12 @@ pub struct CreateParams {
     /// Files to add at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<FileSpec>>,
+    /// Which network costs the job may use (default: by priority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_policy: Option<crate::CostPolicy>,
+    /// Whether the job waits for mains power (default: the daemon's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_policy: Option<crate::PowerPolicy>,
 }
 
 /// `{job_id}` result of `job.create`.
@@ -269,6 +275,20 @@ pub struct SetParams {
     /// Complete the job as soon as it is transferred (see [`crate::Job::auto_complete`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_complete: Option<bool>,
+    /// New network cost policy, or null for the default of the job's priority.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cost_policy: Option<Option<crate::CostPolicy>>,
+    /// New power policy, or null for the daemon's default.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub power_policy: Option<Option<crate::PowerPolicy>>,
 }
 
 /// `file.set_validation_state` params.

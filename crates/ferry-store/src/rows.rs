@@ -64,6 +64,10 @@ pub struct JobRow {
     pub peer_caching: bool,
     /// The daemon completes the job once it is transferred.
     pub auto_complete: bool,
+    /// Network cost policy as set (`None`: the default for the priority).
+    pub cost_policy: Option<ferry_proto::CostPolicy>,
+    /// Power policy as set (`None`: the daemon's default).
+    pub power_policy: Option<ferry_proto::PowerPolicy>,
     /// Sum of file sizes, `None` while any is unknown.
     pub bytes_total: Option<u64>,
     /// Durable bytes transferred.
@@ -124,6 +128,8 @@ impl Default for JobRow {
             allow_https_to_http: false,
             peer_caching: true,
             auto_complete: false,
+            cost_policy: None,
+            power_policy: None,
             bytes_total: Some(0),
             bytes_transferred: 0,
             files_total: 0,

@@ -101,6 +101,8 @@ impl TestDaemon {
             .env("FERRY_LOG", "info")
             // The developer's own configuration must not leak into tests; `--config` wins.
             .env("FERRY_CONFIG", "/dev/null")
+            // Nor the host's NetworkManager or battery: tests that want them pass `--system-bus`.
+            .env("FERRY_SYSTEM_BUS", "none")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -311,9 +311,57 @@ pub struct SetArgs {
     /// Leave completing the job to `ferry complete` (or the application).
     #[arg(long, conflicts_with = "auto_complete")]
     pub no_auto_complete: bool,
+    /// Which networks the job may use: any, not_metered, not_roaming, a BITS preset (always,
+    /// no_surcharge, standard, unrestricted) or a BITS cost-flags mask such as 0x80000021;
+    /// `default` returns to the daemon's default for the job's priority.
+    #[arg(long, value_name = "POLICY", value_parser = cost_policy_choice)]
+    pub cost_policy: Option<Choice<ferry_proto::CostPolicy>>,
+    /// Whether the job waits for mains power: any, not_power_saver, not_on_battery, or
+    /// `default` for the daemon's default.
+    #[arg(long, value_name = "POLICY", value_parser = power_policy_choice)]
+    pub power_policy: Option<Choice<ferry_proto::PowerPolicy>>,
     /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
     #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
     pub cmdline: Vec<String>,
+}
+
+/// A job setting given on the command line: a value, or `default` to clear the job's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice<T> {
+    /// `default`: the daemon decides.
+    Default,
+    /// This value.
+    Set(T),
+}
+
+impl<T> Choice<T> {
+    /// The `job.set` value: `None` (null) clears the job's own setting.
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            Choice::Default => None,
+            Choice::Set(v) => Some(v),
+        }
+    }
+}
+
+fn cost_policy_choice(s: &str) -> Result<Choice<ferry_proto::CostPolicy>, String> {
+    if s == "default" {
+        return Ok(Choice::Default);
+    }
+    ferry_proto::CostPolicy::parse(s).map(Choice::Set)
+}
+
+fn power_policy_choice(s: &str) -> Result<Choice<ferry_proto::PowerPolicy>, String> {
+    if s == "default" {
+        return Ok(Choice::Default);
+    }
+    ferry_proto::PowerPolicy::parse(s)
+        .map(Choice::Set)
+        .ok_or_else(|| {
+            format!(
+                "unknown power policy {s:?}: use any, not_power_saver, not_on_battery or default"
+            )
+        })
 }
 
 /// What `ferry wait` waits for.

@@ -217,6 +217,16 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
             "peer caching",
             if job.peer_caching { "on" } else { "off" }.to_owned(),
         ),
+        (
+            "cost policy",
+            job.cost_policy
+                .map_or_else(|| "default".to_owned(), |p| p.to_string()),
+        ),
+        (
+            "power policy",
+            job.power_policy
+                .map_or_else(|| "default".to_owned(), |p| p.to_string()),
+        ),
     ]);
     lines
 }

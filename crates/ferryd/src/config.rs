@@ -62,6 +62,10 @@ pub struct DaemonOptions {
     pub config_file: Option<PathBuf>,
     /// Whether `config_file` must exist (given with `--config`) or may be absent (the default).
     pub config_required: bool,
+    /// The system bus address given on the command line (`none`: no bus), over the file's.
+    pub system_bus: Option<String>,
+    /// Network and power policy: `run` fills it in from the configuration file.
+    pub policy: crate::conditions::PolicySettings,
 }
 
 impl DaemonOptions {
@@ -99,6 +103,8 @@ impl DaemonOptions {
             resident_grace: Duration::from_secs(1),
             config_file: crate::peer_cache::config::default_path(system),
             config_required: false,
+            system_bus: None,
+            policy: crate::conditions::PolicySettings::default(),
         })
     }
 }

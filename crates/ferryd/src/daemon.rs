@@ -181,6 +181,9 @@ pub struct Daemon {
     /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
     /// them. A separate lock, always taken after `inner` if both are held.
     pub holds: Mutex<HashMap<String, u32>>,
+    /// The network and power state seen on the system bus (`conditions`); the scheduler
+    /// holds jobs the policy says must wait.
+    pub conditions: tokio::sync::watch::Sender<crate::conditions::Seen>,
 }
 
 /// Keeps the scheduler from starting a job while an owner operation (cancel, suspend, complete,
@@ -327,6 +330,8 @@ impl Entry {
             allow_https_to_http: r.allow_https_to_http,
             peer_caching: r.peer_caching,
             auto_complete: r.auto_complete,
+            cost_policy: r.cost_policy,
+            power_policy: r.power_policy,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 pub mod arenas;
 mod clock;
+mod conditions;
 mod config;
 mod daemon;
 mod error;
@@ -55,6 +56,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         )?
     };
     opts.limits = config.limits.clone();
+    opts.policy = config.policy.clone();
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
@@ -121,6 +123,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         host_slots: Mutex::new(HashMap::new()),
         holds: Mutex::new(HashMap::new()),
         peer_cache,
+        conditions: tokio::sync::watch::Sender::new(Default::default()),
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
     // Notifications owed before the restart are attempted at once.
@@ -158,10 +161,12 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         signal(SignalKind::terminate()).map_err(DaemonError::io("handle SIGTERM", "signal"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(DaemonError::io("handle SIGINT", "signal"))?;
+    let conditions = tokio::spawn(conditions::run(daemon.clone()));
     let mut tasks = vec![
         ("scheduler", sched),
         ("notifier", notifier),
         ("sweeper", sweeper),
+        ("conditions", conditions),
     ];
     let died = {
         let any_ended = futures_util::future::select_all(tasks.iter_mut().map(|(_, h)| h));

@@ -64,6 +64,12 @@ struct Args {
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+    /// The D-Bus system bus to read NetworkManager, UPower and logind from (a D-Bus address
+    /// such as unix:path=/run/dbus/system_bus_socket; `none` turns network and power policy
+    /// off). Default: `[network] system_bus` in ferryd.toml, else $DBUS_SYSTEM_BUS_ADDRESS,
+    /// else the standard system bus.
+    #[arg(long, env = "FERRY_SYSTEM_BUS", value_name = "ADDRESS")]
+    system_bus: Option<String>,
 }
 
 /// Raises the soft limit on open files towards the hard limit. Every client connection is a
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         opts.config_file = Some(config);
         opts.config_required = true;
     }
+    opts.system_bus = args.system_bus;
     opts.limit_flags = ferryd::LimitSettings {
         files_per_job: args.max_files_per_job,
         jobs_per_user: args.max_jobs_per_user,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use ferry_core::policy::{self as netpolicy, JobPolicy, Wait};
 use ferry_core::schedule::{self, Candidate, Policy};
 use ferry_core::state::Trigger;
 use ferry_proto::{JobState, Waiting};
@@ -58,12 +59,30 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
     }
 
     let mut candidates = Vec::new();
+    let mut blocked: Vec<(String, Wait)> = Vec::new();
+    let seen = *d.conditions.borrow();
+    let defaults = &d.opts.policy.defaults;
     // Queued and running jobs are hot, so resident.
     for (id, e) in inner.jobs.resident() {
         let running = e.rt.running.is_some();
         let queued = e.row.state == JobState::Queued;
         // A held job is being stopped or changed by its owner: it must not start meanwhile.
         if !(running || queued && !d.is_held(id)) {
+            continue;
+        }
+        let job = JobPolicy {
+            priority: e.row.priority,
+            cost: e.row.cost_policy,
+            power: e.row.power_policy,
+        };
+        if let Some(wait) = netpolicy::decide(&seen.now, &job, defaults) {
+            blocked.push((id.clone(), wait));
+            continue;
+        }
+        let held_for = e.rt.waiting.as_ref().map(|w| w.reason.as_str());
+        if let Some(at) = netpolicy::release_at(now, seen.since, held_for) {
+            // Keeps its reason until the network has settled.
+            earliest(at);
             continue;
         }
         candidates.push(Candidate {
@@ -78,17 +97,21 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
         max_background: d.opts.max_active_jobs,
         time_slice_ms: u64::try_from(d.opts.time_slice.as_millis()).unwrap_or(u64::MAX),
     };
+    // The network or power says these must wait: a running one stops (its transfer checkpoints)
+    // and goes back to the queue, with the reason.
+    for (id, wait) in &blocked {
+        stop(d, inner, id, now);
+        if let Some(e) = inner.jobs.get_mut(id) {
+            e.rt.waiting = Some(Waiting {
+                reason: wait.as_str().into(),
+                until: None,
+                ahead: None,
+            });
+        }
+    }
     let plan = schedule::plan(now, &candidates, &policy);
     for id in &plan.preempt {
-        if let Some(e) = inner.jobs.get_mut(id)
-            && let Some(r) = e.rt.running.take()
-        {
-            r.token.cancel();
-            e.row.active_ms += now.saturating_sub(r.started_ms);
-            e.rt.live_bytes = 0;
-            e.rt.finishing = Some(r.done);
-        }
-        let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
+        stop(d, inner, id, now);
     }
     if !plan.start.is_empty() {
         crate::supervise::test_fault("scheduler");
@@ -122,4 +145,49 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
         earliest(t);
     }
     next
+}
+
+/// Stops a running job's transfer (it checkpoints and ends by itself) and sends the job back
+/// to the queue; nothing for a job that is not running.
+fn stop(d: &Arc<Daemon>, inner: &mut Inner, id: &str, now: u64) {
+    let Some(e) = inner.jobs.get_mut(id) else {
+        return;
+    };
+    let Some(r) = e.rt.running.take() else {
+        return;
+    };
+    r.token.cancel();
+    e.row.active_ms += now.saturating_sub(r.started_ms);
+    e.rt.live_bytes = 0;
+    e.rt.finishing = Some(r.done);
+    let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
+}
+
+/// Before the host sleeps: stops every running transfer (each checkpoints: data synced, offsets
+/// committed) and returns what resolves when they have ended. The conditions already say
+/// `sleeping`, so the scheduler starts none of them again until the host resumes.
+pub fn stop_all_for_sleep(d: &Arc<Daemon>) -> Vec<tokio::sync::watch::Receiver<bool>> {
+    let now = d.mono.now();
+    let mut inner = d.lock();
+    let running: Vec<String> = inner
+        .jobs
+        .resident()
+        .filter(|(_, e)| e.rt.running.is_some())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &running {
+        stop(d, &mut inner, id, now);
+        if let Some(e) = inner.jobs.get_mut(id) {
+            e.rt.waiting = Some(Waiting {
+                reason: Wait::SystemSleep.as_str().into(),
+                until: None,
+                ahead: None,
+            });
+        }
+    }
+    inner
+        .jobs
+        .resident()
+        .filter_map(|(_, e)| e.rt.finishing.clone())
+        .collect()
 }

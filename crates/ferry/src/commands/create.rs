@@ -21,6 +21,7 @@ pub async fn run(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<u8> {
             priority: a.priority,
             description: a.description,
             files: None,
+            ..CreateParams::default()
         })
         .await
         .context("cannot create the job")?;

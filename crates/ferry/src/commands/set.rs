@@ -6,7 +6,7 @@ use ferry_client::proto::params::SetParams;
 use serde_json::Value;
 
 use super::Ctx;
-use crate::cli::SetArgs;
+use crate::cli::{Choice, SetArgs};
 use crate::exit_code;
 use crate::resolve::resolve_job;
 use crate::usage::UsageError;
@@ -54,6 +54,8 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
             (_, true) => Some(false),
             _ => None,
         },
+        cost_policy: a.cost_policy.map(Choice::into_option),
+        power_policy: a.power_policy.map(Choice::into_option),
         ..SetParams::default()
     };
     // Serialising skips absent fields, so a bare `{job_id}` means nothing was asked.
@@ -124,5 +126,37 @@ mod tests {
         assert_eq!(p.notify_handler, Some(Some("h".into())));
         assert_eq!(p.notify_cmdline, None);
         assert!(params(&[]).is_none());
+    }
+
+    #[test]
+    fn cost_and_power_policies_set_or_return_to_the_default() {
+        use ferry_proto::{CostPolicy, PowerPolicy};
+        let p = params(&["--cost-policy", "not_metered"]).unwrap();
+        assert_eq!(p.cost_policy, Some(Some(CostPolicy::NOT_METERED)));
+        let p = params(&[
+            "--cost-policy",
+            "0x80000021",
+            "--power-policy",
+            "not_on_battery",
+        ])
+        .unwrap();
+        assert_eq!(p.cost_policy, Some(Some(CostPolicy(0x8000_0021))));
+        assert_eq!(p.power_policy, Some(Some(PowerPolicy::NotOnBattery)));
+        let p = params(&["--cost-policy", "default", "--power-policy", "default"]).unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"job_id": "id", "cost_policy": null, "power_policy": null})
+        );
+        for bad in [
+            ["--cost-policy", "cheap"],
+            ["--cost-policy", "0x40"],
+            ["--power-policy", "eco"],
+        ] {
+            assert!(
+                Cli::try_parse_from([&["ferry", "set", "j"][..], &bad[..]].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

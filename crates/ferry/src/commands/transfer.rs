@@ -288,6 +288,7 @@ async fn create(
             priority: Some(a.priority),
             description: a.description.clone(),
             files: Some(specs.to_vec()),
+            ..CreateParams::default()
         })
         .await
         .context("cannot create the transfer job")

@@ -150,6 +150,8 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         files_total: rows.len() as u64,
         size_known_bytes: known_bytes(&rows),
         size_unknown_files: unknown_files(&rows),
+        cost_policy: p.cost_policy,
+        power_policy: p.power_policy,
         ..JobRow::default()
     };
     row.minimum_retry_delay_s = row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s);
@@ -549,6 +551,8 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
         // Set on a job that is transferred already: complete it now.
         super::spawn_auto_complete(d, &p.job_id);
     }
+    put!(cost_policy, |v| v);
+    put!(power_policy, |v| v);
     row.modified = clock::now_rfc3339();
     if let Some(b) = &e.rt.bucket {
         // Takes effect on the running transfer at once.

@@ -128,6 +128,7 @@ impl Session {
             method::CACHE_DELETE => cache::delete(d, c, decode_params(params)?),
             method::CACHE_CLEAR => cache::clear(d, c, decode_params(params)?),
             method::PEERS_LIST => cache::peers(d, c, decode_params(params)?),
+            method::DAEMON_CONDITIONS => crate::conditions::status(d, decode_params(params)?),
             method::HANDLER_REGISTER => handlers::register(d, c, decode_params(params)?),
             method::HANDLER_UNREGISTER => handlers::unregister(d, c, decode_params(params)?),
             method::HANDLER_LIST => handlers::list(d, c, decode_params(params)?),

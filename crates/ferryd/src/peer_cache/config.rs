@@ -19,6 +19,10 @@ struct FileConfig {
     peer_cache: Option<RawPeerCache>,
     #[serde(default)]
     limits: LimitSettings,
+    #[serde(default)]
+    network: crate::conditions::NetworkSection,
+    #[serde(default)]
+    power: crate::conditions::PowerSection,
 }
 
 /// `[peer_cache]` as written; every field but `enabled` has a default.
@@ -108,6 +112,8 @@ pub struct Config {
     pub peer_cache: Option<PeerCacheConfig>,
     /// The limits: `flags` over `[limits]` over the defaults.
     pub limits: Limits,
+    /// `[network]` and `[power]`: network cost and power policy.
+    pub policy: crate::conditions::PolicySettings,
 }
 
 /// The default configuration file: `/etc/ferry/ferryd.toml` in system mode,
@@ -161,11 +167,26 @@ pub fn load(
         }
     };
     let limits = parse_limits(&text, &path, flags)?;
+    let policy = parse_policy(&text, &path)?;
     parse(&text, &path, state_dir).map(|peer_cache| Config {
         file: Some(path),
         peer_cache,
         limits,
+        policy,
     })
+}
+
+/// The `[network]` and `[power]` sections of a configuration file's text.
+pub fn parse_policy(
+    text: &str,
+    path: &Path,
+) -> Result<crate::conditions::PolicySettings, DaemonError> {
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    Ok(crate::conditions::PolicySettings::from_sections(
+        file.network,
+        file.power,
+    ))
 }
 
 fn config_error(path: &Path, what: String) -> DaemonError {

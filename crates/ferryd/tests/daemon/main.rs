@@ -14,7 +14,9 @@
 //! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
 //! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests),
 //! `typed_errors` (a client's deadline reported as a timeout, missing jobs as `not_found`),
-//! `runtime_threads` (a slow store read of one job does not stall calls about others).
+//! `runtime_threads` (a slow store read of one job does not stall calls about others),
+//! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
+//! power-profiles-daemon and logind on a private system bus).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -31,6 +33,7 @@ mod garbage;
 mod hostile;
 mod http_options;
 mod load;
+mod net_policy;
 mod notify;
 mod peer_cache;
 mod protocol;

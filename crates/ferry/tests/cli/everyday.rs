@@ -444,6 +444,26 @@ async fn issue_13_2_rerunning_the_same_transfer_continues_it() {
         .wait_until(WAIT, |log| log.iter().any(|r| r.body_bytes_sent >= 300_000))
         .await;
     assert!(seen.is_some(), "the transfer never got going");
+    // The server counts bytes as sent before the daemon has read them: wait until the job
+    // shows them, so the interruption's checkpoint has something to keep.
+    let received = |jobs: &serde_json::Value| {
+        let list = jobs.get("jobs").unwrap_or(jobs);
+        list.as_array().is_some_and(|a| {
+            a.iter().any(|j| {
+                j["progress"]["bytes_transferred"]
+                    .as_u64()
+                    .is_some_and(|b| b > 0)
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !received(&env.json(&["list"]).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never received the first bytes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     kill(pid, Signal::SIGINT).unwrap();
     let out = finish(child, "transfer (SIGINT)".into(), WAIT).await;
     out.expect_code(130);

@@ -14,7 +14,8 @@
 //! FIFOs, swapped directories, magic links, stat oracles), `security_peer`
 //! (attacks on the peer cache: poisoned publications, impostor peers, replayed requests),
 //! `typed_errors` (a client's deadline reported as a timeout, missing jobs as `not_found`),
-//! `runtime_threads` (a slow store read of one job does not stall calls about others).
+//! `runtime_threads` (a slow store read of one job does not stall calls about others),
+//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -27,6 +28,7 @@ mod crash;
 mod crash_loop;
 mod disk_full;
 mod errors;
+mod everyday_fixes;
 mod garbage;
 mod hostile;
 mod http_options;

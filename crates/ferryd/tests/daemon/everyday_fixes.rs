@@ -216,3 +216,32 @@ async fn issue_13_16_set_url_refuses_transferred_files_other_schemes_and_final_j
         "{fin}"
     );
 }
+
+/// The attack: another uid replaces the URL of root's file, so that root's daemon would write
+/// content of the attacker's choosing to root's destination. It gets `not_found` (the job's
+/// existence is not revealed) and the URL stays. Needs root to act as a second uid.
+#[tokio::test]
+async fn issue_13_16_another_user_cannot_replace_the_url_of_a_job() {
+    use serde_json::json;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "SKIPPED issue_13_16_another_user_cannot_replace_the_url_of_a_job: needs root to act as a second uid"
+        );
+        return;
+    }
+    let d = daemon_with(&["--system"]);
+    let c = d.client().await;
+    let srv = TestServer::start().await;
+    let dir = d.files_dir();
+    let id = job_with(&c, vec![spec(&srv.url("/root-only"), &dir.join("r"))]).await;
+    let answers = crate::access::calls_as_nobody(
+        &d.socket,
+        &[json!({"method": "file.set_remote_url", "params": {
+            "job_id": id, "file_index": 0, "remote_url": "http://127.0.0.1:9/evil"}})],
+    );
+    assert_eq!(answers[0]["error"]["code"], -32000, "{}", answers[0]);
+    assert_eq!(
+        c.files(&id).await.unwrap()[0].remote_url,
+        srv.url("/root-only")
+    );
+}

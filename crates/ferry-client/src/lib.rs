@@ -352,6 +352,25 @@ impl Client {
         .await
     }
 
+    /// `file.set_remote_url`: replaces the URL of a file not transferred yet (BITS
+    /// `SetRemoteName`); bytes already here are kept when the new URL serves the same content.
+    pub async fn set_remote_url(
+        &self,
+        job_id: &str,
+        file_index: u64,
+        remote_url: &str,
+    ) -> Result<File, ClientError> {
+        self.call(
+            method::FILE_SET_REMOTE_URL,
+            SetRemoteUrlParams {
+                job_id: job_id.into(),
+                file_index,
+                remote_url: remote_url.into(),
+            },
+        )
+        .await
+    }
+
     /// `events.read`
     pub async fn read_events(&self, p: EventsReadParams) -> Result<EventsReadResult, ClientError> {
         self.call(method::EVENTS_READ, p).await

@@ -29,7 +29,11 @@ fn answer(method: &str) -> Result<Value, Value> {
         "ferry.hello" => json!({"protocol": 1, "server": "fake", "uid": 1000, "mode": "user"}),
         "job.create" => json!({"job_id": JOB}),
         "job.add_files" => json!({"first_index": 2, "count": 1}),
-        "job.get" | "job.set" | "job.take_ownership" | "file.set_validation_state" => {
+        "job.get"
+        | "job.set"
+        | "job.take_ownership"
+        | "file.set_validation_state"
+        | "file.set_remote_url" => {
             return Err(json!({"code": -32000, "message": "no such job"}));
         }
         "job.files" => json!({"files": []}),
@@ -173,6 +177,10 @@ async fn capture() -> Vec<(&'static str, Vec<Value>)> {
         .map(drop));
     case!("file_set_validation_state", |c| c
         .set_validation(JOB, 3, false)
+        .await
+        .map(drop));
+    case!("file_set_remote_url", |c| c
+        .set_remote_url(JOB, 3, "https://example.org/a?sig=new")
         .await
         .map(drop));
     case!("handler_register", |c| c

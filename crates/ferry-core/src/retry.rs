@@ -92,6 +92,16 @@ pub fn on_transient(input: &TransientInput) -> TransientDecision {
     }
 }
 
+/// What a retry scheduled by [`on_transient`] waits for, as `waiting.reason` names it:
+/// `"retry_after"` only when the server's `Retry-After` is longer than the job's own minimum
+/// retry delay (then it sets the time), else `"retry_delay"`.
+pub fn waiting_reason(minimum_retry_delay_ms: u64, retry_after_ms: Option<u64>) -> &'static str {
+    match retry_after_ms {
+        Some(after) if after > minimum_retry_delay_ms => "retry_after",
+        _ => "retry_delay",
+    }
+}
+
 /// A requested retry delay in seconds, raised to `floor_s` when below it.
 pub fn retry_delay_floor(requested_s: u64, floor_s: u64) -> u64 {
     requested_s.max(floor_s)
@@ -159,6 +169,14 @@ mod tests {
             on_transient(&input(5_000)),
             TransientDecision::RetryAt(6_000)
         );
+    }
+
+    #[test]
+    fn waiting_reason_names_the_longer_delay() {
+        assert_eq!(waiting_reason(1_000, None), "retry_delay");
+        assert_eq!(waiting_reason(30_000, Some(1_000)), "retry_delay");
+        assert_eq!(waiting_reason(30_000, Some(30_000)), "retry_delay");
+        assert_eq!(waiting_reason(1_000, Some(30_000)), "retry_after");
     }
 
     #[test]

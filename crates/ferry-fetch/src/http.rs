@@ -35,7 +35,10 @@ const RESERVED_HEADERS: &[&str] = &[
 /// How many times one fetch may start over because the server's file changed under it.
 pub(crate) const MAX_RESTARTS: u32 = 3;
 
-/// `url` without user name and password, for messages.
+/// The longest URL a message shows whole; a longer one is cut (see [`shorten`]).
+pub(crate) const SHOWN_URL_MAX: usize = 256;
+
+/// `url` without user name and password, for messages, cut to [`SHOWN_URL_MAX`].
 pub(crate) fn redact(url: &Url) -> String {
     let mut u = url.clone();
     if !u.username().is_empty() || u.password().is_some() {
@@ -43,12 +46,25 @@ pub(crate) fn redact(url: &Url) -> String {
         let _ = u.set_username("");
         let _ = u.set_password(None);
     }
-    u.to_string()
+    shorten(u.as_str())
 }
 
-/// Like [`redact`] for a URL string (returned as-is when it does not parse).
+/// Like [`redact`] for a URL string (shortened as-is when it does not parse).
 pub(crate) fn redact_url_str(url: &str) -> String {
-    Url::parse(url).map_or_else(|_| url.to_owned(), |u| redact(&u))
+    Url::parse(url).map_or_else(|_| shorten(url), |u| redact(&u))
+}
+
+/// `text` whole when short, else its start and its length: an error description (stored,
+/// sent to every client) stays small whatever URL a job names.
+pub(crate) fn shorten(text: &str) -> String {
+    if text.len() <= SHOWN_URL_MAX {
+        return text.to_owned();
+    }
+    let mut cut = SHOWN_URL_MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..cut], text.len())
 }
 
 /// Every message in an error's source chain, lowercased, for recognising causes that reqwest
@@ -82,6 +98,16 @@ pub(crate) fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
     let text = chain_text(e);
     let host = url.host_str().unwrap_or("?");
     let shown = redact(url);
+    if e.is_builder() {
+        // No request left this host: the URL cannot be written as an HTTP request target
+        // (longer than the client's 64 KiB limit, say). The same URL fails the same way on
+        // every retry, so this is fatal, not a connection that broke.
+        return FetchError::invalid_request(format!(
+            "cannot send a request for {shown} ({} bytes): {}; use a shorter URL",
+            url.as_str().len(),
+            e.without_url_ref()
+        ));
+    }
     if PARSE_ERRORS.iter().any(|p| text.contains(p)) {
         // The server did answer, with something that is not HTTP. This used to fall through
         // to CONNECTION_RESET ("broke before an answer"), which misnamed the fault. Still
@@ -605,6 +631,10 @@ mod tests {
         assert_eq!(redact(&u), "http://example.test/a");
         assert_eq!(redact_url_str("https://u:p@h/x"), "https://h/x");
         assert_eq!(redact_url_str("not a url"), "not a url");
+        let long = format!("http://h/{}", "é".repeat(40_000));
+        let shown = redact_url_str(&long);
+        assert!(shown.len() < SHOWN_URL_MAX + 40, "{}", shown.len());
+        assert!(shown.starts_with("http://h/") && shown.ends_with(" bytes in all)"));
     }
 
     #[test]

@@ -688,6 +688,9 @@ impl Run<'_> {
                 .as_deref()
                 .is_some_and(|got| want.trim().eq_ignore_ascii_case(got))
         {
+            // Every byte was read and synced: report it, so the file shows what was read
+            // (not the last periodic checkpoint) next to the mismatch.
+            self.report_durable(false);
             return Err(FetchError::new(
                 ErrorContext::RemoteFile,
                 FetchErrorKind::Sha256Mismatch,

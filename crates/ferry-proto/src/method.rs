@@ -32,6 +32,8 @@ pub const JOB_CLEAR_NOTIFY_INTERFACE: &str = "job.clear_notify_interface";
 pub const JOB_TAKE_OWNERSHIP: &str = "job.take_ownership";
 /// `file.set_validation_state`
 pub const FILE_SET_VALIDATION_STATE: &str = "file.set_validation_state";
+/// `file.set_remote_url`
+pub const FILE_SET_REMOTE_URL: &str = "file.set_remote_url";
 /// `handler.register`
 pub const HANDLER_REGISTER: &str = "handler.register";
 /// `handler.unregister`

@@ -303,6 +303,18 @@ pub struct ValidationParams {
     pub valid: bool,
 }
 
+/// `file.set_remote_url` params (BITS `SetRemoteName`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRemoteUrlParams {
+    /// The job.
+    pub job_id: String,
+    /// The file, not transferred yet.
+    pub file_index: u64,
+    /// Its new URL (http, https or file, as in `job.add_files`).
+    pub remote_url: String,
+}
+
 /// `handler.register` params.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -96,6 +96,17 @@ pub enum Command {
     Events(EventsArgs),
     /// Give the application's verdict on a transferred file (BITS SetValidationState).
     Validate(ValidateArgs),
+    /// Replace the URL of a file not transferred yet, e.g. an expired presigned URL (BITS
+    /// SetRemoteName).
+    #[command(
+        name = "set-url",
+        after_help = "The bytes already transferred are kept when the new URL serves the same \
+                      content (same validator and size); otherwise the file starts from zero. A \
+                      running transfer continues from the new URL; a job in error or suspended \
+                      waits for `ferry resume`.\n\n\
+                      Example: ferry set-url nightly 0 'https://example.com/f.iso?sig=new'"
+    )]
+    SetUrl(SetUrlArgs),
     /// Manage handler programs that ferryd starts to deliver notifications.
     Handler(HandlerArgs),
     /// Inspect or empty the peer cache: validated downloads this host serves to its peers.
@@ -423,6 +434,17 @@ pub struct ValidateArgs {
     /// The content is bad: the job fails with VALIDATION_FAILED and a resume fetches it again.
     #[arg(long)]
     pub invalid: bool,
+}
+
+/// `ferry set-url`.
+#[derive(Debug, Args)]
+pub struct SetUrlArgs {
+    /// The job.
+    pub job: String,
+    /// The file's index (see `ferry files`).
+    pub file_index: u64,
+    /// The file's new URL (http, https or file).
+    pub url: String,
 }
 
 /// `ferry handler`.

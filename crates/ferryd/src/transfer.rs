@@ -776,6 +776,10 @@ fn on_failure(
     let stalled_whole_window = e.kind == FetchErrorKind::Stalled
         && Duration::from_millis(npt_ms) <= JobSettings::of(row).stall_timeout;
     let delay_s = retry::retry_delay_floor(row.minimum_retry_delay_s, d.opts.retry_delay_floor_s);
+    let retry_after_ms = e
+        .retry_after
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let minimum_retry_delay_ms = delay_s.saturating_mul(1000);
     let decision = if stalled_whole_window {
         TransientDecision::Fail
     } else {
@@ -783,11 +787,9 @@ fn on_failure(
             now,
             first_transient_at: entry.rt.first_transient_at,
             last_progress_at: entry.rt.last_progress_at,
-            minimum_retry_delay_ms: delay_s.saturating_mul(1000),
+            minimum_retry_delay_ms,
             no_progress_timeout_ms: npt_ms,
-            retry_after_ms: e
-                .retry_after
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            retry_after_ms,
         })
     };
     match decision {
@@ -796,11 +798,7 @@ fn on_failure(
             entry.rt.retry_at = Some(at);
             let wall = clock::rfc3339_in(Duration::from_millis(at.saturating_sub(now)));
             entry.rt.waiting = Some(ferry_proto::Waiting {
-                reason: if e.retry_after.is_some() {
-                    "retry_after".into()
-                } else {
-                    "retry_delay".into()
-                },
+                reason: retry::waiting_reason(minimum_retry_delay_ms, retry_after_ms).into(),
                 until: Some(wall.clone()),
                 ahead: None,
             });

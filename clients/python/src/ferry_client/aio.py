@@ -371,6 +371,11 @@ class AsyncClient:
         params = {"job_id": job_id, "file_index": file_index, "valid": valid}
         return cast(t.File, await self.call("file.set_validation_state", params))
 
+    async def file_set_remote_url(self, job_id: str, file_index: int, remote_url: str) -> t.File:
+        """``file.set_remote_url``"""
+        params = {"job_id": job_id, "file_index": file_index, "remote_url": remote_url}
+        return cast(t.File, await self.call("file.set_remote_url", params))
+
     async def handler_register(self, name: str, argv: Sequence[str], activation_timeout_s: Optional[int] = None) -> t.Empty:
         """``handler.register``"""
         params = _calls.present(name=name, argv=list(argv), activation_timeout_s=activation_timeout_s)

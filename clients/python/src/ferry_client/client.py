@@ -409,6 +409,12 @@ class Client:
         params = {"job_id": job_id, "file_index": file_index, "valid": valid}
         return cast(File, self.call("file.set_validation_state", params))
 
+    def file_set_remote_url(self, job_id: str, file_index: int, remote_url: str) -> File:
+        """``file.set_remote_url``: replaces the URL of a file not transferred yet (e.g. an
+        expired presigned URL); its bytes are kept when the new URL serves the same content."""
+        params = {"job_id": job_id, "file_index": file_index, "remote_url": remote_url}
+        return cast(File, self.call("file.set_remote_url", params))
+
     def handler_register(self, name: str, argv: Sequence[str], activation_timeout_s: Optional[int] = None) -> Empty:
         """``handler.register``: ``argv[0]`` must be an absolute path."""
         params = _calls.present(name=name, argv=list(argv), activation_timeout_s=activation_timeout_s)

@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod peers;
 pub mod resume;
 pub mod set;
+pub mod set_url;
 pub mod suspend;
 pub mod transfer;
 pub mod validate;
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Monitor(a) => monitor::run(&ctx, a).await,
         Command::Events(a) => events::run(&ctx, a).await,
         Command::Validate(a) => validate::run(&ctx, a).await,
+        Command::SetUrl(a) => set_url::run(&ctx, a).await,
         Command::Handler(a) => handler::run(&ctx, a).await,
         Command::Cache(a) => cache::run(&ctx, a).await,
         Command::Peers(a) => peers::run(&ctx, a).await,

@@ -856,3 +856,53 @@ async fn issue_13_1_a_transferred_auto_complete_job_completes_after_a_restart() 
     let v = env.json(&["set", &other, "--no-auto-complete"]).await;
     assert_eq!(v["auto_complete"], false, "{v}");
 }
+
+/// A presigned URL that expired mid-job (`HTTP_403`): `ferry set-url` gives the file a new
+/// URL and a resume finishes the job, instead of cancelling and losing it. Another scheme is
+/// refused with a message naming it.
+#[tokio::test]
+async fn issue_13_16_set_url_replaces_an_expired_url_and_the_job_finishes() {
+    use ferry_testkit::content::TestContent;
+    use ferry_testkit::http::Behavior;
+    let env = Env::start();
+    let srv = TestServer::start().await;
+    let content = TestContent::new(1316, 200_000);
+    srv.add_file("/signed/old", content.bytes.clone());
+    srv.set_behavior(
+        "/signed/old",
+        Behavior {
+            status: Some(403),
+            ..Behavior::default()
+        },
+    );
+    srv.add_file("/signed/new", content.bytes.clone());
+    let dest = env.dir("dest");
+    let target = dest.join("f.bin");
+    let id = env.create("presigned").await;
+    env.ok(&["add", &id, &srv.url("/signed/old"), arg(&target)])
+        .await;
+    env.ok(&["resume", &id]).await;
+    env.run(&["wait", &id]).await.expect_code(3);
+    assert_eq!(env.info(&id).await["error"]["code"], "HTTP_403");
+
+    let out = env.run(&["set-url", &id, "0", "ftp://127.0.0.1/x"]).await;
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("cannot replace the URL of file 0") && out.stderr.contains("\"ftp\""),
+        "{out:?}"
+    );
+    let new = srv.url("/signed/new");
+    let out = env.ok(&["set-url", &id, "0", &new]).await;
+    assert!(out.stdout.starts_with(&format!("file 0: {new}")), "{out:?}");
+    let files = env.json(&["files", &id]).await;
+    assert_eq!(files["files"][0]["remote_url"], new.as_str());
+
+    env.ok(&["resume", &id]).await;
+    let out = env.ok(&["wait", &id, "--complete"]).await;
+    assert_eq!(out.stdout.trim(), "acknowledged", "{out:?}");
+    assert_eq!(sha256_file(&target), content.sha256);
+    // A finished job's file keeps its URL.
+    let out = env.run(&["set-url", &id, "0", &new]).await;
+    out.expect_code(1);
+    assert!(out.stderr.contains("acknowledged"), "{out:?}");
+}

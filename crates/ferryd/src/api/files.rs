@@ -1,4 +1,4 @@
-//! Checking a `FileSpec` before it joins a job: path shape, URL scheme, ranges (BITS
+//! `file.set_remote_url`, and checking a `FileSpec` before it joins a job: path shape, URL scheme, ranges (BITS
 //! `AddFileWithRanges` rules), destination directory and whether the job's owner may write there.
 //!
 //! [`check`] looks at the request alone. [`check_on_disk`] looks at the file system, and only
@@ -10,13 +10,17 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use ferry_core::range::{self, RangesError};
-use ferry_proto::{ErrorKind, FileRange, FileSpec, ProtoError};
+use ferry_core::state::{self, Operation, Trigger};
+use ferry_proto::params::SetRemoteUrlParams;
+use ferry_proto::{ErrorKind, FileRange, FileSpec, JobState, ProtoError};
 use ferry_store::FileRow;
 
+use super::{Answer, ApiResult};
 use crate::config::Limits;
-use crate::daemon::Caller;
+use crate::daemon::{Caller, Daemon, refusal, refused};
 
 /// Validates one file spec (index `i` in the request) and turns it into a new file row.
 pub fn check(
@@ -26,41 +30,7 @@ pub fn check(
     limits: &Limits,
 ) -> Result<FileRow, ProtoError> {
     let field = |f: &str| format!("files[{i}].{f}");
-    let url = url::Url::parse(&spec.remote_url).map_err(|e| {
-        ProtoError::invalid_params(
-            &field("remote_url"),
-            format!("remote_url {:?} is not a valid URL: {e}", spec.remote_url),
-        )
-    })?;
-    match url.scheme() {
-        "http" | "https" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(ProtoError::invalid_params(
-                    &field("remote_url"),
-                    format!("remote_url {:?} has no host", spec.remote_url),
-                ));
-            }
-        }
-        "file" => {
-            // A NUL byte (`%00`), or a host other than this one, names no local file.
-            if let Err(e) = ferry_fetch::file_url_path(&url) {
-                return Err(ProtoError::invalid_params(
-                    &field("remote_url"),
-                    format!("remote_url: {}", e.description),
-                ));
-            }
-        }
-        other => {
-            return Err(ProtoError::kind(
-                ErrorKind::Unsupported,
-                format!(
-                    "the URL scheme {other:?} of {:?} is not supported; use http, https or file",
-                    spec.remote_url
-                ),
-            )
-            .with("field", field("remote_url")));
-        }
-    }
+    check_url(&spec.remote_url, &field("remote_url"))?;
     let local = Path::new(&spec.local_path);
     if spec.local_path.contains('\0') {
         return Err(ProtoError::invalid_params(
@@ -119,6 +89,114 @@ pub fn check(
         bytes_total: spec.ranges.as_deref().and_then(range::output_len),
         ..FileRow::default()
     })
+}
+
+/// Checks a file's URL (`field` names it in the error): it parses, its scheme is http, https
+/// (with a host) or file (naming a local path).
+pub fn check_url(remote_url: &str, field: &str) -> Result<(), ProtoError> {
+    let url = url::Url::parse(remote_url).map_err(|e| {
+        ProtoError::invalid_params(
+            field,
+            format!("remote_url {remote_url:?} is not a valid URL: {e}"),
+        )
+    })?;
+    match url.scheme() {
+        "http" | "https" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(ProtoError::invalid_params(
+                    field,
+                    format!("remote_url {remote_url:?} has no host"),
+                ));
+            }
+        }
+        "file" => {
+            // A NUL byte (`%00`), or a host other than this one, names no local file.
+            if let Err(e) = ferry_fetch::file_url_path(&url) {
+                return Err(ProtoError::invalid_params(
+                    field,
+                    format!("remote_url: {}", e.description),
+                ));
+            }
+        }
+        other => {
+            return Err(ProtoError::kind(
+                ErrorKind::Unsupported,
+                format!(
+                    "the URL scheme {other:?} of {remote_url:?} is not supported; use http, https or file"
+                ),
+            )
+            .with("field", field.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// `file.set_remote_url` (BITS `SetRemoteName`): the file's URL is replaced, its bytes and
+/// validator kept. The next fetch asks the new URL for the rest with `If-Range`, so the bytes
+/// survive only when it serves the same content; otherwise the fetch starts from zero. A
+/// running transfer is stopped first (it checkpoints) and the job requeued, so no task keeps
+/// fetching from the old URL.
+pub async fn set_remote_url(d: &Arc<Daemon>, c: &Caller, p: SetRemoteUrlParams) -> ApiResult {
+    check_url(&p.remote_url, "remote_url")?;
+    let what = "replace the URL of a file";
+    d.load_existing(&p.job_id).await?;
+    {
+        let mut inner = d.lock();
+        let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+        state::check(e.row.state, Operation::SetProperty).map_err(|r| refusal(what, r))?;
+    }
+    // Refused before anything stops, then checked again once the transfer has stopped (the
+    // file may have finished meanwhile).
+    not_transferred(&one_file(d, &p.job_id, p.file_index).await?)?;
+    let _hold = d.hold(&p.job_id);
+    d.stop_transfer(&p.job_id).await;
+    let mut file = one_file(d, &p.job_id, p.file_index).await?;
+    not_transferred(&file)?;
+    file.remote_url = p.remote_url;
+    let mut inner = d.lock();
+    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+    let state = e.row.state;
+    state::check(state, Operation::SetProperty).map_err(|r| refusal(what, r))?;
+    let id = p.job_id.clone();
+    let f = file.clone();
+    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    if matches!(state, JobState::Connecting | JobState::Transferring) {
+        // The stopped transfer goes back to the queue and restarts with the new URL.
+        let (_, c) = d
+            .transition(&mut inner, &p.job_id, Trigger::Preempt, |_| {})
+            .map_err(|e| refused(what, &p.job_id, e))?;
+        commit = c;
+    }
+    drop(inner);
+    d.wake.notify_one();
+    Answer::after(super::jobs::file_view(file), commit)
+}
+
+/// The job's file `index`, or `-32602` naming `file_index`.
+async fn one_file(d: &Arc<Daemon>, job_id: &str, index: u64) -> Result<FileRow, ProtoError> {
+    d.read_files(job_id, index, 1)
+        .await?
+        .into_iter()
+        .find(|f| f.file_index == index)
+        .ok_or_else(|| {
+            ProtoError::invalid_params("file_index", format!("the job has no file {index}"))
+        })
+}
+
+/// A transferred file keeps its URL (BITS refuses `SetRemoteName` then too).
+fn not_transferred(file: &FileRow) -> Result<(), ProtoError> {
+    if file.transferred {
+        return Err(ProtoError::kind(
+            ErrorKind::InvalidState,
+            format!(
+                "file {} is already transferred, so its URL can no longer be replaced",
+                file.file_index
+            ),
+        )
+        .with("file_index", file.file_index)
+        .with("bits", "BG_E_INVALID_STATE"));
+    }
+    Ok(())
 }
 
 /// The file-system checks of new file rows (`rows[i]` is `files[i]` of the request): the

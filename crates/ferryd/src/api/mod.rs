@@ -2,7 +2,7 @@
 //!
 //! `jobs` creates, reads and edits jobs; `control` moves them (resume, suspend, cancel,
 //! complete, validation); `events` serves the event log; `handlers` keeps handler registrations.
-//! `files` checks what a caller may add; `cache` administers the peer cache. Every answer that reports a change is sent only after
+//! `files` checks what a caller may add and replaces a file's URL; `cache` administers the peer cache. Every answer that reports a change is sent only after
 //! the store committed it.
 
 mod cache;
@@ -122,6 +122,9 @@ impl Session {
             method::JOB_COMPLETE => control::complete(d, c, decode_params(params)?).await,
             method::FILE_SET_VALIDATION_STATE => {
                 control::set_validation(d, c, decode_params(params)?).await
+            }
+            method::FILE_SET_REMOTE_URL => {
+                files::set_remote_url(d, c, decode_params(params)?).await
             }
             method::CACHE_LIST => cache::list(d, c, decode_params(params)?),
             method::CACHE_INFO => cache::info(d, c, decode_params(params)?),

@@ -16,7 +16,8 @@
 //! `typed_errors` (a client's deadline reported as a timeout, missing jobs as `not_found`),
 //! `runtime_threads` (a slow store read of one job does not stall calls about others),
 //! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
-//! power-profiles-daemon and logind on a private system bus).
+//! power-profiles-daemon and logind on a private system bus),
+//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -29,6 +30,7 @@ mod crash;
 mod crash_loop;
 mod disk_full;
 mod errors;
+mod everyday_fixes;
 mod garbage;
 mod hostile;
 mod http_options;

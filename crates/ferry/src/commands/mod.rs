@@ -7,6 +7,7 @@ pub mod clean;
 pub mod complete;
 pub mod create;
 pub mod daemon;
+pub mod docs;
 pub mod events;
 pub mod files;
 pub mod handler;
@@ -81,6 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Cache(a) => cache::run(&ctx, a).await,
         Command::Peers(a) => peers::run(&ctx, a).await,
         Command::Daemon(a) => daemon::exec(ctx.target.socket.as_deref(), &a.args),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Man(a) => docs::man(&a),
     }
 }
 

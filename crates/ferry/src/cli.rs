@@ -119,8 +119,10 @@ pub enum Command {
     /// Show the peers this host fetches cached content from.
     #[command(after_help = "Example: ferry peers list --json")]
     Peers(PeersArgs),
-    /// Run ferryd in the foreground (the remaining arguments go to ferryd).
-    #[command(after_help = "Example: ferry daemon --state-dir /var/tmp/ferry")]
+    /// Run ferryd in the foreground (the remaining arguments go to ferryd), or manage the
+    /// running daemon: `status`, `stop`, `logs`.
+    #[command(after_help = "Example: ferry daemon --state-dir /var/tmp/ferry\n\
+                            Example: ferry daemon status")]
     Daemon(DaemonArgs),
     /// Print a shell completion script on stdout.
     #[command(
@@ -541,7 +543,11 @@ pub enum PeersCommand {
 
 /// `ferry daemon`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DaemonArgs {
+    /// Manage the running daemon instead of running one.
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
     /// Arguments passed to ferryd, e.g. `--state-dir DIR` (`ferry daemon -- --help` shows ferryd's).
     #[arg(
         trailing_var_arg = true,
@@ -549,6 +555,48 @@ pub struct DaemonArgs {
         value_name = "FERRYD_ARGS"
     )]
     pub args: Vec<OsString>,
+}
+
+/// The `ferry daemon` verbs.
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Run ferryd in the foreground (as `ferry daemon` with no verb does).
+    #[command(after_help = "Example: ferry daemon run --state-dir /var/tmp/ferry")]
+    Run(DaemonRunArgs),
+    /// Show whether a daemon answers, and its pid, version, socket, state dir, log, uptime and
+    /// your jobs by state (never starts one; exit code 6 when none answers).
+    #[command(after_help = "Example: ferry daemon status --json")]
+    Status,
+    /// Stop the daemon (SIGTERM: it checkpoints, and jobs resume when it starts again).
+    #[command(after_help = "Example: ferry daemon stop")]
+    Stop,
+    /// Print the end of the background daemon's log file (`ferryd.log` in its state dir).
+    #[command(
+        after_help = "The log level is FERRY_LOG in ferryd's environment (default `info`: \
+                            each job's start, end and failure; `debug` for more).\n\n\
+                            Example: ferry daemon logs -n 100"
+    )]
+    Logs(DaemonLogsArgs),
+}
+
+/// `ferry daemon run`.
+#[derive(Debug, Args)]
+pub struct DaemonRunArgs {
+    /// Arguments passed to ferryd.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "FERRYD_ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+/// `ferry daemon logs`.
+#[derive(Debug, Args)]
+pub struct DaemonLogsArgs {
+    /// How many lines from the end.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
 }
 
 #[cfg(test)]
@@ -770,5 +818,34 @@ mod tests {
             panic!("not daemon")
         };
         assert_eq!(d.args, ["--state-dir", "/x", "--retry-delay-floor", "1"]);
+        assert!(d.command.is_none());
+        let cli = Cli::try_parse_from(["ferry", "daemon"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Daemon(DaemonArgs { command: None, .. })
+        ));
+    }
+
+    #[test]
+    fn daemon_verbs() {
+        for (verb, want) in [("status", "Status"), ("stop", "Stop"), ("logs", "Logs")] {
+            let cli = Cli::try_parse_from(["ferry", "daemon", verb]).unwrap();
+            let Command::Daemon(DaemonArgs {
+                command: Some(c), ..
+            }) = cli.command
+            else {
+                panic!("not daemon {verb}")
+            };
+            assert!(format!("{c:?}").starts_with(want), "{c:?}");
+        }
+        let cli = Cli::try_parse_from(["ferry", "daemon", "run", "--state-dir", "/x"]).unwrap();
+        let Command::Daemon(DaemonArgs {
+            command: Some(DaemonCommand::Run(r)),
+            ..
+        }) = cli.command
+        else {
+            panic!("not daemon run")
+        };
+        assert_eq!(r.args, ["--state-dir", "/x"]);
     }
 }

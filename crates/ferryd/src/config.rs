@@ -62,6 +62,8 @@ pub struct DaemonOptions {
     pub config_file: Option<PathBuf>,
     /// Whether `config_file` must exist (given with `--config`) or may be absent (the default).
     pub config_required: bool,
+    /// The log file, when the log goes to one instead of stderr (`ferry.hello` reports it).
+    pub log_file: Option<PathBuf>,
 }
 
 impl DaemonOptions {
@@ -99,6 +101,7 @@ impl DaemonOptions {
             resident_grace: Duration::from_secs(1),
             config_file: crate::peer_cache::config::default_path(system),
             config_required: false,
+            log_file: None,
         })
     }
 }

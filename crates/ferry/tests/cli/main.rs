@@ -10,7 +10,8 @@
 //! peer cache off, on with a static peer, and a download published to it), `security_socket`
 //! (another user's socket posing as ferryd is refused before a byte is sent), `everyday` (issue 13:
 //! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file),
-//! `docs` (issue 13: completions, man pages and a `--help` example for every verb).
+//! `docs` (issue 13: completions, man pages and a `--help` example for every verb),
+//! `daemon_admin` (issue 13: `ferry daemon status/stop/logs`, the log file, `--version`).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -20,6 +21,7 @@
 mod addressing;
 mod autostart;
 mod cache;
+mod daemon_admin;
 mod docs;
 mod errors;
 mod everyday;

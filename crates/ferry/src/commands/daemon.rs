@@ -42,13 +42,41 @@ fn has_socket_flag(args: &[OsString]) -> bool {
     })
 }
 
-/// Execs ferryd with `args` (plus `--socket` when one was given to `ferry`); returns only if
+/// Whether ferryd is asked to run as the system daemon (its own default socket then applies).
+fn has_system_flag(args: &[OsString]) -> bool {
+    args.iter().any(|a| a == "--system")
+}
+
+/// The socket `ferry daemon` hands ferryd: the one given to `ferry`, else, for a per-user
+/// daemon, the per-user socket the other verbs' autostart uses (`$XDG_RUNTIME_DIR/ferry/…`, or
+/// the private fallback under the temp dir when no session set `XDG_RUNTIME_DIR`), so that both
+/// ways of starting a daemon serve the same path. `None`: ferryd's own choice stands.
+pub fn socket_for_ferryd(
+    given: Option<&Path>,
+    args: &[OsString],
+    per_user: Option<PathBuf>,
+) -> Option<PathBuf> {
+    if has_socket_flag(args) {
+        return None;
+    }
+    match given.filter(|s| !s.as_os_str().is_empty()) {
+        Some(s) => Some(s.to_path_buf()),
+        None if has_system_flag(args) => None,
+        None => per_user,
+    }
+}
+
+/// Execs ferryd with `args` (plus the `--socket` [`socket_for_ferryd`] picks); returns only if
 /// the exec failed.
 pub fn exec(socket: Option<&Path>, args: &[OsString]) -> anyhow::Result<u8> {
     let bin = daemon_binary();
     let mut cmd = std::process::Command::new(&bin);
-    // `ferry --socket X daemon` should serve the socket the other verbs would use.
-    if let Some(s) = socket.filter(|s| !s.as_os_str().is_empty() && !has_socket_flag(args)) {
+    let explicit = socket.is_some_and(|s| !s.as_os_str().is_empty());
+    if let Some(s) = socket_for_ferryd(socket, args, ferry_client::connect::user_socket()) {
+        if !explicit {
+            // The fallback directory is created and vetted exactly as before an autostart.
+            ferry_client::connect::prepare_fallback_dir(&s)?;
+        }
         cmd.arg("--socket").arg(s);
     }
     cmd.args(args);
@@ -363,6 +391,22 @@ mod tests {
         assert!(has_socket_flag(&["--socket".into(), "/s".into()]));
         assert!(has_socket_flag(&["--socket=/s".into()]));
         assert!(!has_socket_flag(&["--state-dir".into(), "/d".into()]));
+    }
+
+    #[test]
+    fn ferry_daemon_serves_the_socket_the_autostart_would() {
+        let user = Some(PathBuf::from("/tmp/ferry-1000/ferryd.sock"));
+        let none: [OsString; 0] = [];
+        assert_eq!(socket_for_ferryd(None, &none, user.clone()), user);
+        assert_eq!(
+            socket_for_ferryd(Some(Path::new("/s")), &none, user.clone()),
+            Some(PathBuf::from("/s"))
+        );
+        assert_eq!(
+            socket_for_ferryd(None, &["--socket=/x".into()], user.clone()),
+            None
+        );
+        assert_eq!(socket_for_ferryd(None, &["--system".into()], user), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! (another user's socket posing as ferryd is refused before a byte is sent), `everyday` (issue 13:
 //! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file),
 //! `docs` (issue 13: completions, man pages and a `--help` example for every verb),
-//! `daemon_admin` (issue 13: `ferry daemon status/stop/logs`, the log file, `--version`).
+//! `daemon_admin` (issue 13: `ferry daemon status/stop/logs`, the log file, `--version`), `paths`
+//! (issue 13: one socket and the real cause without `XDG_RUNTIME_DIR` or a usable home).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -27,6 +28,7 @@ mod errors;
 mod everyday;
 mod interrupt;
 mod notify;
+mod paths;
 mod security_socket;
 mod support;
 mod transfer;

@@ -548,13 +548,9 @@ pub struct DaemonArgs {
     /// Manage the running daemon instead of running one.
     #[command(subcommand)]
     pub command: Option<DaemonCommand>,
-    /// Arguments passed to ferryd, e.g. `--state-dir DIR` (`ferry daemon -- --help` shows ferryd's).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "FERRYD_ARGS"
-    )]
-    pub args: Vec<OsString>,
+    /// Arguments for ferryd when no verb is given.
+    #[command(flatten)]
+    pub run: DaemonRunArgs,
 }
 
 /// The `ferry daemon` verbs.
@@ -582,7 +578,7 @@ pub enum DaemonCommand {
 /// `ferry daemon run`.
 #[derive(Debug, Args)]
 pub struct DaemonRunArgs {
-    /// Arguments passed to ferryd.
+    /// Arguments passed to ferryd, e.g. `--state-dir DIR` (`ferry daemon -- --help` shows ferryd's).
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -817,7 +813,10 @@ mod tests {
         let Command::Daemon(d) = cli.command else {
             panic!("not daemon")
         };
-        assert_eq!(d.args, ["--state-dir", "/x", "--retry-delay-floor", "1"]);
+        assert_eq!(
+            d.run.args,
+            ["--state-dir", "/x", "--retry-delay-floor", "1"]
+        );
         assert!(d.command.is_none());
         let cli = Cli::try_parse_from(["ferry", "daemon"]).unwrap();
         assert!(matches!(

@@ -26,7 +26,7 @@ const STOP_WAIT: Duration = Duration::from_secs(30);
 /// Runs `ferry daemon …`.
 pub async fn run(ctx: &Ctx, a: DaemonArgs) -> anyhow::Result<u8> {
     match a.command {
-        None => exec(ctx.target.socket.as_deref(), &a.args),
+        None => exec(ctx.target.socket.as_deref(), &a.run.args),
         Some(DaemonCommand::Run(r)) => exec(ctx.target.socket.as_deref(), &r.args),
         Some(DaemonCommand::Status) => status(ctx).await,
         Some(DaemonCommand::Stop) => stop(ctx).await,

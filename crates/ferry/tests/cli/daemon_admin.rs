@@ -126,3 +126,84 @@ async fn issue_13_11_status_logs_version_and_stop_of_an_autostarted_daemon() {
     out.expect_code(0);
     assert!(out.stdout.contains("shutting down"), "{out:?}");
 }
+
+/// A stand-in daemon of another version: answers `ferry.hello` as `ferryd 9.9.9` with the pid
+/// given in `argv[2]`, and every other method with an empty job list.
+const OTHER_VERSION: &str = r#"
+import json, os, socket, sys, threading
+path, pid = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(8)
+print("ready", flush=True)
+def serve(c):
+    f = c.makefile("rwb")
+    for line in f:
+        req = json.loads(line)
+        if req["method"] == "ferry.hello":
+            res = {"protocol": 1, "server": "ferryd 9.9.9", "uid": os.getuid(), "mode": "user", "pid": pid}
+        else:
+            res = {"jobs": [], "next": None}
+        f.write((json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": res}) + "\n").encode()); f.flush()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Starts [`OTHER_VERSION`] on `socket`, answering `pid`; `None` without python3.
+async fn other_version(socket: &std::path::Path, pid: &str) -> Option<tokio::process::Child> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", OTHER_VERSION, arg(socket), pid])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
+    assert!(
+        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
+        "the stand-in daemon did not start: {ready:?}"
+    );
+    Some(child)
+}
+
+#[tokio::test]
+async fn issue_13_11_a_daemon_of_another_version_is_warned_about_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("old.sock");
+    let Some(_fake) = other_version(&socket, "4242").await else {
+        println!("SKIPPED: python3 is not installed");
+        return;
+    };
+    let out = ferry_at(&socket, tmp.path(), &["list"]).await;
+    out.expect_code(0);
+    let warnings = out
+        .stderr
+        .matches("warning: the daemon is ferryd 9.9.9")
+        .count();
+    assert_eq!(warnings, 1, "{out:?}");
+    assert!(out.stderr.contains("this is ferry 0."), "{out:?}");
+    let out = ferry_at(&socket, tmp.path(), &["--version"]).await;
+    out.expect_code(0);
+    assert!(out.lines()[1].starts_with("ferryd 9.9.9"), "{out:?}");
+}
+
+#[tokio::test]
+async fn issue_13_11_stop_refuses_a_pid_that_would_signal_a_process_group() {
+    // kill(0) signals the caller's whole process group and kill(1) init: a daemon answering
+    // such a pid must not make `ferry daemon stop` send SIGTERM anywhere.
+    for pid in ["0", "1"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("odd.sock");
+        let Some(_fake) = other_version(&socket, pid).await else {
+            println!("SKIPPED: python3 is not installed");
+            return;
+        };
+        let out = ferry_at(&socket, tmp.path(), &["daemon", "stop"]).await;
+        // This test process is still alive to read the answer, and ferry refused.
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains(&format!("reported pid {pid}")),
+            "{out:?}"
+        );
+    }
+}

@@ -85,7 +85,9 @@ pub async fn connect_or_start(
             let said = early_stderr(&mut child).await;
             return Err(ClientError::Autostart(match said {
                 Some(said) => format!(
-                    "ferryd exited with {status} before listening on {}: {said}",
+                    "ferryd exited with {status} before listening on {}: {said} \
+                     (fix that, or set FERRY_STATE_DIR to a writable directory if the state \
+                     directory is the problem; `ferry daemon` runs it in the foreground)",
                     socket.display()
                 ),
                 None => format!(

@@ -28,6 +28,21 @@ pub struct HelloResult {
     pub uid: u32,
     /// `user` or `system`.
     pub mode: String,
+    /// The daemon's process id (absent from daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Seconds since the daemon started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<u64>,
+    /// The socket the daemon listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// The daemon's state directory (its store, lock and log file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// Where the daemon writes its log: a file path, or `stderr` (a terminal or the journal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// `job.create` params.

@@ -58,30 +58,40 @@ pub enum Command {
     )]
     Transfer(TransferArgs),
     /// Create an empty, suspended job and print its id.
+    #[command(after_help = "Example: ferry create nightly --priority high")]
     Create(CreateArgs),
     /// Add files to a job.
     #[command(
-        override_usage = "ferry add [OPTIONS] JOB URL PATH\n       ferry add [OPTIONS] JOB --from-file LIST"
+        override_usage = "ferry add [OPTIONS] JOB URL PATH\n       ferry add [OPTIONS] JOB --from-file LIST",
+        after_help = "Example: ferry add nightly https://example.org/pkg.tar /var/tmp/pkg.tar"
     )]
     Add(AddArgs),
     /// Let a job run (again).
+    #[command(after_help = "Example: ferry resume nightly")]
     Resume(JobArg),
     /// Pause a job.
+    #[command(after_help = "Example: ferry suspend nightly")]
     Suspend(JobArg),
     /// Cancel a job and delete its temporary files.
+    #[command(after_help = "Example: ferry cancel nightly")]
     Cancel(JobArg),
     /// Cancel every job of yours that failed (state `error`), deleting their temporary files.
     #[command(after_help = "Example: ferry clean")]
     Clean,
     /// Hand a transferred job's files over to their destinations.
+    #[command(after_help = "Example: ferry complete nightly --partial")]
     Complete(CompleteArgs),
     /// Show a job's properties.
+    #[command(after_help = "Example: ferry info nightly --json")]
     Info(JobArg),
     /// List a job's files.
+    #[command(after_help = "Example: ferry files nightly")]
     Files(JobArg),
     /// List jobs.
+    #[command(after_help = "Example: ferry list --state error")]
     List(ListArgs),
     /// Change a job's properties and print the job.
+    #[command(after_help = "Example: ferry set nightly --retry-delay 60 --bandwidth-limit 500K")]
     Set(SetArgs),
     /// Wait until a job is transferred (or final), failed or cancelled.
     #[command(
@@ -91,10 +101,13 @@ pub enum Command {
     )]
     Wait(WaitArgs),
     /// Print job events as they happen.
+    #[command(after_help = "Example: ferry monitor nightly")]
     Monitor(MonitorArgs),
     /// Print the event log (`--follow`: then keep printing new events).
+    #[command(after_help = "Example: ferry events nightly --follow --after 42")]
     Events(EventsArgs),
     /// Give the application's verdict on a transferred file (BITS SetValidationState).
+    #[command(after_help = "Example: ferry validate nightly 0 --valid")]
     Validate(ValidateArgs),
     /// Replace the URL of a file not transferred yet, e.g. an expired presigned URL (BITS
     /// SetRemoteName).
@@ -108,13 +121,56 @@ pub enum Command {
     )]
     SetUrl(SetUrlArgs),
     /// Manage handler programs that ferryd starts to deliver notifications.
+    #[command(
+        after_help = "Example: ferry handler add my-app -- /usr/local/bin/my-app --from-ferry"
+    )]
     Handler(HandlerArgs),
     /// Inspect or empty the peer cache: validated downloads this host serves to its peers.
     Cache(CacheArgs),
     /// Show the peers this host fetches cached content from.
+    #[command(after_help = "Example: ferry peers list --json")]
     Peers(PeersArgs),
-    /// Run ferryd in the foreground (the remaining arguments go to ferryd).
+    /// Run ferryd in the foreground (the remaining arguments go to ferryd), or manage the
+    /// running daemon: `status`, `stop`, `logs`.
+    #[command(after_help = "Example: ferry daemon --state-dir /var/tmp/ferry\n\
+                            Example: ferry daemon status")]
     Daemon(DaemonArgs),
+    /// Print a shell completion script on stdout.
+    #[command(
+        after_help = "Example: ferry completions bash > ~/.local/share/bash-completion/completions/ferry\n\
+                            (zsh: into a directory on $fpath as _ferry; fish: ~/.config/fish/completions/ferry.fish)"
+    )]
+    Completions(CompletionsArgs),
+    /// Write the man pages (ferry.1 and one per verb) into a directory.
+    #[command(after_help = "Example: ferry man --out ~/.local/share/man/man1")]
+    Man(ManArgs),
+}
+
+/// `ferry completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The shells `ferry completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `ferry man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// A priority parsed from its wire name.
@@ -462,12 +518,15 @@ pub enum HandlerCommand {
     #[command(
         after_help = "ferryd starts PROGRAM (no shell, no PATH search) when a job whose handler is \
                       NAME has a notification due and no program is attached, with FERRY_SOCKET, \
-                      FERRY_HANDLER and FERRY_ACTIVATION in its environment."
+                      FERRY_HANDLER and FERRY_ACTIVATION in its environment.\n\n\
+                      Example: ferry handler add my-app --activation-timeout 60 -- /usr/local/bin/my-app"
     )]
     Add(HandlerAddArgs),
     /// List your registered handlers.
+    #[command(after_help = "Example: ferry handler list --json")]
     List,
     /// Unregister a handler.
+    #[command(after_help = "Example: ferry handler remove my-app")]
     Remove(HandlerNameArg),
 }
 
@@ -495,7 +554,8 @@ pub struct HandlerNameArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "The peer cache is off unless ferryd's config file enables it \
-                  ([peer_cache] enabled = true)."
+                  ([peer_cache] enabled = true).\n\n\
+                  Example: ferry cache info"
 )]
 pub struct CacheArgs {
     /// What to do with the peer cache.
@@ -507,14 +567,20 @@ pub struct CacheArgs {
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// List the cached files (most recently used first).
+    #[command(after_help = "Example: ferry cache list --json")]
     List,
     /// Show the cache's settings and use.
+    #[command(after_help = "Example: ferry cache info")]
     Info,
     /// Remove one entry (by KEY) or every entry downloaded from a URL.
-    #[command(override_usage = "ferry cache delete [OPTIONS] KEY\n       \
-                                ferry cache delete [OPTIONS] --url URL")]
+    #[command(
+        override_usage = "ferry cache delete [OPTIONS] KEY\n       \
+                                ferry cache delete [OPTIONS] --url URL",
+        after_help = "Example: ferry cache delete --url https://example.org/a.iso"
+    )]
     Delete(CacheDeleteArgs),
     /// Remove every entry.
+    #[command(after_help = "Example: ferry cache clear")]
     Clear,
 }
 
@@ -541,12 +607,47 @@ pub struct PeersArgs {
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
     /// List the known peers, their health and what was fetched from each.
+    #[command(after_help = "Example: ferry peers list")]
     List,
 }
 
 /// `ferry daemon`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DaemonArgs {
+    /// Manage the running daemon instead of running one.
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+    /// Arguments for ferryd when no verb is given.
+    #[command(flatten)]
+    pub run: DaemonRunArgs,
+}
+
+/// The `ferry daemon` verbs.
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Run ferryd in the foreground (as `ferry daemon` with no verb does).
+    #[command(after_help = "Example: ferry daemon run --state-dir /var/tmp/ferry")]
+    Run(DaemonRunArgs),
+    /// Show whether a daemon answers, and its pid, version, socket, state dir, log, uptime and
+    /// your jobs by state (never starts one; exit code 6 when none answers).
+    #[command(after_help = "Example: ferry daemon status --json")]
+    Status,
+    /// Stop the daemon (SIGTERM: it checkpoints, and jobs resume when it starts again).
+    #[command(after_help = "Example: ferry daemon stop")]
+    Stop,
+    /// Print the end of the background daemon's log file (`ferryd.log` in its state dir).
+    #[command(
+        after_help = "The log level is FERRY_LOG in ferryd's environment (default `info`: \
+                            each job's start, end and failure; `debug` for more).\n\n\
+                            Example: ferry daemon logs -n 100"
+    )]
+    Logs(DaemonLogsArgs),
+}
+
+/// `ferry daemon run`.
+#[derive(Debug, Args)]
+pub struct DaemonRunArgs {
     /// Arguments passed to ferryd, e.g. `--state-dir DIR` (`ferry daemon -- --help` shows ferryd's).
     #[arg(
         trailing_var_arg = true,
@@ -554,6 +655,14 @@ pub struct DaemonArgs {
         value_name = "FERRYD_ARGS"
     )]
     pub args: Vec<OsString>,
+}
+
+/// `ferry daemon logs`.
+#[derive(Debug, Args)]
+pub struct DaemonLogsArgs {
+    /// How many lines from the end.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
 }
 
 #[cfg(test)]
@@ -564,6 +673,40 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every verb and sub-verb, as its path of names (`["handler", "add"]`).
+    pub(crate) fn verb_paths() -> Vec<Vec<String>> {
+        fn walk(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+            for sub in cmd.get_subcommands() {
+                let mut path = prefix.to_vec();
+                path.push(sub.get_name().to_owned());
+                walk(sub, &path, out);
+                out.push(path);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), &[], &mut out);
+        out
+    }
+
+    #[test]
+    fn every_verb_has_an_example() {
+        let root = Cli::command();
+        for path in verb_paths() {
+            let cmd = path
+                .iter()
+                .try_fold(&root, |c, name| c.find_subcommand(name))
+                .unwrap();
+            let after = cmd.get_after_help().map(|s| s.to_string());
+            assert!(
+                after
+                    .as_deref()
+                    .is_some_and(|a| a.contains(&format!("Example: ferry {}", path.join(" ")))),
+                "`ferry {} --help` has no example: {after:?}",
+                path.join(" ")
+            );
+        }
     }
 
     #[test]
@@ -740,6 +883,38 @@ mod tests {
         let Command::Daemon(d) = cli.command else {
             panic!("not daemon")
         };
-        assert_eq!(d.args, ["--state-dir", "/x", "--retry-delay-floor", "1"]);
+        assert_eq!(
+            d.run.args,
+            ["--state-dir", "/x", "--retry-delay-floor", "1"]
+        );
+        assert!(d.command.is_none());
+        let cli = Cli::try_parse_from(["ferry", "daemon"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Daemon(DaemonArgs { command: None, .. })
+        ));
+    }
+
+    #[test]
+    fn daemon_verbs() {
+        for (verb, want) in [("status", "Status"), ("stop", "Stop"), ("logs", "Logs")] {
+            let cli = Cli::try_parse_from(["ferry", "daemon", verb]).unwrap();
+            let Command::Daemon(DaemonArgs {
+                command: Some(c), ..
+            }) = cli.command
+            else {
+                panic!("not daemon {verb}")
+            };
+            assert!(format!("{c:?}").starts_with(want), "{c:?}");
+        }
+        let cli = Cli::try_parse_from(["ferry", "daemon", "run", "--state-dir", "/x"]).unwrap();
+        let Command::Daemon(DaemonArgs {
+            command: Some(DaemonCommand::Run(r)),
+            ..
+        }) = cli.command
+        else {
+            panic!("not daemon run")
+        };
+        assert_eq!(r.args, ["--state-dir", "/x"]);
     }
 }

@@ -2,6 +2,7 @@
 //! socket; a per-user `ferryd` is started when none answers, unless `--no-autostart`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use ferry_client::{Client, autostart, connect};
@@ -13,6 +14,32 @@ pub struct Target {
     pub socket: Option<PathBuf>,
     /// Whether to refrain from starting a daemon.
     pub no_autostart: bool,
+}
+
+/// Set once the daemon's version was checked, so one `ferry` run warns at most once.
+static VERSION_CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// The warning for a daemon whose `ferry.hello` `server` (`ferryd X`) is not this ferry's
+/// version, or `None` when they match.
+pub fn version_mismatch(server: &str, ours: &str) -> Option<String> {
+    let theirs = server.strip_prefix("ferryd ").unwrap_or(server);
+    (theirs != ours).then(|| {
+        format!(
+            "ferry: warning: the daemon is {server} but this is ferry {ours}; restart it (`ferry daemon stop`) to run the matching version"
+        )
+    })
+}
+
+/// Asks the daemon its version (once per run) and warns on stderr when it differs from ours.
+async fn check_version(client: &Client) {
+    if VERSION_CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if let Ok(hello) = client.hello().await
+        && let Some(warning) = version_mismatch(&hello.server, env!("CARGO_PKG_VERSION"))
+    {
+        errln!("{warning}");
+    }
 }
 
 /// Connects to the daemon, starting one (and saying so on stderr) when allowed.
@@ -28,5 +55,21 @@ pub async fn connect(target: &Target) -> anyhow::Result<Client> {
     } else {
         autostart::connect_or_start(&socket, |msg| errln!("{msg}")).await?
     };
+    check_version(&client).await;
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_different_daemon_version_is_named() {
+        assert_eq!(version_mismatch("ferryd 0.1.0", "0.1.0"), None);
+        let w = version_mismatch("ferryd 0.0.9", "0.1.0").unwrap();
+        assert!(
+            w.contains("ferryd 0.0.9") && w.contains("ferry 0.1.0"),
+            "{w}"
+        );
+    }
 }

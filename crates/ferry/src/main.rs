@@ -40,9 +40,10 @@ fn main() -> ExitCode {
 /// on stderr when `--json` was given (a script asked for JSON, so it gets JSON even here).
 fn parse_failure(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-        || !std::env::args_os().any(|a| a == "--json")
-    {
+    if e.kind() == ErrorKind::DisplayVersion {
+        return print_versions();
+    }
+    if e.kind() == ErrorKind::DisplayHelp || !std::env::args_os().any(|a| a == "--json") {
         e.exit();
     }
     // The rendered text's first line, minus clap's `error: ` prefix (the usage hint follows).
@@ -50,6 +51,42 @@ fn parse_failure(e: &clap::Error) -> ExitCode {
     let first = text.lines().next().unwrap_or_default();
     json_error(first.trim_start_matches("error: "), exit_code::USAGE);
     ExitCode::from(exit_code::USAGE)
+}
+
+/// `ferry --version`: this ferry's version and the running daemon's (which may differ after an
+/// upgrade, until the daemon is restarted).
+fn print_versions() -> ExitCode {
+    let socket = socket_from_args(std::env::args_os().skip(1))
+        .or_else(|| std::env::var_os("FERRY_SOCKET").map(std::path::PathBuf::from));
+    let daemon = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_or_else(
+            |e| format!("ferryd: unknown (cannot start the async runtime: {e})"),
+            |rt| rt.block_on(commands::daemon::version_line(socket)),
+        );
+    let printed =
+        outln!("{}", commands::daemon::client_version()).and_then(|()| outln!("{daemon}"));
+    ExitCode::from(if printed.is_ok() {
+        exit_code::OK
+    } else {
+        exit_code::FAILURE
+    })
+}
+
+/// The `--socket PATH` / `--socket=PATH` on a command line clap did not finish parsing.
+fn socket_from_args(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    while let Some(a) = args.next() {
+        if a == "--socket" {
+            return args.next().map(Into::into);
+        }
+        if let Some(rest) = a.to_str().and_then(|s| s.strip_prefix("--socket=")) {
+            return Some(rest.into());
+        }
+    }
+    None
 }
 
 /// Prints `{"error": {"message", "exit_code"}}` on stderr.
@@ -115,6 +152,20 @@ mod tests {
             chain_text(&err),
             "no daemon answered: cannot connect to /s: gone"
         );
+    }
+
+    #[test]
+    fn version_finds_the_socket_flag() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            socket_from_args(args(&["--socket", "/s", "--version"]).into_iter()),
+            Some("/s".into())
+        );
+        assert_eq!(
+            socket_from_args(args(&["--socket=/t", "-V"]).into_iter()),
+            Some("/t".into())
+        );
+        assert_eq!(socket_from_args(args(&["--version"]).into_iter()), None);
     }
 
     #[test]

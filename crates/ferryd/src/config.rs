@@ -66,6 +66,8 @@ pub struct DaemonOptions {
     pub system_bus: Option<String>,
     /// Network and power policy: `run` fills it in from the configuration file.
     pub policy: crate::conditions::PolicySettings,
+    /// The log file, when the log goes to one instead of stderr (`ferry.hello` reports it).
+    pub log_file: Option<PathBuf>,
 }
 
 impl DaemonOptions {
@@ -105,6 +107,7 @@ impl DaemonOptions {
             config_required: false,
             system_bus: None,
             policy: crate::conditions::PolicySettings::default(),
+            log_file: None,
         })
     }
 }

@@ -550,6 +550,7 @@ impl Daemon {
         }
         let mut events = Vec::new();
         if fx.log_state {
+            crate::logfile::log_job_transition(job_id, fx.from, fx.to, row.error.as_ref());
             events.push(EventKind::State {
                 from: fx.from,
                 to: fx.to,

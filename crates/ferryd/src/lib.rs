@@ -17,6 +17,7 @@ mod identity;
 mod leftovers;
 mod limits;
 mod listener;
+pub mod logfile;
 mod notifier;
 mod peer_cache;
 mod resident;

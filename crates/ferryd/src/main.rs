@@ -70,6 +70,12 @@ struct Args {
     /// else the standard system bus.
     #[arg(long, env = "FERRY_SYSTEM_BUS", value_name = "ADDRESS")]
     system_bus: Option<String>,
+    /// Log to ferryd.log in the state directory (rotated at 1 MiB, two old files kept) instead
+    /// of stderr; `ferry` starts its background daemon with it. Ignored under systemd, whose
+    /// journal takes stderr. The level is FERRY_LOG (default `info`: each job's start, end and
+    /// failure).
+    #[arg(long)]
+    log_to_state_dir: bool,
 }
 
 /// Raises the soft limit on open files towards the hard limit. Every client connection is a
@@ -89,17 +95,26 @@ fn raise_open_files_limit() {
     }
 }
 
+/// Logs at `FERRY_LOG` (default `info`) to `file`, else to stderr.
+fn init_logging(file: Option<PathBuf>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => builder
+            .with_writer(ferryd::logfile::RotatingLog::new(path))
+            .with_ansi(false)
+            .init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            // Colour codes only on a terminal: journald and log files get plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
     ferryd::arenas::limit();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
     let mut opts = match ferryd::DaemonOptions::resolve(args.system, args.socket, args.state_dir) {
         Ok(o) => o,
@@ -108,6 +123,11 @@ fn main() -> ExitCode {
             return ExitCode::from(ferryd::EXIT_CONFIG);
         }
     };
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    if args.log_to_state_dir && !under_systemd {
+        opts.log_file = Some(opts.state_dir.join(ferryd::logfile::LOG_FILE));
+    }
+    init_logging(opts.log_file.clone());
     opts.retry_delay_floor_s = args.retry_delay_floor;
     opts.max_active_jobs = args.max_active_jobs.max(1);
     opts.callback_timeout = std::time::Duration::from_secs(args.callback_timeout.max(1));

@@ -11,13 +11,13 @@ use crate::support::*;
 
 /// Stops the daemon an autostart left running, found by the pid in its state dir's lock file,
 /// even when the test fails half-way.
-struct Autostarted {
-    lock: PathBuf,
+pub(crate) struct Autostarted {
+    pub(crate) lock: PathBuf,
 }
 
 impl Autostarted {
     /// The pid the daemon wrote into its lock file.
-    fn pid(&self) -> Option<Pid> {
+    pub(crate) fn pid(&self) -> Option<Pid> {
         let text = std::fs::read_to_string(&self.lock).ok()?;
         text.trim().parse().ok().map(Pid::from_raw)
     }
@@ -53,7 +53,7 @@ impl Drop for Autostarted {
 }
 
 /// `ferry --socket SOCKET ARGS…` with the given state dir for an autostarted daemon.
-async fn ferry_at(socket: &Path, state: &Path, args: &[&str]) -> Output {
+pub(crate) async fn ferry_at(socket: &Path, state: &Path, args: &[&str]) -> Output {
     let mut c = command(state);
     c.arg("--socket").arg(socket).args(args);
     run_command(c, WAIT).await

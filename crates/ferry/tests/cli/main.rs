@@ -9,7 +9,10 @@
 //! (starting a per-user daemon, `--no-autostart`), `cache` (`ferry cache` and `ferry peers`: the
 //! peer cache off, on with a static peer, and a download published to it), `security_socket`
 //! (another user's socket posing as ferryd is refused before a byte is sent), `everyday` (issue 13:
-//! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file).
+//! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file),
+//! `docs` (issue 13: completions, man pages and a `--help` example for every verb),
+//! `daemon_admin` (issue 13: `ferry daemon status/stop/logs`, the log file, `--version`), `paths`
+//! (issue 13: one socket and the real cause without `XDG_RUNTIME_DIR` or a usable home).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -19,10 +22,13 @@
 mod addressing;
 mod autostart;
 mod cache;
+mod daemon_admin;
+mod docs;
 mod errors;
 mod everyday;
 mod interrupt;
 mod notify;
+mod paths;
 mod security_socket;
 mod support;
 mod transfer;

@@ -100,6 +100,16 @@ impl Session {
                     server: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
                     uid: c.uid,
                     mode: d.opts.mode.as_str().into(),
+                    pid: Some(std::process::id()),
+                    uptime_s: Some(d.mono.now() / 1000),
+                    socket: Some(d.opts.socket.display().to_string()),
+                    state_dir: Some(d.opts.state_dir.display().to_string()),
+                    log: Some(
+                        d.opts
+                            .log_file
+                            .as_ref()
+                            .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string()),
+                    ),
                 })
             }
             method::JOB_CREATE => jobs::create(d, c, decode_params(params)?).await,

@@ -267,6 +267,12 @@ def test_set_clears_nullable_properties_with_none(daemon: Daemon) -> None:
         client.job_cancel(job_id)
 
 
+def test_daemon_conditions_answer_with_the_network_and_power_state(daemon: Daemon) -> None:
+    with Client(timeout=WAIT) as client:
+        conditions = client.daemon_conditions()
+        assert isinstance(conditions, dict) and conditions, conditions
+
+
 def test_a_connection_the_daemon_refuses_reports_why_on_every_call(tmp_path: Path) -> None:
     d = Daemon(tmp_path / "d", ["--max-connections-per-user", "1"])
     try:

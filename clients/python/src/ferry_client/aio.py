@@ -433,6 +433,11 @@ class AsyncClient:
         """``cache.clear``"""
         return cast(Dict[str, Any], await self.call("cache.clear", {}))
 
+    async def daemon_conditions(self) -> Dict[str, Any]:
+        """``daemon.conditions``: the network and power state the daemon sees (what its cost and
+        power policies decide on)."""
+        return cast(Dict[str, Any], await self.call("daemon.conditions", {}))
+
     async def peers_list(self) -> Dict[str, Any]:
         """``peers.list``"""
         return cast(Dict[str, Any], await self.call("peers.list", {}))

@@ -476,6 +476,11 @@ class Client:
         """``cache.clear``"""
         return cast(Dict[str, Any], self.call("cache.clear", {}))
 
+    def daemon_conditions(self) -> Dict[str, Any]:
+        """``daemon.conditions``: the network and power state the daemon sees (what its cost and
+        power policies decide on)."""
+        return cast(Dict[str, Any], self.call("daemon.conditions", {}))
+
     def peers_list(self) -> Dict[str, Any]:
         """``peers.list``: the peers this host knows and how they fared."""
         return cast(Dict[str, Any], self.call("peers.list", {}))

@@ -141,9 +141,15 @@ pub fn fs_identity(mode: Mode, owner: u32) -> Option<ferry_fetch::identity::FsId
     }
     // An owner without a passwd entry still gets its uid; its gid then equals the uid, which
     // grants nothing beyond what the uid itself may do.
-    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+    let gid = primary_gid(owner).unwrap_or(owner);
+    Some(ferry_fetch::identity::FsIdentity { uid: owner, gid })
+}
+
+/// The primary group of user `uid` from its passwd entry; `None` without one. A name-service
+/// lookup: call it off the runtime threads.
+pub fn primary_gid(uid: u32) -> Option<u32> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
-        .map_or(owner, |u| u.gid.as_raw());
-    Some(ferry_fetch::identity::FsIdentity { uid: owner, gid })
+        .map(|u| u.gid.as_raw())
 }

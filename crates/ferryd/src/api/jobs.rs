@@ -253,16 +253,11 @@ fn unknown_files(rows: &[FileRow]) -> u64 {
 /// The owner's primary group, looked up on the blocking pool (a name service may be slow);
 /// `u32::MAX`, a group nobody is in, when the owner has no passwd entry.
 pub(super) async fn owner_gid(uid: u32) -> u32 {
-    tokio::task::spawn_blocking(move || {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.gid.as_raw())
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or(u32::MAX)
+    tokio::task::spawn_blocking(move || crate::identity::primary_gid(uid))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(u32::MAX)
 }
 
 /// `job.get`

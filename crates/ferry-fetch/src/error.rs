@@ -57,6 +57,13 @@ pub enum FetchErrorKind {
     Cancelled,
     /// The server answered an error status (`HTTP_<status>`); transient or fatal by status.
     Http(u16),
+    /// *New*: an upload's local source changed (size, modification time or inode) while it
+    /// was being uploaded (BITS `BG_E_LOCAL_FILE_CHANGED`): fatal, `local_file`.
+    LocalFileChanged,
+    /// *New*: the upload server speaks neither the BITS Upload Protocol nor tus 1.0 (or not
+    /// the one the job asks for; BITS `BG_E_CLIENT_SERVER_PROTOCOL_MISMATCH`): fatal,
+    /// `remote_file`.
+    UploadProtocolMismatch,
 }
 
 impl FetchErrorKind {
@@ -80,6 +87,8 @@ impl FetchErrorKind {
             FetchErrorKind::FileNotFound => "FILE_NOT_FOUND",
             FetchErrorKind::InvalidRequest => "INVALID_REQUEST",
             FetchErrorKind::Cancelled => "CANCELLED",
+            FetchErrorKind::LocalFileChanged => "LOCAL_FILE_CHANGED",
+            FetchErrorKind::UploadProtocolMismatch => "UPLOAD_PROTOCOL_MISMATCH",
             FetchErrorKind::Http(status) => return Cow::Owned(format!("HTTP_{status}")),
         })
     }
@@ -113,7 +122,7 @@ pub struct FetchError {
 
 impl FetchError {
     /// A new error with no status, protocol or retry hint.
-    pub(crate) fn new(
+    pub fn new(
         context: ErrorContext,
         kind: FetchErrorKind,
         transient: bool,
@@ -131,7 +140,7 @@ impl FetchError {
     }
 
     /// Sets the protocol unless one is already set.
-    pub(crate) fn on(mut self, protocol: &str) -> FetchError {
+    pub fn on(mut self, protocol: &str) -> FetchError {
         if self.protocol.is_none() {
             self.protocol = Some(protocol.to_owned());
         }
@@ -139,7 +148,7 @@ impl FetchError {
     }
 
     /// A fatal `INVALID_SERVER_RESPONSE`.
-    pub(crate) fn invalid_response(description: impl Into<String>) -> FetchError {
+    pub fn invalid_response(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
             FetchErrorKind::InvalidServerResponse,
@@ -169,7 +178,7 @@ impl FetchError {
     }
 
     /// A fatal `INVALID_REQUEST`.
-    pub(crate) fn invalid_request(description: impl Into<String>) -> FetchError {
+    pub fn invalid_request(description: impl Into<String>) -> FetchError {
         FetchError::new(
             ErrorContext::RemoteFile,
             FetchErrorKind::InvalidRequest,
@@ -179,7 +188,7 @@ impl FetchError {
     }
 
     /// A fatal `LOCAL_IO` on the staging file, naming the path, the action and the OS error.
-    pub(crate) fn local_io(path: &Path, action: &str, err: &io::Error) -> FetchError {
+    pub fn local_io(path: &Path, action: &str, err: &io::Error) -> FetchError {
         FetchError::new(
             ErrorContext::LocalFile,
             FetchErrorKind::LocalIo,
@@ -189,7 +198,7 @@ impl FetchError {
     }
 
     /// The error a cancelled fetch returns.
-    pub(crate) fn cancelled() -> FetchError {
+    pub fn cancelled() -> FetchError {
         FetchError::new(
             ErrorContext::None,
             FetchErrorKind::Cancelled,

@@ -39,7 +39,7 @@ pub(crate) const MAX_RESTARTS: u32 = 3;
 pub(crate) const SHOWN_URL_MAX: usize = 256;
 
 /// `url` without user name and password, for messages, cut to [`SHOWN_URL_MAX`].
-pub(crate) fn redact(url: &Url) -> String {
+pub fn redact(url: &Url) -> String {
     let mut u = url.clone();
     if !u.username().is_empty() || u.password().is_some() {
         // Only fails for cannot-be-a-base URLs, which carry no credentials anyway.
@@ -50,7 +50,7 @@ pub(crate) fn redact(url: &Url) -> String {
 }
 
 /// Like [`redact`] for a URL string (shortened as-is when it does not parse).
-pub(crate) fn redact_url_str(url: &str) -> String {
+pub fn redact_url_str(url: &str) -> String {
     Url::parse(url).map_or_else(|_| shorten(url), |u| redact(&u))
 }
 
@@ -94,7 +94,7 @@ const PARSE_ERRORS: &[&str] = &[
 
 /// Classifies a failure to get an answer (connect, DNS, TLS, the connection dropping, or an
 /// answer that is not HTTP).
-pub(crate) fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
+pub fn send_error(e: &reqwest::Error, url: &Url) -> FetchError {
     let text = chain_text(e);
     let host = url.host_str().unwrap_or("?");
     let shown = redact(url);
@@ -185,7 +185,7 @@ impl WithoutUrl for reqwest::Error {
 }
 
 /// Classifies a failure while reading a body: the connection broke mid-transfer.
-pub(crate) fn body_error(e: &reqwest::Error) -> FetchError {
+pub fn body_error(e: &reqwest::Error) -> FetchError {
     FetchError::new(
         ErrorContext::GeneralTransport,
         FetchErrorKind::ConnectionReset,
@@ -195,7 +195,7 @@ pub(crate) fn body_error(e: &reqwest::Error) -> FetchError {
 }
 
 /// Parses `Retry-After`: delay seconds or an HTTP date (a date in the past means "now").
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -205,7 +205,7 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 }
 
 /// The error for an answer with an error status.
-pub(crate) fn status_error(resp: &Response, url: &Url) -> FetchError {
+pub fn status_error(resp: &Response, url: &Url) -> FetchError {
     let status = resp.status();
     let code = status.as_u16();
     let transient = matches!(classify_http_status(code), Class::Transient);
@@ -230,7 +230,8 @@ pub(crate) fn status_error(resp: &Response, url: &Url) -> FetchError {
     err
 }
 
-pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+/// A header's value as trimmed text, when present and visible ASCII.
+pub fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -307,7 +308,7 @@ pub(crate) fn sends_secrets(start: &Url, url: &Url) -> bool {
 }
 
 /// Validates the custom headers once, before any request.
-pub(crate) fn custom_headers(
+pub fn custom_headers(
     pairs: &[(String, String)],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, FetchError> {
     let mut out = Vec::new();

@@ -37,6 +37,12 @@ pub mod staging;
 pub mod throttle;
 
 pub use error::{FetchError, FetchErrorKind, FetchSetupError};
+/// The HTTP helpers the upload engine (`ferry-send`) shares: failure classification, URL
+/// redaction for messages, custom-header checks.
+pub use http::{
+    body_error, custom_headers, header_str, parse_retry_after, redact, redact_url_str, send_error,
+    status_error,
+};
 pub use local::file_url_path;
 pub use peer::{PeerAnswer, PeerSource, Probe, SPOT_CHECK_BYTES};
 
@@ -300,6 +306,12 @@ impl Fetcher {
             .user_agent(opts.user_agent.clone())
             .connect_timeout(opts.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
+    }
+
+    /// The HTTP client settings every Ferry transfer uses (user agent, connect timeout, no
+    /// automatic redirects), for other engines that build their own client (uploads).
+    pub fn client_builder(opts: &FetcherOptions) -> reqwest::ClientBuilder {
+        Self::builder(opts)
     }
 
     /// The client for a job: the shared one, or one that sends everything through `proxy`.

@@ -3,8 +3,16 @@
 //! paths to safe components, and which status and error code answer each refusal. Nothing here
 //! does I/O, so every rule is unit-tested (and fuzzed, `fuzz/fuzz_targets/bits_packet.rs`) and
 //! the server's HTTP layer (`ferry-upload-server`) only moves bytes.
+//!
+//! The client side lives here too: [`bits_client`] (what a BITS client sends and does after
+//! each answer), [`tus`] (the same for tus 1.0) and [`offset`] (the rule both share for the
+//! offset a server acknowledges); `ferry-send` does their I/O.
 
 use std::fmt;
+
+pub mod bits_client;
+pub mod offset;
+pub mod tus;
 
 /// The only upload protocol ever defined ("BITS 1.5 Upload Protocol").
 pub const PROTOCOL_GUID: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";

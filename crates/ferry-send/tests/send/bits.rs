@@ -12,7 +12,7 @@ const BITS: ProtocolChoice = ProtocolChoice::Only(Protocol::Bits);
 
 #[tokio::test]
 async fn issue_14_bits_upload_lands_byte_identical_and_leaves_no_session() {
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let dir = tempfile::tempdir().unwrap();
     // Several fragments, the last one short.
     let data = content(3 * 65536 + 123, 1);
@@ -36,7 +36,7 @@ async fn issue_14_bits_upload_lands_byte_identical_and_leaves_no_session() {
 
 #[tokio::test]
 async fn issue_14_bits_empty_file_lands_empty() {
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let dir = tempfile::tempdir().unwrap();
     let path = source(dir.path(), "e.bin", b"");
     let req = request(&srv.url("e.bin"), &path, BITS);
@@ -49,7 +49,7 @@ async fn issue_14_bits_empty_file_lands_empty() {
 
 #[tokio::test]
 async fn issue_14_bits_413_shrinks_fragments_until_the_server_takes_them() {
-    let srv = UploadServer::start("max_fragment_size = 20000").await;
+    let srv = UploadServer::start_with("max_fragment_size = 20000");
     let dir = tempfile::tempdir().unwrap();
     let data = content(100_000, 2);
     let path = source(dir.path(), "b.bin", &data);
@@ -65,7 +65,7 @@ async fn issue_14_bits_413_shrinks_fragments_until_the_server_takes_them() {
 
 #[tokio::test]
 async fn issue_14_bits_too_large_for_the_server_is_fatal_and_nothing_lands() {
-    let srv = UploadServer::start("max_upload_size = 1000").await;
+    let srv = UploadServer::start_with("max_upload_size = 1000");
     let dir = tempfile::tempdir().unwrap();
     let path = source(dir.path(), "big.bin", &content(5000, 3));
     let req = request(&srv.url("big.bin"), &path, BITS);
@@ -85,8 +85,8 @@ async fn issue_14_bits_too_large_for_the_server_is_fatal_and_nothing_lands() {
 
 #[tokio::test]
 async fn issue_14_bits_existing_destination_is_403_fatal() {
-    let srv = UploadServer::start("").await;
-    std::fs::write(srv.tmp.path().join("up/x.bin"), b"old").unwrap();
+    let srv = UploadServer::start();
+    std::fs::write(srv.dir().join("x.bin"), b"old").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = source(dir.path(), "x.bin", b"new content");
     let req = request(&srv.url("x.bin"), &path, BITS);
@@ -108,7 +108,7 @@ async fn issue_14_bits_existing_destination_is_403_fatal() {
 /// session: one Create-Session in all.
 #[tokio::test]
 async fn issue_14_bits_resume_continues_the_committed_session() {
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = content(400_000, 4);
     let path = source(dir.path(), "r.bin", &data);
@@ -160,7 +160,7 @@ async fn issue_14_bits_resume_continues_the_committed_session() {
 
 #[tokio::test]
 async fn issue_14_bits_cancel_session_removes_the_server_session() {
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = content(200_000, 5);
     let path = source(dir.path(), "c.bin", &data);
@@ -200,7 +200,7 @@ async fn issue_14_bits_cancel_session_removes_the_server_session() {
 
 #[tokio::test]
 async fn issue_14_a_source_that_changes_fails_with_local_file_changed() {
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = content(300_000, 6);
     let path = source(dir.path(), "m.bin", &data);

@@ -66,7 +66,7 @@ async fn issue_14_client_packets_match_the_minimal_exchange_transcript() {
     let want = client_requests(&transcript);
     assert_eq!(want.len(), 3);
 
-    let srv = UploadServer::start("").await;
+    let srv = UploadServer::start();
     let proxy = Proxy::start(srv.addr.to_string()).await;
     let dir = tempfile::tempdir().unwrap();
     let body = std::fs::read(golden.join("rfc2119.txt")).unwrap();

@@ -12,7 +12,7 @@ use crate::support::*;
 const BITS: ProtocolChoice = ProtocolChoice::Only(Protocol::Bits);
 
 async fn bits_through_proxy(dir_keys: &str) -> (UploadServer, Proxy) {
-    let srv = UploadServer::start(dir_keys).await;
+    let srv = UploadServer::start_with(dir_keys);
     let proxy = Proxy::start(srv.addr.to_string()).await;
     (srv, proxy)
 }

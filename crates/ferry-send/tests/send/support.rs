@@ -1,10 +1,8 @@
-//! Test servers and a driver that plays the caller's part (commit every state, retry
-//! transient errors), as the daemon does.
+//! A driver that plays the caller's part (commit every state, retry transient errors), as
+//! the daemon does, and a fault-injecting proxy; the real servers are `ferry_testkit::upload`'s.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,137 +107,7 @@ pub async fn send_until_done(
     panic!("not done after {attempts} attempts: {transient:?}");
 }
 
-/// The real ferry-upload-server, in-process, with `/upload` → `TMP/up`.
-pub struct UploadServer {
-    pub addr: SocketAddr,
-    pub tmp: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl UploadServer {
-    /// Starts with extra directory keys (`max_fragment_size = 10000`, …).
-    pub async fn start(dir_keys: &str) -> UploadServer {
-        let tmp = tempfile::tempdir().unwrap();
-        let up = tmp.path().join("up");
-        std::fs::create_dir(&up).unwrap();
-        let config = tmp.path().join("server.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\n[[directory]]\nurl_prefix = \"/upload\"\npath = \"{}\"\n{dir_keys}\n",
-                up.display()
-            ),
-        )
-        .unwrap();
-        let cfg = ferry_upload_server::Config::load(&config).unwrap();
-        let server = ferry_upload_server::Server::bind(cfg).await.unwrap();
-        let addr = server.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(server.serve(async {
-            let _ = rx.await;
-        }));
-        UploadServer {
-            addr,
-            tmp,
-            stop: Some(tx),
-        }
-    }
-
-    pub fn url(&self, name: &str) -> String {
-        format!("http://{}/upload/{name}", self.addr)
-    }
-
-    pub fn landed(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.tmp.path().join("up").join(name)).ok()
-    }
-
-    /// Sessions left on disk.
-    pub fn sessions(&self) -> usize {
-        std::fs::read_dir(self.tmp.path().join("up").join(".ferry-upload-sessions"))
-            .map_or(0, |d| d.count())
-    }
-}
-
-impl Drop for UploadServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// A real tus server (`@tus/server` under node), or `None` (with `SKIPPED` printed) where
-/// node or the npm packages are missing — which `FERRY_REQUIRE_TUS=1` (set by `.ci/run`)
-/// turns into a failure.
-pub struct TusServer {
-    child: Child,
-    pub addr: String,
-    pub dir: tempfile::TempDir,
-}
-
-impl TusServer {
-    pub fn start(test: &str) -> Option<TusServer> {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/send/tus");
-        let modules = std::env::var_os("FERRY_TUS_NODE_MODULES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| here.join("node_modules"));
-        let required = std::env::var_os("FERRY_REQUIRE_TUS").is_some_and(|v| v == "1");
-        let missing = |why: String| {
-            assert!(!required, "{test}: FERRY_REQUIRE_TUS=1 but {why}");
-            eprintln!(
-                "SKIPPED {test}: {why} (run `npm ci --prefix {}`)",
-                here.display()
-            );
-            None
-        };
-        if !modules.join("@tus/server").is_dir() {
-            return missing(format!("no @tus/server in {}", modules.display()));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("node")
-            .arg(here.join("server.js"))
-            .arg(dir.path())
-            .env("NODE_PATH", &modules)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => return missing(format!("cannot run node: {e}")),
-        };
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the tus server did not start: {line:?}"))
-            .to_owned();
-        Some(TusServer { child, addr, dir })
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/files", self.addr)
-    }
-
-    /// The uploads the server holds (data files; their `.json` metadata is not counted).
-    pub fn uploads(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_none())
-            .collect()
-    }
-}
-
-impl Drop for TusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use ferry_testkit::upload::{TusServer, UploadServer};
 
 /// What the hostile proxy does to one request.
 #[derive(Debug, Clone)]

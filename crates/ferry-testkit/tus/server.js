@@ -1,4 +1,4 @@
-// A real tus 1.0 server for ferry-send's and ferryd's tests: @tus/server with a file store
+// A real tus 1.0 server for Ferry's upload tests (ferry_testkit::upload::TusServer): @tus/server with a file store
 // (see package.json; `.ci/run` installs it). Usage: node server.js DIRECTORY
 // Listens on 127.0.0.1 on a free port and prints "listening on 127.0.0.1:PORT".
 const http = require('node:http');

@@ -243,6 +243,32 @@ impl Reader {
             .collect()
     }
 
+    /// The files of jobs in `states` that still record a server-side upload session, with
+    /// the job's owner, from the session index: what a crash between a cancel and the
+    /// server-side cancel left behind.
+    pub fn upload_sessions_of(
+        &self,
+        states: &[JobState],
+    ) -> Result<Vec<(String, u32, FileRow)>, StoreError> {
+        let sql = format!(
+            // Forced order, as for staging files: the index is small, final jobs may be many.
+            "SELECT f.job_id, j.owner_uid, f.body FROM files f INDEXED BY files_upload_session \
+             CROSS JOIN jobs j ON j.id = f.job_id \
+             WHERE f.upload_session IS NOT NULL AND j.state IN ({})",
+            state_list(states)
+        );
+        let rows = self.rows(&sql, [], "reading upload sessions", |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.into_iter()
+            .map(|(id, owner, body)| Ok((id, owner, decode("file row", &body)?)))
+            .collect()
+    }
+
     /// Events after `after`, readable by `uid` (`None`: everyone's), optionally of one job.
     pub fn events(
         &self,

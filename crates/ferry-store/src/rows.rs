@@ -192,6 +192,14 @@ pub struct FileRow {
     /// origin was never recorded (e.g. resumed from a store older than piece hashes), and the
     /// file is never published to peers.
     pub pieces: Option<String>,
+    /// Upload jobs: the source file as it was when the job was made (JSON of
+    /// `ferry_send::SourceIdentity`); the upload fails if it changes.
+    pub upload_source: Option<serde_json::Value>,
+    /// Upload jobs: the server-side upload (JSON of `ferry_send::ServerState`: the BITS
+    /// session or tus upload URL and the offset the server acknowledged), from before its
+    /// first byte is sent until the server has put the file in place or the upload was
+    /// abandoned.
+    pub upload_session: Option<serde_json::Value>,
 }
 
 /// One event-log entry as stored.

@@ -14,7 +14,9 @@ const APPLICATION_ID: i64 = 0x4645_5259;
 /// and counts the rest without reading their bodies. 4: each job's progress events,
 /// so a new one can replace the last at once. 5: the staging path as a column with an index of
 /// the files that have one, so a start finds the staging files a crash left to final jobs
-/// without reading every file row.
+/// without reading every file row. 6: the server-side upload session of upload files as a
+/// column with an index of the files that have one, so a start finds the sessions a crash left
+/// to cancelled jobs (to cancel them on the server) without reading every file row.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -70,6 +72,12 @@ ALTER TABLE files ADD COLUMN staging TEXT;
 UPDATE files SET staging = json_extract(body, '$.temp_path')
     WHERE json_extract(body, '$.temp_path') IS NOT NULL;
 CREATE INDEX files_staging ON files(job_id) WHERE staging IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE files ADD COLUMN upload_session TEXT;
+UPDATE files SET upload_session = json_extract(body, '$.upload_session')
+    WHERE json_extract(body, '$.upload_session') IS NOT NULL;
+CREATE INDEX files_upload_session ON files(job_id) WHERE upload_session IS NOT NULL;
 "#,
 ];
 

@@ -122,13 +122,20 @@ impl Tx<'_> {
         let mut stmt = self
             .sp
             .prepare_cached(
-                "INSERT OR REPLACE INTO files (job_id, file_index, body, staging) \
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO files (job_id, file_index, body, staging, upload_session) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(StoreError::sql(self.path, "writing files"))?;
         for f in files {
-            stmt.execute(params![job_id, f.file_index as i64, json(f)?, f.temp_path])
-                .map_err(StoreError::sql(self.path, "writing files"))?;
+            let session = f.upload_session.as_ref().map(|v| v.to_string());
+            stmt.execute(params![
+                job_id,
+                f.file_index as i64,
+                json(f)?,
+                f.temp_path,
+                session
+            ])
+            .map_err(StoreError::sql(self.path, "writing files"))?;
         }
         Ok(())
     }

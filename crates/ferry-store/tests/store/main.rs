@@ -235,7 +235,9 @@ async fn issue_5_staging_files_of_final_jobs_are_found_after_migration_and_write
     {
         let db = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
         db.execute_batch(
-            "DROP INDEX files_staging; ALTER TABLE files DROP COLUMN staging; PRAGMA user_version = 4;",
+            // (Migration 6's column goes too: a schema-4 store has neither.)
+            "DROP INDEX files_upload_session; ALTER TABLE files DROP COLUMN upload_session; \
+             DROP INDEX files_staging; ALTER TABLE files DROP COLUMN staging; PRAGMA user_version = 4;",
         )
         .unwrap();
     }
@@ -257,5 +259,63 @@ async fn issue_5_staging_files_of_final_jobs_are_found_after_migration_and_write
         .unwrap();
     assert!(r.staging_files_of(&finals).unwrap().is_empty());
     assert_eq!(r.staging_files_of(&[JobState::Suspended]).unwrap().len(), 1);
+    assert_eq!(r.integrity_check().unwrap(), "ok");
+}
+
+/// A start finds the server-side upload sessions of cancelled jobs from the session index,
+/// which file writes keep in step and migration 6 fills from rows written before it existed.
+#[tokio::test]
+async fn issue_14_upload_sessions_of_cancelled_jobs_are_found_after_migration_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = |i: u64, s: Option<&str>| FileRow {
+        file_index: i,
+        upload_session: s
+            .map(|id| serde_json::json!({"protocol": "bits", "session": id, "acked": 5})),
+        ..FileRow::default()
+    };
+    let cancelled_states = [JobState::Cancelled];
+    {
+        let (w, _r) = ferry_store::open(dir.path()).unwrap();
+        let mut cancelled = job(1, "gone");
+        cancelled.state = JobState::Cancelled;
+        let running = job(2, "live");
+        w.submit(move |tx| {
+            tx.insert_job(&cancelled)?;
+            tx.insert_job(&running)?;
+            tx.put_files("gone", &[session(0, Some("{A}"))])?;
+            tx.put_files("live", &[session(0, Some("{B}"))])
+        })
+        .wait()
+        .await
+        .unwrap();
+    }
+    // Back to a schema-5 store, as an older ferryd wrote it (with the session in the body).
+    {
+        let db = rusqlite::Connection::open(dir.path().join("ferry.db")).unwrap();
+        db.execute_batch(
+            "DROP INDEX files_upload_session; ALTER TABLE files DROP COLUMN upload_session; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    }
+    let (w, r) = ferry_store::open(dir.path()).unwrap();
+    let found = r.upload_sessions_of(&cancelled_states).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0.as_str(), found[0].1), ("gone", 1000));
+    assert_eq!(
+        found[0].2.upload_session.as_ref().unwrap()["session"],
+        "{A}"
+    );
+    // Clearing the session takes the file out of the index.
+    w.submit(move |tx| tx.put_files("gone", &[session(0, None)]))
+        .wait()
+        .await
+        .unwrap();
+    assert!(r.upload_sessions_of(&cancelled_states).unwrap().is_empty());
+    assert_eq!(
+        r.upload_sessions_of(&[JobState::Queued, JobState::Suspended])
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(r.integrity_check().unwrap(), "ok");
 }

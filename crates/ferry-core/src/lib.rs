@@ -20,3 +20,4 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod transition;
+pub mod upload;

@@ -72,6 +72,11 @@ impl Throttle {
         Throttle { buckets }
     }
 
+    /// The tightest limit of its buckets, bytes per second (`None`: unlimited).
+    pub fn rate(&self) -> Option<u64> {
+        self.buckets.iter().filter_map(|b| b.rate()).min()
+    }
+
     /// Accounts `n` bytes in every bucket; returns how long to wait before reading more.
     pub fn take(&self, n: u64) -> Duration {
         self.buckets

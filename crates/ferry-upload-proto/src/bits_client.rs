@@ -18,6 +18,16 @@ pub const MIN_FRAGMENT: u64 = 5 * 1024;
 /// costs little, small enough to hold in memory per upload.
 pub const DEFAULT_FRAGMENT: u64 = 8 * 1024 * 1024;
 
+/// The fragment size of an upload limited to `rate` bytes per second: about a second of
+/// sending, so the server acknowledges an offset (the upload's checkpoint) about every second,
+/// as a download checkpoints; [`DEFAULT_FRAGMENT`] without a limit or above it, and never
+/// below [`MIN_FRAGMENT`].
+pub fn fragment_for_rate(rate: Option<u64>) -> u64 {
+    rate.map_or(DEFAULT_FRAGMENT, |r| {
+        r.clamp(MIN_FRAGMENT, DEFAULT_FRAGMENT)
+    })
+}
+
 /// How many times one attempt starts a new session after the server forgot the current one.
 pub const MAX_NEW_SESSIONS: u32 = 3;
 
@@ -769,6 +779,14 @@ mod tests {
             host_id_url(&dest, "node7").unwrap().as_str(),
             "https://node7/upload/a.bin"
         );
+    }
+
+    #[test]
+    fn limited_uploads_send_about_a_second_per_fragment() {
+        assert_eq!(fragment_for_rate(None), DEFAULT_FRAGMENT);
+        assert_eq!(fragment_for_rate(Some(256 * 1024)), 256 * 1024);
+        assert_eq!(fragment_for_rate(Some(10)), MIN_FRAGMENT);
+        assert_eq!(fragment_for_rate(Some(u64::MAX)), DEFAULT_FRAGMENT);
     }
 
     proptest! {

@@ -160,6 +160,8 @@ pub struct Daemon {
     pub reader: Arc<Reader>,
     /// The transfer engine.
     pub fetcher: Arc<Fetcher>,
+    /// The upload engine every upload job's file goes through.
+    pub sender: ferry_send::Sender,
     /// Timer clock.
     pub mono: Mono,
     /// Jobs.

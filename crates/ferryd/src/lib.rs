@@ -25,6 +25,7 @@ mod scheduler;
 mod supervise;
 mod systemd;
 mod transfer;
+mod upload_sessions;
 
 pub use config::{DaemonOptions, LimitSettings, Limits, Mode};
 pub use error::EXIT_TASK_DIED;
@@ -60,12 +61,13 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     opts.policy = config.policy.clone();
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
-    let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {
+    let fetcher_options = ferry_fetch::FetcherOptions {
         user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
         peer_tls: peer_cache::client_tls(&config)?,
         ..ferry_fetch::FetcherOptions::default()
-    })
-    .map_err(DaemonError::Fetch)?;
+    };
+    let sender = ferry_send::Sender::new(&fetcher_options).map_err(DaemonError::Fetch)?;
+    let fetcher = ferry_fetch::Fetcher::new(fetcher_options).map_err(DaemonError::Fetch)?;
     let mono = Mono::start();
     let sweep = Arc::new(Notify::new());
     let inner = recover(
@@ -114,6 +116,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         store: writer,
         reader: Arc::new(reader),
         fetcher: Arc::new(fetcher),
+        sender,
         mono,
         inner: Mutex::new(inner),
         wake: Notify::new(),
@@ -127,6 +130,8 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         conditions: tokio::sync::watch::Sender::new(Default::default()),
     });
     let notifier = tokio::spawn(notifier::run(daemon.clone(), kick_rx));
+    // Server-side uploads that a crash left to cancelled jobs are cancelled now.
+    upload_sessions::abandon_leftovers(&daemon);
     // Notifications owed before the restart are attempted at once.
     for id in &owing {
         daemon.kick(id, true);

@@ -23,6 +23,7 @@ use crate::clock;
 use crate::daemon::{Daemon, Inner, Running};
 
 mod peers;
+mod upload;
 
 /// A durable checkpoint is taken at least every this many bytes …
 const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
@@ -99,6 +100,8 @@ struct JobSettings {
     /// The cache is enabled and may publish this job's whole files: their SHA-256 is recorded.
     publishable: bool,
     owner_uid: u32,
+    /// Upload jobs send their file (`upload`) instead of fetching it.
+    job_type: ferry_proto::JobType,
 }
 
 impl JobSettings {
@@ -122,6 +125,7 @@ impl JobSettings {
             peer_caching: row.peer_caching,
             publishable: false,
             owner_uid: row.owner_uid,
+            job_type: row.job_type,
         }
     }
 }
@@ -172,7 +176,12 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
             let (settings, siblings) = (&settings, &siblings);
             inflight.push(async move {
                 let index = file.file_index;
-                (index, fetch_one(d, job_id, file, settings, siblings).await)
+                let result = if settings.job_type == ferry_proto::JobType::Download {
+                    fetch_one(d, job_id, file, settings, siblings).await
+                } else {
+                    upload::send_one(d, job_id, file, settings, siblings).await
+                };
+                (index, result)
             });
         }
         let Some((index, result)) = inflight.next().await else {
@@ -324,13 +333,8 @@ async fn fetch_one(
     settings: &JobSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
-    // Politeness: however many jobs and files want one host, at most a few talk to it at once.
-    let _slot = match host_slot(d, &file.remote_url) {
-        Some(sem) => tokio::select! {
-            p = sem.acquire_owned() => p.ok(),
-            _ = token.cancelled() => return Ok(()),
-        },
-        None => None,
+    let Some(_slot) = host_permit(d, &file.remote_url, token).await else {
+        return Ok(());
     };
     let identity = d.fs_identity(job_id).await;
     let Some(temp) = ensure_temp(d, job_id, &mut file, identity, token).await? else {
@@ -534,28 +538,10 @@ fn on_event(
 ) {
     let now = d.mono.now();
     let mut inner = d.lock();
-    // First sign of life from the server: connecting → transferring.
-    if inner.jobs.get(job_id).map(|e| e.row.state) == Some(JobState::Connecting) {
-        let _ = d.transition(&mut inner, job_id, Trigger::Connected, |_| {});
-    }
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
-        return;
-    };
+    connected(d, &mut inner, job_id);
     match ev {
         FetchEvent::Progress { bytes, total } => {
-            let now_live = bytes.saturating_sub(file.bytes_transferred);
-            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live) + now_live;
-            *live = now_live;
-            // Progress is reaching bytes the job never had: fetching the same bytes again after
-            // a restart from zero does not count, or a server that changes the file and cuts
-            // every answer would keep the job retrying forever.
-            let position = entry.row.bytes_transferred + entry.rt.live_bytes;
-            if position > entry.rt.furthest {
-                entry.rt.furthest = position;
-                entry.rt.last_progress_at = Some(now);
-                entry.rt.first_transient_at = None;
-            }
-            set_total(&mut entry.row, file, total);
+            live_progress(&mut inner, job_id, file, live, bytes, total, now);
         }
         FetchEvent::Checkpoint {
             offset,
@@ -565,48 +551,119 @@ fn on_event(
             pieces,
         } => {
             peers::attribute(file, offset, restarted, source);
-            let row = &mut entry.row;
-            row.bytes_transferred =
-                row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
-            file.bytes_transferred = offset;
             file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
             file.pieces = pieces;
-            set_total(row, file, total);
-            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live);
-            *live = 0;
-            row.modified = clock::now_rfc3339();
-            d.modified(entry);
-            if !persist {
-                return;
-            }
-            // The event log gets at most one `progress` event per job per second.
-            let now = d.mono.now();
-            let log_progress = entry
-                .rt
-                .last_progress_event
-                .is_none_or(|t| now.saturating_sub(t) >= 1000);
-            if log_progress {
-                entry.rt.last_progress_event = Some(now);
-            }
-            let (row, f) = (entry.row.clone(), file.clone());
-            let time = row.modified.clone();
-            let _ = d.store.submit(move |tx| {
-                tx.put_files(&row.id, &[f])?;
-                tx.update_job(&row)?;
-                if log_progress {
-                    tx.append_event(
-                        &row.id,
-                        row.owner_uid,
-                        &time,
-                        EventKind::Progress {
-                            bytes_transferred: row.bytes_transferred,
-                            bytes_total: row.bytes_total,
-                        },
-                    )?;
-                }
-                Ok(())
-            });
+            checkpoint(d, &mut inner, job_id, file, live, offset, total, persist);
         }
+    }
+}
+
+/// First sign of life from the server: connecting → transferring.
+fn connected(d: &Arc<Daemon>, inner: &mut Inner, job_id: &str) {
+    if inner.jobs.get(job_id).map(|e| e.row.state) == Some(JobState::Connecting) {
+        let _ = d.transition(inner, job_id, Trigger::Connected, |_| {});
+    }
+}
+
+/// Live (not yet durable) progress of `file`: `bytes` of `total` so far.
+fn live_progress(
+    inner: &mut Inner,
+    job_id: &str,
+    file: &mut FileRow,
+    live: &mut u64,
+    bytes: u64,
+    total: Option<u64>,
+    now: u64,
+) {
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    let now_live = bytes.saturating_sub(file.bytes_transferred);
+    entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live) + now_live;
+    *live = now_live;
+    // Progress is reaching bytes the job never had: fetching the same bytes again after
+    // a restart from zero does not count, or a server that changes the file and cuts
+    // every answer would keep the job retrying forever.
+    let position = entry.row.bytes_transferred + entry.rt.live_bytes;
+    if position > entry.rt.furthest {
+        entry.rt.furthest = position;
+        entry.rt.last_progress_at = Some(now);
+        entry.rt.first_transient_at = None;
+    }
+    set_total(&mut entry.row, file, total);
+}
+
+/// `file` has `offset` bytes durable (of `total`): the job's counters follow, and with
+/// `persist` the file and job are written, with at most one `progress` event per job per
+/// second in the event log.
+#[allow(clippy::too_many_arguments)]
+fn checkpoint(
+    d: &Arc<Daemon>,
+    inner: &mut Inner,
+    job_id: &str,
+    file: &mut FileRow,
+    live: &mut u64,
+    offset: u64,
+    total: Option<u64>,
+    persist: bool,
+) {
+    let Some(entry) = inner.jobs.get_mut(job_id) else {
+        return;
+    };
+    let row = &mut entry.row;
+    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
+    file.bytes_transferred = offset;
+    set_total(row, file, total);
+    entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live);
+    *live = 0;
+    row.modified = clock::now_rfc3339();
+    d.modified(entry);
+    if !persist {
+        return;
+    }
+    // The event log gets at most one `progress` event per job per second.
+    let now = d.mono.now();
+    let log_progress = entry
+        .rt
+        .last_progress_event
+        .is_none_or(|t| now.saturating_sub(t) >= 1000);
+    if log_progress {
+        entry.rt.last_progress_event = Some(now);
+    }
+    let (row, f) = (entry.row.clone(), file.clone());
+    let time = row.modified.clone();
+    let _ = d.store.submit(move |tx| {
+        tx.put_files(&row.id, &[f])?;
+        tx.update_job(&row)?;
+        if log_progress {
+            tx.append_event(
+                &row.id,
+                row.owner_uid,
+                &time,
+                EventKind::Progress {
+                    bytes_transferred: row.bytes_transferred,
+                    bytes_total: row.bytes_total,
+                },
+            )?;
+        }
+        Ok(())
+    });
+}
+
+/// Politeness: however many jobs and files want one host, at most a few talk to it at once.
+/// Waits for a permit of the URL's host (`Some(None)` for `file://`, which needs none); `None`
+/// when the token fired first.
+async fn host_permit(
+    d: &Daemon,
+    url: &str,
+    token: &CancellationToken,
+) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+    match host_slot(d, url) {
+        Some(sem) => tokio::select! {
+            p = sem.acquire_owned() => Some(p.ok()),
+            _ = token.cancelled() => None,
+        },
+        None => Some(None),
     }
 }
 

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use ferry_core::state::{self, Operation, Trigger};
 use ferry_fetch::staging;
 use ferry_proto::params::{CompleteResult, JobIdParams, StateResult, ValidationParams};
-use ferry_proto::{ErrorContext, ErrorInfo, ErrorKind, JobState, ProtoError, Validation};
+use ferry_proto::{ErrorContext, ErrorInfo, ErrorKind, JobState, JobType, ProtoError, Validation};
 use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
 
 use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
+use crate::upload_sessions::{Abandon, spawn_abandon};
 
 /// `job.resume`
 pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
@@ -90,16 +91,28 @@ pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIde
 pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
     let identity = d.fs_identity(&p.job_id).await;
-    let state = {
+    let (state, mut abandon) = {
         let mut inner = d.lock();
-        Daemon::owned(&mut inner, c, &p.job_id)?;
-        d.transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
+        let e = Daemon::owned(&mut inner, c, &p.job_id)?;
+        // An upload's server-side session is cancelled with the job's credentials, which the
+        // cancel erases: take them first.
+        let abandon = (e.row.job_type != JobType::Download).then(|| Abandon::of(&e.row));
+        let state = d
+            .transition(&mut inner, &p.job_id, Trigger::Cancel, |_| {})
             .map_err(|e| refused("cancel", &p.job_id, e))?
-            .0
+            .0;
+        (state, abandon)
     };
     // Reading the files waits for the cancel to commit. File I/O happens outside the lock, as
     // the owner, off the runtime threads.
     let files = load_files(d, &p.job_id).await?;
+    if let Some(a) = abandon.as_mut() {
+        a.files = files
+            .iter()
+            .filter(|f| f.upload_session.is_some())
+            .cloned()
+            .collect();
+    }
     let deleting = ferry_fetch::safe_open::blocking(identity, move || {
         let mut files = files;
         for f in &mut files {
@@ -118,6 +131,11 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
         }
         Ok(Err(_)) | Err(_) => d.durable(),
     };
+    // After the rows above are queued, so forgetting a cancelled session is written last; a
+    // crash before leaves it recorded, and the next start cancels it.
+    if let Some(a) = abandon.filter(|a| !a.files.is_empty()) {
+        spawn_abandon(d, a);
+    }
     Answer::after(StateResult { state }, commit)
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use ferry_core::range::{self, RangesError};
 use ferry_core::state::{self, Operation, Trigger};
 use ferry_proto::params::SetRemoteUrlParams;
-use ferry_proto::{ErrorKind, FileRange, FileSpec, JobState, ProtoError};
+use ferry_proto::{ErrorKind, FileRange, FileSpec, JobState, JobType, ProtoError};
 use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
@@ -222,6 +222,70 @@ pub fn check_on_disk(rows: &[FileRow], owner: &Caller) -> Result<(), ProtoError>
             check_dir(dir, owner)?;
             usable.insert(dir);
         }
+    }
+    Ok(())
+}
+
+/// The upload rules for files joining a job of `job_type` that holds `have` files
+/// (`ferry_core::upload::check_files`): an upload job holds one whole file for an http(s) URL.
+pub fn check_upload(job_type: JobType, have: u64, specs: &[FileSpec]) -> Result<(), ProtoError> {
+    use ferry_core::upload::{NewFile, UploadFileRefusal, check_files};
+    let schemes: Vec<String> = specs
+        .iter()
+        .map(|s| {
+            url::Url::parse(&s.remote_url).map_or_else(|_| String::new(), |u| u.scheme().to_owned())
+        })
+        .collect();
+    let news: Vec<NewFile<'_>> = specs
+        .iter()
+        .zip(&schemes)
+        .map(|(s, scheme)| NewFile {
+            scheme,
+            ranges: s.ranges.is_some(),
+            sha256: s.sha256.is_some(),
+        })
+        .collect();
+    check_files(job_type, have, &news).map_err(|e| match e {
+        UploadFileRefusal::TooManyFiles => ProtoError::invalid_params("files", e.to_string()),
+        UploadFileRefusal::NotHttp => ProtoError::kind(ErrorKind::Unsupported, e.to_string())
+            .with("field", "files[0].remote_url"),
+        UploadFileRefusal::Ranges => ProtoError::invalid_params("files[0].ranges", e.to_string()),
+        UploadFileRefusal::Sha256 => ProtoError::invalid_params("files[0].sha256", e.to_string()),
+    })
+}
+
+/// The file-system checks of an upload's new file rows: each `local_path` is a regular file
+/// the owner may read (opened as for a transfer: no FIFOs, devices or magic links); its size
+/// and identity are recorded, and the upload fails later if they change. Run as the owner.
+pub fn check_sources(rows: &mut [FileRow]) -> Result<(), ProtoError> {
+    for (i, row) in rows.iter_mut().enumerate() {
+        let field = format!("files[{i}].local_path");
+        let shown = &row.local_path;
+        let meta = ferry_fetch::safe_open::open_source(Path::new(&row.local_path))
+            .and_then(|f| f.metadata())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ProtoError::kind(
+                    ErrorKind::AccessDenied,
+                    format!("the job's owner may not read {shown:?}, the file to upload"),
+                )
+                .with("field", field.clone()),
+                std::io::ErrorKind::NotFound => ProtoError::invalid_params(
+                    &field,
+                    format!("{shown:?}, the file to upload, does not exist"),
+                ),
+                _ if ferry_fetch::safe_open::is_wrong_kind(&e) => ProtoError::invalid_params(
+                    &field,
+                    format!("{shown:?} {e}; only a regular file can be uploaded"),
+                ),
+                _ => ProtoError::kind(
+                    ErrorKind::LocalIo,
+                    format!("cannot read {shown:?}, the file to upload: {e}"),
+                )
+                .with("field", field.clone()),
+            })?;
+        let identity = ferry_send::SourceIdentity::of(&meta);
+        row.bytes_total = Some(identity.size);
+        row.upload_source = serde_json::to_value(identity).ok();
     }
     Ok(())
 }

@@ -87,6 +87,7 @@ async fn check_on_disk(
     d: &Daemon,
     owner: Caller,
     rows: Vec<FileRow>,
+    job_type: JobType,
 ) -> Result<Vec<FileRow>, ProtoError> {
     if rows.is_empty() {
         return Ok(rows);
@@ -94,7 +95,13 @@ async fn check_on_disk(
     // The identity the job's transfers will use.
     let identity = crate::identity::fs_identity_off_runtime(d.opts.mode, owner.uid).await;
     ferry_fetch::safe_open::blocking(identity, move || {
-        files::check_on_disk(&rows, &owner).map(|()| rows)
+        let mut rows = rows;
+        if job_type == JobType::Download {
+            files::check_on_disk(&rows, &owner).map(|()| rows)
+        } else {
+            // An upload's local path is its source: read, never written.
+            files::check_sources(&mut rows).map(|()| rows)
+        }
     })
     .await
     .map_err(|e| {
@@ -115,20 +122,21 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         return Err(too_long("description", MAX_DESCRIPTION));
     }
     let job_type = p.job_type.unwrap_or(JobType::Download);
-    if job_type != JobType::Download {
+    if job_type == JobType::UploadReply {
         return Err(ProtoError::kind(
             ErrorKind::Unsupported,
-            "upload jobs are not supported by this ferryd yet; create a download job",
+            "upload-reply jobs are not supported by this ferryd yet; create an upload job",
         )
         .with("field", "type"));
     }
     let specs = p.files.unwrap_or_default();
     check_file_count(d, 0, specs.len())?;
+    files::check_upload(job_type, 0, &specs)?;
     let mut rows = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         rows.push(files::check(spec, i, i as u64, &d.opts.limits)?);
     }
-    let rows = check_on_disk(d, *c, rows).await?;
+    let rows = check_on_disk(d, *c, rows, job_type).await?;
     let now = clock::now_rfc3339();
     let id = uuid::Uuid::new_v4().to_string();
     let mut inner = d.lock();
@@ -172,13 +180,14 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
 /// `job.add_files`
 pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
     d.load_existing(&p.job_id).await?;
-    let (first, owner) = {
+    let (first, owner, job_type) = {
         let mut inner = d.lock();
         let e = Daemon::owned(&mut inner, c, &p.job_id)?;
         state::check(e.row.state, Operation::AddFiles).map_err(|r| refusal("add files", r))?;
-        (e.row.files_total, e.row.owner_uid)
+        (e.row.files_total, e.row.owner_uid, e.row.job_type)
     };
     check_file_count(d, first, p.files.len())?;
+    files::check_upload(job_type, first, &p.files)?;
     // Checked as the owner (root acting on someone's job must not widen what they may write).
     let owner = Caller {
         uid: owner,
@@ -193,10 +202,12 @@ pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiRes
     for (i, spec) in p.files.iter().enumerate() {
         rows.push(files::check(spec, i, first + i as u64, &d.opts.limits)?);
     }
-    let mut rows = check_on_disk(d, owner, rows).await?;
+    let mut rows = check_on_disk(d, owner, rows, job_type).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::AddFiles).map_err(|r| refusal("add files", r))?;
+    // Another add may have given the upload job its file meanwhile.
+    files::check_upload(job_type, e.row.files_total, &p.files)?;
     if e.row.files_total != first {
         // Another add raced us; renumber.
         for (i, r) in rows.iter_mut().enumerate() {

@@ -17,7 +17,8 @@
 //! `runtime_threads` (a slow store read of one job does not stall calls about others),
 //! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
 //! power-profiles-daemon and logind on a private system bus),
-//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`).
+//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`), `uploads` (upload
+//! jobs against the real `ferry-upload-server` and a tus server from npm).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -52,3 +53,4 @@ mod system_mode;
 mod systemd;
 mod transfer;
 mod typed_errors;
+mod uploads;

@@ -1,0 +1,315 @@
+//! Upload jobs (`type: upload`) against the real `ferry-upload-server` (BITS) and a real tus
+//! server (`@tus/server` from npm): the file lands byte-identical, a `kill -9` of ferryd
+//! resumes the same server-side upload, cancel removes it from the server, and the job
+//! follows the same states as a download.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ferry_client::Client;
+use ferry_proto::params::{CreateParams, SetParams};
+use ferry_proto::{JobState, JobType};
+use ferry_testkit::daemon::wait_for;
+use ferry_testkit::upload::{TusServer, UploadServer};
+
+use crate::support::*;
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ ((i >> 9) as u8))
+        .collect()
+}
+
+/// Creates an upload job of `path` to `url`.
+async fn upload_job(c: &Client, url: &str, path: &Path) -> String {
+    c.create(CreateParams {
+        display_name: "upload".into(),
+        job_type: Some(JobType::Upload),
+        files: Some(vec![spec(url, path)]),
+        ..CreateParams::default()
+    })
+    .await
+    .expect("job.create of an upload job")
+}
+
+/// Slows the job to `bps` so a test can act mid-upload.
+async fn limit(c: &Client, id: &str, bps: u64) {
+    c.set(SetParams {
+        job_id: id.into(),
+        bandwidth_limit_bps: Some(Some(bps)),
+        minimum_retry_delay_s: Some(1),
+        ..SetParams::default()
+    })
+    .await
+    .expect("job.set");
+}
+
+/// Waits, bounded, until `f` holds (for server-side effects no event reports).
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn issue_14_upload_job_lands_byte_identical_over_bits() {
+    let srv = UploadServer::start();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(3 * 1024 * 1024 + 17, 1);
+    let src = dir.path().join("report.bin");
+    std::fs::write(&src, &data).unwrap();
+    let id = upload_job(&c, &srv.url("report.bin"), &src).await;
+    let job = c.get(&id).await.unwrap();
+    assert_eq!(job.job_type, JobType::Upload);
+    // The size is known from the source at once.
+    assert_eq!(job.progress.bytes_total, Some(data.len() as u64));
+    c.resume(&id).await.unwrap();
+    let job = wait_state(&c, &id, JobState::Transferred).await;
+    assert_eq!(job.progress.bytes_transferred, data.len() as u64);
+    assert_eq!(job.progress.files_transferred, 1);
+    assert_eq!(srv.landed("report.bin").unwrap(), data);
+    assert_eq!(srv.sessions(), 0);
+    // Completing an upload touches nothing local: the source stays as it was.
+    let done = c.complete(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Acknowledged);
+    assert!(!done.partial);
+    assert_eq!(std::fs::read(&src).unwrap(), data);
+    let files = c.files(&id).await.unwrap();
+    assert!(files[0].transferred && files[0].temporary_path.is_none());
+}
+
+#[tokio::test]
+async fn issue_14_upload_job_lands_byte_identical_over_tus_as_one_upload() {
+    let Some(tus) = TusServer::start("issue_14_upload_job_lands_byte_identical_over_tus") else {
+        return;
+    };
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(2 * 1024 * 1024 + 5, 2);
+    let src = dir.path().join("photo.jpg");
+    std::fs::write(&src, &data).unwrap();
+    let id = upload_job(&c, &tus.url(), &src).await;
+    c.resume(&id).await.unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    let uploads = tus.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(std::fs::read(&uploads[0]).unwrap(), data);
+}
+
+/// kill -9 of ferryd in the middle of an upload: after the restart the job resumes the same
+/// server-side upload (exactly one tus upload resource, one BITS session) from the offset the
+/// server acknowledged, and the file lands byte-identical.
+#[tokio::test]
+async fn issue_14_kill_9_mid_upload_resumes_the_same_tus_upload() {
+    let Some(tus) = TusServer::start("issue_14_kill_9_mid_upload_resumes_the_same_tus_upload")
+    else {
+        return;
+    };
+    let mut d = daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(1536 * 1024, 3);
+    let src = dir.path().join("backup.tar");
+    std::fs::write(&src, &data).unwrap();
+    let id = {
+        let c = d.client().await;
+        let id = upload_job(&c, &tus.url(), &src).await;
+        limit(&c, &id, 256 * 1024).await;
+        c.resume(&id).await.unwrap();
+        wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+        id
+    };
+    d.kill9();
+    d.restart();
+    let c = d.client().await;
+    let job = c.get(&id).await.expect("the job survived kill -9");
+    assert!(
+        job.progress.bytes_transferred > 0,
+        "the acknowledged offset survived"
+    );
+    c.set(SetParams {
+        job_id: id.clone(),
+        bandwidth_limit_bps: Some(None),
+        ..SetParams::default()
+    })
+    .await
+    .unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    let uploads = tus.uploads();
+    assert_eq!(
+        uploads.len(),
+        1,
+        "one upload resource for the job: {uploads:?}"
+    );
+    assert_eq!(std::fs::read(&uploads[0]).unwrap(), data);
+}
+
+#[tokio::test]
+async fn issue_14_kill_9_mid_upload_resumes_the_same_bits_session() {
+    let srv = UploadServer::start();
+    let mut d = daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(1536 * 1024, 4);
+    let src = dir.path().join("logs.tgz");
+    std::fs::write(&src, &data).unwrap();
+    let id = {
+        let c = d.client().await;
+        let id = upload_job(&c, &srv.url("logs.tgz"), &src).await;
+        limit(&c, &id, 256 * 1024).await;
+        c.resume(&id).await.unwrap();
+        wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+        id
+    };
+    d.kill9();
+    assert_eq!(srv.sessions(), 1);
+    d.restart();
+    let c = d.client().await;
+    c.set(SetParams {
+        job_id: id.clone(),
+        bandwidth_limit_bps: Some(None),
+        ..SetParams::default()
+    })
+    .await
+    .unwrap();
+    // The session on the server is the one the job resumes: there is never a second one.
+    assert_eq!(srv.sessions(), 1);
+    wait_state(&c, &id, JobState::Transferred).await;
+    assert_eq!(srv.landed("logs.tgz").unwrap(), data);
+    assert_eq!(srv.sessions(), 0);
+}
+
+#[tokio::test]
+async fn issue_14_cancel_removes_the_server_session() {
+    let srv = UploadServer::start();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(2 * 1024 * 1024, 5);
+    let src = dir.path().join("big.bin");
+    std::fs::write(&src, &data).unwrap();
+    let id = upload_job(&c, &srv.url("big.bin"), &src).await;
+    limit(&c, &id, 128 * 1024).await;
+    c.resume(&id).await.unwrap();
+    wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+    assert_eq!(srv.sessions(), 1);
+    c.cancel(&id).await.unwrap();
+    eventually("the server session is cancelled", || srv.sessions() == 0).await;
+    assert!(srv.landed("big.bin").is_none());
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        data,
+        "the source is untouched"
+    );
+}
+
+#[tokio::test]
+async fn issue_14_cancel_deletes_the_tus_upload() {
+    let Some(tus) = TusServer::start("issue_14_cancel_deletes_the_tus_upload") else {
+        return;
+    };
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.bin");
+    std::fs::write(&src, payload(2 * 1024 * 1024, 6)).unwrap();
+    let id = upload_job(&c, &tus.url(), &src).await;
+    limit(&c, &id, 128 * 1024).await;
+    c.resume(&id).await.unwrap();
+    wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+    assert_eq!(tus.uploads().len(), 1);
+    c.cancel(&id).await.unwrap();
+    eventually("the tus upload is deleted", || tus.uploads().is_empty()).await;
+}
+
+#[tokio::test]
+async fn issue_14_a_source_changed_mid_upload_fails_with_local_file_changed() {
+    let srv = UploadServer::start();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("growing.log");
+    std::fs::write(&src, payload(1024 * 1024, 7)).unwrap();
+    let id = upload_job(&c, &srv.url("growing.log"), &src).await;
+    limit(&c, &id, 128 * 1024).await;
+    c.resume(&id).await.unwrap();
+    wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+    // The log grows while it is uploaded.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&src).unwrap();
+    std::io::Write::write_all(&mut f, b"one more line\n").unwrap();
+    let job = wait_state(&c, &id, JobState::Error).await;
+    let err = job.error.unwrap();
+    assert_eq!(err.code, "LOCAL_FILE_CHANGED", "{err:?}");
+    assert!(!err.transient);
+    assert!(
+        err.description.contains("growing.log"),
+        "{}",
+        err.description
+    );
+    assert!(srv.landed("growing.log").is_none());
+}
+
+#[tokio::test]
+async fn issue_14_upload_jobs_hold_one_readable_file() {
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    std::fs::write(&a, b"a").unwrap();
+    // Two files: refused (BITS BG_E_TOO_MANY_FILES), no job left behind.
+    let e = c
+        .create(CreateParams {
+            display_name: "two".into(),
+            job_type: Some(JobType::Upload),
+            files: Some(vec![
+                spec("http://127.0.0.1:9/x", &a),
+                spec("http://127.0.0.1:9/y", &a),
+            ]),
+            ..CreateParams::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("exactly one file"), "{e}");
+    // A second file added later: refused too.
+    let id = upload_job(&c, "http://127.0.0.1:9/x", &a).await;
+    let e = c
+        .add_files(&id, vec![spec("http://127.0.0.1:9/y", &a)])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("exactly one file"), "{e}");
+    // A source that does not exist, and one that is no regular file.
+    let e = c
+        .create(CreateParams {
+            display_name: "missing".into(),
+            job_type: Some(JobType::Upload),
+            files: Some(vec![spec("http://127.0.0.1:9/x", &dir.path().join("nope"))]),
+            ..CreateParams::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    let e = c
+        .create(CreateParams {
+            display_name: "dir".into(),
+            job_type: Some(JobType::Upload),
+            files: Some(vec![spec("http://127.0.0.1:9/x", dir.path())]),
+            ..CreateParams::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("regular file"), "{e}");
+    // Not http(s).
+    let e = c
+        .create(CreateParams {
+            display_name: "file".into(),
+            job_type: Some(JobType::Upload),
+            files: Some(vec![spec("file:///tmp/x", &a)]),
+            ..CreateParams::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("http or https"), "{e}");
+}

@@ -57,6 +57,15 @@ pub enum Command {
                       Example: ferry transfer --limit-rate 1M --sha256 HEX https://example.org/a.iso ~/Downloads"
     )]
     Transfer(TransferArgs),
+    /// Upload a file now: create an upload job, wait for it with a progress bar, and complete it.
+    #[command(
+        after_help = "URL is where the file goes: a BITS upload server's URL for the file \
+                      (ferry-upload-server, IIS with the BITS extension) or a tus server's \
+                      creation URL; ferryd finds out which. Ctrl-C suspends the job (exit code \
+                      130); a closed terminal leaves it running, and ferryd finishes it.\n\n\
+                      Example: ferry upload --limit-rate 1M crash.dmp https://uploads.example.org/upload/crash.dmp"
+    )]
+    Upload(UploadArgs),
     /// Create an empty, suspended job and print its id.
     #[command(after_help = "Example: ferry create nightly --priority high")]
     Create(CreateArgs),
@@ -248,6 +257,41 @@ pub struct TransferArgs {
     /// continuing it.
     #[arg(long)]
     pub restart: bool,
+}
+
+/// `ferry upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The file to upload.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where it goes (http or https).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Bandwidth limit in bytes per second, with an optional unit: 500K, 1M, 2G.
+    #[arg(long, visible_alias = "bandwidth-limit", value_name = "RATE", value_parser = crate::units::parse_rate)]
+    pub limit_rate: Option<u64>,
+    /// No progress line and no messages but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The job's priority (foreground: an interactive upload, as Start-BitsTransfer runs).
+    #[arg(long, value_name = "P", default_value = "foreground", value_parser = priority_parser())]
+    pub priority: Priority,
+    /// Seconds to wait before retrying after a transient error (ferryd may enforce a floor).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_delay: u64,
+    /// Fail once transient errors have gone this many seconds without progress.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub no_progress_timeout: u64,
+    /// The job's display name [default: "ferry upload" and the file's name].
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// The job's description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
 }
 
 /// `ferry create`.

@@ -20,6 +20,7 @@ pub mod set;
 pub mod set_url;
 pub mod suspend;
 pub mod transfer;
+pub mod upload;
 pub mod validate;
 pub mod wait;
 
@@ -64,6 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     match cli.command {
         Command::Transfer(a) => transfer::run(&ctx, a).await,
+        Command::Upload(a) => upload::run(&ctx, a).await,
         Command::Create(a) => create::run(&ctx, a).await,
         Command::Add(a) => add::run(&ctx, a).await,
         Command::Resume(a) => resume::run(&ctx, a).await,

@@ -209,12 +209,55 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
     if !a.quiet && !ctx.json {
         errln!("{}", where_note(&id, &specs));
     }
-    let mut bar = TransferBar::new(!a.quiet);
+    match watch(&client, &id, a.quiet, &mut sigint).await? {
+        Watched::Transferred => {
+            let (state, partial) = super::complete_transferred(&client, &id).await?;
+            print_saved(ctx, &a, &client, &id, state, partial, started).await
+        }
+        // Completed by the daemon (auto_complete) or by someone else.
+        Watched::Acknowledged => {
+            print_saved(
+                ctx,
+                &a,
+                &client,
+                &id,
+                JobState::Acknowledged,
+                false,
+                started,
+            )
+            .await
+        }
+        Watched::Failed(job) => super::report_job_error(ctx, &client, &job).await,
+        Watched::Interrupted(code) => Ok(code),
+    }
+}
+
+/// How watching a running job ended.
+pub enum Watched {
+    /// It is transferred and nobody completed it within the grace (complete it now).
+    Transferred,
+    /// It was completed (by the daemon's auto_complete or by someone else).
+    Acknowledged,
+    /// It failed (state `error`).
+    Failed(Job),
+    /// Ctrl-C suspended it; the exit code to return.
+    Interrupted(u8),
+}
+
+/// Shows the job's progress until it is transferred, completed, failed or cancelled (an
+/// error), or Ctrl-C suspends it: follows its events and re-reads it on each one, never polls.
+pub async fn watch(
+    client: &Client,
+    id: &str,
+    quiet: bool,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Watched> {
+    let mut bar = TransferBar::new(!quiet);
     let mut grace: Option<tokio::time::Instant> = None;
     let mut redraw = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let job = client
-            .get(&id)
+            .get(id)
             .await
             .with_context(|| format!("cannot read job {id}"))?;
         bar.update(&job);
@@ -226,17 +269,15 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
             }
             JobState::Transferred => {
                 bar.clear();
-                let (state, partial) = super::complete_transferred(&client, &id).await?;
-                return print_saved(ctx, &a, &client, &id, state, partial, started).await;
+                return Ok(Watched::Transferred);
             }
             JobState::Acknowledged => {
-                // Completed by the daemon (auto_complete) or by someone else.
                 bar.clear();
-                return print_saved(ctx, &a, &client, &id, job.state, false, started).await;
+                return Ok(Watched::Acknowledged);
             }
             JobState::Error => {
                 bar.clear();
-                return super::report_job_error(ctx, &client, &job).await;
+                return Ok(Watched::Failed(job));
             }
             JobState::Cancelled => {
                 bar.clear();
@@ -259,7 +300,7 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
                 _ = redraw.tick() => bar.refresh(),
                 _ = sigint.recv() => {
                     bar.clear();
-                    return interrupted(&client, &id).await;
+                    return interrupted(client, id).await.map(Watched::Interrupted);
                 }
             }
         }

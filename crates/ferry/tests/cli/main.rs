@@ -12,7 +12,8 @@
 //! no silent overwrite, exit codes, names, transfer options, a closed terminal keeps the file),
 //! `docs` (issue 13: completions, man pages and a `--help` example for every verb),
 //! `daemon_admin` (issue 13: `ferry daemon status/stop/logs`, the log file, `--version`), `paths`
-//! (issue 13: one socket and the real cause without `XDG_RUNTIME_DIR` or a usable home).
+//! (issue 13: one socket and the real cause without `XDG_RUNTIME_DIR` or a usable home),
+//! `upload` (issue 14: `ferry upload` to a BITS upload server and a tus server).
 //!
 //! `ferryd` must have been built (`cargo build -p ferryd`, or any workspace build).
 
@@ -32,4 +33,5 @@ mod paths;
 mod security_socket;
 mod support;
 mod transfer;
+mod upload;
 mod verbs;

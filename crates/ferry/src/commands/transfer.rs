@@ -239,7 +239,7 @@ pub enum Watched {
     /// It was completed (by the daemon's auto_complete or by someone else).
     Acknowledged,
     /// It failed (state `error`).
-    Failed(Job),
+    Failed(Box<Job>),
     /// Ctrl-C suspended it; the exit code to return.
     Interrupted(u8),
 }
@@ -277,7 +277,7 @@ pub async fn watch(
             }
             JobState::Error => {
                 bar.clear();
-                return Ok(Watched::Failed(job));
+                return Ok(Watched::Failed(Box::new(job)));
             }
             JobState::Cancelled => {
                 bar.clear();

@@ -14,7 +14,7 @@ use ferry_upload_proto::offset::{OffsetError, Tracker};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::wire::{Progress, Reply, Wire, answer_error};
+use crate::wire::{Reply, Wire, answer_error};
 use crate::{Protocol, Run, SendDone, ServerState};
 
 /// A session in use.
@@ -139,12 +139,7 @@ pub(crate) async fn send(
                 session: s.id.clone(),
                 range,
             };
-            let progress = Progress {
-                events: run.events.clone(),
-                base: first,
-                total,
-                throttle: run.req.throttle.clone(),
-            };
+            let progress = run.progress(first);
             let sent = w.bits(&s.url, &req, name, Some((data, progress))).await;
             let (reply, a) = match sent {
                 Ok(r) => r,

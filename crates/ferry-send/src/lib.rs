@@ -404,6 +404,16 @@ impl Run<'_> {
         Err(FetchError::cancelled())
     }
 
+    /// Where the progress of a body sent from offset `base` goes.
+    pub(crate) fn progress(&self, base: u64) -> wire::Progress {
+        wire::Progress {
+            events: self.events.clone(),
+            base,
+            total: self.src.size(),
+            throttle: self.req.throttle.clone(),
+        }
+    }
+
     pub(crate) fn acked(&self, state: ServerState) {
         let _ = self.events.send(SendEvent::Acked { state });
     }

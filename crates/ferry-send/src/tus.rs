@@ -11,7 +11,7 @@ use ferry_upload_proto::offset::{OffsetError, Tracker};
 use ferry_upload_proto::tus::{self, Failure, MAX_CHECKSUM_RETRIES, MAX_NEW_UPLOADS, Step};
 use url::Url;
 
-use crate::wire::{Progress, Reply, Wire, answer_error};
+use crate::wire::{Reply, Wire, answer_error};
 use crate::{Protocol, Run, SendDone, ServerState, mismatch};
 
 struct Upload {
@@ -120,12 +120,7 @@ pub(crate) async fn send(
                 .zip(digest)
                 .map(|(a, d)| tus::checksum_header(a, &d));
             up.t.sending(end);
-            let progress = Progress {
-                events: run.events.clone(),
-                base: first,
-                total,
-                throttle: run.req.throttle.clone(),
-            };
+            let progress = run.progress(first);
             let reply = w
                 .exchange(
                     "PATCH",
@@ -134,7 +129,7 @@ pub(crate) async fn send(
                     Some((data, progress)),
                 )
                 .await?;
-            match tus::on_patch(reply.status, &reply.h()) {
+            match tus::on_patch(reply.status, reply.h()) {
                 Step::Offset { offset, expires } => {
                     up.t.server_says(offset).map_err(|e| lie(run, &up, e))?;
                     if expires.is_some() {
@@ -187,7 +182,7 @@ async fn head(run: &Run<'_>, up: &mut Upload) -> Result<bool, FetchError> {
         .w
         .exchange("HEAD", &up.url, &tus::plain_headers(), None)
         .await?;
-    match tus::on_head(reply.status, &reply.h(), up.t.total) {
+    match tus::on_head(reply.status, reply.h(), up.t.total) {
         Step::Offset { offset, expires } => {
             up.t.server_says(offset).map_err(|e| lie(run, up, e))?;
             if expires.is_some() {
@@ -206,7 +201,7 @@ async fn create(run: &Run<'_>, total: u64) -> Result<Upload, FetchError> {
     let w = &run.w;
     let headers = tus::creation_headers(total, run.req.content_name.as_deref());
     let reply = w.exchange("POST", &w.start, &headers, None).await?;
-    match tus::on_create(reply.status, &reply.h(), &w.start) {
+    match tus::on_create(reply.status, reply.h(), &w.start) {
         Step::Created(url) => {
             let up = Upload {
                 url,

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use ferry_fetch::throttle::Throttle;
 use ferry_fetch::{FetchError, FetchErrorKind};
 use ferry_proto::ErrorContext;
-use ferry_upload_proto::Headers;
 use ferry_upload_proto::bits_client::{self, Request};
 use ferry_upload_proto::tus::{self, Capabilities};
 use futures_util::StreamExt;
@@ -39,8 +38,8 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// The headers as the protocol rules read them.
-    pub(crate) fn h(&self) -> Hdrs<'_> {
-        Hdrs(&self.headers)
+    pub(crate) fn h(&self) -> &HeaderMap {
+        &self.headers
     }
 
     /// `Retry-After` of a 429 or 503.
@@ -50,22 +49,6 @@ impl Reply {
         }
         ferry_fetch::header_str(&self.headers, &header::RETRY_AFTER)
             .and_then(|v| ferry_fetch::parse_retry_after(v, SystemTime::now()))
-    }
-}
-
-/// Response headers as `ferry_upload_proto::Headers`.
-pub(crate) struct Hdrs<'a>(&'a HeaderMap);
-
-impl Headers for Hdrs<'_> {
-    fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
-        self.0
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().map_err(|_| ()))
-            .collect()
-    }
-    fn longest_value(&self) -> usize {
-        self.0.values().map(HeaderValue::len).max().unwrap_or(0)
     }
 }
 
@@ -233,7 +216,7 @@ impl<'a> Wire<'a> {
                 body,
             )
             .await?;
-        let answer = bits_client::parse_answer(reply.status, &reply.h());
+        let answer = bits_client::parse_answer(reply.status, reply.h());
         Ok((reply, answer))
     }
 
@@ -242,7 +225,7 @@ impl<'a> Wire<'a> {
         let r = self
             .exchange("OPTIONS", url, &tus::plain_headers(), None)
             .await?;
-        Ok(tus::parse_options(r.status, &r.h()))
+        Ok(tus::parse_options(r.status, r.h()))
     }
 
     /// A BITS Ping to `url`: whether the answer is an Ack.

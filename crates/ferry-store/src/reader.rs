@@ -223,24 +223,7 @@ impl Reader {
         &self,
         states: &[JobState],
     ) -> Result<Vec<(String, u32, FileRow)>, StoreError> {
-        let sql = format!(
-            // Forced order: walk the small staging index, not every final job (there may be
-            // a hundred thousand of those, and the planner has no statistics to know it).
-            "SELECT f.job_id, j.owner_uid, f.body FROM files f INDEXED BY files_staging \
-             CROSS JOIN jobs j ON j.id = f.job_id \
-             WHERE f.staging IS NOT NULL AND j.state IN ({})",
-            state_list(states)
-        );
-        let rows = self.rows(&sql, [], "reading staging files", |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        rows.into_iter()
-            .map(|(id, owner, body)| Ok((id, owner, decode("file row", &body)?)))
-            .collect()
+        self.indexed_files("files_staging", "staging", states, "reading staging files")
     }
 
     /// The files of jobs in `states` that still record a server-side upload session, with
@@ -250,14 +233,32 @@ impl Reader {
         &self,
         states: &[JobState],
     ) -> Result<Vec<(String, u32, FileRow)>, StoreError> {
+        self.indexed_files(
+            "files_upload_session",
+            "upload_session",
+            states,
+            "reading upload sessions",
+        )
+    }
+
+    /// The files whose `column` is set, of jobs in `states`, through the partial `index` on
+    /// it, with the job's owner.
+    fn indexed_files(
+        &self,
+        index: &str,
+        column: &str,
+        states: &[JobState],
+        action: &'static str,
+    ) -> Result<Vec<(String, u32, FileRow)>, StoreError> {
         let sql = format!(
-            // Forced order, as for staging files: the index is small, final jobs may be many.
-            "SELECT f.job_id, j.owner_uid, f.body FROM files f INDEXED BY files_upload_session \
+            // Forced order: walk the small partial index, not every final job (there may be
+            // a hundred thousand of those, and the planner has no statistics to know it).
+            "SELECT f.job_id, j.owner_uid, f.body FROM files f INDEXED BY {index} \
              CROSS JOIN jobs j ON j.id = f.job_id \
-             WHERE f.upload_session IS NOT NULL AND j.state IN ({})",
+             WHERE f.{column} IS NOT NULL AND j.state IN ({})",
             state_list(states)
         );
-        let rows = self.rows(&sql, [], "reading upload sessions", |r| {
+        let rows = self.rows(&sql, [], action, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, u32>(1)?,

@@ -8,7 +8,7 @@ use ferry_core::retry::{Class, classify_http_status};
 
 use crate::{
     BG_E_SESSION_NOT_FOUND, BG_E_TOO_LARGE, E_ACCESSDENIED, E_INVALIDARG, ERROR_DISK_FULL,
-    ErrorContext, FragmentRange, Headers, PROTOCOL_GUID, hresult,
+    ErrorContext, FragmentRange, Headers, PROTOCOL_GUID, first_value, hresult,
 };
 
 /// The smallest fragment a client sends after a 413 (the specification's floor).
@@ -155,17 +155,9 @@ pub fn parse_hresult(value: &str) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
-fn first<'a>(h: &'a impl Headers, name: &str) -> Option<&'a str> {
-    h.values(name)
-        .into_iter()
-        .find_map(Result::ok)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 /// Reads an answer (header names lower-case, as [`Headers`] says).
 pub fn parse_answer(status: u16, h: &impl Headers) -> Answer {
-    let context = first(h, "bits-error-context")
+    let context = first_value(h, "bits-error-context")
         .and_then(parse_hresult)
         .and_then(|c| match c {
             5 => Some(ErrorContext::Server),
@@ -174,18 +166,18 @@ pub fn parse_answer(status: u16, h: &impl Headers) -> Answer {
         });
     Answer {
         status,
-        is_ack: first(h, "bits-packet-type").is_some_and(|v| v.eq_ignore_ascii_case("ack")),
-        session: first(h, "bits-session-id").map(str::to_owned),
-        protocol: first(h, "bits-protocol").map(str::to_owned),
-        received: first(h, "bits-received-content-range")
+        is_ack: first_value(h, "bits-packet-type").is_some_and(|v| v.eq_ignore_ascii_case("ack")),
+        session: first_value(h, "bits-session-id").map(str::to_owned),
+        protocol: first_value(h, "bits-protocol").map(str::to_owned),
+        received: first_value(h, "bits-received-content-range")
             .map(|v| v.parse::<u64>().map_err(|_| v.to_owned())),
-        reply_url: first(h, "bits-reply-url").map(str::to_owned),
-        error: first(h, "bits-error-code")
-            .or_else(|| first(h, "bits-error"))
+        reply_url: first_value(h, "bits-reply-url").map(str::to_owned),
+        error: first_value(h, "bits-error-code")
+            .or_else(|| first_value(h, "bits-error"))
             .and_then(parse_hresult),
         context,
-        host_id: first(h, "bits-host-id").map(str::to_owned),
-        host_id_fallback_secs: first(h, "bits-host-id-fallback-timeout")
+        host_id: first_value(h, "bits-host-id").map(str::to_owned),
+        host_id_fallback_secs: first_value(h, "bits-host-id-fallback-timeout")
             .and_then(|v| v.parse().ok()),
     }
 }
@@ -446,19 +438,7 @@ mod tests {
     use crate::{E_FAIL, Refusal};
     use proptest::prelude::*;
 
-    struct H(Vec<(&'static str, String)>);
-    impl Headers for H {
-        fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
-            self.0
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| Ok(v.as_str()))
-                .collect()
-        }
-        fn longest_value(&self) -> usize {
-            0
-        }
-    }
+    use crate::test_headers::H;
 
     /// The answer the server sends for a refusal (as `ferry-upload-server` writes it).
     fn answer_for(r: &Refusal, error_header: &'static str) -> Answer {

@@ -156,6 +156,56 @@ pub trait Headers {
     fn longest_value(&self) -> usize;
 }
 
+/// The headers of a request or answer as the `http` crate holds them (hyper, axum, reqwest).
+impl Headers for http::HeaderMap {
+    fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
+        self.get_all(name)
+            .iter()
+            .map(|v| v.to_str().map_err(|_| ()))
+            .collect()
+    }
+    fn longest_value(&self) -> usize {
+        self.values().map(http::HeaderValue::len).max().unwrap_or(0)
+    }
+}
+
+/// The first text value of header `name`, trimmed, if not empty (answers are read leniently:
+/// a server's repeated or odd header does not make the client give up).
+pub(crate) fn first_value<'a>(h: &'a impl Headers, name: &str) -> Option<&'a str> {
+    h.values(name)
+        .into_iter()
+        .find_map(Result::ok)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Headers for the unit tests of every module: `(lower-case name, value)` pairs.
+#[cfg(test)]
+pub(crate) mod test_headers {
+    use super::Headers;
+
+    /// A header list.
+    pub(crate) struct H(pub(crate) Vec<(&'static str, String)>);
+
+    impl Headers for H {
+        fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| Ok(v.as_str()))
+                .collect()
+        }
+        fn longest_value(&self) -> usize {
+            self.0.iter().map(|(_, v)| v.len()).max().unwrap_or(0)
+        }
+    }
+
+    /// `H` from borrowed pairs.
+    pub(crate) fn h(pairs: &[(&'static str, &str)]) -> H {
+        H(pairs.iter().map(|(n, v)| (*n, (*v).to_owned())).collect())
+    }
+}
+
 /// A request parsed into what it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
@@ -556,22 +606,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    struct H(Vec<(&'static str, String)>);
-    impl Headers for H {
-        fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
-            self.0
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| Ok(v.as_str()))
-                .collect()
-        }
-        fn longest_value(&self) -> usize {
-            self.0.iter().map(|(_, v)| v.len()).max().unwrap_or(0)
-        }
-    }
-    fn h(pairs: &[(&'static str, &str)]) -> H {
-        H(pairs.iter().map(|(n, v)| (*n, (*v).to_owned())).collect())
-    }
+    use crate::test_headers::h;
 
     #[test]
     fn packet_types_compare_case_insensitively() {

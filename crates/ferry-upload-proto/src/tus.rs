@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use ferry_core::retry::{Class, classify_http_status};
 
-use crate::Headers;
+use crate::{Headers, first_value};
 
 /// The protocol version spoken (`Tus-Resumable`).
 pub const VERSION: &str = "1.0.0";
@@ -53,14 +53,6 @@ pub enum Checksum {
     Sha1,
 }
 
-fn first<'a>(h: &'a impl Headers, name: &str) -> Option<&'a str> {
-    h.values(name)
-        .into_iter()
-        .find_map(Result::ok)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 fn list(v: Option<&str>) -> Vec<String> {
     v.map(|v| {
         v.split(',')
@@ -74,8 +66,10 @@ fn list(v: Option<&str>) -> Vec<String> {
 /// Whether an answer comes from a tus server speaking 1.0.0 (`Tus-Version` lists it, or
 /// `Tus-Resumable` says it).
 pub fn is_tus(h: &impl Headers) -> bool {
-    list(first(h, "tus-version")).iter().any(|v| v == VERSION)
-        || first(h, "tus-resumable") == Some(VERSION)
+    list(first_value(h, "tus-version"))
+        .iter()
+        .any(|v| v == VERSION)
+        || first_value(h, "tus-resumable") == Some(VERSION)
 }
 
 /// Reads an OPTIONS answer; `None` when it is not a tus 1.0.0 server.
@@ -84,9 +78,9 @@ pub fn parse_options(status: u16, h: &impl Headers) -> Option<Capabilities> {
         return None;
     }
     Some(Capabilities {
-        extensions: list(first(h, "tus-extension")),
-        max_size: first(h, "tus-max-size").and_then(|v| v.parse().ok()),
-        checksum_algorithms: list(first(h, "tus-checksum-algorithm")),
+        extensions: list(first_value(h, "tus-extension")),
+        max_size: first_value(h, "tus-max-size").and_then(|v| v.parse().ok()),
+        checksum_algorithms: list(first_value(h, "tus-checksum-algorithm")),
     })
 }
 
@@ -224,7 +218,7 @@ fn by_status(status: u16) -> Step {
 }
 
 fn offset_of(h: &impl Headers) -> Option<u64> {
-    let v = first(h, "upload-offset")?;
+    let v = first_value(h, "upload-offset")?;
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -235,7 +229,7 @@ fn offset_of(h: &impl Headers) -> Option<u64> {
 pub fn on_create(status: u16, h: &impl Headers, creation_url: &url::Url) -> Step {
     match status {
         201 => {
-            let Some(loc) = first(h, "location") else {
+            let Some(loc) = first_value(h, "location") else {
                 return Step::Fatal(Failure::NoLocation("none".into()));
             };
             match creation_url.join(loc) {
@@ -251,7 +245,7 @@ pub fn on_create(status: u16, h: &impl Headers, creation_url: &url::Url) -> Step
 pub fn on_head(status: u16, h: &impl Headers, total: u64) -> Step {
     match status {
         200 | 204 => {
-            if let Some(len) = first(h, "upload-length").and_then(|v| v.parse::<u64>().ok())
+            if let Some(len) = first_value(h, "upload-length").and_then(|v| v.parse::<u64>().ok())
                 && len != total
             {
                 return Step::Fatal(Failure::LengthMismatch {
@@ -262,7 +256,7 @@ pub fn on_head(status: u16, h: &impl Headers, total: u64) -> Step {
             match offset_of(h) {
                 Some(offset) => Step::Offset {
                     offset,
-                    expires: first(h, "upload-expires").map(str::to_owned),
+                    expires: first_value(h, "upload-expires").map(str::to_owned),
                 },
                 None => Step::Fatal(Failure::NoOffset),
             }
@@ -279,7 +273,7 @@ pub fn on_patch(status: u16, h: &impl Headers) -> Step {
         204 | 200 => match offset_of(h) {
             Some(offset) => Step::Offset {
                 offset,
-                expires: first(h, "upload-expires").map(str::to_owned),
+                expires: first_value(h, "upload-expires").map(str::to_owned),
             },
             None => Step::Fatal(Failure::NoOffset),
         },
@@ -315,22 +309,7 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    struct H(Vec<(&'static str, String)>);
-    impl Headers for H {
-        fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
-            self.0
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| Ok(v.as_str()))
-                .collect()
-        }
-        fn longest_value(&self) -> usize {
-            0
-        }
-    }
-    fn h(pairs: &[(&'static str, &str)]) -> H {
-        H(pairs.iter().map(|(n, v)| (*n, (*v).to_owned())).collect())
-    }
+    use crate::test_headers::h;
 
     #[test]
     fn options_are_read_and_checksums_sent_only_when_offered() {

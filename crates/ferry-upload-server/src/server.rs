@@ -22,7 +22,7 @@ use crate::auth::Users;
 use crate::config::{Config, NotificationType};
 use crate::notify::{Notification, ReplySource};
 use crate::protocol::{
-    self, FragmentRange, Headers, Limits, Packet, Refusal, hresult, map_path, parse_packet,
+    self, FragmentRange, Limits, Packet, Refusal, hresult, map_path, parse_packet,
 };
 use crate::store::{Meta, Notified, Store, io_refusal, now_secs};
 
@@ -269,22 +269,6 @@ async fn sweeper(shared: Arc<Shared>, i: usize) {
     }
 }
 
-/// Request headers as the protocol rules read them.
-struct Hdrs<'a>(&'a HeaderMap);
-
-impl Headers for Hdrs<'_> {
-    fn values(&self, name: &str) -> Vec<Result<&str, ()>> {
-        self.0
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().map_err(|_| ()))
-            .collect()
-    }
-    fn longest_value(&self) -> usize {
-        self.0.values().map(HeaderValue::len).max().unwrap_or(0)
-    }
-}
-
 /// An Ack: `BITS-Packet-Type: Ack` first, the given headers, `Content-Length: 0` last.
 fn ack(status: u16, headers: &[(&str, String)]) -> Response {
     let mut b = Response::builder()
@@ -349,7 +333,7 @@ async fn handle(State(st): State<Arc<Shared>>, req: Request) -> Response {
         .get("bits-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let packet = parse_packet(req.method().as_str(), &Hdrs(req.headers()));
+    let packet = parse_packet(req.method().as_str(), req.headers());
     let Some((di, rest)) = st.config.directory_for(&path) else {
         return drained(req, refuse(&Refusal::NotEnabled, session_hdr.as_deref())).await;
     };

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use ferry_fetch::FetchErrorKind;
-use ferry_send::{Protocol, ProtocolChoice, SendEvent, ServerState};
+use ferry_send::{Protocol, ProtocolChoice, ServerState};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
@@ -117,34 +117,15 @@ async fn issue_14_bits_resume_continues_the_committed_session() {
     let s = sender();
     let c: Arc<Mutex<Committed>> = Arc::default();
     // Stop after the second acknowledged fragment.
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (c2, cancel2) = (c.clone(), cancel.clone());
-    let consumer = tokio::spawn(async move {
-        let mut acks = 0;
-        while let Some(ev) = rx.recv().await {
-            let mut c = c2.lock().unwrap();
-            match ev {
-                SendEvent::Created { state, commit } => {
-                    c.created.push(state.clone());
-                    c.last = Some(state);
-                    commit.committed();
-                }
-                SendEvent::Acked { state } => {
-                    c.last = Some(state);
-                    acks += 1;
-                    if acks == 2 {
-                        cancel2.cancel();
-                    }
-                }
-                _ => {}
-            }
+    let stop = |n: usize, cancel: &CancellationToken| {
+        if n == 2 {
+            cancel.cancel();
         }
-    });
-    let e = s.send(&req, &tx, &cancel).await.unwrap_err();
+    };
+    let e = send_hooked(&s, &req, &c, &CancellationToken::new(), stop)
+        .await
+        .unwrap_err();
     assert!(e.is_cancelled(), "{e:?}");
-    drop(tx);
-    consumer.await.unwrap();
     let state = c.lock().unwrap().last.clone().unwrap();
     assert!(
         matches!(state, ServerState::Bits { acked: 100_000, .. }),
@@ -167,29 +148,11 @@ async fn issue_14_bits_cancel_session_removes_the_server_session() {
     let mut req = request(&srv.url("c.bin"), &path, BITS);
     req.fragment_size = 50_000;
     let s = sender();
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cancel2 = cancel.clone();
-    let consumer = tokio::spawn(async move {
-        let mut last = None;
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                SendEvent::Created { state, commit } => {
-                    last = Some(state);
-                    commit.committed();
-                }
-                SendEvent::Acked { state } => {
-                    last = Some(state);
-                    cancel2.cancel();
-                }
-                _ => {}
-            }
-        }
-        last
-    });
-    assert!(s.send(&req, &tx, &cancel).await.unwrap_err().is_cancelled());
-    drop(tx);
-    let state = consumer.await.unwrap().unwrap();
+    let c: Arc<Mutex<Committed>> = Arc::default();
+    let stop = |_: usize, cancel: &CancellationToken| cancel.cancel();
+    let e = send_hooked(&s, &req, &c, &CancellationToken::new(), stop).await;
+    assert!(e.unwrap_err().is_cancelled());
+    let state = c.lock().unwrap().last.clone().unwrap();
     assert_eq!(srv.sessions(), 1);
     s.abandon(&req.target, &state).await.unwrap();
     assert_eq!(srv.sessions(), 0);
@@ -207,33 +170,29 @@ async fn issue_14_a_source_that_changes_fails_with_local_file_changed() {
     let mut req = request(&srv.url("m.bin"), &path, BITS);
     req.fragment_size = 50_000;
     let s = sender();
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let p2 = path.clone();
-    let consumer = tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                SendEvent::Created { commit, .. } => commit.committed(),
-                SendEvent::Acked { .. } => {
-                    // Same size, new content and mtime: a rewrite in place.
-                    let mut d = std::fs::read(&p2).unwrap();
-                    d[250_000] ^= 0xff;
-                    std::fs::write(&p2, &d).unwrap();
-                    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-                    std::fs::File::options()
-                        .write(true)
-                        .open(&p2)
-                        .unwrap()
-                        .set_modified(t)
-                        .unwrap();
-                }
-                _ => {}
-            }
-        }
-    });
-    let e = s.send(&req, &tx, &cancel).await.unwrap_err();
-    drop(tx);
-    consumer.await.unwrap();
+    let rewrite = move |_: usize, _: &CancellationToken| {
+        // Same size, new content and mtime: a rewrite in place.
+        let mut d = std::fs::read(&p2).unwrap();
+        d[250_000] ^= 0xff;
+        std::fs::write(&p2, &d).unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&p2)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let e = send_hooked(
+        &s,
+        &req,
+        &Arc::default(),
+        &CancellationToken::new(),
+        rewrite,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind, FetchErrorKind::LocalFileChanged, "{e:?}");
     assert_eq!(e.kind.as_str(), "LOCAL_FILE_CHANGED");
     assert!(!e.transient);

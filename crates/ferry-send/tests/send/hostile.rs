@@ -17,6 +17,13 @@ async fn bits_through_proxy(dir_keys: &str) -> (UploadServer, Proxy) {
     (srv, proxy)
 }
 
+/// An error Ack with this status and headers besides `BITS-Packet-Type: Ack`.
+fn ack(status: u16, headers: &[(&'static str, &str)]) -> Fault {
+    let mut h = vec![("BITS-Packet-Type", "Ack".to_owned())];
+    h.extend(headers.iter().map(|(n, v)| (*n, (*v).to_owned())));
+    Fault::Answer(status, h)
+}
+
 fn url(p: &Proxy, name: &str) -> String {
     format!("http://{}/upload/{name}", p.addr)
 }
@@ -114,13 +121,7 @@ async fn issue_14_bits_a_forgotten_session_starts_a_new_one_from_zero() {
         Rule::new(
             "BITS_POST",
             Some("Fragment"),
-            Fault::Answer(
-                500,
-                vec![
-                    ("BITS-Packet-Type", "Ack".into()),
-                    ("BITS-Error", "8020001F".into()),
-                ],
-            ),
+            ack(500, &[("BITS-Error", "8020001F")]),
         )
         .skip(2),
     );
@@ -154,13 +155,7 @@ async fn issue_14_bits_a_session_forgotten_every_time_fails_bounded() {
         Rule::new(
             "BITS_POST",
             Some("Fragment"),
-            Fault::Answer(
-                500,
-                vec![
-                    ("BITS-Packet-Type", "Ack".into()),
-                    ("BITS-Error-Code", "0x8020001F".into()),
-                ],
-            ),
+            ack(500, &[("BITS-Error-Code", "0x8020001F")]),
         )
         .times(100),
     );
@@ -205,13 +200,7 @@ async fn issue_14_bits_413_from_a_proxy_shrinks_and_403_is_fatal() {
     proxy.add(Rule::new(
         "BITS_POST",
         Some("Create-Session"),
-        Fault::Answer(
-            403,
-            vec![
-                ("BITS-Packet-Type", "Ack".into()),
-                ("BITS-Error-Code", "0x80070005".into()),
-            ],
-        ),
+        ack(403, &[("BITS-Error-Code", "0x80070005")]),
     ));
     let e = send_once(&sender(), &req, &Arc::default(), &CancellationToken::new())
         .await
@@ -230,13 +219,9 @@ async fn issue_14_bits_503_is_transient_with_the_servers_delay() {
     proxy.add(Rule::new(
         "BITS_POST",
         Some("Fragment"),
-        Fault::Answer(
+        ack(
             503,
-            vec![
-                ("BITS-Packet-Type", "Ack".into()),
-                ("BITS-Error-Code", "0x80004005".into()),
-                ("Retry-After", "7".into()),
-            ],
+            &[("BITS-Error-Code", "0x80004005"), ("Retry-After", "7")],
         ),
     ));
     let c = Arc::default();

@@ -62,9 +62,21 @@ pub async fn send_once(
     c: &Arc<Mutex<Committed>>,
     cancel: &CancellationToken,
 ) -> Result<SendDone, FetchError> {
+    send_hooked(s, req, c, cancel, |_, _| {}).await
+}
+
+/// [`send_once`], calling `on_ack(n, cancel)` after the `n`-th acknowledged offset (from 1).
+pub async fn send_hooked(
+    s: &Sender,
+    req: &SendRequest,
+    c: &Arc<Mutex<Committed>>,
+    cancel: &CancellationToken,
+    mut on_ack: impl FnMut(usize, &CancellationToken) + Send + 'static,
+) -> Result<SendDone, FetchError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let c2 = c.clone();
+    let (c2, cancel2) = (c.clone(), cancel.clone());
     let consumer = tokio::spawn(async move {
+        let mut acks = 0;
         while let Some(ev) = rx.recv().await {
             let mut c = c2.lock().unwrap();
             match ev {
@@ -73,7 +85,11 @@ pub async fn send_once(
                     c.last = Some(state);
                     commit.committed();
                 }
-                SendEvent::Acked { state } => c.last = Some(state),
+                SendEvent::Acked { state } => {
+                    c.last = Some(state);
+                    acks += 1;
+                    on_ack(acks, &cancel2);
+                }
                 SendEvent::Probed { protocol } => c.probed = Some(protocol),
                 SendEvent::Progress { .. } => {}
             }

@@ -218,29 +218,11 @@ async fn issue_14_tus_abandon_deletes_the_upload() {
     let mut req = request(&tus.url(), &path, TUS);
     req.fragment_size = 100_000;
     let s = sender();
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cancel2 = cancel.clone();
-    let consumer = tokio::spawn(async move {
-        let mut last = None;
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                ferry_send::SendEvent::Created { state, commit } => {
-                    last = Some(state);
-                    commit.committed();
-                }
-                ferry_send::SendEvent::Acked { state } => {
-                    last = Some(state);
-                    cancel2.cancel();
-                }
-                _ => {}
-            }
-        }
-        last
-    });
-    assert!(s.send(&req, &tx, &cancel).await.unwrap_err().is_cancelled());
-    drop(tx);
-    let state = consumer.await.unwrap().unwrap();
+    let c: Arc<std::sync::Mutex<Committed>> = Arc::default();
+    let stop = |_: usize, cancel: &CancellationToken| cancel.cancel();
+    let e = send_hooked(&s, &req, &c, &CancellationToken::new(), stop).await;
+    assert!(e.unwrap_err().is_cancelled());
+    let state = c.lock().unwrap().last.clone().unwrap();
     assert_eq!(tus.uploads().len(), 1);
     s.abandon(&req.target, &state).await.unwrap();
     assert!(tus.uploads().is_empty());

@@ -15,7 +15,9 @@ use ferry_store::FileRow;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{FileFailure, JobSettings, checkpoint, connected, file_done, host_slot, live_progress};
+use super::{
+    FileFailure, JobSettings, checkpoint, connected, file_done, host_permit, live_progress,
+};
 use crate::daemon::Daemon;
 
 /// Sends one upload file; `Ok` also when the token fired (the canceller decides).
@@ -26,12 +28,8 @@ pub(super) async fn send_one(
     settings: &JobSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
-    let _slot = match host_slot(d, &file.remote_url) {
-        Some(sem) => tokio::select! {
-            p = sem.acquire_owned() => p.ok(),
-            _ = token.cancelled() => return Ok(()),
-        },
-        None => None,
+    let Some(_slot) = host_permit(d, &file.remote_url, token).await else {
+        return Ok(());
     };
     let identity = d.fs_identity(job_id).await;
     let recorded: Option<SourceIdentity> = file

@@ -32,6 +32,19 @@ async fn upload_job(c: &Client, url: &str, path: &Path) -> String {
     .expect("job.create of an upload job")
 }
 
+/// The refusal of `job.create` for an upload job of these files, as text.
+async fn refused(c: &Client, files: Vec<ferry_proto::FileSpec>) -> String {
+    c.create(CreateParams {
+        display_name: "refused".into(),
+        job_type: Some(JobType::Upload),
+        files: Some(files),
+        ..CreateParams::default()
+    })
+    .await
+    .expect_err("job.create refuses it")
+    .to_string()
+}
+
 /// Slows the job to `bps` so a test can act mid-upload.
 async fn limit(c: &Client, id: &str, bps: u64) {
     c.set(SetParams {
@@ -260,18 +273,14 @@ async fn issue_14_upload_jobs_hold_one_readable_file() {
     let a = dir.path().join("a");
     std::fs::write(&a, b"a").unwrap();
     // Two files: refused (BITS BG_E_TOO_MANY_FILES), no job left behind.
-    let e = c
-        .create(CreateParams {
-            display_name: "two".into(),
-            job_type: Some(JobType::Upload),
-            files: Some(vec![
-                spec("http://127.0.0.1:9/x", &a),
-                spec("http://127.0.0.1:9/y", &a),
-            ]),
-            ..CreateParams::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(
+        &c,
+        vec![
+            spec("http://127.0.0.1:9/x", &a),
+            spec("http://127.0.0.1:9/y", &a),
+        ],
+    )
+    .await;
     assert!(e.to_string().contains("exactly one file"), "{e}");
     // A second file added later: refused too.
     let id = upload_job(&c, "http://127.0.0.1:9/x", &a).await;
@@ -281,35 +290,15 @@ async fn issue_14_upload_jobs_hold_one_readable_file() {
         .unwrap_err();
     assert!(e.to_string().contains("exactly one file"), "{e}");
     // A source that does not exist, and one that is no regular file.
-    let e = c
-        .create(CreateParams {
-            display_name: "missing".into(),
-            job_type: Some(JobType::Upload),
-            files: Some(vec![spec("http://127.0.0.1:9/x", &dir.path().join("nope"))]),
-            ..CreateParams::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(
+        &c,
+        vec![spec("http://127.0.0.1:9/x", &dir.path().join("nope"))],
+    )
+    .await;
     assert!(e.to_string().contains("does not exist"), "{e}");
-    let e = c
-        .create(CreateParams {
-            display_name: "dir".into(),
-            job_type: Some(JobType::Upload),
-            files: Some(vec![spec("http://127.0.0.1:9/x", dir.path())]),
-            ..CreateParams::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(&c, vec![spec("http://127.0.0.1:9/x", dir.path())]).await;
     assert!(e.to_string().contains("regular file"), "{e}");
     // Not http(s).
-    let e = c
-        .create(CreateParams {
-            display_name: "file".into(),
-            job_type: Some(JobType::Upload),
-            files: Some(vec![spec("file:///tmp/x", &a)]),
-            ..CreateParams::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(&c, vec![spec("file:///tmp/x", &a)]).await;
     assert!(e.to_string().contains("http or https"), "{e}");
 }

@@ -302,3 +302,48 @@ async fn issue_14_upload_jobs_hold_one_readable_file() {
     let e = refused(&c, vec![spec("file:///tmp/x", &a)]).await;
     assert!(e.to_string().contains("http or https"), "{e}");
 }
+
+#[tokio::test]
+async fn issue_14_an_upload_the_server_refuses_fails_the_job_with_the_bits_error() {
+    let srv = UploadServer::start();
+    std::fs::write(srv.dir().join("taken.bin"), b"someone else's").unwrap();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("taken.bin");
+    std::fs::write(&src, b"mine").unwrap();
+    let id = upload_job(&c, &srv.url("taken.bin"), &src).await;
+    c.resume(&id).await.unwrap();
+    let job = wait_state(&c, &id, JobState::Error).await;
+    let err = job.error.unwrap();
+    assert_eq!(err.code, "HTTP_403", "{err:?}");
+    assert_eq!(err.http_status, Some(403));
+    assert!(!err.transient);
+    assert!(
+        err.description.contains("E_ACCESSDENIED"),
+        "{}",
+        err.description
+    );
+    assert_eq!(srv.landed("taken.bin").unwrap(), b"someone else's");
+}
+
+#[tokio::test]
+async fn issue_14_an_unreachable_upload_server_is_a_transient_error() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.bin");
+    std::fs::write(&src, b"data").unwrap();
+    let id = upload_job(&c, &format!("http://127.0.0.1:{port}/upload/a.bin"), &src).await;
+    c.resume(&id).await.unwrap();
+    let job = wait_state(&c, &id, JobState::TransientError).await;
+    let err = job.error.unwrap();
+    assert_eq!(err.code, "CONNECT_FAILED", "{err:?}");
+    assert!(err.transient);
+}

@@ -347,3 +347,39 @@ async fn issue_14_an_unreachable_upload_server_is_a_transient_error() {
     assert_eq!(err.code, "CONNECT_FAILED", "{err:?}");
     assert!(err.transient);
 }
+
+/// A live callback connection gets `callback.job_transferred` when an upload is on the
+/// server, as for a download; suspending and resuming mid-upload continues the same session.
+#[tokio::test]
+async fn issue_14_upload_suspend_resume_and_job_transferred_callback() {
+    let srv = UploadServer::start();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(1024 * 1024, 8);
+    let src = dir.path().join("notify.bin");
+    std::fs::write(&src, &data).unwrap();
+    let id = upload_job(&c, &srv.url("notify.bin"), &src).await;
+    let mut app = crate::callbacks::LiveApp::connect(&d.socket).await;
+    app.register(&id).await;
+    limit(&c, &id, 256 * 1024).await;
+    c.resume(&id).await.unwrap();
+    wait_for(&c, &id, WAIT, |j| j.progress.bytes_transferred > 0).await;
+    c.suspend(&id).await.unwrap();
+    let held = c.get(&id).await.unwrap().progress.bytes_transferred;
+    assert!(held > 0 && held < data.len() as u64, "{held}");
+    assert_eq!(srv.sessions(), 1, "the session waits on the server");
+    c.set(SetParams {
+        job_id: id.clone(),
+        bandwidth_limit_bps: Some(None),
+        ..SetParams::default()
+    })
+    .await
+    .unwrap();
+    c.resume(&id).await.unwrap();
+    let cb = app.next(Duration::from_secs(30)).await;
+    assert_eq!(cb.method, "callback.job_transferred");
+    assert_eq!(c.get(&id).await.unwrap().state, JobState::Transferred);
+    assert_eq!(srv.landed("notify.bin").unwrap(), data);
+    assert_eq!(srv.sessions(), 0);
+}

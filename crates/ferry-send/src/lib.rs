@@ -343,6 +343,23 @@ impl Sender {
         }
     }
 
+    /// Fetches an upload-reply's reply (the `reply_url` of [`SendDone`]) into memory, at most
+    /// `max` bytes (BITS keeps reply data in memory up to 1 MiB): a longer reply is a fatal
+    /// error, as is any status but 200. The job's credentials go only to the target's origin.
+    pub async fn fetch_reply(
+        &self,
+        target: &Target,
+        reply_url: &str,
+        max: usize,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<u8>, FetchError> {
+        let w = wire::Wire::new(&self.client, target, Duration::from_secs(60), cancel)?;
+        let url = url::Url::parse(reply_url).map_err(|e| {
+            FetchError::invalid_response(format!("the reply URL {reply_url:?} is not valid: {e}"))
+        })?;
+        w.get_bounded(&url, max).await
+    }
+
     /// Abandons a server-side upload (a cancelled job): BITS Cancel-Session, tus DELETE when
     /// the server offers termination. An upload the server no longer knows counts as done.
     pub async fn abandon(&self, target: &Target, state: &ServerState) -> Result<(), FetchError> {

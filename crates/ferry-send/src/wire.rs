@@ -144,14 +144,7 @@ impl<'a> Wire<'a> {
         for (n, v) in headers {
             rb = rb.header(*n, v.as_str());
         }
-        if url.origin() == self.start.origin() {
-            for (n, v) in &self.custom {
-                rb = rb.header(n.clone(), v.clone());
-            }
-            if let Some((user, pass)) = &self.target.basic_auth {
-                rb = rb.basic_auth(user, Some(pass));
-            }
-        }
+        rb = self.authorized(rb, url);
         let act = Activity::new();
         act.touch_until(Instant::now());
         rb = match body {
@@ -183,11 +176,35 @@ impl<'a> Wire<'a> {
             }
             Ok(Reply { status, headers })
         };
+        self.guarded(&act, url, fut).await
+    }
+
+    /// `rb` with the job's custom headers and credentials when `url` is on the target's origin.
+    fn authorized(&self, mut rb: reqwest::RequestBuilder, url: &Url) -> reqwest::RequestBuilder {
+        if url.origin() == self.start.origin() {
+            for (n, v) in &self.custom {
+                rb = rb.header(n.clone(), v.clone());
+            }
+            if let Some((user, pass)) = &self.target.basic_auth {
+                rb = rb.basic_auth(user, Some(pass));
+            }
+        }
+        rb
+    }
+
+    /// Runs `fut` until it ends, the send is cancelled, or `act` shows nothing for the stall
+    /// timeout (a transient `STALLED`).
+    async fn guarded<T>(
+        &self,
+        act: &Activity,
+        url: &Url,
+        fut: impl std::future::Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, FetchError> {
         tokio::select! {
             biased;
             () = self.cancel.cancelled() => Err(FetchError::cancelled()),
             r = fut => r,
-            () = watchdog(&act, self.stall) => Err(FetchError::new(
+            () = watchdog(act, self.stall) => Err(FetchError::new(
                 ErrorContext::GeneralTransport,
                 FetchErrorKind::Stalled,
                 true,
@@ -198,6 +215,42 @@ impl<'a> Wire<'a> {
                 ),
             )),
         }
+    }
+
+    /// A GET of `url` whose 200 body is returned, at most `max` bytes.
+    pub(crate) async fn get_bounded(&self, url: &Url, max: usize) -> Result<Vec<u8>, FetchError> {
+        let rb = self.authorized(self.client.get(url.clone()), url);
+        let act = Activity::new();
+        act.touch_until(Instant::now());
+        let fut = async {
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| ferry_fetch::send_error(&e, url))?;
+            if resp.status().as_u16() != 200 {
+                return Err(ferry_fetch::status_error(&resp, url));
+            }
+            let mut body = Vec::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ferry_fetch::body_error(&e))?;
+                act.touch_until(Instant::now());
+                if body.len() + chunk.len() > max {
+                    return Err(FetchError::new(
+                        ErrorContext::RemoteFile,
+                        FetchErrorKind::InvalidServerResponse,
+                        false,
+                        format!(
+                            "the reply at {} is larger than {max} bytes (BG_E_TOO_LARGE)",
+                            ferry_fetch::redact(url)
+                        ),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        };
+        self.guarded(&act, url, fut).await
     }
 
     /// A BITS packet to `url`.

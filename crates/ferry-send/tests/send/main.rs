@@ -8,5 +8,6 @@
 mod bits;
 mod golden;
 mod hostile;
+mod reply;
 mod support;
 mod tus;

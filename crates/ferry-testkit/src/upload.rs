@@ -16,6 +16,8 @@ pub struct UploadServer {
     pub addr: SocketAddr,
     /// Its directories (`up/` holds the uploads) and config.
     pub tmp: tempfile::TempDir,
+    /// The extra `/upload` directory keys it was started with.
+    dir_keys: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -29,14 +31,28 @@ impl UploadServer {
     /// Starts with extra keys for the `/upload` directory (`max_fragment_size = 10000`, …).
     pub fn start_with(dir_keys: &str) -> UploadServer {
         let tmp = tempfile::tempdir().expect("a temp dir");
-        let up = tmp.path().join("up");
-        std::fs::create_dir(&up).expect("the upload directory");
-        let config = tmp.path().join("server.toml");
+        std::fs::create_dir(tmp.path().join("up")).expect("the upload directory");
+        let mut s = UploadServer {
+            addr: ([127, 0, 0, 1], 0).into(),
+            tmp,
+            dir_keys: dir_keys.to_owned(),
+            stop: None,
+            thread: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Serves on `self.addr` (port 0 the first time: any).
+    fn spawn(&mut self) {
+        let config = self.tmp.path().join("server.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\n[[directory]]\nurl_prefix = \"/upload\"\npath = \"{}\"\n{dir_keys}\n",
-                up.display()
+                "listen = \"{}\"\n[[directory]]\nurl_prefix = \"/upload\"\npath = \"{}\"\n{}\n",
+                self.addr,
+                self.dir().display(),
+                self.dir_keys
             ),
         )
         .expect("the server's config");
@@ -62,13 +78,28 @@ impl UploadServer {
                     })
                     .await;
             });
+            // Dropping the runtime aborts every connection mid-request, as a kill would.
+            rt.shutdown_background();
         });
-        let addr = addr_rx.recv().expect("the upload server started");
-        UploadServer {
-            addr,
-            tmp,
-            stop: Some(stop),
-            thread: Some(thread),
+        self.addr = addr_rx.recv().expect("the upload server started");
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+
+    /// Stops the server abruptly (every connection is dropped mid-request, nothing is
+    /// answered or cleaned up: what stays is what it had on disk, as after `kill -9`) and
+    /// starts it again on the same address and directories.
+    pub fn crash_and_restart(&mut self) {
+        self.halt();
+        self.spawn();
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -95,12 +126,7 @@ impl UploadServer {
 
 impl Drop for UploadServer {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.halt();
     }
 }
 

@@ -383,3 +383,51 @@ async fn issue_14_upload_suspend_resume_and_job_transferred_callback() {
     assert_eq!(srv.landed("notify.bin").unwrap(), data);
     assert_eq!(srv.sessions(), 0);
 }
+
+/// Crash loop: `kill -9` of ferryd and abrupt restarts of the upload server, alternately, in
+/// the middle of one BITS upload. It lands byte-identical, with no session left.
+#[tokio::test]
+async fn issue_14_bits_upload_survives_kill_9_of_both_sides() {
+    let mut srv = UploadServer::start();
+    let mut d = daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(4 * 1024 * 1024, 9);
+    let src = dir.path().join("loop.bin");
+    std::fs::write(&src, &data).unwrap();
+    let id = {
+        let c = d.client().await;
+        let id = upload_job(&c, &srv.url("loop.bin"), &src).await;
+        limit(&c, &id, 512 * 1024).await;
+        c.resume(&id).await.unwrap();
+        id
+    };
+    let mut seen = 0;
+    for round in 0..6 {
+        let c = d.client().await;
+        let job = wait_for(&c, &id, WAIT, |j| {
+            j.progress.bytes_transferred > seen || j.state == JobState::Transferred
+        })
+        .await;
+        if job.state == JobState::Transferred {
+            break;
+        }
+        seen = job.progress.bytes_transferred;
+        if round % 2 == 0 {
+            d.kill9();
+            d.restart();
+        } else {
+            srv.crash_and_restart();
+        }
+    }
+    let c = d.client().await;
+    c.set(SetParams {
+        job_id: id.clone(),
+        bandwidth_limit_bps: Some(None),
+        ..SetParams::default()
+    })
+    .await
+    .unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    assert_eq!(srv.landed("loop.bin").unwrap(), data);
+    assert_eq!(srv.sessions(), 0);
+}

@@ -1,9 +1,9 @@
-//! Which files an upload job may hold: BITS's rule of one file per upload or upload-reply job
+//! Which protocol an upload uses ([`protocol_to_use`]), and which files an upload job may hold: BITS's rule of one file per upload or upload-reply job
 //! (a second one is `BG_E_TOO_MANY_FILES`), sent to an `http` or `https` URL, whole (no ranges),
 //! and without an expected SHA-256 (that checks what a download received; an upload sends the
 //! local file as it is).
 
-use ferry_proto::JobType;
+use ferry_proto::{JobType, UploadProtocol};
 
 /// The most files an upload or upload-reply job holds.
 pub const MAX_UPLOAD_FILES: u64 = 1;
@@ -65,6 +65,19 @@ pub fn check_files(
     Ok(())
 }
 
+/// The protocol an upload uses: the one the job names, else (`auto`) the one a probe found
+/// earlier; `None` means probe now (once: its answer is recorded and then found here).
+pub fn protocol_to_use(
+    setting: UploadProtocol,
+    recorded: Option<UploadProtocol>,
+) -> Option<UploadProtocol> {
+    match (setting, recorded) {
+        (UploadProtocol::Auto, Some(UploadProtocol::Auto) | None) => None,
+        (UploadProtocol::Auto, found) => found,
+        (named, _) => Some(named),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +118,16 @@ mod tests {
             };
             assert_eq!(check_files(t, 0, &[hashed]), Err(UploadFileRefusal::Sha256));
         }
+    }
+
+    #[test]
+    fn auto_probes_once_and_a_named_protocol_wins() {
+        use UploadProtocol::{Auto, Bits, Tus};
+        assert_eq!(protocol_to_use(Auto, None), None);
+        assert_eq!(protocol_to_use(Auto, Some(Tus)), Some(Tus));
+        assert_eq!(protocol_to_use(Bits, Some(Tus)), Some(Bits));
+        assert_eq!(protocol_to_use(Tus, None), Some(Tus));
+        assert_eq!(protocol_to_use(Auto, Some(Auto)), None);
     }
 
     proptest! {

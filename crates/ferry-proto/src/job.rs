@@ -152,6 +152,19 @@ impl JobType {
     }
 }
 
+/// Which protocol an upload job speaks (the `upload_protocol` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadProtocol {
+    /// Probe the server once and use what it speaks (recorded as the file's `upload_protocol`).
+    #[default]
+    Auto,
+    /// The BITS Upload Protocol ([MC-BUP]): the URL is the destination file's.
+    Bits,
+    /// tus 1.0: the URL is the server's creation endpoint.
+    Tus,
+}
+
 /// Where an error happened (BITS `BG_ERROR_CONTEXT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -362,6 +375,10 @@ pub struct Job {
     /// unless ferryd.toml says otherwise). An addition to protocol 1; old daemons omit it.
     #[serde(default)]
     pub power_policy: Option<crate::PowerPolicy>,
+    /// Upload jobs: the protocol setting (`auto` probes the server once). An addition to
+    /// protocol 1; old daemons omit it.
+    #[serde(default)]
+    pub upload_protocol: UploadProtocol,
 }
 
 /// A file as returned by `job.files` and file callbacks.
@@ -396,4 +413,8 @@ pub struct File {
     pub bytes_from_origin: u64,
     /// Where the bytes are staged before complete.
     pub temporary_path: Option<String>,
+    /// Upload jobs: the protocol in use (`bits` or `tus`), once known (the setting, or what
+    /// the probe found). An addition to protocol 1; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_protocol: Option<UploadProtocol>,
 }

@@ -18,7 +18,7 @@ pub use error::{ErrorCode, ErrorKind, ProtoError};
 pub use event::{Event, EventKind};
 pub use job::{
     ErrorContext, ErrorInfo, File, FileRange, FileSpec, Job, JobState, JobTimes, JobType, Priority,
-    Progress, Validation, Waiting,
+    Progress, UploadProtocol, Validation, Waiting,
 };
 pub use notify::NotifyFlags;
 pub use policy::{CostPolicy, PowerPolicy};

@@ -69,6 +69,9 @@ pub struct CreateParams {
     /// Whether the job waits for mains power (default: the daemon's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_policy: Option<crate::PowerPolicy>,
+    /// Upload jobs: the protocol (default `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_protocol: Option<crate::UploadProtocol>,
 }
 
 /// `{job_id}` result of `job.create`.
@@ -290,6 +293,10 @@ pub struct SetParams {
     /// Complete the job as soon as it is transferred (see [`crate::Job::auto_complete`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_complete: Option<bool>,
+    /// Upload jobs: the new protocol (a session of another protocol is abandoned for a new
+    /// upload with this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_protocol: Option<crate::UploadProtocol>,
     /// New network cost policy, or null for the default of the job's priority.
     #[serde(
         default,

@@ -68,6 +68,9 @@ pub struct JobRow {
     pub cost_policy: Option<ferry_proto::CostPolicy>,
     /// Power policy as set (`None`: the daemon's default).
     pub power_policy: Option<ferry_proto::PowerPolicy>,
+    /// Upload jobs: the protocol setting.
+    #[serde(default)]
+    pub upload_protocol: ferry_proto::UploadProtocol,
     /// Sum of file sizes, `None` while any is unknown.
     pub bytes_total: Option<u64>,
     /// Durable bytes transferred.
@@ -130,6 +133,7 @@ impl Default for JobRow {
             auto_complete: false,
             cost_policy: None,
             power_policy: None,
+            upload_protocol: ferry_proto::UploadProtocol::Auto,
             bytes_total: Some(0),
             bytes_transferred: 0,
             files_total: 0,
@@ -200,6 +204,8 @@ pub struct FileRow {
     /// first byte is sent until the server has put the file in place or the upload was
     /// abandoned.
     pub upload_session: Option<serde_json::Value>,
+    /// Upload jobs: the protocol in use once known (`auto`'s probe recorded, so it runs once).
+    pub upload_protocol: Option<ferry_proto::UploadProtocol>,
 }
 
 /// One event-log entry as stored.

@@ -286,6 +286,9 @@ pub struct UploadArgs {
     /// Fail once transient errors have gone this many seconds without progress.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub no_progress_timeout: u64,
+    /// The protocol: bits, tus, or auto (probe the server once).
+    #[arg(long, value_name = "PROTOCOL", default_value = "auto", value_parser = upload_protocol)]
+    pub protocol: ferry_proto::UploadProtocol,
     /// The job's display name [default: "ferry upload" and the file's name].
     #[arg(long, value_name = "NAME")]
     pub display_name: Option<String>,
@@ -431,6 +434,9 @@ pub struct SetArgs {
     /// `default` for the daemon's default.
     #[arg(long, value_name = "POLICY", value_parser = power_policy_choice)]
     pub power_policy: Option<Choice<ferry_proto::PowerPolicy>>,
+    /// Upload jobs: the protocol, bits, tus, or auto (probe the server once).
+    #[arg(long, value_name = "PROTOCOL", value_parser = upload_protocol)]
+    pub upload_protocol: Option<ferry_proto::UploadProtocol>,
     /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
     #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
     pub cmdline: Vec<String>,
@@ -452,6 +458,17 @@ impl<T> Choice<T> {
             Choice::Default => None,
             Choice::Set(v) => Some(v),
         }
+    }
+}
+
+fn upload_protocol(s: &str) -> Result<ferry_proto::UploadProtocol, String> {
+    match s {
+        "auto" => Ok(ferry_proto::UploadProtocol::Auto),
+        "bits" => Ok(ferry_proto::UploadProtocol::Bits),
+        "tus" => Ok(ferry_proto::UploadProtocol::Tus),
+        other => Err(format!(
+            "{other:?} is not an upload protocol: use bits, tus or auto"
+        )),
     }
 }
 

@@ -334,6 +334,7 @@ impl Entry {
             auto_complete: r.auto_complete,
             cost_policy: r.cost_policy,
             power_policy: r.power_policy,
+            upload_protocol: r.upload_protocol,
         }
     }
 }

@@ -102,6 +102,8 @@ struct JobSettings {
     owner_uid: u32,
     /// Upload jobs send their file (`upload`) instead of fetching it.
     job_type: ferry_proto::JobType,
+    /// Upload jobs: the protocol setting.
+    upload_protocol: ferry_proto::UploadProtocol,
 }
 
 impl JobSettings {
@@ -126,6 +128,7 @@ impl JobSettings {
             publishable: false,
             owner_uid: row.owner_uid,
             job_type: row.job_type,
+            upload_protocol: row.upload_protocol,
         }
     }
 }

@@ -161,6 +161,8 @@ class Job(TypedDict):
 class _FileAdditions(TypedDict, total=False):
     # Additions to protocol 1 that older daemons omit.
     bytes_from_origin: int
+    # Upload jobs only, once known: "bits" or "tus".
+    upload_protocol: str
 
 
 class File(_FileAdditions):

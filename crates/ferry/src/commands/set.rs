@@ -56,6 +56,7 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
         },
         cost_policy: a.cost_policy.map(Choice::into_option),
         power_policy: a.power_policy.map(Choice::into_option),
+        upload_protocol: a.upload_protocol,
         ..SetParams::default()
     };
     // Serialising skips absent fields, so a bare `{job_id}` means nothing was asked.

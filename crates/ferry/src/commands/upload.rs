@@ -46,6 +46,7 @@ pub async fn run(ctx: &Ctx, a: UploadArgs) -> anyhow::Result<u8> {
             job_type: Some(JobType::Upload),
             priority: Some(a.priority),
             description: a.description.clone(),
+            upload_protocol: Some(a.protocol),
             files: Some(vec![FileSpec {
                 remote_url: a.url.clone(),
                 local_path: local_path.clone(),

@@ -160,6 +160,7 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         size_unknown_files: unknown_files(&rows),
         cost_policy: p.cost_policy,
         power_policy: p.power_policy,
+        upload_protocol: p.upload_protocol.unwrap_or_default(),
         ..JobRow::default()
     };
     row.minimum_retry_delay_s = row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s);
@@ -298,6 +299,7 @@ pub fn file_view(f: FileRow) -> File {
         bytes_from_peers: f.bytes_from_peers,
         bytes_from_origin: f.bytes_from_origin,
         temporary_path: f.temp_path,
+        upload_protocol: f.upload_protocol,
     }
 }
 
@@ -559,6 +561,7 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     }
     put!(cost_policy, |v| v);
     put!(power_policy, |v| v);
+    put!(upload_protocol, |v| v);
     row.modified = clock::now_rfc3339();
     if let Some(b) = &e.rt.bucket {
         // Takes effect on the running transfer at once.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_fetch::{FetchDone, FetchError};
-use ferry_proto::{ErrorContext, ErrorInfo};
-use ferry_send::{ProtocolChoice, SendEvent, SendRequest, SourceIdentity, Target};
+use ferry_proto::{ErrorContext, ErrorInfo, UploadProtocol};
+use ferry_send::{Protocol, ProtocolChoice, SendEvent, SendRequest, SourceIdentity, Target};
 use ferry_store::FileRow;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,12 @@ pub(super) async fn send_one(
     let want = recorded.unwrap_or(now);
     let mut req = SendRequest::new(file.remote_url.clone(), source, want);
     req.target = target_of(&file, settings);
-    req.protocol = ProtocolChoice::Auto;
+    req.protocol =
+        match ferry_core::upload::protocol_to_use(settings.upload_protocol, file.upload_protocol) {
+            Some(UploadProtocol::Bits) => ProtocolChoice::Only(Protocol::Bits),
+            Some(UploadProtocol::Tus) => ProtocolChoice::Only(Protocol::Tus),
+            Some(UploadProtocol::Auto) | None => ProtocolChoice::Auto,
+        };
     req.source_path = Some(path.clone());
     req.fs_identity = identity;
     req.resume = file
@@ -74,6 +79,14 @@ pub(super) async fn send_one(
             Ok(())
         }
         Err(e) => Err(FileFailure::Fetch(e)),
+    }
+}
+
+/// The wire name of an engine's protocol.
+fn wire_protocol(p: Protocol) -> UploadProtocol {
+    match p {
+        Protocol::Bits => UploadProtocol::Bits,
+        Protocol::Tus => UploadProtocol::Tus,
     }
 }
 
@@ -170,6 +183,8 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
     match ev {
         SendEvent::Probed { protocol } => {
             tracing::info!(job = %job_id, protocol = protocol.as_str(), "the upload server speaks");
+            // Recorded with the session that follows: the probe is not repeated.
+            file.upload_protocol = Some(wire_protocol(protocol));
         }
         SendEvent::Progress { bytes, total } => {
             live_progress(&mut inner, job_id, file, live, bytes, Some(total), now);
@@ -180,6 +195,7 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
             };
             // A new server-side upload starts from zero: the bytes the file counted are gone.
             let lost = file.bytes_transferred;
+            file.upload_protocol = Some(wire_protocol(state.protocol()));
             file.upload_session = serde_json::to_value(&state).ok();
             file.bytes_transferred = 0;
             entry.row.bytes_transferred = entry.row.bytes_transferred.saturating_sub(lost);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ferry_client::Client;
 use ferry_proto::params::{CreateParams, SetParams};
-use ferry_proto::{JobState, JobType};
+use ferry_proto::{JobState, JobType, UploadProtocol};
 use ferry_testkit::daemon::wait_for;
 use ferry_testkit::upload::{TusServer, UploadServer};
 
@@ -430,4 +430,57 @@ async fn issue_14_bits_upload_survives_kill_9_of_both_sides() {
     wait_state(&c, &id, JobState::Transferred).await;
     assert_eq!(srv.landed("loop.bin").unwrap(), data);
     assert_eq!(srv.sessions(), 0);
+}
+
+/// `upload_protocol`: `auto` (the default) probes once and records what it found as the
+/// file's `upload_protocol`; a named protocol is used as named, and one the server does not
+/// speak fails the job with `UPLOAD_PROTOCOL_MISMATCH`.
+#[tokio::test]
+async fn issue_14_upload_protocol_setting_names_it_and_auto_records_the_probe() {
+    let srv = UploadServer::start();
+    let d = daemon();
+    let c = d.client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("p.bin");
+    std::fs::write(&src, payload(10_000, 10)).unwrap();
+    let id = upload_job(&c, &srv.url("p.bin"), &src).await;
+    assert_eq!(
+        c.get(&id).await.unwrap().upload_protocol,
+        UploadProtocol::Auto
+    );
+    c.resume(&id).await.unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    assert_eq!(
+        c.files(&id).await.unwrap()[0].upload_protocol,
+        Some(UploadProtocol::Bits)
+    );
+    // Named at creation: tus, which the BITS server does not speak.
+    let id = c
+        .create(CreateParams {
+            display_name: "tus".into(),
+            job_type: Some(JobType::Upload),
+            files: Some(vec![spec(&srv.url("q.bin"), &src)]),
+            upload_protocol: Some(UploadProtocol::Tus),
+            ..CreateParams::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(&id).await.unwrap().upload_protocol,
+        UploadProtocol::Tus
+    );
+    c.resume(&id).await.unwrap();
+    let job = wait_state(&c, &id, JobState::Error).await;
+    assert_eq!(job.error.unwrap().code, "UPLOAD_PROTOCOL_MISMATCH");
+    // Set to bits with job.set, it goes through.
+    c.set(SetParams {
+        job_id: id.clone(),
+        upload_protocol: Some(UploadProtocol::Bits),
+        ..SetParams::default()
+    })
+    .await
+    .unwrap();
+    c.resume(&id).await.unwrap();
+    wait_state(&c, &id, JobState::Transferred).await;
+    assert!(srv.landed("q.bin").is_some());
 }

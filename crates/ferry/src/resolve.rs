@@ -104,7 +104,7 @@ pub fn candidates(jobs: &[Job]) -> Vec<Candidate> {
     jobs.iter()
         .map(|j| Candidate {
             id: j.job_id.clone(),
-            name: j.display_name.clone(),
+            name: j.settings.display_name.clone(),
             finished: j.state.is_final(),
         })
         .collect()

@@ -203,7 +203,7 @@ pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
             return;
         }
         let owner = match d.lock().jobs.get(&job_id) {
-            Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
+            Some(e) if e.row.settings.auto_complete && e.row.state == JobState::Transferred => {
                 e.row.owner_uid
             }
             _ => return,

@@ -35,7 +35,7 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
         .resident()
         .map(|(_, e)| e)
         .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
-        .filter(|e| e.row.notify_handler.as_deref() == Some(name))
+        .filter(|e| e.row.settings.notify_handler.as_deref() == Some(name))
         .map(|e| e.row.id.clone())
         .collect();
     drop(inner);

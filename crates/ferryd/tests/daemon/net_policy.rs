@@ -463,9 +463,9 @@ async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
     wait_state(c, &any, JobState::Transferred).await;
     let j = c.get(&normal).await.unwrap();
     assert!(waits_for(&j, "metered_network"), "{j:?}");
-    assert_eq!(j.cost_policy, None, "the default is not stored");
+    assert_eq!(j.settings.cost_policy, None, "the default is not stored");
     assert_eq!(
-        c.get(&any).await.unwrap().cost_policy,
+        c.get(&any).await.unwrap().settings.cost_policy,
         Some(CostPolicy::ANY)
     );
     for (id, name) in [(&fg, "f"), (&any, "a")] {
@@ -854,7 +854,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         })
         .await
         .unwrap();
-    assert_eq!(j.cost_policy, Some(CostPolicy::ANY));
+    assert_eq!(j.settings.cost_policy, Some(CostPolicy::ANY));
     wait_state(&c, &fg, JobState::Transferred).await;
     // A mask that allows no unrestricted network is refused, naming the field.
     let raw: Result<serde_json::Value, _> = c

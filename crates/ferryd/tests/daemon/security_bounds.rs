@@ -501,7 +501,7 @@ async fn issue_11_credentials_and_headers_are_erased_from_the_store_when_a_job_e
     c.cancel(&ids[1]).await.unwrap();
     let ended = c.get(&ids[1]).await.unwrap();
     assert_eq!(ended.state, JobState::Cancelled);
-    assert!(!ended.credentials_set && ended.custom_headers.is_empty());
+    assert!(!ended.credentials_set && ended.settings.custom_headers.is_empty());
     let cells = store_cells(&d.state_dir);
     for secret in ["token-of-", "password-of-"] {
         assert!(

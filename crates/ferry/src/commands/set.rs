@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, mut a: SetArgs) -> anyhow::Result<u8> {
     let id = resolve_job(&client, &job_arg).await?;
     params.job_id.clone_from(&id);
     let raw: Value = client
-        .call(method::JOB_SET, params)
+        .call_json::<method::JobSet>(params)
         .await
         .with_context(|| format!("cannot change job {id}"))?;
     let job = super::decode_job(&raw)?;

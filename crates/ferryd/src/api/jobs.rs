@@ -17,6 +17,8 @@ use super::{Answer, ApiResult, files};
 use crate::clock;
 use crate::daemon::{Caller, Daemon, Entry, Inner, refusal, store_failed};
 use crate::limits;
+use ferry_proto::method;
+use ferry_proto::params::Ack;
 
 fn check_limits(d: &Daemon, inner: &Inner, uid: u32) -> Result<(), ProtoError> {
     let l = &d.opts.limits;
@@ -97,7 +99,7 @@ async fn check_on_disk(
 }
 
 /// `job.create`
-pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
+pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult<method::JobCreate> {
     let change = SettingsChange::try_from(&p)?;
     let job_type = p.job_type.unwrap_or(JobType::Download);
     if job_type != JobType::Download {
@@ -154,7 +156,11 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
 }
 
 /// `job.add_files`
-pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
+pub async fn add_files(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: AddFilesParams,
+) -> ApiResult<method::JobAddFiles> {
     d.load_existing(&p.job_id).await?;
     let (first, owner) = {
         let mut inner = d.lock();
@@ -245,7 +251,7 @@ pub(super) async fn owner_gid(uid: u32) -> u32 {
 }
 
 /// `job.get`
-pub async fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobGet> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -275,7 +281,7 @@ pub fn file_view(f: FileRow) -> File {
 }
 
 /// `job.files`
-pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
+pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult<method::JobFiles> {
     d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
@@ -300,7 +306,11 @@ pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
 }
 
 /// `job.get_error`
-pub async fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get_error(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobGetError> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -313,7 +323,7 @@ pub async fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult
 
 /// `job.list`: pages through the store, so cold jobs are listed without being loaded; a
 /// resident job shows its live view (bytes in flight, why it waits).
-pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
+pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult<method::JobList> {
     let all = p.all_users.unwrap_or(false);
     if all && !c.is_root() {
         return Err(ProtoError::kind(
@@ -374,7 +384,7 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
 }
 
 /// `job.set`
-pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
+pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult<method::JobSet> {
     // Validate everything before changing anything.
     let change = SettingsChange::try_from(p)?;
     let job_id = change.job_id().to_owned();
@@ -422,7 +432,11 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
 }
 
 /// `job.take_ownership`
-pub async fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn take_ownership(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobTakeOwnership> {
     if !c.is_root() {
         return Err(ProtoError::kind(
             ErrorKind::AccessDenied,
@@ -478,7 +492,7 @@ pub async fn set_notify_interface(
     c: &Caller,
     peer: &Arc<Peer>,
     p: JobIdParams,
-) -> ApiResult {
+) -> ApiResult<method::JobSetNotifyInterface> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -486,18 +500,22 @@ pub async fn set_notify_interface(
         .map_err(|r| refusal("set the notify interface", r))?;
     e.rt.notify_peer = Some(Arc::downgrade(peer));
     d.kick(&p.job_id, true);
-    Answer::now(serde_json::json!({}))
+    Answer::now(Ack {})
 }
 
 /// `job.clear_notify_interface`
-pub async fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn clear_notify_interface(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobClearNotifyInterface> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)
         .map_err(|r| refusal("clear the notify interface", r))?;
     e.rt.notify_peer = None;
-    Answer::now(serde_json::json!({}))
+    Answer::now(Ack {})
 }
 
 /// A connection closed: it is nobody's callback target any more.

@@ -858,7 +858,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
     wait_state(&c, &fg, JobState::Transferred).await;
     // A mask that allows no unrestricted network is refused, naming the field.
     let raw: Result<serde_json::Value, _> = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": 64}),
         )
@@ -870,7 +870,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
     );
     // A preset name and null (back to the default) are accepted.
     let raw: serde_json::Value = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": "standard"}),
         )
@@ -878,7 +878,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         .unwrap();
     assert_eq!(raw["cost_policy"], serde_json::json!(0x8000_0067u32));
     let raw: serde_json::Value = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": null}),
         )

@@ -221,7 +221,7 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
         ),
         (
             "credentials",
-            if job.credentials_set { "set" } else { "-" }.to_owned(),
+            if job.credentials_set { "set" } else { "unset" }.to_owned(),
         ),
         ("proxy", opt(job.settings.proxy.as_deref())),
         (
@@ -239,6 +239,15 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
                 "on"
             } else {
                 "off"
+            }
+            .to_owned(),
+        ),
+        (
+            "auto complete",
+            if job.settings.auto_complete {
+                "yes"
+            } else {
+                "no"
             }
             .to_owned(),
         ),

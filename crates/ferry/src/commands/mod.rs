@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod clean;
 pub mod complete;
 pub mod create;
+mod credentials;
 pub mod daemon;
 pub mod docs;
 pub mod events;

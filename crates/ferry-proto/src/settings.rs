@@ -418,6 +418,7 @@ impl SettingsChange {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn change(p: SetParams) -> Result<SettingsChange, SettingsError> {
         SettingsChange::try_from(p)
@@ -437,58 +438,24 @@ mod tests {
 
     #[test]
     fn invalid_params_name_the_field() {
-        let cases: Vec<(SetParams, &str)> = vec![
+        let long_name = "x".repeat(MAX_DISPLAY_NAME + 1);
+        let cases = [
+            (json!({"notify_flags": 64}), "notify_flags"),
+            (json!({"notify_cmdline": ["rel"]}), "notify_cmdline"),
+            (json!({"notify_handler": ""}), "notify_handler"),
+            (json!({"custom_headers": ["nope"]}), "custom_headers"),
+            (json!({"bandwidth_limit_bps": 0}), "bandwidth_limit_bps"),
+            (json!({"max_parallel_files": 0}), "max_parallel_files"),
+            (json!({"proxy": "ftp://p"}), "proxy"),
+            (json!({"display_name": long_name}), "display_name"),
             (
-                SetParams {
-                    notify_flags: Some(64),
-                    ..SetParams::default()
-                },
-                "notify_flags",
-            ),
-            (
-                SetParams {
-                    notify_cmdline: Some(Some(vec!["rel".into()])),
-                    ..SetParams::default()
-                },
-                "notify_cmdline",
-            ),
-            (
-                SetParams {
-                    custom_headers: Some(vec!["nope".into()]),
-                    ..SetParams::default()
-                },
-                "custom_headers",
-            ),
-            (
-                SetParams {
-                    bandwidth_limit_bps: Some(Some(0)),
-                    ..SetParams::default()
-                },
-                "bandwidth_limit_bps",
-            ),
-            (
-                SetParams {
-                    max_parallel_files: Some(0),
-                    ..SetParams::default()
-                },
-                "max_parallel_files",
-            ),
-            (
-                SetParams {
-                    proxy: Some(Some("ftp://p".into())),
-                    ..SetParams::default()
-                },
-                "proxy",
-            ),
-            (
-                SetParams {
-                    display_name: Some("x".repeat(MAX_DISPLAY_NAME + 1)),
-                    ..SetParams::default()
-                },
-                "display_name",
+                json!({"credentials": {"scheme": "digest", "user": "u", "password": "p"}}),
+                "credentials.scheme",
             ),
         ];
-        for (p, field) in cases {
+        for (mut raw, field) in cases {
+            raw["job_id"] = json!("j");
+            let p: SetParams = serde_json::from_value(raw).unwrap();
             let e = change(p).unwrap_err();
             assert_eq!(e.field(), field, "{e}");
             let wire = ProtoError::from(e);

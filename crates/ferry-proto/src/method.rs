@@ -32,85 +32,144 @@ pub trait Method {
     type Result: Serialize + DeserializeOwned + Send + Sync + 'static;
 }
 
-/// Declares one uninhabited type per method, its [`Method`] impl and its name constant.
+/// Declares one uninhabited type per method and its [`Method`] impl, named by its constant.
 macro_rules! methods {
-    ($($(#[$doc:meta])* $ty:ident, $konst:ident = $name:literal: $params:ty => $result:ty;)*) => {$(
+    ($($(#[$doc:meta])* $ty:ident = $konst:ident: $params:ty => $result:ty;)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub enum $ty {}
 
         impl Method for $ty {
-            const NAME: &'static str = $name;
+            const NAME: &'static str = $konst;
             type Params = $params;
             type Result = $result;
         }
-
-        #[doc = concat!("`", $name, "`")]
-        pub const $konst: &str = $name;
     )*};
 }
 
+// The names, as constants (also read by the Python client's tests).
+/// `ferry.hello`
+pub const HELLO: &str = "ferry.hello";
+/// `job.create`
+pub const JOB_CREATE: &str = "job.create";
+/// `job.add_files`
+pub const JOB_ADD_FILES: &str = "job.add_files";
+/// `job.get`
+pub const JOB_GET: &str = "job.get";
+/// `job.files`
+pub const JOB_FILES: &str = "job.files";
+/// `job.get_error`
+pub const JOB_GET_ERROR: &str = "job.get_error";
+/// `job.list`
+pub const JOB_LIST: &str = "job.list";
+/// `job.resume`
+pub const JOB_RESUME: &str = "job.resume";
+/// `job.suspend`
+pub const JOB_SUSPEND: &str = "job.suspend";
+/// `job.cancel`
+pub const JOB_CANCEL: &str = "job.cancel";
+/// `job.complete`
+pub const JOB_COMPLETE: &str = "job.complete";
+/// `job.set`
+pub const JOB_SET: &str = "job.set";
+/// `job.set_notify_interface`
+pub const JOB_SET_NOTIFY_INTERFACE: &str = "job.set_notify_interface";
+/// `job.clear_notify_interface`
+pub const JOB_CLEAR_NOTIFY_INTERFACE: &str = "job.clear_notify_interface";
+/// `job.take_ownership`
+pub const JOB_TAKE_OWNERSHIP: &str = "job.take_ownership";
+/// `file.set_validation_state`
+pub const FILE_SET_VALIDATION_STATE: &str = "file.set_validation_state";
+/// `file.set_remote_url`
+pub const FILE_SET_REMOTE_URL: &str = "file.set_remote_url";
+/// `handler.register`
+pub const HANDLER_REGISTER: &str = "handler.register";
+/// `handler.unregister`
+pub const HANDLER_UNREGISTER: &str = "handler.unregister";
+/// `handler.list`
+pub const HANDLER_LIST: &str = "handler.list";
+/// `handler.attach`
+pub const HANDLER_ATTACH: &str = "handler.attach";
+/// `events.read`
+pub const EVENTS_READ: &str = "events.read";
+/// `events.follow`
+pub const EVENTS_FOLLOW: &str = "events.follow";
+/// `events.unfollow`
+pub const EVENTS_UNFOLLOW: &str = "events.unfollow";
+/// `cache.list`
+pub const CACHE_LIST: &str = "cache.list";
+/// `cache.info`
+pub const CACHE_INFO: &str = "cache.info";
+/// `cache.delete`
+pub const CACHE_DELETE: &str = "cache.delete";
+/// `cache.clear`
+pub const CACHE_CLEAR: &str = "cache.clear";
+/// `peers.list`
+pub const PEERS_LIST: &str = "peers.list";
+/// `daemon.conditions`
+pub const DAEMON_CONDITIONS: &str = "daemon.conditions";
+
 methods! {
     /// `ferry.hello`: the protocol version and who the daemon is.
-    Hello, HELLO = "ferry.hello": HelloParams => HelloResult;
+    Hello = HELLO: HelloParams => HelloResult;
     /// `job.create`: a new suspended job, optionally with files.
-    JobCreate, JOB_CREATE = "job.create": CreateParams => CreateResult;
+    JobCreate = JOB_CREATE: CreateParams => CreateResult;
     /// `job.add_files`: appends files to a job.
-    JobAddFiles, JOB_ADD_FILES = "job.add_files": AddFilesParams => AddFilesResult;
+    JobAddFiles = JOB_ADD_FILES: AddFilesParams => AddFilesResult;
     /// `job.get`: one job.
-    JobGet, JOB_GET = "job.get": JobIdParams => Job;
+    JobGet = JOB_GET: JobIdParams => Job;
     /// `job.files`: a job's files, paged.
-    JobFiles, JOB_FILES = "job.files": FilesParams => FilesResult;
+    JobFiles = JOB_FILES: FilesParams => FilesResult;
     /// `job.get_error`: the current error of a job in `error`/`transient_error`, else null.
-    JobGetError, JOB_GET_ERROR = "job.get_error": JobIdParams => Option<ErrorInfo>;
+    JobGetError = JOB_GET_ERROR: JobIdParams => Option<ErrorInfo>;
     /// `job.list`: the caller's jobs (or everyone's, for root), paged.
-    JobList, JOB_LIST = "job.list": ListParams => ListResult;
+    JobList = JOB_LIST: ListParams => ListResult;
     /// `job.resume`
-    JobResume, JOB_RESUME = "job.resume": JobIdParams => StateResult;
+    JobResume = JOB_RESUME: JobIdParams => StateResult;
     /// `job.suspend`
-    JobSuspend, JOB_SUSPEND = "job.suspend": JobIdParams => StateResult;
+    JobSuspend = JOB_SUSPEND: JobIdParams => StateResult;
     /// `job.cancel`
-    JobCancel, JOB_CANCEL = "job.cancel": JobIdParams => StateResult;
+    JobCancel = JOB_CANCEL: JobIdParams => StateResult;
     /// `job.complete`: hands the transferred files over.
-    JobComplete, JOB_COMPLETE = "job.complete": JobIdParams => CompleteResult;
+    JobComplete = JOB_COMPLETE: JobIdParams => CompleteResult;
     /// `job.set`: changes job settings; answers the job.
-    JobSet, JOB_SET = "job.set": SetParams => Job;
+    JobSet = JOB_SET: SetParams => Job;
     /// `job.set_notify_interface`: this connection receives the job's callbacks.
-    JobSetNotifyInterface, JOB_SET_NOTIFY_INTERFACE = "job.set_notify_interface": JobIdParams => Ack;
+    JobSetNotifyInterface = JOB_SET_NOTIFY_INTERFACE: JobIdParams => Ack;
     /// `job.clear_notify_interface`
-    JobClearNotifyInterface, JOB_CLEAR_NOTIFY_INTERFACE = "job.clear_notify_interface": JobIdParams => Ack;
+    JobClearNotifyInterface = JOB_CLEAR_NOTIFY_INTERFACE: JobIdParams => Ack;
     /// `job.take_ownership`: root takes a job over.
-    JobTakeOwnership, JOB_TAKE_OWNERSHIP = "job.take_ownership": JobIdParams => Job;
+    JobTakeOwnership = JOB_TAKE_OWNERSHIP: JobIdParams => Job;
     /// `file.set_validation_state`: the application's verdict on a file; answers the file.
-    FileSetValidationState, FILE_SET_VALIDATION_STATE = "file.set_validation_state": ValidationParams => File;
+    FileSetValidationState = FILE_SET_VALIDATION_STATE: ValidationParams => File;
     /// `file.set_remote_url`: replaces a file's URL; answers the file.
-    FileSetRemoteUrl, FILE_SET_REMOTE_URL = "file.set_remote_url": SetRemoteUrlParams => File;
+    FileSetRemoteUrl = FILE_SET_REMOTE_URL: SetRemoteUrlParams => File;
     /// `handler.register`
-    HandlerRegister, HANDLER_REGISTER = "handler.register": HandlerRegisterParams => Ack;
+    HandlerRegister = HANDLER_REGISTER: HandlerRegisterParams => Ack;
     /// `handler.unregister`
-    HandlerUnregister, HANDLER_UNREGISTER = "handler.unregister": HandlerNameParams => Ack;
+    HandlerUnregister = HANDLER_UNREGISTER: HandlerNameParams => Ack;
     /// `handler.list`
-    HandlerList, HANDLER_LIST = "handler.list": Empty => HandlerListResult;
+    HandlerList = HANDLER_LIST: Empty => HandlerListResult;
     /// `handler.attach`: this connection serves a handler's jobs.
-    HandlerAttach, HANDLER_ATTACH = "handler.attach": HandlerAttachParams => HandlerAttachResult;
+    HandlerAttach = HANDLER_ATTACH: HandlerAttachParams => HandlerAttachResult;
     /// `events.read`: a page of the event log.
-    EventsRead, EVENTS_READ = "events.read": EventsReadParams => EventsReadResult;
+    EventsRead = EVENTS_READ: EventsReadParams => EventsReadResult;
     /// `events.follow`: events are pushed to this connection as `events.event`.
-    EventsFollow, EVENTS_FOLLOW = "events.follow": EventsFollowParams => Ack;
+    EventsFollow = EVENTS_FOLLOW: EventsFollowParams => Ack;
     /// `events.unfollow`
-    EventsUnfollow, EVENTS_UNFOLLOW = "events.unfollow": Empty => Ack;
+    EventsUnfollow = EVENTS_UNFOLLOW: Empty => Ack;
     /// `cache.list`: the peer cache's entries.
-    CacheList, CACHE_LIST = "cache.list": CacheListParams => CacheListResult;
+    CacheList = CACHE_LIST: CacheListParams => CacheListResult;
     /// `cache.info`: the peer cache's configuration and size.
-    CacheInfo, CACHE_INFO = "cache.info": Empty => CacheInfoResult;
+    CacheInfo = CACHE_INFO: Empty => CacheInfoResult;
     /// `cache.delete`: removes cache entries.
-    CacheDelete, CACHE_DELETE = "cache.delete": CacheDeleteParams => CacheDeleteResult;
+    CacheDelete = CACHE_DELETE: CacheDeleteParams => CacheDeleteResult;
     /// `cache.clear`: empties the peer cache.
-    CacheClear, CACHE_CLEAR = "cache.clear": Empty => CacheDeleteResult;
+    CacheClear = CACHE_CLEAR: Empty => CacheDeleteResult;
     /// `peers.list`: the peers this host knows.
-    PeersList, PEERS_LIST = "peers.list": Empty => PeersListResult;
+    PeersList = PEERS_LIST: Empty => PeersListResult;
     /// `daemon.conditions`: the network and power state the daemon sees.
-    DaemonConditions, DAEMON_CONDITIONS = "daemon.conditions": Empty => ConditionsResult;
+    DaemonConditions = DAEMON_CONDITIONS: Empty => ConditionsResult;
 }
 
 /// Daemon → client notification carrying one followed event.

@@ -79,6 +79,14 @@ pub struct JobSettings {
 }
 
 impl JobSettings {
+    /// The custom headers in their `Name: value` form.
+    pub fn header_lines(&self) -> Vec<String> {
+        self.custom_headers
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// The default retry delay (BITS: 600 s).
     pub const DEFAULT_MINIMUM_RETRY_DELAY_S: u64 = 600;
     /// The default no-progress timeout (BITS: 14 days).

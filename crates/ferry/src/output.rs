@@ -200,13 +200,7 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
             if job.settings.custom_headers.is_empty() {
                 "-".to_owned()
             } else {
-                let shown: Vec<String> = job
-                    .settings
-                    .custom_headers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                shown.join("; ")
+                job.settings.header_lines().join("; ")
             },
         ),
         (

@@ -92,12 +92,7 @@ async fn issue_12_custom_headers_are_parsed_once_and_sent_as_parsed() {
         })
         .await
         .expect("job.set");
-    let shown: Vec<String> = job
-        .settings
-        .custom_headers
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let shown = job.settings.header_lines();
     assert_eq!(shown, ["X-Tight: packed", "X-Loose: spaced"]);
     c.resume(&id).await.expect("resume");
     wait_state(&c, &id, JobState::Transferred).await;

@@ -31,14 +31,16 @@ impl Abandon {
             job_id: row.id.clone(),
             files: Vec::new(),
             headers: row
+                .settings
                 .custom_headers
                 .iter()
-                .filter_map(|h| {
-                    let (n, v) = h.split_once(':')?;
-                    Some((n.trim().to_owned(), v.trim().to_owned()))
-                })
+                .map(|h| (h.name.clone(), h.value.clone()))
                 .collect(),
-            basic_auth: row.credentials.clone(),
+            basic_auth: row
+                .settings
+                .credentials
+                .as_ref()
+                .map(|c| (c.user.clone(), c.password.clone())),
         }
     }
 }

@@ -31,6 +31,7 @@ mod interrupt;
 mod notify;
 mod paths;
 mod security_socket;
+mod settings;
 mod support;
 mod transfer;
 mod upload;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    FileFailure, JobSettings, checkpoint, connected, file_done, host_permit, live_progress,
+    FileFailure, RunSettings, checkpoint, connected, file_done, host_permit, live_progress,
 };
 use crate::daemon::Daemon;
 
@@ -25,7 +25,7 @@ pub(super) async fn send_one(
     d: &Arc<Daemon>,
     job_id: &str,
     mut file: FileRow,
-    settings: &JobSettings,
+    settings: &RunSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
     let Some(_slot) = host_permit(d, &file.remote_url, token).await else {
@@ -91,7 +91,7 @@ fn wire_protocol(p: Protocol) -> UploadProtocol {
 }
 
 /// Where the file goes, with the job's headers and credentials.
-fn target_of(file: &FileRow, settings: &JobSettings) -> Target {
+fn target_of(file: &FileRow, settings: &RunSettings) -> Target {
     Target {
         url: file.remote_url.clone(),
         headers: settings.headers.clone(),

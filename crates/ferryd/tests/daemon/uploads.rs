@@ -445,7 +445,7 @@ async fn issue_14_upload_protocol_setting_names_it_and_auto_records_the_probe() 
     std::fs::write(&src, payload(10_000, 10)).unwrap();
     let id = upload_job(&c, &srv.url("p.bin"), &src).await;
     assert_eq!(
-        c.get(&id).await.unwrap().upload_protocol,
+        c.get(&id).await.unwrap().settings.upload_protocol,
         UploadProtocol::Auto
     );
     c.resume(&id).await.unwrap();
@@ -466,7 +466,7 @@ async fn issue_14_upload_protocol_setting_names_it_and_auto_records_the_probe() 
         .await
         .unwrap();
     assert_eq!(
-        c.get(&id).await.unwrap().upload_protocol,
+        c.get(&id).await.unwrap().settings.upload_protocol,
         UploadProtocol::Tus
     );
     c.resume(&id).await.unwrap();

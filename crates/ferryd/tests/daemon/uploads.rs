@@ -57,6 +57,24 @@ async fn limit(c: &Client, id: &str, bps: u64) {
     .expect("job.set");
 }
 
+/// Lifts the job's bandwidth limit, so the rest of a test goes fast.
+async fn unlimit(c: &Client, id: &str) {
+    c.set(SetParams {
+        job_id: id.into(),
+        bandwidth_limit_bps: Some(None),
+        ..SetParams::default()
+    })
+    .await
+    .expect("job.set");
+}
+
+/// A source file `name` in `dir` holding `data`.
+fn source(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
 /// Waits, bounded, until `f` holds (for server-side effects no event reports).
 async fn eventually(what: &str, f: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -73,8 +91,7 @@ async fn issue_14_upload_job_lands_byte_identical_over_bits() {
     let c = d.client().await;
     let dir = tempfile::tempdir().unwrap();
     let data = payload(3 * 1024 * 1024 + 17, 1);
-    let src = dir.path().join("report.bin");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "report.bin", &data);
     let id = upload_job(&c, &srv.url("report.bin"), &src).await;
     let job = c.get(&id).await.unwrap();
     assert_eq!(job.job_type, JobType::Upload);
@@ -104,8 +121,7 @@ async fn issue_14_upload_job_lands_byte_identical_over_tus_as_one_upload() {
     let c = d.client().await;
     let dir = tempfile::tempdir().unwrap();
     let data = payload(2 * 1024 * 1024 + 5, 2);
-    let src = dir.path().join("photo.jpg");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "photo.jpg", &data);
     let id = upload_job(&c, &tus.url(), &src).await;
     c.resume(&id).await.unwrap();
     wait_state(&c, &id, JobState::Transferred).await;
@@ -126,8 +142,7 @@ async fn issue_14_kill_9_mid_upload_resumes_the_same_tus_upload() {
     let mut d = daemon();
     let dir = tempfile::tempdir().unwrap();
     let data = payload(1536 * 1024, 3);
-    let src = dir.path().join("backup.tar");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "backup.tar", &data);
     let id = {
         let c = d.client().await;
         let id = upload_job(&c, &tus.url(), &src).await;
@@ -144,13 +159,7 @@ async fn issue_14_kill_9_mid_upload_resumes_the_same_tus_upload() {
         job.progress.bytes_transferred > 0,
         "the acknowledged offset survived"
     );
-    c.set(SetParams {
-        job_id: id.clone(),
-        bandwidth_limit_bps: Some(None),
-        ..SetParams::default()
-    })
-    .await
-    .unwrap();
+    unlimit(&c, &id).await;
     wait_state(&c, &id, JobState::Transferred).await;
     let uploads = tus.uploads();
     assert_eq!(
@@ -167,8 +176,7 @@ async fn issue_14_kill_9_mid_upload_resumes_the_same_bits_session() {
     let mut d = daemon();
     let dir = tempfile::tempdir().unwrap();
     let data = payload(1536 * 1024, 4);
-    let src = dir.path().join("logs.tgz");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "logs.tgz", &data);
     let id = {
         let c = d.client().await;
         let id = upload_job(&c, &srv.url("logs.tgz"), &src).await;
@@ -181,13 +189,7 @@ async fn issue_14_kill_9_mid_upload_resumes_the_same_bits_session() {
     assert_eq!(srv.sessions(), 1);
     d.restart();
     let c = d.client().await;
-    c.set(SetParams {
-        job_id: id.clone(),
-        bandwidth_limit_bps: Some(None),
-        ..SetParams::default()
-    })
-    .await
-    .unwrap();
+    unlimit(&c, &id).await;
     // The session on the server is the one the job resumes: there is never a second one.
     assert_eq!(srv.sessions(), 1);
     wait_state(&c, &id, JobState::Transferred).await;
@@ -202,8 +204,7 @@ async fn issue_14_cancel_removes_the_server_session() {
     let c = d.client().await;
     let dir = tempfile::tempdir().unwrap();
     let data = payload(2 * 1024 * 1024, 5);
-    let src = dir.path().join("big.bin");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "big.bin", &data);
     let id = upload_job(&c, &srv.url("big.bin"), &src).await;
     limit(&c, &id, 128 * 1024).await;
     c.resume(&id).await.unwrap();
@@ -357,8 +358,7 @@ async fn issue_14_upload_suspend_resume_and_job_transferred_callback() {
     let c = d.client().await;
     let dir = tempfile::tempdir().unwrap();
     let data = payload(1024 * 1024, 8);
-    let src = dir.path().join("notify.bin");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "notify.bin", &data);
     let id = upload_job(&c, &srv.url("notify.bin"), &src).await;
     let mut app = crate::callbacks::LiveApp::connect(&d.socket).await;
     app.register(&id).await;
@@ -369,13 +369,7 @@ async fn issue_14_upload_suspend_resume_and_job_transferred_callback() {
     let held = c.get(&id).await.unwrap().progress.bytes_transferred;
     assert!(held > 0 && held < data.len() as u64, "{held}");
     assert_eq!(srv.sessions(), 1, "the session waits on the server");
-    c.set(SetParams {
-        job_id: id.clone(),
-        bandwidth_limit_bps: Some(None),
-        ..SetParams::default()
-    })
-    .await
-    .unwrap();
+    unlimit(&c, &id).await;
     c.resume(&id).await.unwrap();
     let cb = app.next(Duration::from_secs(30)).await;
     assert_eq!(cb.method, "callback.job_transferred");
@@ -392,8 +386,7 @@ async fn issue_14_bits_upload_survives_kill_9_of_both_sides() {
     let mut d = daemon();
     let dir = tempfile::tempdir().unwrap();
     let data = payload(4 * 1024 * 1024, 9);
-    let src = dir.path().join("loop.bin");
-    std::fs::write(&src, &data).unwrap();
+    let src = source(dir.path(), "loop.bin", &data);
     let id = {
         let c = d.client().await;
         let id = upload_job(&c, &srv.url("loop.bin"), &src).await;
@@ -420,13 +413,7 @@ async fn issue_14_bits_upload_survives_kill_9_of_both_sides() {
         }
     }
     let c = d.client().await;
-    c.set(SetParams {
-        job_id: id.clone(),
-        bandwidth_limit_bps: Some(None),
-        ..SetParams::default()
-    })
-    .await
-    .unwrap();
+    unlimit(&c, &id).await;
     wait_state(&c, &id, JobState::Transferred).await;
     assert_eq!(srv.landed("loop.bin").unwrap(), data);
     assert_eq!(srv.sessions(), 0);

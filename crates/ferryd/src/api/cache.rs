@@ -23,22 +23,21 @@ fn scope(c: &Caller) -> Option<u32> {
 /// `cache.list`
 pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult {
     let entries = d
-        .peer_cache
-        .as_ref()
+        .peer_cache()
         .map(|pc| pc.list(scope(c)))
         .unwrap_or_default();
     Answer::now(CacheListResult {
         entries,
-        enabled: Some(d.peer_cache.is_some()),
+        enabled: Some(d.peer_cache().is_some()),
     })
 }
 
 /// `cache.info`
 pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult {
-    let Some(pc) = &d.peer_cache else {
+    let Some(pc) = d.peer_cache() else {
         return Answer::now(CacheInfo {
             config_file: d
-                .opts
+                .opts()
                 .config_file
                 .as_ref()
                 .filter(|f| f.exists())
@@ -84,7 +83,7 @@ pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult {
             ));
         }
     };
-    let Some(pc) = &d.peer_cache else {
+    let Some(pc) = d.peer_cache() else {
         return Answer::now(CacheDeleteResult::default());
     };
     let scope = scope(c);
@@ -101,7 +100,7 @@ pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult {
 
 /// `cache.clear`: every entry in the caller's scope.
 pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult {
-    let Some(pc) = &d.peer_cache else {
+    let Some(pc) = d.peer_cache() else {
         return Answer::now(CacheDeleteResult::default());
     };
     let scope = scope(c);
@@ -111,7 +110,7 @@ pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult {
 
 /// `peers.list`
 pub fn peers(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult {
-    Answer::now(match &d.peer_cache {
+    Answer::now(match d.peer_cache() {
         Some(pc) => PeersListResult {
             enabled: true,
             peers: pc.peer_infos(),

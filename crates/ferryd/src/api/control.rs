@@ -114,7 +114,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
     let commit = match tokio::time::timeout(DISCARD_WAIT, deleting).await {
         Ok(Ok(files)) => {
             let id = p.job_id.clone();
-            d.store.submit(move |tx| tx.put_files(&id, &files))
+            d.store().submit(move |tx| tx.put_files(&id, &files))
         }
         Ok(Err(_)) | Err(_) => d.durable(),
     };
@@ -157,13 +157,13 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let id = p.job_id.clone();
-    let files_commit = d.store.submit({
+    let files_commit = d.store().submit({
         let files = files.clone();
         move |tx| tx.put_files(&id, &files)
     });
     if let Some(err) = failure {
         // The job stays as it was (BITS keeps it transferred); a stopped transfer re-queues.
-        let st = inner.jobs.get(&p.job_id).map(|e| e.row.state);
+        let st = inner.jobs_mut().get(&p.job_id).map(|e| e.row.state);
         if matches!(st, Some(JobState::Connecting | JobState::Transferring)) {
             let _ = d.transition(&mut inner, &p.job_id, Trigger::Preempt, |_| {});
         }
@@ -171,7 +171,7 @@ pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult 
         return Err(err);
     }
     drop(files_commit);
-    if let (Some(pc), Some(e)) = (&d.peer_cache, inner.jobs.get(&p.job_id)) {
+    if let (Some(pc), Some(e)) = (d.peer_cache(), inner.jobs_mut().get(&p.job_id)) {
         // Completing validates the content (BITS): it may now be served to peers.
         for f in files
             .iter()
@@ -202,7 +202,7 @@ pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
         if !matches!(d.load(&job_id).await, Ok(true)) {
             return;
         }
-        let owner = match d.lock().jobs.get(&job_id) {
+        let owner = match d.lock().jobs_mut().get(&job_id) {
             Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
                 e.row.owner_uid
             }
@@ -242,7 +242,7 @@ pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
         let _hold = d.hold(&job_id);
         let failed = |d: &Daemon| {
             d.lock()
-                .jobs
+                .jobs()
                 .peek(&job_id)
                 .is_some_and(|e| e.row.state == JobState::Error)
         };
@@ -272,7 +272,7 @@ pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
         {
             let id = job_id.clone();
             if let Err(e) = d
-                .store
+                .store()
                 .submit(move |tx| tx.put_files(&id, &changed))
                 .wait()
                 .await
@@ -399,10 +399,10 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
         file.validation = Validation::Valid;
         let id = p.job_id.clone();
         let f = file.clone();
-        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
-        if let Some(pc) = &d.peer_cache {
+        let commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
+        if let Some(pc) = d.peer_cache() {
             let identity = d.fs_identity(&p.job_id).await;
-            let row = d.lock().jobs.get(&p.job_id).map(|e| e.row.clone());
+            let row = d.lock().jobs_mut().get(&p.job_id).map(|e| e.row.clone());
             let source = match (&file.temp_path, file.completed) {
                 (Some(t), false) => Some(PathBuf::from(t)),
                 (_, true) => Some(PathBuf::from(&file.local_path)),
@@ -416,7 +416,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     }
     if !file.completed
         && file.bytes_from_peers > 0
-        && let Some(pc) = d.peer_cache.clone()
+        && let Some(pc) = d.peer_cache().cloned()
     {
         return refetch_from_origin(d, c, &pc, &p.job_id, file).await;
     }
@@ -424,7 +424,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
         file.validation = Validation::Invalid;
         let id = p.job_id.clone();
         let f = file.clone();
-        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+        let commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
         return Answer::after(super::jobs::file_view(file), commit);
     }
     // Rejected content from the origin: drop it, reset the file, and fail the job so that a
@@ -436,7 +436,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    e.rt.untransferred.insert(file.file_index);
+    e.transfer_mut().file_untransferred(file.file_index);
     let row = &mut e.row;
     row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
     row.files_transferred = row.files_transferred.saturating_sub(1);
@@ -459,7 +459,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     };
     let id = p.job_id.clone();
     let f = file.clone();
-    drop(d.store.submit(move |tx| tx.put_files(&id, &[f])));
+    drop(d.store().submit(move |tx| tx.put_files(&id, &[f])));
     let (_, commit) = d
         .transition(&mut inner, &p.job_id, Trigger::FatalError, |row| {
             row.error = Some(info)
@@ -492,7 +492,7 @@ async fn refetch_from_origin(
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, job_id)?;
-    e.rt.untransferred.insert(file.file_index);
+    e.transfer_mut().file_untransferred(file.file_index);
     let row = &mut e.row;
     row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
     row.files_transferred = row.files_transferred.saturating_sub(1);
@@ -523,7 +523,7 @@ async fn refetch_from_origin(
     };
     let id = job_id.to_owned();
     let f = file.clone();
-    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    let mut commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
     // Back to the queue: a stopped transfer is preempted, a finished job has a pending file.
     let trigger = match state {
         JobState::Connecting | JobState::Transferring => Some(Trigger::Preempt),
@@ -538,11 +538,11 @@ async fn refetch_from_origin(
             .transition(&mut inner, job_id, t, |_| {})
             .map_err(|e| refused("set the validation state", job_id, e))?;
         commit = c;
-    } else if let Some(e) = inner.jobs.get(job_id) {
+    } else if let Some(e) = inner.jobs_mut().get(job_id) {
         let row = e.row.clone();
-        commit = d.store.submit(move |tx| tx.update_job(&row));
+        commit = d.store().submit(move |tx| tx.update_job(&row));
     }
     drop(inner);
-    d.wake.notify_one();
+    d.wake().notify_one();
     Answer::after(super::jobs::file_view(file), commit)
 }

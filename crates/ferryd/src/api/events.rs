@@ -45,8 +45,8 @@ impl Filter {
 }
 
 async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<EventRow>, ProtoError> {
-    d.store.flush().await.map_err(store_failed)?;
-    let reader = d.reader.clone();
+    d.store().flush().await.map_err(store_failed)?;
+    let reader = d.reader().clone();
     let f = f.clone();
     tokio::task::spawn_blocking(move || reader.events(after, f.uid, f.job_id.as_deref(), limit))
         .await
@@ -80,10 +80,10 @@ pub fn follow(
 ) -> ApiResult {
     let filter = Filter::new(d, c, p.job_id)?;
     // Subscribe before replaying so nothing committed in between is missed.
-    let mut live = d.store.subscribe();
+    let mut live = d.store().subscribe();
     let start = p.after;
     let d = d.clone();
-    let max_backlog = limits::as_usize(d.opts.limits.follow_backlog_bytes);
+    let max_backlog = limits::as_usize(d.opts().limits.follow_backlog_bytes);
     tokio::spawn(async move {
         let send = Sender {
             peer: &peer,
@@ -93,7 +93,7 @@ pub fn follow(
         // Replay (or, without `after`, start from what is committed now).
         let mut last = match start {
             Some(a) => a,
-            None => d.reader.last_event_seq().unwrap_or(0),
+            None => d.reader().last_event_seq().unwrap_or(0),
         };
         if start.is_some() && !catch_up(&d, &filter, &mut last, &send).await {
             return;

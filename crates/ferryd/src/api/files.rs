@@ -159,7 +159,7 @@ pub async fn set_remote_url(d: &Arc<Daemon>, c: &Caller, p: SetRemoteUrlParams) 
     state::check(state, Operation::SetProperty).map_err(|r| refusal(what, r))?;
     let id = p.job_id.clone();
     let f = file.clone();
-    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    let mut commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
     if matches!(state, JobState::Connecting | JobState::Transferring) {
         // The stopped transfer goes back to the queue and restarts with the new URL.
         let (_, c) = d
@@ -168,7 +168,7 @@ pub async fn set_remote_url(d: &Arc<Daemon>, c: &Caller, p: SetRemoteUrlParams) 
         commit = c;
     }
     drop(inner);
-    d.wake.notify_one();
+    d.wake().notify_one();
     Answer::after(super::jobs::file_view(file), commit)
 }
 

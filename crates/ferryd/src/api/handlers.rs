@@ -31,7 +31,7 @@ fn check_name(name: &str) -> Result<(), ProtoError> {
 fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
     let inner = d.lock();
     let ids: Vec<String> = inner
-        .jobs
+        .jobs()
         .resident()
         .map(|(_, e)| e)
         .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
@@ -79,10 +79,10 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
     };
     let commit = {
         let mut inner = d.lock();
-        let others = inner.handlers.usage_except(c.uid, &p.name);
-        limits::check_handler(&d.opts.limits, c.uid, others, bytes)?;
-        inner.handlers.slot(c.uid, &p.name).registered = Some(row.clone());
-        d.store.submit(move |tx| tx.put_handler(&row))
+        let others = inner.handlers_mut().usage_except(c.uid, &p.name);
+        limits::check_handler(&d.opts().limits, c.uid, others, bytes)?;
+        inner.handlers_mut().slot(c.uid, &p.name).registered = Some(row.clone());
+        d.store().submit(move |tx| tx.put_handler(&row))
     };
     kick_jobs_of(d, c.uid, &p.name);
     Answer::after(serde_json::json!({}), commit)
@@ -93,9 +93,9 @@ pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResul
     check_name(&p.name)?;
     let uid = c.uid;
     let mut inner = d.lock();
-    inner.handlers.slot(uid, &p.name).registered = None;
+    inner.handlers_mut().slot(uid, &p.name).registered = None;
     let commit = d
-        .store
+        .store()
         .submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
     Answer::after(serde_json::json!({}), commit)
 }
@@ -104,7 +104,7 @@ pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResul
 pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult {
     let handlers = d
         .lock()
-        .handlers
+        .handlers()
         .registered_by(c.uid)
         .into_iter()
         .map(|h| HandlerInfo {
@@ -122,7 +122,7 @@ pub fn attach(d: &Arc<Daemon>, c: &Caller, peer: &Arc<Peer>, p: HandlerAttachPar
     check_name(&p.name)?;
     {
         let mut inner = d.lock();
-        let slot = inner.handlers.slot(c.uid, &p.name);
+        let slot = inner.handlers_mut().slot(c.uid, &p.name);
         if let Some(token) = &p.token {
             let matches = slot.activation.as_ref().is_some_and(|(t, _)| t == token);
             if !matches {

@@ -6,6 +6,7 @@
 //! the store committed it.
 
 mod cache;
+mod conditions;
 mod control;
 pub(crate) use control::discard;
 mod events;
@@ -99,13 +100,13 @@ impl Session {
                     protocol: ferry_proto::PROTOCOL_VERSION,
                     server: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
                     uid: c.uid,
-                    mode: d.opts.mode.as_str().into(),
+                    mode: d.opts().mode.as_str().into(),
                     pid: Some(std::process::id()),
-                    uptime_s: Some(d.mono.now() / 1000),
-                    socket: Some(d.opts.socket.display().to_string()),
-                    state_dir: Some(d.opts.state_dir.display().to_string()),
+                    uptime_s: Some(d.mono().now() / 1000),
+                    socket: Some(d.opts().socket.display().to_string()),
+                    state_dir: Some(d.opts().state_dir.display().to_string()),
                     log: Some(
-                        d.opts
+                        d.opts()
                             .log_file
                             .as_ref()
                             .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string()),
@@ -141,7 +142,7 @@ impl Session {
             method::CACHE_DELETE => cache::delete(d, c, decode_params(params)?),
             method::CACHE_CLEAR => cache::clear(d, c, decode_params(params)?),
             method::PEERS_LIST => cache::peers(d, c, decode_params(params)?),
-            method::DAEMON_CONDITIONS => crate::conditions::status(d, decode_params(params)?),
+            method::DAEMON_CONDITIONS => conditions::status(d, decode_params(params)?),
             method::HANDLER_REGISTER => handlers::register(d, c, decode_params(params)?),
             method::HANDLER_UNREGISTER => handlers::unregister(d, c, decode_params(params)?),
             method::HANDLER_LIST => handlers::list(d, c, decode_params(params)?),
@@ -192,8 +193,8 @@ impl Session {
 impl Session {
     /// A place among the caller's followers, or the `followers_per_user` refusal.
     fn follower_slot(&self) -> Result<UidSlot, ProtoError> {
-        let limit = self.daemon.opts.limits.followers_per_user;
-        let followers = self.daemon.lock().followers.clone();
+        let limit = self.daemon.opts().limits.followers_per_user;
+        let followers = self.daemon.lock().followers().clone();
         followers.take(self.caller.uid, limit).ok_or_else(|| {
             limits::exceeded(
                 "followers_per_user",
@@ -239,7 +240,7 @@ impl Service for Connection {
 
     fn closed(&self, peer: Arc<Peer>) {
         if peer.overflowed() {
-            let limit = self.0.daemon.opts.limits.unsent_reply_bytes;
+            let limit = self.0.daemon.opts().limits.unsent_reply_bytes;
             tracing::warn!(
                 peer = peer.id(),
                 uid = self.0.caller.uid,
@@ -259,6 +260,6 @@ impl Service for Connection {
             f.token.cancel();
         }
         jobs::connection_closed(&self.0.daemon, peer.id());
-        self.0.daemon.lock().handlers.detach(peer.id());
+        self.0.daemon.lock().handlers_mut().detach(peer.id());
     }
 }

@@ -796,7 +796,7 @@ impl Daemon {
             };
             let (started, ended) = entry.transfer_mut().cancel();
             if let Some(started_ms) = started {
-                entry.row.active_ms += self.mono.now().saturating_sub(started_ms);
+                entry.add_active_ms(self.mono.now().saturating_sub(started_ms));
             }
             ended
         };

@@ -238,7 +238,7 @@ fn stop(d: &Arc<Daemon>, inner: &mut DaemonState, id: &str, now: u64) {
     let Some(started_ms) = e.transfer_mut().preempt() else {
         return;
     };
-    e.row.active_ms += now.saturating_sub(started_ms);
+    e.add_active_ms(now.saturating_sub(started_ms));
     let _ = d.transition(inner, id, Trigger::Preempt, |_| {});
 }
 

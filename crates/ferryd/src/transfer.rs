@@ -416,7 +416,7 @@ async fn ensure_temp(
         // The job's row changes only when the file had bytes (a fresh file: just its path).
         let row = match inner.jobs_mut().get_resident_mut(job_id) {
             Some(e) if lost > 0 => {
-                e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+                e.bytes_lost(lost);
                 Some(e.row.clone())
             }
             _ => None,
@@ -635,7 +635,7 @@ fn reset_file(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, origin_only: bo
     let Some(e) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
-    e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+    e.bytes_lost(lost);
     let (row, f) = (e.row.clone(), file.clone());
     drop(d.store().submit(move |tx| {
         tx.update_job(&row)?;
@@ -678,7 +678,7 @@ fn on_event(
                 transfer.last_progress_at = Some(now);
                 entry.scheduling_mut().progressed();
             }
-            set_total(&mut entry.row, file, total);
+            entry.file_size_seen(file, total);
         }
         FetchEvent::Checkpoint {
             offset,
@@ -688,14 +688,9 @@ fn on_event(
             pieces,
         } => {
             peers::attribute(file, offset, restarted, source);
-            let row = &mut entry.row;
-            row.bytes_transferred =
-                row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
-            file.bytes_transferred = offset;
             file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
             file.pieces = pieces;
-            set_total(row, file, total);
-            row.modified = clock::now_rfc3339();
+            entry.checkpointed(file, offset, total);
             let transfer = entry.transfer_mut();
             transfer.live_bytes = transfer.live_bytes.saturating_sub(*live);
             *live = 0;
@@ -741,23 +736,6 @@ fn host_slot(d: &Daemon, url: &str) -> Option<Arc<tokio::sync::Semaphore>> {
     Some(d.host_slots(host))
 }
 
-/// Keeps the job's size counters in step when a file's size becomes known or changes.
-fn set_total(row: &mut JobRow, file: &mut FileRow, total: Option<u64>) {
-    if total == file.bytes_total {
-        return;
-    }
-    match file.bytes_total {
-        Some(old) => row.size_known_bytes = row.size_known_bytes.saturating_sub(old),
-        None => row.size_unknown_files = row.size_unknown_files.saturating_sub(1),
-    }
-    match total {
-        Some(new) => row.size_known_bytes += new,
-        None => row.size_unknown_files += 1,
-    }
-    file.bytes_total = total;
-    row.refresh_total();
-}
-
 fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) {
     use ferry_core::notify::{Kind, Verdict, verdict};
     let mut inner = d.lock();
@@ -783,19 +761,13 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
-    let row = &mut entry.row;
-    set_total(row, &mut file, Some(done.bytes));
-    row.bytes_transferred =
-        row.bytes_transferred.saturating_sub(file.bytes_transferred) + done.bytes;
-    file.bytes_transferred = done.bytes;
+    entry.file_finished(&mut file, done.bytes);
     file.bytes_from_origin = done.bytes.saturating_sub(file.bytes_from_peers);
     file.transferred = true;
     file.validation = ferry_proto::Validation::Unset;
     file.content_sha256 = done.sha256;
     file.pieces = done.pieces;
     file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
-    row.files_transferred += 1;
-    row.modified = clock::now_rfc3339();
     entry.transfer_mut().untransferred.remove(&file.file_index);
     entry.notification_mut().owe(owed.iter().cloned());
     d.modified(entry);
@@ -836,7 +808,7 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
     let ran = transfer.running.take();
     transfer.live_bytes = 0;
     if let Some(r) = ran {
-        entry.row.active_ms += now.saturating_sub(r.started_ms);
+        entry.add_active_ms(now.saturating_sub(r.started_ms));
     }
     match outcome {
         Some(Outcome::Stopped) => {}

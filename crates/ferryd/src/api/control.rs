@@ -437,9 +437,7 @@ pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) ->
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     e.transfer_mut().file_untransferred(file.file_index);
-    let row = &mut e.row;
-    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
-    row.files_transferred = row.files_transferred.saturating_sub(1);
+    e.file_rejected(&file);
     file.bytes_transferred = 0;
     file.transferred = false;
     file.validator = None;
@@ -493,9 +491,8 @@ async fn refetch_from_origin(
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, job_id)?;
     e.transfer_mut().file_untransferred(file.file_index);
-    let row = &mut e.row;
-    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
-    row.files_transferred = row.files_transferred.saturating_sub(1);
+    e.file_rejected(&file);
+    let row = &e.row;
     let (owner, files_total, state) = (row.owner_uid, row.files_total, row.state);
     pc.event(
         job_id,

@@ -181,11 +181,7 @@ pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiRes
     let owner = e.row.owner_uid;
     take_user_files(d, &mut inner, owner, count)?;
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    e.row.files_total += count;
-    e.row.size_known_bytes = e.row.size_known_bytes.saturating_add(known_bytes(&rows));
-    e.row.size_unknown_files += unknown_files(&rows);
-    e.row.refresh_total();
-    e.row.modified = clock::now_rfc3339();
+    e.files_added(count, known_bytes(&rows), unknown_files(&rows));
     d.modified(e);
     let row = e.row.clone();
     let time = row.modified.clone();

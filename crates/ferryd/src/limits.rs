@@ -337,6 +337,37 @@ impl Quotas {
 mod tests {
     use super::*;
 
+    fn quota_limits(jobs: u64, per_user: u64) -> Limits {
+        Limits {
+            jobs_per_daemon: jobs,
+            jobs_per_user: per_user,
+            ..Limits::resolve(&LimitSettings::default(), &LimitSettings::default())
+                .expect("the defaults resolve")
+        }
+    }
+
+    #[test]
+    fn issue_12_quotas_follow_creation_files_ownership_and_the_end_of_a_job() {
+        let limits = quota_limits(3, 2);
+        let mut q = Quotas::counted([(1, 1)].into(), [(1, 4)].into());
+        assert_eq!(q.live_jobs(), 1);
+        assert!(q.check_new_job(&limits, 1).is_ok());
+        q.take_files(1, 2, 10).expect("within files_per_user");
+        q.count_job(1);
+        let e = q.check_new_job(&limits, 1).unwrap_err();
+        assert!(e.message.contains("user 1 already has 2"), "{}", e.message);
+        assert!(q.take_files(1, 5, 10).is_err(), "6 + 5 files is past 10");
+        q.job_moved(1, 2, 2);
+        assert!(q.check_new_job(&limits, 1).is_ok());
+        q.count_job(1);
+        let e = q.check_new_job(&limits, 2).unwrap_err();
+        assert!(e.message.contains("3 unfinished jobs"), "{}", e.message);
+        q.job_finished(2, 2);
+        assert_eq!(q.live_jobs(), 2);
+        q.take_files(2, 10, 10)
+            .expect("the finished job's files no longer count");
+    }
+
     #[test]
     fn flags_override_the_file_which_overrides_the_defaults() {
         let file = LimitSettings {

@@ -461,6 +461,21 @@ mod tests {
         assert!(jobs.peek("job-1").is_some());
     }
 
+    #[test]
+    fn issue_12_the_resident_lookup_never_reads_the_store() {
+        let (_dir, writer, mut jobs) = store();
+        let r = row(1, JobState::Suspended);
+        put(&writer, &r);
+        assert!(jobs.get_resident_mut("job-1").is_none());
+        assert_eq!(jobs.resident_len(), 0, "nothing was read back");
+        jobs.insert(JobEntry::from_store(r));
+        let cold = jobs.cold();
+        assert!(jobs.get_resident_mut("job-1").is_some());
+        // It stamps the job like `get_mut`: a write queued after it keeps the job in memory.
+        assert_eq!(jobs.evict(&cold), 0);
+        assert_eq!(jobs.running(), Vec::<String>::new());
+    }
+
     /// The display name of `job-1` if it is resident.
     fn resident_name(jobs: &Jobs) -> Option<String> {
         jobs.peek("job-1").map(|e| e.row.display_name.clone())

@@ -12,30 +12,32 @@ use crate::daemon::Daemon;
 /// every local user is affected by the same network).
 pub fn status(daemon: &Arc<Daemon>, _: ferry_proto::params::Empty) -> ApiResult {
     use ferry_core::policy::Link;
-    let c = daemon.conditions().borrow().now;
+    let caller = daemon.conditions().borrow().now;
     let defaults = daemon.opts().policy.defaults;
     Answer::now(ferry_proto::policy::ConditionsResult {
-        cost: if c.cost() == CostPolicy::UNRESTRICTED {
+        cost: if caller.cost() == CostPolicy::UNRESTRICTED {
             "unrestricted"
         } else {
             "metered"
         }
         .into(),
-        link: match c.link() {
+        link: match caller.link() {
             Link::Up => "up",
             Link::Offline => "offline",
             Link::CaptivePortal => "captive_portal",
         }
         .into(),
-        network_manager: c.network.map(|n| ferry_proto::policy::NetworkManagerState {
-            metered: n.metered,
-            state: n.state,
-            connectivity: n.connectivity,
-        }),
-        metered_interface: c.metered_interface,
-        on_battery: c.on_battery,
-        power_saver: c.power_saver,
-        sleeping: c.sleeping,
+        network_manager: caller
+            .network
+            .map(|n| ferry_proto::policy::NetworkManagerState {
+                metered: n.metered,
+                state: n.state,
+                connectivity: n.connectivity,
+            }),
+        metered_interface: caller.metered_interface,
+        on_battery: caller.on_battery,
+        power_saver: caller.power_saver,
+        sleeping: caller.sleeping,
         background_cost_policy: defaults.background_cost,
         foreground_cost_policy: defaults.foreground_cost,
         power_policy: defaults.power,

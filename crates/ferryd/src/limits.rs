@@ -140,7 +140,7 @@ pub fn argv_bytes(argv: &[String]) -> u64 {
 /// What one uid's handler registrations cost: how many, and their argv bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerUsage {
-    /// Registered handlers.
+    /// How many handlers the uid has registered (against `handlers_per_user`).
     pub count: u64,
     /// Their argv bytes together.
     pub argv_bytes: u64,

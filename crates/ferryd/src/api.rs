@@ -170,14 +170,7 @@ impl Session {
             }
             method::EVENTS_UNFOLLOW => {
                 let _: ferry_proto::params::Empty = decode_params(params)?;
-                if let Some(f) = self
-                    .follower
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                {
-                    f.token.cancel();
-                }
+                self.stop_following();
                 Answer::now(serde_json::json!({}))
             }
             other => Err(ProtoError::new(
@@ -191,6 +184,19 @@ impl Session {
 }
 
 impl Session {
+    /// Ends the connection's event stream, if it follows one (`events.unfollow`, or the
+    /// connection closed).
+    fn stop_following(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(f) = follower {
+            f.token.cancel();
+        }
+    }
+
     /// A place among the caller's followers, or the `followers_per_user` refusal.
     fn follower_slot(&self) -> Result<UidSlot, ProtoError> {
         let limit = self.daemon.opts().limits.followers_per_user;
@@ -250,15 +256,7 @@ impl Service for Connection {
                 limits::STALL_PATIENCE.as_secs()
             );
         }
-        if let Some(f) = self
-            .0
-            .follower
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            f.token.cancel();
-        }
+        self.0.stop_following();
         jobs::connection_closed(&self.0.daemon, peer.id());
         self.0.daemon.lock().handlers_mut().detach(peer.id());
     }

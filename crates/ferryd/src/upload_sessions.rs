@@ -65,7 +65,7 @@ pub fn spawn_abandon(d: &Arc<Daemon>, a: Abandon) {
                 headers: a.headers.clone(),
                 basic_auth: a.basic_auth.clone(),
             };
-            match d.sender.abandon(&target, &state).await {
+            match d.sender().abandon(&target, &state).await {
                 Ok(()) => {
                     f.upload_session = None;
                     done.push(f);
@@ -82,7 +82,7 @@ pub fn spawn_abandon(d: &Arc<Daemon>, a: Abandon) {
         if !done.is_empty() {
             let id = a.job_id.clone();
             if let Err(e) = d
-                .store
+                .store()
                 .submit(move |tx| tx.put_files(&id, &done))
                 .wait()
                 .await
@@ -98,7 +98,7 @@ pub fn spawn_abandon(d: &Arc<Daemon>, a: Abandon) {
 /// the cancel, so a server that wants them keeps the upload until it expires it.
 pub fn abandon_leftovers(d: &Arc<Daemon>) {
     let rows = match d
-        .reader
+        .reader()
         .upload_sessions_of(&[ferry_proto::JobState::Cancelled])
     {
         Ok(r) => r,

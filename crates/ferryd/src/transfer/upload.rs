@@ -153,7 +153,7 @@ async fn drive(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut live = 0u64;
     let result = {
-        let send = d.sender.send(req, &tx, token);
+        let send = d.sender().send(req, &tx, token);
         tokio::pin!(send);
         loop {
             tokio::select! {
@@ -168,8 +168,9 @@ async fn drive(
     }
     if live > 0 {
         let mut inner = d.lock();
-        if let Some(e) = inner.jobs.get_mut(job_id) {
-            e.rt.live_bytes = e.rt.live_bytes.saturating_sub(live);
+        if let Some(e) = inner.jobs_mut().get_resident_mut(job_id) {
+            let transfer = e.transfer_mut();
+            transfer.live_bytes = transfer.live_bytes.saturating_sub(live);
         }
     }
     result
@@ -177,7 +178,7 @@ async fn drive(
 
 /// Applies a send event to the file and the job.
 fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, ev: SendEvent) {
-    let now = d.mono.now();
+    let now = d.mono().now();
     let mut inner = d.lock();
     connected(d, &mut inner, job_id);
     match ev {
@@ -190,7 +191,7 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
             live_progress(&mut inner, job_id, file, live, bytes, Some(total), now);
         }
         SendEvent::Created { state, commit } => {
-            let Some(entry) = inner.jobs.get_mut(job_id) else {
+            let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
                 return;
             };
             // A new server-side upload starts from zero: the bytes the file counted are gone.
@@ -198,9 +199,9 @@ fn on_event(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, live: &mut u64, e
             file.upload_protocol = Some(wire_protocol(state.protocol()));
             file.upload_session = serde_json::to_value(&state).ok();
             file.bytes_transferred = 0;
-            entry.row.bytes_transferred = entry.row.bytes_transferred.saturating_sub(lost);
+            entry.bytes_lost(lost);
             let (row, f) = (entry.row.clone(), file.clone());
-            let written = d.store.submit(move |tx| {
+            let written = d.store().submit(move |tx| {
                 tx.update_job(&row)?;
                 tx.put_files(&row.id, &[f])
             });

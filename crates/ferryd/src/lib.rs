@@ -11,6 +11,7 @@ mod clock;
 mod conditions;
 mod config;
 mod daemon;
+mod daemon_wide;
 mod error;
 mod handlers;
 mod identity;
@@ -27,6 +28,7 @@ mod systemd;
 mod transfer;
 
 pub use config::{DaemonOptions, LimitSettings, Limits, Mode};
+pub use daemon_wide::{DaemonSettings, MAX_CONNECTIONS_PER_HOST, MAX_RETRY_DELAY_FLOOR_S};
 pub use error::EXIT_TASK_DIED;
 pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
 
@@ -58,6 +60,8 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     };
     opts.limits = config.limits.clone();
     opts.policy = config.policy.clone();
+    let flags = opts.daemon_flags.clone();
+    config.daemon.apply(&flags, &mut opts);
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {

@@ -17,7 +17,9 @@
 //! `runtime_threads` (a slow store read of one job does not stall calls about others),
 //! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
 //! power-profiles-daemon and logind on a private system bus),
-//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`).
+//! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`),
+//! `daemon_config` (ferryd.toml's daemon-wide `[daemon]` settings: connections per host, a shared
+//! bandwidth limit, the retry floor).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -28,6 +30,7 @@ mod client;
 mod control;
 mod crash;
 mod crash_loop;
+mod daemon_config;
 mod disk_full;
 mod errors;
 mod everyday_fixes;

@@ -65,31 +65,46 @@ impl DaemonSection {
                 ));
             }
         };
-        let connections_per_host = match self.connections_per_host {
-            None => None,
-            Some(n) if (1..=MAX_CONNECTIONS_PER_HOST as i64).contains(&n) => u64::try_from(n).ok(),
-            Some(n) => {
-                return Err(format!(
-                    "[daemon] connections_per_host = {n} is out of range: use 1 to \
-                     {MAX_CONNECTIONS_PER_HOST} (default 16)"
-                ));
-            }
-        };
-        let retry_delay_floor_s = match self.retry_delay_floor_s {
-            None => None,
-            Some(n) if (0..=MAX_RETRY_DELAY_FLOOR_S as i64).contains(&n) => u64::try_from(n).ok(),
-            Some(n) => {
-                return Err(format!(
-                    "[daemon] retry_delay_floor_s = {n} is out of range: use 0 to \
-                     {MAX_RETRY_DELAY_FLOOR_S} seconds (default 5)"
-                ));
-            }
-        };
+        let connections_per_host = in_range(
+            "connections_per_host",
+            self.connections_per_host,
+            1..=MAX_CONNECTIONS_PER_HOST,
+            "(default 16)",
+        )?;
+        let retry_delay_floor_s = in_range(
+            "retry_delay_floor_s",
+            self.retry_delay_floor_s,
+            0..=MAX_RETRY_DELAY_FLOOR_S,
+            "seconds (default 5)",
+        )?;
         Ok(DaemonSettings {
             bandwidth_limit_bps,
             connections_per_host,
             retry_delay_floor_s,
         })
+    }
+}
+
+/// A whole-number key's value, if set, when it lies in `range`; else an error naming the key.
+fn in_range(
+    key: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<u64>,
+    default: &str,
+) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(n) => u64::try_from(n)
+            .ok()
+            .filter(|v| range.contains(v))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "[daemon] {key} = {n} is out of range: use {} to {} {default}",
+                    range.start(),
+                    range.end()
+                )
+            }),
     }
 }
 

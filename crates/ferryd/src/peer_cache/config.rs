@@ -187,8 +187,7 @@ pub fn parse_policy(
     text: &str,
     path: &Path,
 ) -> Result<crate::conditions::PolicySettings, DaemonError> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    let file = file_config(text, path)?;
     Ok(crate::conditions::PolicySettings::from_sections(
         file.network,
         file.power,
@@ -201,9 +200,13 @@ pub fn parse_daemon(
     text: &str,
     path: &Path,
 ) -> Result<crate::daemon_wide::DaemonSettings, DaemonError> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    let file = file_config(text, path)?;
     file.daemon.check().map_err(|e| config_error(path, e))
+}
+
+/// The whole file, as written; a syntax error or an unknown key names the file.
+fn file_config(text: &str, path: &Path) -> Result<FileConfig, DaemonError> {
+    toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))
 }
 
 fn config_error(path: &Path, what: String) -> DaemonError {
@@ -216,8 +219,7 @@ fn config_error(path: &Path, what: String) -> DaemonError {
 /// The `[limits]` of a configuration file's text, with `flags` over them; errors name the
 /// file and the setting.
 pub fn parse_limits(text: &str, path: &Path, flags: &LimitSettings) -> Result<Limits, DaemonError> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    let file = file_config(text, path)?;
     Limits::resolve(flags, &file.limits).map_err(|e| config_error(path, e))
 }
 

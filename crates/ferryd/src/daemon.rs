@@ -175,7 +175,7 @@ pub struct Daemon {
     /// The global background bandwidth limit.
     pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
     /// Per-host connection budgets (host:port → permits), shared by every job.
-    pub host_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    pub host_slots: Arc<crate::host_slots::HostSlots>,
     /// The peer cache, when the configuration enables it.
     pub peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
     /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
@@ -308,6 +308,12 @@ impl Entry {
             error_count: r.error_count,
             waiting: match r.state {
                 JobState::Queued | JobState::TransientError => self.rt.waiting.clone(),
+                // A running job's transfers may be waiting for a slot of their host.
+                JobState::Connecting | JobState::Transferring => self
+                    .rt
+                    .waiting
+                    .clone()
+                    .filter(|w| w.reason == ferry_core::hosts::WAIT_REASON),
                 _ => None,
             },
             notify_flags: r.notify_flags,

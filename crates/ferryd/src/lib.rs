@@ -14,6 +14,7 @@ mod daemon;
 mod daemon_wide;
 mod error;
 mod handlers;
+mod host_slots;
 mod identity;
 mod leftovers;
 mod limits;
@@ -103,6 +104,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     };
     let socket_path = opts.socket.clone();
     let bandwidth = opts.bandwidth_limit_bps;
+    let max_connections_per_host = opts.max_connections_per_host;
     let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
     let owing: Vec<String> = inner
         .jobs
@@ -125,7 +127,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         kicks,
         user_slots: Mutex::new(HashMap::new()),
         global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
-        host_slots: Mutex::new(HashMap::new()),
+        host_slots: host_slots::HostSlots::new(max_connections_per_host),
         holds: Mutex::new(HashMap::new()),
         peer_cache,
         conditions: tokio::sync::watch::Sender::new(Default::default()),

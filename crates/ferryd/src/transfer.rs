@@ -325,9 +325,9 @@ async fn fetch_one(
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
     // Politeness: however many jobs and files want one host, at most a few talk to it at once.
-    let _slot = match host_slot(d, &file.remote_url) {
-        Some(sem) => tokio::select! {
-            p = sem.acquire_owned() => p.ok(),
+    let _slot = match crate::host_slots::host_of(&file.remote_url) {
+        Some(host) => tokio::select! {
+            s = d.host_slots.take_for(job_id, &host, &**d) => Some(s),
             _ = token.cancelled() => return Ok(()),
         },
         None => None,
@@ -610,19 +610,29 @@ fn on_event(
     }
 }
 
-/// The connection budget of the URL's host (`None` for `file://`).
-fn host_slot(d: &Daemon, url: &str) -> Option<Arc<tokio::sync::Semaphore>> {
-    let url = url::Url::parse(url).ok()?;
-    let host = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
-    let mut slots = d.host_slots.lock().unwrap_or_else(|p| p.into_inner());
-    Some(
-        slots
-            .entry(host)
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Semaphore::new(d.opts.max_connections_per_host))
-            })
-            .clone(),
-    )
+/// A job whose transfer waits for a slot of its host says so in `waiting`, unless it already
+/// shows another reason; the reason goes when its last waiting transfer got a slot.
+impl crate::host_slots::ShowWaiting for Daemon {
+    fn show(&self, job_id: &str, waiting: bool) {
+        use ferry_core::hosts::WAIT_REASON;
+        let mut inner = self.lock();
+        let Some(e) = inner.jobs.get_mut(job_id) else {
+            return;
+        };
+        let shows_it =
+            e.rt.waiting
+                .as_ref()
+                .is_some_and(|w| w.reason == WAIT_REASON);
+        if waiting && e.rt.waiting.is_none() {
+            e.rt.waiting = Some(ferry_proto::Waiting {
+                reason: WAIT_REASON.into(),
+                until: None,
+                ahead: None,
+            });
+        } else if !waiting && shows_it {
+            e.rt.waiting = None;
+        }
+    }
 }
 
 /// Keeps the job's size counters in step when a file's size becomes known or changes.

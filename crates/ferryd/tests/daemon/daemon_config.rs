@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry_proto::params::{EventsReadParams, SetParams};
 use ferry_proto::{EventKind, JobState};
@@ -57,6 +57,26 @@ async fn issue_13_daemon_config_caps_connections_per_host_across_jobs() {
     srv.wait_until(WAIT, |log| log.len() >= 2)
         .await
         .expect("two requests reach the host");
+    // A transfer that waits for a slot says so in its job (no event marks it: bounded polling).
+    let deadline = Instant::now() + WAIT;
+    let waiting = loop {
+        let mut found = None;
+        for id in &ids {
+            let j = c.get(id).await.unwrap();
+            if j.waiting.as_ref().is_some_and(|w| w.reason == "host_busy") {
+                found = Some(j);
+            }
+        }
+        if let Some(j) = found {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job showed waiting.reason host_busy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!waiting.state.is_final(), "{:?}", waiting.state);
     assert_eq!(
         srv.requests().len(),
         2,
@@ -64,7 +84,12 @@ async fn issue_13_daemon_config_caps_connections_per_host_across_jobs() {
     );
     gate.add_permits(100);
     for id in &ids {
-        wait_state(&c, id, JobState::Transferred).await;
+        let j = wait_state(&c, id, JobState::Transferred).await;
+        assert!(
+            j.waiting.as_ref().is_none_or(|w| w.reason != "host_busy"),
+            "{:?}",
+            j.waiting
+        );
     }
     assert_eq!(srv.requests().len(), 4);
     assert_eq!(

@@ -63,7 +63,8 @@ struct Args {
     /// `[limits] follow_backlog_bytes`).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     max_follow_backlog: Option<u64>,
-    /// Read settings (the peer cache) from this TOML file instead of the default
+    /// Read settings ([daemon], [limits], [peer_cache], [network], [power]; see
+    /// dist/ferryd.toml.example) from this TOML file instead of the default
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,

@@ -10,8 +10,6 @@
 
 use serde::Deserialize;
 
-use crate::config::DaemonOptions;
-
 /// The most transfers one host may get at once (`connections_per_host`).
 pub const MAX_CONNECTIONS_PER_HOST: u64 = 1024;
 /// The highest retry floor accepted: a day (a higher floor would park every failed job).
@@ -108,18 +106,29 @@ fn in_range(
     }
 }
 
+/// The daemon's values of the `[daemon]` settings (the `DaemonOptions` fields they set).
+#[derive(Debug)]
+pub struct Targets<'a> {
+    /// `bandwidth_limit_bps`.
+    pub bandwidth_limit_bps: &'a mut Option<u64>,
+    /// `max_connections_per_host`.
+    pub connections_per_host: &'a mut usize,
+    /// `retry_delay_floor_s`.
+    pub retry_delay_floor_s: &'a mut u64,
+}
+
 impl DaemonSettings {
-    /// Sets `opts`' daemon-wide values from `flags` over `self` (the file's) over what `opts`
-    /// holds already (the defaults, or what an embedder of [`crate::run`] chose).
-    pub fn apply(&self, flags: &DaemonSettings, opts: &mut DaemonOptions) {
+    /// Sets the daemon's values from `flags` over `self` (the file's) over what they hold
+    /// already (the defaults, or what an embedder of [`crate::run`] chose).
+    pub fn apply(&self, flags: &DaemonSettings, to: Targets<'_>) {
         if let Some(bps) = flags.bandwidth_limit_bps.or(self.bandwidth_limit_bps) {
-            opts.bandwidth_limit_bps = Some(bps);
+            *to.bandwidth_limit_bps = Some(bps);
         }
         if let Some(n) = flags.connections_per_host.or(self.connections_per_host) {
-            opts.max_connections_per_host = usize::try_from(n).unwrap_or(usize::MAX);
+            *to.connections_per_host = usize::try_from(n).unwrap_or(usize::MAX);
         }
         if let Some(s) = flags.retry_delay_floor_s.or(self.retry_delay_floor_s) {
-            opts.retry_delay_floor_s = s;
+            *to.retry_delay_floor_s = s;
         }
     }
 }
@@ -127,6 +136,15 @@ impl DaemonSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DaemonOptions;
+
+    fn targets(opts: &mut DaemonOptions) -> Targets<'_> {
+        Targets {
+            bandwidth_limit_bps: &mut opts.bandwidth_limit_bps,
+            connections_per_host: &mut opts.max_connections_per_host,
+            retry_delay_floor_s: &mut opts.retry_delay_floor_s,
+        }
+    }
 
     fn section(text: &str) -> Result<DaemonSettings, String> {
         // Only `[daemon]` is looked at here; the other sections have their own tests.
@@ -200,7 +218,7 @@ mod tests {
             opts.max_connections_per_host,
             opts.retry_delay_floor_s,
         );
-        DaemonSettings::default().apply(&DaemonSettings::default(), &mut opts);
+        DaemonSettings::default().apply(&DaemonSettings::default(), targets(&mut opts));
         assert_eq!(
             (
                 opts.bandwidth_limit_bps,
@@ -219,7 +237,7 @@ mod tests {
             retry_delay_floor_s: Some(1),
             ..DaemonSettings::default()
         };
-        file.apply(&flags, &mut opts);
+        file.apply(&flags, targets(&mut opts));
         assert_eq!(opts.bandwidth_limit_bps, Some(1000));
         assert_eq!(opts.max_connections_per_host, 3);
         assert_eq!(opts.retry_delay_floor_s, 1, "the flag wins");

@@ -61,8 +61,14 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     };
     opts.limits = config.limits.clone();
     opts.policy = config.policy.clone();
-    let flags = opts.daemon_flags.clone();
-    config.daemon.apply(&flags, &mut opts);
+    config.daemon.apply(
+        &opts.daemon_flags,
+        daemon_wide::Targets {
+            bandwidth_limit_bps: &mut opts.bandwidth_limit_bps,
+            connections_per_host: &mut opts.max_connections_per_host,
+            retry_delay_floor_s: &mut opts.retry_delay_floor_s,
+        },
+    );
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher = ferry_fetch::Fetcher::new(ferry_fetch::FetcherOptions {

@@ -159,8 +159,9 @@ use ferry_proto::cache::{
     CacheDeleteParams, CacheDeleteResult, CacheInfo, CacheListParams, CacheListResult,
     PeersListResult,
 };
+use ferry_proto::method::{self, Method};
 use ferry_proto::params::*;
-use ferry_proto::{File, Job, method};
+use ferry_proto::{File, Job};
 use ferry_rpc::{CallError, Peer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -318,8 +319,35 @@ impl Client {
         self.inner.peer.closed().await;
     }
 
-    /// Calls any method with any params and decodes the result.
-    pub async fn call<P: Serialize, R: DeserializeOwned>(
+    /// Calls method `M`: its params and result types are `M`'s, its name `M::NAME`
+    /// (`client.call::<method::JobGet>(JobIdParams { job_id })`). Every typed call of this
+    /// client goes through here.
+    pub async fn call<M: Method>(&self, params: M::Params) -> Result<M::Result, ClientError> {
+        self.call_raw(M::NAME, params).await
+    }
+
+    /// [`Client::call`] with a deadline: a daemon that does not answer within `timeout` is
+    /// reported as [`ClientError::Timeout`] (not as a closed connection, which it is not).
+    pub async fn call_timeout<M: Method>(
+        &self,
+        params: M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result, ClientError> {
+        let params =
+            serde_json::to_value(params).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let answer = self.inner.peer.call_timeout(M::NAME, params, timeout).await;
+        decode_answer(M::NAME, answer)
+    }
+
+    /// Calls method `M` and returns its result as the daemon sent it, for callers that show it
+    /// verbatim (with fields a newer daemon added) and decode it themselves.
+    pub async fn call_json<M: Method>(&self, params: M::Params) -> Result<Value, ClientError> {
+        self.call_raw(M::NAME, params).await
+    }
+
+    /// Calls a method by name with any params: for methods this crate does not know (a newer
+    /// daemon's) and for tests that send what no typed call would.
+    pub async fn call_raw<P: Serialize, R: DeserializeOwned>(
         &self,
         method: &str,
         params: P,
@@ -330,28 +358,11 @@ impl Client {
         decode_answer(method, answer)
     }
 
-    /// [`Client::call`] with a deadline: a daemon that does not answer within `timeout` is
-    /// reported as [`ClientError::Timeout`] (not as a closed connection, which it is not).
-    pub async fn call_timeout<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: P,
-        timeout: Duration,
-    ) -> Result<R, ClientError> {
-        let params =
-            serde_json::to_value(params).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let answer = self.inner.peer.call_timeout(method, params, timeout).await;
-        decode_answer(method, answer)
-    }
-
     /// `ferry.hello`
     pub async fn hello(&self) -> Result<HelloResult, ClientError> {
-        self.call(
-            method::HELLO,
-            HelloParams {
-                client: Some("ferry-client".into()),
-            },
-        )
+        self.call::<method::Hello>(HelloParams {
+            client: Some("ferry-client".into()),
+        })
         .await
     }
 
@@ -363,7 +374,7 @@ impl Client {
         let mut rest = p.files.take().unwrap_or_default();
         let first = next_batch(&mut rest);
         p.files = (!first.is_empty()).then_some(first);
-        let r: CreateResult = self.call(method::JOB_CREATE, p).await?;
+        let r: CreateResult = self.call::<method::JobCreate>(p).await?;
         while !rest.is_empty() {
             let batch = next_batch(&mut rest);
             if let Err(e) = self.add_files(&r.job_id, batch).await {
@@ -380,13 +391,10 @@ impl Client {
         job_id: &str,
         files: Vec<ferry_proto::FileSpec>,
     ) -> Result<AddFilesResult, ClientError> {
-        self.call(
-            method::JOB_ADD_FILES,
-            AddFilesParams {
-                job_id: job_id.into(),
-                files,
-            },
-        )
+        self.call::<method::JobAddFiles>(AddFilesParams {
+            job_id: job_id.into(),
+            files,
+        })
         .await
     }
 
@@ -398,7 +406,7 @@ impl Client {
 
     /// `job.get`
     pub async fn get(&self, job_id: &str) -> Result<Job, ClientError> {
-        self.call(method::JOB_GET, Self::id(job_id)).await
+        self.call::<method::JobGet>(Self::id(job_id)).await
     }
 
     /// `job.files`
@@ -412,7 +420,7 @@ impl Client {
                 from: Some(from),
                 limit: Some(FILES_PAGE),
             };
-            let r: FilesResult = self.call(method::JOB_FILES, p).await?;
+            let r: FilesResult = self.call::<method::JobFiles>(p).await?;
             all.extend(r.files);
             match r.next {
                 Some(n) if n > from => from = n,
@@ -426,42 +434,42 @@ impl Client {
         &self,
         job_id: &str,
     ) -> Result<Option<ferry_proto::ErrorInfo>, ClientError> {
-        self.call(method::JOB_GET_ERROR, Self::id(job_id)).await
+        self.call::<method::JobGetError>(Self::id(job_id)).await
     }
 
     /// `job.list`
     pub async fn list(&self, p: ListParams) -> Result<ListResult, ClientError> {
-        self.call(method::JOB_LIST, p).await
+        self.call::<method::JobList>(p).await
     }
 
     /// `job.resume`
     pub async fn resume(&self, job_id: &str) -> Result<StateResult, ClientError> {
-        self.call(method::JOB_RESUME, Self::id(job_id)).await
+        self.call::<method::JobResume>(Self::id(job_id)).await
     }
 
     /// `job.suspend`
     pub async fn suspend(&self, job_id: &str) -> Result<StateResult, ClientError> {
-        self.call(method::JOB_SUSPEND, Self::id(job_id)).await
+        self.call::<method::JobSuspend>(Self::id(job_id)).await
     }
 
     /// `job.cancel`
     pub async fn cancel(&self, job_id: &str) -> Result<StateResult, ClientError> {
-        self.call(method::JOB_CANCEL, Self::id(job_id)).await
+        self.call::<method::JobCancel>(Self::id(job_id)).await
     }
 
     /// `job.complete`
     pub async fn complete(&self, job_id: &str) -> Result<CompleteResult, ClientError> {
-        self.call(method::JOB_COMPLETE, Self::id(job_id)).await
+        self.call::<method::JobComplete>(Self::id(job_id)).await
     }
 
     /// `job.set`
     pub async fn set(&self, p: SetParams) -> Result<Job, ClientError> {
-        self.call(method::JOB_SET, p).await
+        self.call::<method::JobSet>(p).await
     }
 
     /// `job.take_ownership`
     pub async fn take_ownership(&self, job_id: &str) -> Result<Job, ClientError> {
-        self.call(method::JOB_TAKE_OWNERSHIP, Self::id(job_id))
+        self.call::<method::JobTakeOwnership>(Self::id(job_id))
             .await
     }
 
@@ -472,14 +480,11 @@ impl Client {
         file_index: u64,
         valid: bool,
     ) -> Result<File, ClientError> {
-        self.call(
-            method::FILE_SET_VALIDATION_STATE,
-            ValidationParams {
-                job_id: job_id.into(),
-                file_index,
-                valid,
-            },
-        )
+        self.call::<method::FileSetValidationState>(ValidationParams {
+            job_id: job_id.into(),
+            file_index,
+            valid,
+        })
         .await
     }
 
@@ -491,25 +496,22 @@ impl Client {
         file_index: u64,
         remote_url: &str,
     ) -> Result<File, ClientError> {
-        self.call(
-            method::FILE_SET_REMOTE_URL,
-            SetRemoteUrlParams {
-                job_id: job_id.into(),
-                file_index,
-                remote_url: remote_url.into(),
-            },
-        )
+        self.call::<method::FileSetRemoteUrl>(SetRemoteUrlParams {
+            job_id: job_id.into(),
+            file_index,
+            remote_url: remote_url.into(),
+        })
         .await
     }
 
     /// `events.read`
     pub async fn read_events(&self, p: EventsReadParams) -> Result<EventsReadResult, ClientError> {
-        self.call(method::EVENTS_READ, p).await
+        self.call::<method::EventsRead>(p).await
     }
 
     /// `events.follow`; events then arrive through [`Client::next_event`].
     pub async fn follow_events(&self, p: EventsFollowParams) -> Result<(), ClientError> {
-        let _: Value = self.call(method::EVENTS_FOLLOW, p).await?;
+        let _ = self.call::<method::EventsFollow>(p).await?;
         Ok(())
     }
 
@@ -520,7 +522,7 @@ impl Client {
 
     /// `events.unfollow`
     pub async fn unfollow_events(&self) -> Result<(), ClientError> {
-        let _: Value = self.call(method::EVENTS_UNFOLLOW, Empty {}).await?;
+        let _ = self.call::<method::EventsUnfollow>(Empty {}).await?;
         Ok(())
     }
 
@@ -534,8 +536,8 @@ impl Client {
         callback: Arc<dyn Callback>,
     ) -> Result<(), ClientError> {
         let previous = self.inner.registry.set_job(job_id, callback);
-        let r: Result<Value, _> = self
-            .call(method::JOB_SET_NOTIFY_INTERFACE, Self::id(job_id))
+        let r = self
+            .call::<method::JobSetNotifyInterface>(Self::id(job_id))
             .await;
         if let Err(e) = r {
             match previous {
@@ -550,8 +552,8 @@ impl Client {
     /// `job.clear_notify_interface`, then forgets the job's callback here (also when the daemon
     /// refused, e.g. for a job that no longer exists).
     pub async fn clear_notify_interface(&self, job_id: &str) -> Result<(), ClientError> {
-        let r: Result<Value, _> = self
-            .call(method::JOB_CLEAR_NOTIFY_INTERFACE, Self::id(job_id))
+        let r = self
+            .call::<method::JobClearNotifyInterface>(Self::id(job_id))
             .await;
         self.inner.registry.clear_job(job_id);
         r.map(drop)
@@ -572,33 +574,27 @@ impl Client {
         argv: Vec<String>,
         activation_timeout_s: Option<u64>,
     ) -> Result<(), ClientError> {
-        let _: Value = self
-            .call(
-                method::HANDLER_REGISTER,
-                HandlerRegisterParams {
-                    name: name.into(),
-                    argv,
-                    activation_timeout_s,
-                },
-            )
+        let _ = self
+            .call::<method::HandlerRegister>(HandlerRegisterParams {
+                name: name.into(),
+                argv,
+                activation_timeout_s,
+            })
             .await?;
         Ok(())
     }
 
     /// `handler.unregister`
     pub async fn unregister_handler(&self, name: &str) -> Result<(), ClientError> {
-        let _: Value = self
-            .call(
-                method::HANDLER_UNREGISTER,
-                HandlerNameParams { name: name.into() },
-            )
+        let _ = self
+            .call::<method::HandlerUnregister>(HandlerNameParams { name: name.into() })
             .await?;
         Ok(())
     }
 
     /// `handler.list`: the caller's registered handlers.
     pub async fn list_handlers(&self) -> Result<Vec<HandlerInfo>, ClientError> {
-        let r: HandlerListResult = self.call(method::HANDLER_LIST, Empty {}).await?;
+        let r: HandlerListResult = self.call::<method::HandlerList>(Empty {}).await?;
         Ok(r.handlers)
     }
 
@@ -612,25 +608,22 @@ impl Client {
         token: Option<&str>,
     ) -> Result<Vec<String>, ClientError> {
         let r: HandlerAttachResult = self
-            .call(
-                method::HANDLER_ATTACH,
-                HandlerAttachParams {
-                    name: name.into(),
-                    token: token.map(str::to_owned),
-                },
-            )
+            .call::<method::HandlerAttach>(HandlerAttachParams {
+                name: name.into(),
+                token: token.map(str::to_owned),
+            })
             .await?;
         Ok(r.jobs)
     }
 
     /// `cache.list`: the validated files the peer cache holds, most recently used first.
     pub async fn cache_list(&self) -> Result<CacheListResult, ClientError> {
-        self.call(method::CACHE_LIST, CacheListParams {}).await
+        self.call::<method::CacheList>(CacheListParams {}).await
     }
 
     /// `cache.info`: the peer cache's settings and use (`enabled: false` when it is off).
     pub async fn cache_info(&self) -> Result<CacheInfo, ClientError> {
-        self.call(method::CACHE_INFO, Empty {}).await
+        self.call::<method::CacheInfo>(Empty {}).await
     }
 
     /// `cache.delete`: removes the entry with `key`, or every entry downloaded from `url`.
@@ -638,23 +631,23 @@ impl Client {
         &self,
         p: CacheDeleteParams,
     ) -> Result<CacheDeleteResult, ClientError> {
-        self.call(method::CACHE_DELETE, p).await
+        self.call::<method::CacheDelete>(p).await
     }
 
     /// `cache.clear`: removes every entry the caller may remove.
     pub async fn cache_clear(&self) -> Result<CacheDeleteResult, ClientError> {
-        self.call(method::CACHE_CLEAR, Empty {}).await
+        self.call::<method::CacheClear>(Empty {}).await
     }
 
     /// `peers.list`: the peers this host knows and how they fared.
     pub async fn peers_list(&self) -> Result<PeersListResult, ClientError> {
-        self.call(method::PEERS_LIST, Empty {}).await
+        self.call::<method::PeersList>(Empty {}).await
     }
 
     /// `daemon.conditions`: the network and power state the daemon sees (what its network cost
     /// and power policy act on).
     pub async fn conditions(&self) -> Result<ferry_proto::policy::ConditionsResult, ClientError> {
-        self.call(method::DAEMON_CONDITIONS, Empty {}).await
+        self.call::<method::DaemonConditions>(Empty {}).await
     }
 
     /// Watches the callbacks running on this connection (for a handler's idle clock).

@@ -296,17 +296,11 @@ pub struct ErrorInfo {
 pub struct Job {
     /// The job's UUID.
     pub job_id: String,
-    /// Human name, not unique.
-    pub display_name: String,
-    /// Free text.
-    pub description: String,
     /// Download, upload or upload-reply.
     #[serde(rename = "type")]
     pub job_type: JobType,
     /// The uid that owns the job.
     pub owner_uid: u32,
-    /// Scheduling priority.
-    pub priority: Priority,
     /// Current state.
     pub state: JobState,
     /// Byte and file counts.
@@ -319,49 +313,14 @@ pub struct Job {
     pub error_count: u64,
     /// Why the job is not moving, when queued or in transient error.
     pub waiting: Option<Waiting>,
-    /// BITS notify flags.
-    pub notify_flags: u32,
     /// Whether a live callback connection is registered.
     pub notify_interface: bool,
-    /// The handler name notifications go to, if any.
-    pub notify_handler: Option<String>,
-    /// The command line run for transferred/error, if any.
-    pub notify_cmdline: Option<Vec<String>>,
-    /// Retry delay after a transient error.
-    pub minimum_retry_delay_s: u64,
-    /// How long transient errors may go without progress before the job fails.
-    pub no_progress_timeout_s: u64,
-    /// Limit on active transfer time.
-    pub max_download_time_s: u64,
-    /// Coalescing interval for modification callbacks.
-    pub minimum_notification_interval_ms: u64,
-    /// Extra request headers, `Name: value`.
-    pub custom_headers: Vec<String>,
-    /// Per-job bandwidth limit in bytes per second.
-    pub bandwidth_limit_bps: Option<u64>,
-    /// How many files of the job may be in flight at once.
-    pub max_parallel_files: u32,
     /// Whether credentials were set (they are never returned).
     pub credentials_set: bool,
-    /// Per-job proxy URL.
-    pub proxy: Option<String>,
-    /// Whether redirects from https to http are followed.
-    pub allow_https_to_http: bool,
-    /// Whether the peer cache may be used for this job.
-    pub peer_caching: bool,
-    /// Whether the daemon completes the job itself once every file is transferred (and passed
-    /// its SHA-256 check), so the files arrive even when the program that asked is gone.
-    #[serde(default)]
-    pub auto_complete: bool,
-    /// Which network costs the job may use, as set; `None`: the daemon's default for its
-    /// priority (`not_metered` for background, `any` for foreground, unless ferryd.toml says
-    /// otherwise). An addition to protocol 1; old daemons omit it.
-    #[serde(default)]
-    pub cost_policy: Option<crate::CostPolicy>,
-    /// Whether the job waits for mains power, as set; `None`: the daemon's default (`any`
-    /// unless ferryd.toml says otherwise). An addition to protocol 1; old daemons omit it.
-    #[serde(default)]
-    pub power_policy: Option<crate::PowerPolicy>,
+    /// What the owner set (display name, priority, notify settings, headers, …), flattened:
+    /// each is a field of the job on the wire.
+    #[serde(flatten)]
+    pub settings: crate::JobSettings,
 }
 
 /// A file as returned by `job.files` and file callbacks.

@@ -13,6 +13,7 @@ pub mod method;
 pub mod notify;
 pub mod params;
 pub mod policy;
+pub mod settings;
 
 pub use error::{ErrorCode, ErrorKind, ProtoError};
 pub use event::{Event, EventKind};
@@ -22,6 +23,7 @@ pub use job::{
 };
 pub use notify::NotifyFlags;
 pub use policy::{CostPolicy, PowerPolicy};
+pub use settings::{Header, JobSettings, SettingsChange, SettingsError};
 
 /// The protocol version this crate speaks (`ferry.hello` answers it).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -435,6 +435,11 @@ pub struct EventNotification {
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
+/// The `{}` result of a method that answers nothing but success; unlike [`Empty`] it accepts
+/// fields a later daemon may add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

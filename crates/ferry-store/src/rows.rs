@@ -1,7 +1,7 @@
 //! The rows the store keeps. Each is serialized as one JSON document next to the few columns
 //! queries need, so a field added by a later feature needs no schema migration (`#[serde(default)]`).
 
-use ferry_proto::{ErrorInfo, EventKind, FileRange, JobState, JobType, Priority, Validation};
+use ferry_proto::{ErrorInfo, EventKind, FileRange, JobSettings, JobState, JobType, Validation};
 use serde::{Deserialize, Serialize};
 
 /// Everything the daemon persists about a job (except its files).
@@ -14,14 +14,8 @@ pub struct JobRow {
     pub id: String,
     /// Owner's uid.
     pub owner_uid: u32,
-    /// Display name.
-    pub display_name: String,
-    /// Description.
-    pub description: String,
     /// Job type.
     pub job_type: JobType,
-    /// Priority.
-    pub priority: Priority,
     /// State.
     pub state: JobState,
     /// RFC 3339 creation time.
@@ -34,40 +28,11 @@ pub struct JobRow {
     pub error: Option<ErrorInfo>,
     /// Errors so far (never reset).
     pub error_count: u64,
-    /// BITS notify flags.
-    pub notify_flags: u32,
-    /// Handler name.
-    pub notify_handler: Option<String>,
-    /// Command line argv.
-    pub notify_cmdline: Option<Vec<String>>,
-    /// Retry delay (s).
-    pub minimum_retry_delay_s: u64,
-    /// No-progress timeout (s).
-    pub no_progress_timeout_s: u64,
-    /// Max active transfer time (s).
-    pub max_download_time_s: u64,
-    /// Coalescing interval (ms).
-    pub minimum_notification_interval_ms: u64,
-    /// Extra headers.
-    pub custom_headers: Vec<String>,
-    /// Per-job bandwidth limit.
-    pub bandwidth_limit_bps: Option<u64>,
-    /// Parallel files.
-    pub max_parallel_files: u32,
-    /// Basic credentials as `(user, password)`; never leaves the daemon.
-    pub credentials: Option<(String, String)>,
-    /// Proxy URL.
-    pub proxy: Option<String>,
-    /// Allow https → http redirects.
-    pub allow_https_to_http: bool,
-    /// Peer cache allowed.
-    pub peer_caching: bool,
-    /// The daemon completes the job once it is transferred.
-    pub auto_complete: bool,
-    /// Network cost policy as set (`None`: the default for the priority).
-    pub cost_policy: Option<ferry_proto::CostPolicy>,
-    /// Power policy as set (`None`: the daemon's default).
-    pub power_policy: Option<ferry_proto::PowerPolicy>,
+    /// What the owner set, flattened into the row's document; credentials included (they
+    /// never leave the daemon, but must survive a restart), in the `(user, password)` form rows
+    /// have always had.
+    #[serde(flatten, with = "stored_settings")]
+    pub settings: JobSettings,
     /// Sum of file sizes, `None` while any is unknown.
     pub bytes_total: Option<u64>,
     /// Durable bytes transferred.
@@ -103,33 +68,14 @@ impl Default for JobRow {
             seq: 0,
             id: String::new(),
             owner_uid: 0,
-            display_name: String::new(),
-            description: String::new(),
             job_type: JobType::Download,
-            priority: Priority::Normal,
             state: JobState::Suspended,
             created: String::new(),
             modified: String::new(),
             transfer_completed: None,
             error: None,
             error_count: 0,
-            notify_flags: ferry_proto::NotifyFlags::DEFAULT,
-            notify_handler: None,
-            notify_cmdline: None,
-            minimum_retry_delay_s: 600,
-            no_progress_timeout_s: 1_209_600,
-            max_download_time_s: 7_776_000,
-            minimum_notification_interval_ms: 500,
-            custom_headers: Vec::new(),
-            bandwidth_limit_bps: None,
-            max_parallel_files: 8,
-            credentials: None,
-            proxy: None,
-            allow_https_to_http: false,
-            peer_caching: true,
-            auto_complete: false,
-            cost_policy: None,
-            power_policy: None,
+            settings: JobSettings::default(),
             bytes_total: Some(0),
             bytes_transferred: 0,
             files_total: 0,
@@ -141,6 +87,53 @@ impl Default for JobRow {
             no_progress_since: None,
             final_at: None,
         }
+    }
+}
+
+/// The store's form of [`JobSettings`]: the wire form plus the credentials, which the wire
+/// form never carries.
+mod stored_settings {
+    use ferry_proto::JobSettings;
+    use ferry_proto::params::Credentials;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        settings: &'a JobSettings,
+        credentials: Option<(&'a str, &'a str)>,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        #[serde(flatten)]
+        settings: JobSettings,
+        #[serde(default)]
+        credentials: Option<(String, String)>,
+    }
+
+    pub fn serialize<S: Serializer>(s: &JobSettings, ser: S) -> Result<S::Ok, S::Error> {
+        Out {
+            settings: s,
+            credentials: s
+                .credentials
+                .as_ref()
+                .map(|c| (c.user.as_str(), c.password.as_str())),
+        }
+        .serialize(ser)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<JobSettings, D::Error> {
+        let In {
+            mut settings,
+            credentials,
+        } = In::deserialize(de)?;
+        settings.credentials = credentials.map(|(user, password)| Credentials {
+            scheme: "basic".into(),
+            user,
+            password,
+        });
+        Ok(settings)
     }
 }
 
@@ -283,4 +276,56 @@ pub struct CacheRow {
     pub last_access: u64,
     /// Times served to peers.
     pub times_served: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A job row as stores wrote it before the settings had their own type: every setting at
+    /// the top level, credentials as `[user, password]`.
+    fn old_row() -> serde_json::Value {
+        json!({
+            "seq": 3, "id": "j", "owner_uid": 1000, "display_name": "nightly",
+            "description": "d", "job_type": "download", "priority": "high",
+            "state": "suspended", "created": "c", "modified": "m",
+            "transfer_completed": null, "error": null, "error_count": 0,
+            "notify_flags": 3, "notify_handler": "h", "notify_cmdline": ["/bin/true"],
+            "minimum_retry_delay_s": 60, "no_progress_timeout_s": 120,
+            "max_download_time_s": 3600, "minimum_notification_interval_ms": 250,
+            "custom_headers": ["X-Token: abc"], "bandwidth_limit_bps": 1000,
+            "max_parallel_files": 2, "credentials": ["u", "p"],
+            "proxy": "http://proxy:3128", "allow_https_to_http": true,
+            "peer_caching": false, "auto_complete": true, "cost_policy": null,
+            "power_policy": null, "bytes_total": 0, "bytes_transferred": 0,
+            "files_total": 0, "size_known_bytes": 0, "size_unknown_files": 0,
+            "files_transferred": 0, "active_ms": 0, "retry_at": null,
+            "no_progress_since": null, "final_at": null
+        })
+    }
+
+    #[test]
+    fn rows_written_before_job_settings_load_and_are_written_back_the_same() {
+        let row: JobRow = serde_json::from_value(old_row()).unwrap();
+        let s = &row.settings;
+        assert_eq!(s.display_name, "nightly");
+        assert_eq!(s.priority, ferry_proto::Priority::High);
+        assert_eq!(s.custom_headers[0].name, "X-Token");
+        assert_eq!(s.custom_headers[0].value, "abc");
+        let cr = s.credentials.as_ref().unwrap();
+        assert_eq!(
+            (cr.scheme.as_str(), cr.user.as_str(), cr.password.as_str()),
+            ("basic", "u", "p")
+        );
+        assert!(!s.peer_caching && s.allow_https_to_http && s.auto_complete);
+        assert_eq!(serde_json::to_value(&row).unwrap(), old_row());
+    }
+
+    #[test]
+    fn a_row_missing_settings_gets_the_defaults() {
+        let row: JobRow = serde_json::from_value(json!({"seq": 1, "id": "j"})).unwrap();
+        assert_eq!(row.settings, JobSettings::default());
+        assert_eq!(row.state, JobState::Suspended);
+    }
 }

@@ -387,6 +387,42 @@ pub struct SetArgs {
     /// `default` for the daemon's default.
     #[arg(long, value_name = "POLICY", value_parser = power_policy_choice)]
     pub power_policy: Option<Choice<ferry_proto::PowerPolicy>>,
+    /// Return the max download time to the default (90 days).
+    #[arg(long, conflicts_with = "max_download_time")]
+    pub default_max_download_time: bool,
+    /// Shortest interval between two modification callbacks, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub notification_interval: Option<u64>,
+    /// Send the job's requests through this proxy (an http, https or socks5 URL).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Use the environment's proxy again (remove the job's own).
+    #[arg(long, conflicts_with = "proxy")]
+    pub no_proxy: bool,
+    /// HTTP basic credentials for USER. The password is never taken from the command line:
+    /// it is asked on the terminal (not echoed), or read from the first line of stdin when
+    /// stdin is not a terminal.
+    #[arg(long, value_name = "USER", conflicts_with = "credentials_file")]
+    pub user: Option<String>,
+    /// Read HTTP basic credentials as `USER:PASSWORD` from the first line of PATH (a regular
+    /// file; `-` reads stdin).
+    #[arg(long, value_name = "PATH")]
+    pub credentials_file: Option<PathBuf>,
+    /// Remove the job's credentials.
+    #[arg(long, conflicts_with_all = ["user", "credentials_file"])]
+    pub no_credentials: bool,
+    /// Follow redirects from https to http.
+    #[arg(long)]
+    pub allow_https_to_http: bool,
+    /// Refuse redirects from https to http (the default).
+    #[arg(long, conflicts_with = "allow_https_to_http")]
+    pub no_https_to_http: bool,
+    /// Let the job fetch from peers' caches and publish to them (the default).
+    #[arg(long)]
+    pub peer_caching: bool,
+    /// Fetch from the origin only; never publish the job's files to peers.
+    #[arg(long, conflicts_with = "peer_caching")]
+    pub no_peer_caching: bool,
     /// The notify command line: PROGRAM and its arguments (a relative PROGRAM is made absolute).
     #[arg(last = true, value_name = "PROGRAM", requires = "notify_cmdline")]
     pub cmdline: Vec<String>,

@@ -132,12 +132,12 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
     let opt = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), str::to_owned);
     let mut lines = vec![
         ("id", job.job_id.clone()),
-        ("name", job.display_name.clone()),
-        ("description", job.description.clone()),
+        ("name", job.settings.display_name.clone()),
+        ("description", job.settings.description.clone()),
         ("type", job.job_type.as_str().to_owned()),
         ("owner uid", job.owner_uid.to_string()),
         ("state", job.state.to_string()),
-        ("priority", job.priority.as_str().to_owned()),
+        ("priority", job.settings.priority.as_str().to_owned()),
         (
             "bytes",
             bytes_fraction(job.progress.bytes_transferred, job.progress.bytes_total),
@@ -163,50 +163,64 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
     }
     lines.extend([
         ("error count", job.error_count.to_string()),
-        ("notify flags", job.notify_flags.to_string()),
+        ("notify flags", job.settings.notify_flags.to_string()),
         (
             "notify interface",
             if job.notify_interface { "yes" } else { "no" }.to_owned(),
         ),
-        ("notify handler", opt(job.notify_handler.as_deref())),
+        (
+            "notify handler",
+            opt(job.settings.notify_handler.as_deref()),
+        ),
         (
             "notify cmdline",
-            job.notify_cmdline
+            job.settings
+                .notify_cmdline
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |argv| argv.join(" ")),
         ),
-        ("retry delay", seconds_text(job.minimum_retry_delay_s)),
+        (
+            "retry delay",
+            seconds_text(job.settings.minimum_retry_delay_s),
+        ),
         (
             "no-progress timeout",
-            seconds_text(job.no_progress_timeout_s),
+            seconds_text(job.settings.no_progress_timeout_s),
         ),
-        ("max download time", seconds_text(job.max_download_time_s)),
+        (
+            "max download time",
+            seconds_text(job.settings.max_download_time_s),
+        ),
         (
             "notification interval",
-            format!("{}ms", job.minimum_notification_interval_ms),
+            format!("{}ms", job.settings.minimum_notification_interval_ms),
         ),
         (
             "headers",
-            if job.custom_headers.is_empty() {
+            if job.settings.custom_headers.is_empty() {
                 "-".to_owned()
             } else {
-                job.custom_headers.join("; ")
+                job.settings.header_lines().join("; ")
             },
         ),
         (
             "bandwidth limit",
-            job.bandwidth_limit_bps
+            job.settings
+                .bandwidth_limit_bps
                 .map_or_else(|| "none".to_owned(), |b| format!("{}/s", HumanBytes(b))),
         ),
-        ("max parallel files", job.max_parallel_files.to_string()),
+        (
+            "max parallel files",
+            job.settings.max_parallel_files.to_string(),
+        ),
         (
             "credentials",
-            if job.credentials_set { "set" } else { "-" }.to_owned(),
+            if job.credentials_set { "set" } else { "unset" }.to_owned(),
         ),
-        ("proxy", opt(job.proxy.as_deref())),
+        ("proxy", opt(job.settings.proxy.as_deref())),
         (
             "https to http",
-            if job.allow_https_to_http {
+            if job.settings.allow_https_to_http {
                 "allowed"
             } else {
                 "refused"
@@ -215,16 +229,32 @@ pub fn job_lines(job: &Job) -> Vec<(&'static str, String)> {
         ),
         (
             "peer caching",
-            if job.peer_caching { "on" } else { "off" }.to_owned(),
+            if job.settings.peer_caching {
+                "on"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
+        (
+            "auto complete",
+            if job.settings.auto_complete {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
         ),
         (
             "cost policy",
-            job.cost_policy
+            job.settings
+                .cost_policy
                 .map_or_else(|| "default".to_owned(), |p| p.to_string()),
         ),
         (
             "power policy",
-            job.power_policy
+            job.settings
+                .power_policy
                 .map_or_else(|| "default".to_owned(), |p| p.to_string()),
         ),
     ]);
@@ -282,10 +312,10 @@ pub fn job_row(j: &Job) -> Vec<String> {
     vec![
         short_id(&j.job_id).to_owned(),
         j.state.to_string(),
-        j.priority.as_str().to_owned(),
+        j.settings.priority.as_str().to_owned(),
         bytes_fraction(j.progress.bytes_transferred, j.progress.bytes_total),
         files_fraction(&j.progress),
-        j.display_name.clone(),
+        j.settings.display_name.clone(),
     ]
 }
 

@@ -104,7 +104,7 @@ pub fn candidates(jobs: &[Job]) -> Vec<Candidate> {
     jobs.iter()
         .map(|j| Candidate {
             id: j.job_id.clone(),
-            name: j.display_name.clone(),
+            name: j.settings.display_name.clone(),
             finished: j.state.is_final(),
         })
         .collect()
@@ -151,7 +151,7 @@ pub async fn list_all_raw(client: &Client, mut params: ListParams) -> anyhow::Re
     let mut jobs = Vec::new();
     loop {
         let page: Value = client
-            .call(method::JOB_LIST, &params)
+            .call_json::<method::JobList>(params.clone())
             .await
             .context("cannot list jobs")?;
         if let Some(list) = page.get("jobs").and_then(Value::as_array) {

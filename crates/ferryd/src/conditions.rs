@@ -311,7 +311,10 @@ impl Watch {
 
 /// `daemon.conditions`: what the daemon sees and the defaults it applies (nothing private:
 /// every local user is affected by the same network).
-pub fn status(d: &Arc<Daemon>, _: ferry_proto::params::Empty) -> crate::api::ApiResult {
+pub fn status(
+    d: &Arc<Daemon>,
+    _: ferry_proto::params::Empty,
+) -> crate::api::ApiResult<ferry_proto::method::DaemonConditions> {
     use ferry_core::policy::Link;
     let c = d.conditions.borrow().now;
     let defaults = d.opts.policy.defaults;

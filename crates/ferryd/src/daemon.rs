@@ -287,11 +287,8 @@ impl Entry {
         let r = &self.row;
         Job {
             job_id: r.id.clone(),
-            display_name: r.display_name.clone(),
-            description: r.description.clone(),
             job_type: r.job_type,
             owner_uid: r.owner_uid,
-            priority: r.priority,
             state: r.state,
             progress: Progress {
                 bytes_total: r.bytes_total,
@@ -316,28 +313,17 @@ impl Entry {
                     .filter(|w| w.reason == ferry_core::hosts::WAIT_REASON),
                 _ => None,
             },
-            notify_flags: r.notify_flags,
             notify_interface: self
                 .rt
                 .notify_peer
                 .as_ref()
                 .is_some_and(|w| w.upgrade().is_some_and(|p| !p.is_closed())),
-            notify_handler: r.notify_handler.clone(),
-            notify_cmdline: r.notify_cmdline.clone(),
-            minimum_retry_delay_s: r.minimum_retry_delay_s,
-            no_progress_timeout_s: r.no_progress_timeout_s,
-            max_download_time_s: r.max_download_time_s,
-            minimum_notification_interval_ms: r.minimum_notification_interval_ms,
-            custom_headers: r.custom_headers.clone(),
-            bandwidth_limit_bps: r.bandwidth_limit_bps,
-            max_parallel_files: r.max_parallel_files,
-            credentials_set: r.credentials.is_some(),
-            proxy: r.proxy.clone(),
-            allow_https_to_http: r.allow_https_to_http,
-            peer_caching: r.peer_caching,
-            auto_complete: r.auto_complete,
-            cost_policy: r.cost_policy,
-            power_policy: r.power_policy,
+            credentials_set: r.settings.credentials.is_some(),
+            // The view goes to clients: the credentials stay in the row.
+            settings: ferry_proto::JobSettings {
+                credentials: None,
+                ..r.settings.clone()
+            },
         }
     }
 }
@@ -490,7 +476,7 @@ impl Daemon {
     /// Notes a change for `job_modification` (coalesced by the notifier).
     pub fn modified(&self, entry: &mut Entry) {
         entry.rt.modified_pending = true;
-        if entry.row.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0 {
+        if entry.row.settings.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0 {
             self.kick(&entry.row.id, false);
         }
     }
@@ -521,7 +507,7 @@ impl Daemon {
         let fx = transition::apply(
             &JobFacts {
                 state: entry.row.state,
-                notify_flags: entry.row.notify_flags,
+                notify_flags: entry.row.settings.notify_flags,
                 outbox: &outbox,
             },
             trigger,
@@ -551,8 +537,8 @@ impl Daemon {
         edit(row);
         if fx.finalize {
             row.final_at = Some(now);
-            row.credentials = None;
-            row.custom_headers.clear();
+            row.settings.credentials = None;
+            row.settings.custom_headers.clear();
         }
         let mut events = Vec::new();
         if fx.log_state {

@@ -149,7 +149,7 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
         Ok(rows) => {
             for row in rows
                 .iter()
-                .filter(|r| r.auto_complete && r.state == JobState::Transferred)
+                .filter(|r| r.settings.auto_complete && r.state == JobState::Transferred)
             {
                 api::spawn_auto_complete(&daemon, &row.id);
             }

@@ -121,23 +121,23 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
                 file_index: o.file_index,
             })
             .collect();
-    let handler_name = e.row.notify_handler.as_deref();
+    let handler_name = e.row.settings.notify_handler.as_deref();
     let facts = DeliveryFacts {
         now_ms: now,
-        flags: e.row.notify_flags,
+        flags: e.row.settings.notify_flags,
         state: e.row.state,
         outbox: &outbox,
         available: Available {
             interface: live(&e.rt.notify_peer),
             handler: handler_name.is_some_and(|n| handlers.available(owner, n)),
-            cmdline: e.row.notify_cmdline.is_some(),
+            cmdline: e.row.settings.notify_cmdline.is_some(),
         },
         handler_attached: handler_name.is_some_and(|n| handlers.attached(owner, n).is_some()),
         retry_at_ms: e.rt.notify_retry_at,
         lowest_untransferred: e.rt.untransferred.first().copied(),
         modified_pending: e.rt.modified_pending,
         last_modification_ms: e.rt.last_modification_ms,
-        min_notification_interval_ms: e.row.minimum_notification_interval_ms,
+        min_notification_interval_ms: e.row.settings.minimum_notification_interval_ms,
     };
     let plan = delivery::plan(&facts);
     if !plan.lapse.is_empty() {
@@ -176,6 +176,7 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
             };
             let retry_delay_ms = e
                 .row
+                .settings
                 .minimum_retry_delay_s
                 .max(d.opts.retry_delay_floor_s)
                 .saturating_mul(1000);
@@ -186,8 +187,8 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
                 targets,
                 job: e.view(),
                 interface: e.rt.notify_peer.clone(),
-                handler: e.row.notify_handler.clone(),
-                cmdline: e.row.notify_cmdline.clone(),
+                handler: e.row.settings.notify_handler.clone(),
+                cmdline: e.row.settings.notify_cmdline.clone(),
                 retry_delay_ms,
             }))
         }

@@ -79,8 +79,11 @@ impl Entry {
             || rt.courier.is_some()
             || rt.notify_retry_at.is_some()
             || (rt.modified_pending
-                && notify::verdict(self.row.notify_flags, Kind::JobModification, self.row.state)
-                    != Verdict::Drop)
+                && notify::verdict(
+                    self.row.settings.notify_flags,
+                    Kind::JobModification,
+                    self.row.state,
+                ) != Verdict::Drop)
             || rt
                 .notify_peer
                 .as_ref()
@@ -302,7 +305,10 @@ mod tests {
             seq,
             id: format!("job-{seq}"),
             state,
-            display_name: format!("job {seq}"),
+            settings: ferry_proto::JobSettings {
+                display_name: format!("job {seq}"),
+                ..ferry_proto::JobSettings::default()
+            },
             ..JobRow::default()
         }
     }
@@ -341,7 +347,7 @@ mod tests {
             jobs.insert(Entry::from_store(r));
         }
         let mut watched = Entry::from_store(row(10, JobState::Error));
-        watched.row.notify_flags |= ferry_proto::NotifyFlags::JOB_MODIFICATION;
+        watched.row.settings.notify_flags |= ferry_proto::NotifyFlags::JOB_MODIFICATION;
         watched.rt.modified_pending = true;
         jobs.insert(watched);
         assert!(jobs.cold().is_empty());
@@ -362,11 +368,12 @@ mod tests {
         jobs.insert(Entry::from_store(r));
         let cold = jobs.cold();
         if let Some(e) = jobs.get_mut("job-1") {
-            e.row.display_name = "renamed".into();
+            e.row.settings.display_name = "renamed".into();
         }
         assert_eq!(jobs.evict(&cold), 0);
         assert_eq!(
-            jobs.get("job-1").map(|e| e.row.display_name.clone()),
+            jobs.get("job-1")
+                .map(|e| e.row.settings.display_name.clone()),
             Some("renamed".into())
         );
     }
@@ -399,7 +406,11 @@ mod tests {
         put(&writer, &row(1, JobState::Suspended));
         let (lookup, stale) = read_outside(&jobs, "job-1");
         // Meanwhile another caller loads it under the lock and changes it.
-        jobs.get_mut("job-1").expect("exists").row.display_name = "renamed".into();
+        jobs.get_mut("job-1")
+            .expect("exists")
+            .row
+            .settings
+            .display_name = "renamed".into();
         assert_eq!(jobs.settle("job-1", &lookup, stale), Settled::Resident);
         assert_eq!(resident_name(&jobs).as_deref(), Some("renamed"));
     }
@@ -411,7 +422,7 @@ mod tests {
         let (lookup, stale) = read_outside(&jobs, "job-1");
         // Meanwhile: loaded, renamed, written, and evicted again.
         let e = jobs.get_mut("job-1").expect("exists");
-        e.row.display_name = "renamed".into();
+        e.row.settings.display_name = "renamed".into();
         let renamed = e.row.clone();
         writer
             .submit(move |tx| tx.update_job(&renamed))
@@ -441,6 +452,7 @@ mod tests {
 
     /// The display name of `job-1` if it is resident.
     fn resident_name(jobs: &Jobs) -> Option<String> {
-        jobs.peek("job-1").map(|e| e.row.display_name.clone())
+        jobs.peek("job-1")
+            .map(|e| e.row.settings.display_name.clone())
     }
 }

@@ -71,9 +71,9 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
             continue;
         }
         let job = JobPolicy {
-            priority: e.row.priority,
-            cost: e.row.cost_policy,
-            power: e.row.power_policy,
+            priority: e.row.settings.priority,
+            cost: e.row.settings.cost_policy,
+            power: e.row.settings.power_policy,
         };
         if let Some(wait) = netpolicy::decide(&seen.now, &job, defaults) {
             blocked.push((id.clone(), wait));
@@ -87,7 +87,7 @@ fn tick(d: &Arc<Daemon>, inner: &mut Inner) -> Option<u64> {
         }
         candidates.push(Candidate {
             id: id.clone(),
-            priority: e.row.priority,
+            priority: e.row.settings.priority,
             running,
             last_started: e.rt.last_started,
             queued_seq: e.rt.queued_seq,

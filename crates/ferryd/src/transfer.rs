@@ -61,8 +61,8 @@ pub fn start(daemon: &Arc<Daemon>, inner: &mut Inner, job_id: &str) {
         done: done_rx,
         started_ms: now,
     });
-    let budget_ms =
-        (entry.row.max_download_time_s.saturating_mul(1000)).saturating_sub(entry.row.active_ms);
+    let budget_ms = (entry.row.settings.max_download_time_s.saturating_mul(1000))
+        .saturating_sub(entry.row.active_ms);
     let d = daemon.clone();
     let id = job_id.to_owned();
     tokio::spawn(async move {
@@ -87,7 +87,7 @@ impl Drop for DoneGuard {
 }
 
 /// Settings copied out of the job row when the run starts.
-struct JobSettings {
+struct RunSettings {
     throttle: ferry_fetch::throttle::Throttle,
     proxy: Option<String>,
     headers: Vec<(String, String)>,
@@ -101,25 +101,28 @@ struct JobSettings {
     owner_uid: u32,
 }
 
-impl JobSettings {
-    fn of(row: &JobRow) -> JobSettings {
+impl RunSettings {
+    fn of(row: &JobRow) -> RunSettings {
+        // Parsed and checked when they were set; the transfer only copies them.
         let headers = row
+            .settings
             .custom_headers
             .iter()
-            .filter_map(|h| {
-                let (n, v) = h.split_once(':')?;
-                Some((n.trim().to_owned(), v.trim().to_owned()))
-            })
+            .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        let npt = Duration::from_secs(row.no_progress_timeout_s.max(1));
-        JobSettings {
+        let npt = Duration::from_secs(row.settings.no_progress_timeout_s.max(1));
+        RunSettings {
             throttle: ferry_fetch::throttle::Throttle::default(),
-            proxy: row.proxy.clone(),
+            proxy: row.settings.proxy.clone(),
             headers,
-            basic_auth: row.credentials.clone(),
-            allow_https_to_http: row.allow_https_to_http,
+            basic_auth: row
+                .settings
+                .credentials
+                .as_ref()
+                .map(|c| (c.user.clone(), c.password.clone())),
+            allow_https_to_http: row.settings.allow_https_to_http,
             stall_timeout: npt.min(MAX_STALL),
-            peer_caching: row.peer_caching,
+            peer_caching: row.settings.peer_caching,
             publishable: false,
             owner_uid: row.owner_uid,
         }
@@ -131,20 +134,20 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
         let mut inner = d.lock();
         match inner.jobs.get_mut(job_id) {
             Some(e) => {
-                let mut s = JobSettings::of(&e.row);
+                let mut s = RunSettings::of(&e.row);
                 // The job's own limit, plus the global one unless the job is foreground (BITS).
-                let limit = e.row.bandwidth_limit_bps;
+                let limit = e.row.settings.bandwidth_limit_bps;
                 let own =
                     e.rt.bucket
                         .get_or_insert_with(|| ferry_fetch::throttle::Bucket::new(limit))
                         .clone();
                 let mut buckets = vec![own];
-                if e.row.priority != ferry_proto::Priority::Foreground {
+                if e.row.settings.priority != ferry_proto::Priority::Foreground {
                     buckets.push(d.global_bucket.clone());
                 }
                 s.throttle = ferry_fetch::throttle::Throttle::new(buckets);
                 s.publishable = d.peer_cache.is_some() && crate::peer_cache::may_share(&e.row);
-                (s, e.row.max_parallel_files.max(1) as usize)
+                (s, e.row.settings.max_parallel_files.max(1) as usize)
             }
             None => return Outcome::Stopped,
         }
@@ -321,7 +324,7 @@ async fn fetch_one(
     d: &Arc<Daemon>,
     job_id: &str,
     mut file: FileRow,
-    settings: &JobSettings,
+    settings: &RunSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
     // Politeness: however many jobs and files want one host, at most a few talk to it at once.
@@ -662,7 +665,7 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
     // unless the job's flags would drop it anyway (the default: most jobs of many small files
     // then cost no outbox write, deletion and notifier round per file).
     let wanted = verdict(
-        entry.row.notify_flags,
+        entry.row.settings.notify_flags,
         Kind::FileTransferred,
         entry.row.state,
     ) != Verdict::Drop;
@@ -744,7 +747,7 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
                 transient: false,
                 description: format!(
                     "the job was active longer than its max_download_time_s ({} s); raise it with job.set and resume",
-                    entry.row.max_download_time_s
+                    entry.row.settings.max_download_time_s
                 ),
                 file_index: None,
                 protocol: None,
@@ -782,10 +785,13 @@ fn on_failure(
         return;
     }
     let row = &entry.row;
-    let npt_ms = row.no_progress_timeout_s.saturating_mul(1000);
+    let npt_ms = row.settings.no_progress_timeout_s.saturating_mul(1000);
     let stalled_whole_window = e.kind == FetchErrorKind::Stalled
-        && Duration::from_millis(npt_ms) <= JobSettings::of(row).stall_timeout;
-    let delay_s = retry::retry_delay_floor(row.minimum_retry_delay_s, d.opts.retry_delay_floor_s);
+        && Duration::from_millis(npt_ms) <= RunSettings::of(row).stall_timeout;
+    let delay_s = retry::retry_delay_floor(
+        row.settings.minimum_retry_delay_s,
+        d.opts.retry_delay_floor_s,
+    );
     let retry_after_ms = e
         .retry_after
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -823,7 +829,7 @@ fn on_failure(
                 transient: false,
                 description: format!(
                     "no progress for {} s (no_progress_timeout_s); the last error was: {}",
-                    row.no_progress_timeout_s, info.description
+                    row.settings.no_progress_timeout_s, info.description
                 ),
                 ..info
             };

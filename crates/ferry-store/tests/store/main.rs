@@ -11,7 +11,10 @@ fn job(seq: u64, id: &str) -> JobRow {
         seq,
         id: id.into(),
         owner_uid: 1000,
-        display_name: format!("job {seq}"),
+        settings: ferry_proto::JobSettings {
+            display_name: format!("job {seq}"),
+            ..ferry_proto::JobSettings::default()
+        },
         ..JobRow::default()
     }
 }
@@ -41,7 +44,7 @@ async fn rows_survive_reopen() {
     let (_w, r) = ferry_store::open(dir.path()).unwrap();
     let jobs = r.jobs().unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].display_name, "job 1");
+    assert_eq!(jobs[0].settings.display_name, "job 1");
     assert_eq!(r.files("a", 0, 10).unwrap()[0].remote_url, "http://x/y");
     let ev = r.events(0, Some(1000), None, 10).unwrap();
     assert_eq!(ev.len(), 1);

@@ -6,11 +6,9 @@ use ferry_client::proto::cache::{
     CacheDeleteParams, CacheDeleteResult, CacheEntry, CacheInfo, CacheListParams, CacheListResult,
 };
 use ferry_client::proto::error::ErrorCode;
-use ferry_client::proto::method;
+use ferry_client::proto::method::{self, Method};
 use ferry_client::proto::params::Empty;
 use ferry_client::{Client, ClientError};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -38,14 +36,14 @@ pub async fn run(ctx: &Ctx, a: CacheArgs) -> anyhow::Result<u8> {
 
 /// Calls a peer-cache method and keeps the daemon's exact answer (for `--json`) beside the
 /// decoded one. `what` completes "cannot …" in the error message.
-pub async fn call_raw<P: Serialize, T: DeserializeOwned>(
+pub async fn call_both<M: Method>(
     client: &Client,
-    name: &str,
-    params: P,
+    params: M::Params,
     what: &str,
-) -> anyhow::Result<(Value, T)> {
+) -> anyhow::Result<(Value, M::Result)> {
+    let name = M::NAME;
     let raw: Value = client
-        .call(name, params)
+        .call_json::<M>(params)
         .await
         .map_err(|e| explain(e, name))
         .with_context(|| format!("cannot {what}"))?;
@@ -79,13 +77,8 @@ pub fn entry_row(e: &CacheEntry) -> Vec<String> {
 /// Prints the entries (`--json`: the daemon's `{entries}` answer).
 async fn list(ctx: &Ctx) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
-    let (raw, r): (Value, CacheListResult) = call_raw(
-        &client,
-        method::CACHE_LIST,
-        CacheListParams {},
-        "list the peer cache",
-    )
-    .await?;
+    let (raw, r): (Value, CacheListResult) =
+        call_both::<method::CacheList>(&client, CacheListParams {}, "list the peer cache").await?;
     if ctx.json {
         output::json(&raw)?;
         return Ok(exit_code::OK);
@@ -142,13 +135,8 @@ pub fn info_lines(i: &CacheInfo) -> Vec<(&'static str, String)> {
 /// Prints the cache's settings and use, or why there is no cache and how to turn it on.
 async fn info(ctx: &Ctx) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
-    let (raw, i): (Value, CacheInfo) = call_raw(
-        &client,
-        method::CACHE_INFO,
-        Empty {},
-        "read the peer cache's settings",
-    )
-    .await?;
+    let (raw, i): (Value, CacheInfo) =
+        call_both::<method::CacheInfo>(&client, Empty {}, "read the peer cache's settings").await?;
     if ctx.json {
         output::json(&raw)?;
     } else if !i.enabled {
@@ -210,9 +198,8 @@ async fn delete(ctx: &Ctx, a: CacheDeleteArgs) -> anyhow::Result<u8> {
             let keys = if key.len() >= KEY_LEN {
                 Vec::new()
             } else {
-                let (_, r): (Value, CacheListResult) = call_raw(
+                let (_, r): (Value, CacheListResult) = call_both::<method::CacheList>(
                     &client,
-                    method::CACHE_LIST,
                     CacheListParams {},
                     "list the peer cache",
                 )
@@ -241,9 +228,8 @@ async fn delete(ctx: &Ctx, a: CacheDeleteArgs) -> anyhow::Result<u8> {
         // clap's group requires exactly one of them.
         _ => return Err(UsageError::new("give either KEY or --url URL").into()),
     };
-    let (raw, r): (Value, CacheDeleteResult) = call_raw(
+    let (raw, r): (Value, CacheDeleteResult) = call_both::<method::CacheDelete>(
         &client,
-        method::CACHE_DELETE,
         params,
         &format!("delete the cache entry with {what}"),
     )
@@ -274,13 +260,8 @@ fn print_deleted(
 /// Removes every entry.
 async fn clear(ctx: &Ctx) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
-    let (raw, r): (Value, CacheDeleteResult) = call_raw(
-        &client,
-        method::CACHE_CLEAR,
-        Empty {},
-        "clear the peer cache",
-    )
-    .await?;
+    let (raw, r): (Value, CacheDeleteResult) =
+        call_both::<method::CacheClear>(&client, Empty {}, "clear the peer cache").await?;
     if ctx.json {
         output::json(&raw)?;
     } else {

@@ -36,7 +36,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<u8> {
         outln!("no failed jobs")?;
     } else {
         for job in &failed {
-            outln!("cancelled {} ({})", short_id(&job.job_id), job.display_name)?;
+            outln!(
+                "cancelled {} ({})",
+                short_id(&job.job_id),
+                job.settings.display_name
+            )?;
         }
     }
     Ok(exit_code::OK)

@@ -72,7 +72,7 @@ async fn read(
             limit: None,
         };
         let page: Value = client
-            .call(method::EVENTS_READ, params)
+            .call_json::<method::EventsRead>(params)
             .await
             .context("cannot read events")?;
         let events = page

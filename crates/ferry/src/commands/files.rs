@@ -1,7 +1,7 @@
 //! `ferry files JOB`: a table of the job's files (`--json`: the daemon's `{files}` answer).
 
 use anyhow::Context as _;
-use ferry_client::proto::params::JobIdParams;
+use ferry_client::proto::params::FilesParams;
 use ferry_client::proto::{File, method};
 use serde_json::Value;
 
@@ -16,7 +16,10 @@ pub async fn run(ctx: &Ctx, a: JobArg) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
     let id = resolve_job(&client, &a.job).await?;
     let raw: Value = client
-        .call(method::JOB_FILES, JobIdParams { job_id: id.clone() })
+        .call_json::<method::JobFiles>(FilesParams {
+            job_id: id.clone(),
+            ..FilesParams::default()
+        })
         .await
         .with_context(|| format!("cannot read the files of job {id}"))?;
     if ctx.json {

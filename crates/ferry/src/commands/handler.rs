@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx, a: HandlerArgs) -> anyhow::Result<u8> {
 /// `handler.list` as the daemon answered it.
 async fn list_raw(client: &ferry_client::Client) -> anyhow::Result<Value> {
     client
-        .call(method::HANDLER_LIST, Empty {})
+        .call_json::<method::HandlerList>(Empty {})
         .await
         .context("cannot list handlers")
 }

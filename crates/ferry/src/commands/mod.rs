@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod clean;
 pub mod complete;
 pub mod create;
+mod credentials;
 pub mod daemon;
 pub mod docs;
 pub mod events;
@@ -92,12 +93,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 /// `job.get` keeping the daemon's exact answer (for `--json`) beside the typed job.
 pub async fn get_job_raw(client: &Client, job_id: &str) -> anyhow::Result<(Value, Job)> {
     let raw: Value = client
-        .call(
-            method::JOB_GET,
-            JobIdParams {
-                job_id: job_id.to_owned(),
-            },
-        )
+        .call_json::<method::JobGet>(JobIdParams {
+            job_id: job_id.to_owned(),
+        })
         .await?;
     let job = decode_job(&raw)?;
     Ok((raw, job))

@@ -92,7 +92,7 @@ impl Names {
             let name = client
                 .get(&ev.job_id)
                 .await
-                .map_or_else(|_| "-".to_owned(), |j| j.display_name);
+                .map_or_else(|_| "-".to_owned(), |j| j.settings.display_name);
             self.0.insert(ev.job_id.clone(), name);
         }
         self.0.get(&ev.job_id).cloned().unwrap_or_default()

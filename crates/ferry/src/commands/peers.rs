@@ -7,7 +7,7 @@ use ferry_client::proto::params::Empty;
 use serde_json::Value;
 
 use super::Ctx;
-use super::cache::{OFF_HINT, call_raw};
+use super::cache::{OFF_HINT, call_both};
 use crate::cli::{PeersArgs, PeersCommand};
 use crate::exit_code;
 use crate::output::{self, bytes_text};
@@ -44,7 +44,7 @@ pub fn peer_row(p: &PeerInfo) -> Vec<String> {
 async fn list(ctx: &Ctx) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
     let (raw, r): (Value, PeersListResult) =
-        call_raw(&client, method::PEERS_LIST, Empty {}, "list peers").await?;
+        call_both::<method::PeersList>(&client, Empty {}, "list peers").await?;
     if ctx.json {
         output::json(&raw)?;
     } else if !r.enabled {

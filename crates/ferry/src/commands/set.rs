@@ -14,6 +14,7 @@ use crate::usage::UsageError;
 /// The `job.set` params the flags ask for, or `None` when no flag was given. A notify command
 /// line comes in already resolved (see [`super::handler::absolute_argv`]).
 pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
+    let reads_credentials = a.user.is_some() || a.credentials_file.is_some();
     let custom_headers = if a.clear_headers {
         Some(Vec::new())
     } else {
@@ -35,6 +36,8 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
     } else {
         a.handler.map(Some)
     };
+    // Every field is named (no `..default()`): a setting added to `job.set` does not compile
+    // here until `ferry set` has a flag for it.
     let p = SetParams {
         job_id,
         display_name: a.display_name,
@@ -45,19 +48,31 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
         notify_handler,
         minimum_retry_delay_s: a.retry_delay,
         no_progress_timeout_s: a.no_progress_timeout,
-        max_download_time_s: a.max_download_time.map(Some),
+        max_download_time_s: if a.default_max_download_time {
+            Some(None)
+        } else {
+            a.max_download_time.map(Some)
+        },
+        minimum_notification_interval_ms: a.notification_interval,
         custom_headers,
         bandwidth_limit_bps,
         max_parallel_files: a.max_parallel_files,
-        auto_complete: match (a.auto_complete, a.no_auto_complete) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        },
+        auto_complete: flag(a.auto_complete, a.no_auto_complete),
         cost_policy: a.cost_policy.map(Choice::into_option),
         power_policy: a.power_policy.map(Choice::into_option),
-        ..SetParams::default()
+        proxy: if a.no_proxy {
+            Some(None)
+        } else {
+            a.proxy.map(Some)
+        },
+        // New credentials are read (never from the arguments) and filled in by `run`.
+        credentials: a.no_credentials.then_some(None),
+        allow_https_to_http: flag(a.allow_https_to_http, a.no_https_to_http),
+        peer_caching: flag(a.peer_caching, a.no_peer_caching),
     };
+    if reads_credentials {
+        return Some(p);
+    }
     // Serialising skips absent fields, so a bare `{job_id}` means nothing was asked.
     let asked = serde_json::to_value(&p)
         .ok()
@@ -66,9 +81,20 @@ pub fn set_params(job_id: String, a: SetArgs) -> Option<SetParams> {
     asked.then_some(p)
 }
 
+/// `--X` / `--no-X`: set, clear, or leave alone.
+fn flag(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
 /// Applies the changes and prints the job.
 pub async fn run(ctx: &Ctx, mut a: SetArgs) -> anyhow::Result<u8> {
     let job_arg = a.job.clone();
+    // Read before anything talks to the daemon: a wrong file fails at once.
+    let credentials = super::credentials::read(a.user.clone(), a.credentials_file.clone()).await?;
     if a.notify_cmdline {
         a.cmdline = super::handler::resolve_argv(std::mem::take(&mut a.cmdline))?;
     }
@@ -80,11 +106,14 @@ pub async fn run(ctx: &Ctx, mut a: SetArgs) -> anyhow::Result<u8> {
         )
         .into());
     };
+    if let Some(c) = credentials {
+        params.credentials = Some(Some(c));
+    }
     let client = ctx.client().await?;
     let id = resolve_job(&client, &job_arg).await?;
     params.job_id.clone_from(&id);
     let raw: Value = client
-        .call(method::JOB_SET, params)
+        .call_json::<method::JobSet>(params)
         .await
         .with_context(|| format!("cannot change job {id}"))?;
     let job = super::decode_job(&raw)?;

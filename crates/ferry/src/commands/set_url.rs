@@ -16,14 +16,11 @@ pub async fn run(ctx: &Ctx, a: SetUrlArgs) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
     let id = resolve_job(&client, &a.job).await?;
     let raw: Value = client
-        .call(
-            method::FILE_SET_REMOTE_URL,
-            SetRemoteUrlParams {
-                job_id: id.clone(),
-                file_index: a.file_index,
-                remote_url: a.url,
-            },
-        )
+        .call_json::<method::FileSetRemoteUrl>(SetRemoteUrlParams {
+            job_id: id.clone(),
+            file_index: a.file_index,
+            remote_url: a.url,
+        })
         .await
         .with_context(|| {
             format!(

@@ -220,7 +220,9 @@ pub async fn run(ctx: &Ctx, a: TransferArgs) -> anyhow::Result<u8> {
         bar.update(&job);
         let now = tokio::time::Instant::now();
         match job.state {
-            JobState::Transferred if job.auto_complete && grace.is_none_or(|g| now < g) => {
+            JobState::Transferred
+                if job.settings.auto_complete && grace.is_none_or(|g| now < g) =>
+            {
                 // The daemon is handing the files over; wait for it rather than race it.
                 grace.get_or_insert(now + super::AUTO_COMPLETE_GRACE);
             }

@@ -16,14 +16,11 @@ pub async fn run(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<u8> {
     let client = ctx.client().await?;
     let id = resolve_job(&client, &a.job).await?;
     let raw: Value = client
-        .call(
-            method::FILE_SET_VALIDATION_STATE,
-            ValidationParams {
-                job_id: id.clone(),
-                file_index: a.file_index,
-                valid: a.valid,
-            },
-        )
+        .call_json::<method::FileSetValidationState>(ValidationParams {
+            job_id: id.clone(),
+            file_index: a.file_index,
+            valid: a.valid,
+        })
         .await
         .with_context(|| format!("cannot validate file {} of job {id}", a.file_index))?;
     if ctx.json {

@@ -58,7 +58,8 @@ pub async fn run(ctx: &Ctx, a: WaitArgs) -> anyhow::Result<u8> {
         bar.update(&job);
         let now = tokio::time::Instant::now();
         let mut next = verdict(a.until, job.state, a.complete);
-        if next == Verdict::Complete && job.auto_complete && grace.is_none_or(|g| now < g) {
+        if next == Verdict::Complete && job.settings.auto_complete && grace.is_none_or(|g| now < g)
+        {
             // The daemon is handing the files over; wait for it rather than race it.
             grace.get_or_insert(now + super::AUTO_COMPLETE_GRACE);
             next = Verdict::Wait;

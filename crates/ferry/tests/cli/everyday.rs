@@ -304,19 +304,19 @@ fn hold_body(srv: &TestServer, path: &str) -> std::sync::Arc<tokio::sync::Semaph
 }
 
 /// What a command run on a pseudo-terminal did (see `pty_driver.py`).
-struct Terminal {
+pub(crate) struct Terminal {
     /// Everything it wrote to the terminal (stdout and stderr together).
-    output: String,
+    pub(crate) output: String,
     /// Its exit code, when it exited.
-    code: Option<i64>,
+    pub(crate) code: Option<i64>,
     /// The signal that ended it, when one did.
     signal: Option<i64>,
 }
 
 /// Runs `ferry ARGS…` (pointed at `env`'s daemon) on a pseudo-terminal COLS wide; once its
-/// output shows `wait_for`, `action` happens (`hup`: the terminal closes; `ctrl-c`; `none`).
-/// `None` (the test prints SKIPPED) when python3 is not installed.
-async fn on_terminal(
+/// output shows `wait_for`, `action` happens (`hup`: the terminal closes; `ctrl-c`;
+/// `type:TEXT`; `none`). `None` (the test prints SKIPPED) when python3 is not installed.
+pub(crate) async fn on_terminal(
     env: &Env,
     cols: u16,
     wait_for: &str,

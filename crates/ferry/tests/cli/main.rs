@@ -30,6 +30,7 @@ mod interrupt;
 mod notify;
 mod paths;
 mod security_socket;
+mod settings;
 mod support;
 mod transfer;
 mod verbs;

@@ -4,7 +4,7 @@ usage: pty_driver.py COLS WAIT_FOR ACTION -- ARGV...
 
 The command gets a pty of COLS columns as its controlling terminal. Once its output contains
 WAIT_FOR, ACTION happens: `hup` closes the terminal (the kernel sends SIGHUP), `ctrl-c` types
-^C, `none` does nothing. Prints one JSON object: the exit status (`code`, or `signal`), and
+^C, `type:TEXT` types TEXT and Enter, `none` does nothing. Prints one JSON object: the exit status (`code`, or `signal`), and
 everything the command wrote to the terminal (`output`). Kills the command after 60 s.
 """
 import fcntl, json, os, pty, select, signal, struct, sys, termios, time
@@ -33,6 +33,8 @@ while time.monotonic() < deadline and status is None:
             open_fd = False
         elif action == "ctrl-c":
             os.write(fd, b"\x03")
+        elif action.startswith("type:"):
+            os.write(fd, action[len("type:"):].encode() + b"\n")
     done, st = os.waitpid(pid, os.WNOHANG)
     if done:
         status = st

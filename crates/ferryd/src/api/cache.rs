@@ -14,6 +14,7 @@ use ferry_proto::params::Empty;
 
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon};
+use ferry_proto::method;
 
 /// Whose entries the caller may see: root all, everyone else their own.
 fn scope(c: &Caller) -> Option<u32> {
@@ -21,7 +22,7 @@ fn scope(c: &Caller) -> Option<u32> {
 }
 
 /// `cache.list`
-pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult {
+pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult<method::CacheList> {
     let entries = d
         .peer_cache
         .as_ref()
@@ -34,7 +35,7 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult {
 }
 
 /// `cache.info`
-pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult {
+pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult<method::CacheInfo> {
     let Some(pc) = &d.peer_cache else {
         return Answer::now(CacheInfo {
             config_file: d
@@ -65,7 +66,7 @@ pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult {
 }
 
 /// `cache.delete`: by key or by URL (every version), within the caller's scope.
-pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult {
+pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult<method::CacheDelete> {
     let (key, url) = match (p.key, p.url) {
         (Some(k), None) if ferry_peer::key::is_key(&k.to_ascii_lowercase()) => {
             (Some(k.to_ascii_lowercase()), None)
@@ -100,7 +101,7 @@ pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult {
 }
 
 /// `cache.clear`: every entry in the caller's scope.
-pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult {
+pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult<method::CacheClear> {
     let Some(pc) = &d.peer_cache else {
         return Answer::now(CacheDeleteResult::default());
     };
@@ -110,7 +111,7 @@ pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult {
 }
 
 /// `peers.list`
-pub fn peers(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult {
+pub fn peers(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult<method::PeersList> {
     Answer::now(match &d.peer_cache {
         Some(pc) => PeersListResult {
             enabled: true,

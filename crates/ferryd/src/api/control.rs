@@ -14,11 +14,12 @@ use ferry_proto::{ErrorContext, ErrorInfo, ErrorKind, JobState, ProtoError, Vali
 use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
+use ferry_proto::method;
 
 use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
 
 /// `job.resume`
-pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobResume> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -53,7 +54,7 @@ async fn stop_for<'d>(
 }
 
 /// `job.suspend`
-pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobSuspend> {
     let _hold = stop_for(d, c, &p.job_id, Operation::Suspend, "suspend").await?;
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -87,7 +88,7 @@ pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIde
 /// `job.cancel`: the job is cancelled first, with its staging files still recorded, and they
 /// are deleted after that is durable; a crash in between leaves them to the next start
 /// (`discard_final_staging`), never as files nobody knows about.
-pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobCancel> {
     let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
     let identity = d.fs_identity(&p.job_id).await;
     let state = {
@@ -123,7 +124,11 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
 
 /// `job.complete`: hands over every transferred file (sync, rename, directory sync), drops the
 /// others, and acknowledges the job.
-pub async fn complete(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn complete(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobComplete> {
     d.load_existing(&p.job_id).await?;
     let job_type = {
         let mut inner = d.lock();
@@ -203,7 +208,7 @@ pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
             return;
         }
         let owner = match d.lock().jobs.get(&job_id) {
-            Some(e) if e.row.auto_complete && e.row.state == JobState::Transferred => {
+            Some(e) if e.row.settings.auto_complete && e.row.state == JobState::Transferred => {
                 e.row.owner_uid
             }
             _ => return,
@@ -366,7 +371,11 @@ fn deliver(mut files: Vec<FileRow>) -> Delivery {
 }
 
 /// `file.set_validation_state` (BITS `SetValidationState`).
-pub async fn set_validation(d: &Arc<Daemon>, c: &Caller, p: ValidationParams) -> ApiResult {
+pub async fn set_validation(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: ValidationParams,
+) -> ApiResult<method::FileSetValidationState> {
     d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
@@ -478,7 +487,7 @@ async fn refetch_from_origin(
     pc: &Arc<crate::peer_cache::PeerCache>,
     job_id: &str,
     mut file: FileRow,
-) -> ApiResult {
+) -> ApiResult<method::FileSetValidationState> {
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon, store_failed};
 use crate::limits;
+use ferry_proto::params::Ack;
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
@@ -55,7 +56,11 @@ async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<Even
 }
 
 /// `events.read`
-pub async fn read(d: &Arc<Daemon>, c: &Caller, p: EventsReadParams) -> ApiResult {
+pub async fn read(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: EventsReadParams,
+) -> ApiResult<method::EventsRead> {
     if let Some(id) = &p.job_id {
         d.load(id).await?;
     }
@@ -77,7 +82,7 @@ pub fn follow(
     peer: Arc<Peer>,
     p: EventsFollowParams,
     token: CancellationToken,
-) -> ApiResult {
+) -> ApiResult<method::EventsFollow> {
     let filter = Filter::new(d, c, p.job_id)?;
     // Subscribe before replaying so nothing committed in between is missed.
     let mut live = d.store.subscribe();
@@ -129,7 +134,7 @@ pub fn follow(
             }
         }
     });
-    Answer::now(serde_json::json!({}))
+    Answer::now(Ack {})
 }
 
 /// Sends followed events no faster than the connection reads them.

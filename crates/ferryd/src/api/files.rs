@@ -21,6 +21,7 @@ use ferry_store::FileRow;
 use super::{Answer, ApiResult};
 use crate::config::Limits;
 use crate::daemon::{Caller, Daemon, refusal, refused};
+use ferry_proto::method;
 
 /// Validates one file spec (index `i` in the request) and turns it into a new file row.
 pub fn check(
@@ -136,7 +137,11 @@ pub fn check_url(remote_url: &str, field: &str) -> Result<(), ProtoError> {
 /// survive only when it serves the same content; otherwise the fetch starts from zero. A
 /// running transfer is stopped first (it checkpoints) and the job requeued, so no task keeps
 /// fetching from the old URL.
-pub async fn set_remote_url(d: &Arc<Daemon>, c: &Caller, p: SetRemoteUrlParams) -> ApiResult {
+pub async fn set_remote_url(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: SetRemoteUrlParams,
+) -> ApiResult<method::FileSetRemoteUrl> {
     check_url(&p.remote_url, "remote_url")?;
     let what = "replace the URL of a file";
     d.load_existing(&p.job_id).await?;

@@ -16,6 +16,8 @@ use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon};
 use crate::handlers::Activation;
 use crate::limits;
+use ferry_proto::method;
+use ferry_proto::params::Ack;
 
 fn check_name(name: &str) -> Result<(), ProtoError> {
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
@@ -35,7 +37,7 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
         .resident()
         .map(|(_, e)| e)
         .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
-        .filter(|e| e.row.notify_handler.as_deref() == Some(name))
+        .filter(|e| e.row.settings.notify_handler.as_deref() == Some(name))
         .map(|e| e.row.id.clone())
         .collect();
     drop(inner);
@@ -46,7 +48,11 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
 }
 
 /// `handler.register`
-pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiResult {
+pub fn register(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: HandlerRegisterParams,
+) -> ApiResult<method::HandlerRegister> {
     check_name(&p.name)?;
     match p.argv.first() {
         None => {
@@ -85,11 +91,15 @@ pub fn register(d: &Arc<Daemon>, c: &Caller, p: HandlerRegisterParams) -> ApiRes
         d.store.submit(move |tx| tx.put_handler(&row))
     };
     kick_jobs_of(d, c.uid, &p.name);
-    Answer::after(serde_json::json!({}), commit)
+    Answer::after(Ack {}, commit)
 }
 
 /// `handler.unregister`
-pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResult {
+pub fn unregister(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: HandlerNameParams,
+) -> ApiResult<method::HandlerUnregister> {
     check_name(&p.name)?;
     let uid = c.uid;
     let mut inner = d.lock();
@@ -97,11 +107,11 @@ pub fn unregister(d: &Arc<Daemon>, c: &Caller, p: HandlerNameParams) -> ApiResul
     let commit = d
         .store
         .submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
-    Answer::after(serde_json::json!({}), commit)
+    Answer::after(Ack {}, commit)
 }
 
 /// `handler.list`
-pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult {
+pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult<method::HandlerList> {
     let handlers = d
         .lock()
         .handlers
@@ -118,7 +128,12 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult {
 
 /// `handler.attach`: with the activation token of a program ferryd started, or without one
 /// from any process of the same uid. The last connection to attach a name wins.
-pub fn attach(d: &Arc<Daemon>, c: &Caller, peer: &Arc<Peer>, p: HandlerAttachParams) -> ApiResult {
+pub fn attach(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    peer: &Arc<Peer>,
+    p: HandlerAttachParams,
+) -> ApiResult<method::HandlerAttach> {
     check_name(&p.name)?;
     {
         let mut inner = d.lock();

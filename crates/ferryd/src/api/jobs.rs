@@ -9,7 +9,7 @@ use ferry_proto::params::{
     AddFilesParams, AddFilesResult, CreateParams, CreateResult, FilesParams, FilesResult,
     JobIdParams, ListParams, ListResult, SetParams,
 };
-use ferry_proto::{ErrorKind, EventKind, File, JobState, JobType, NotifyFlags, ProtoError};
+use ferry_proto::{ErrorKind, EventKind, File, JobState, JobType, ProtoError, SettingsChange};
 use ferry_rpc::Peer;
 use ferry_store::{FileRow, JobRow};
 
@@ -17,15 +17,8 @@ use super::{Answer, ApiResult, files};
 use crate::clock;
 use crate::daemon::{Caller, Daemon, Entry, Inner, refusal, store_failed};
 use crate::limits;
-
-const MAX_DISPLAY_NAME: usize = 256;
-const MAX_DESCRIPTION: usize = 1024;
-const MAX_HEADERS: usize = 16_384;
-
-fn too_long(field: &str, max: usize) -> ProtoError {
-    ProtoError::invalid_params(field, format!("{field} is longer than {max} characters"))
-        .with("bits", "BG_E_STRING_TOO_LONG")
-}
+use ferry_proto::method;
+use ferry_proto::params::Ack;
 
 fn check_limits(d: &Daemon, inner: &Inner, uid: u32) -> Result<(), ProtoError> {
     let l = &d.opts.limits;
@@ -106,14 +99,8 @@ async fn check_on_disk(
 }
 
 /// `job.create`
-pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
-    if p.display_name.chars().count() > MAX_DISPLAY_NAME {
-        return Err(too_long("display_name", MAX_DISPLAY_NAME));
-    }
-    let description = p.description.unwrap_or_default();
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(too_long("description", MAX_DESCRIPTION));
-    }
+pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult<method::JobCreate> {
+    let change = SettingsChange::try_from(&p)?;
     let job_type = p.job_type.unwrap_or(JobType::Download);
     if job_type != JobType::Download {
         return Err(ProtoError::kind(
@@ -140,21 +127,20 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
         seq,
         id: id.clone(),
         owner_uid: c.uid,
-        display_name: p.display_name,
-        description,
         job_type,
-        priority: p.priority.unwrap_or_default(),
         state: JobState::Suspended,
         created: now.clone(),
         modified: now.clone(),
         files_total: rows.len() as u64,
         size_known_bytes: known_bytes(&rows),
         size_unknown_files: unknown_files(&rows),
-        cost_policy: p.cost_policy,
-        power_policy: p.power_policy,
         ..JobRow::default()
     };
-    row.minimum_retry_delay_s = row.minimum_retry_delay_s.max(d.opts.retry_delay_floor_s);
+    change.apply(&mut row.settings);
+    row.settings.minimum_retry_delay_s = row
+        .settings
+        .minimum_retry_delay_s
+        .max(d.opts.retry_delay_floor_s);
     row.refresh_total();
     let (r, f) = (row.clone(), rows);
     let commit = d.store.submit(move |tx| {
@@ -170,7 +156,11 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult {
 }
 
 /// `job.add_files`
-pub async fn add_files(d: &Arc<Daemon>, c: &Caller, p: AddFilesParams) -> ApiResult {
+pub async fn add_files(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: AddFilesParams,
+) -> ApiResult<method::JobAddFiles> {
     d.load_existing(&p.job_id).await?;
     let (first, owner) = {
         let mut inner = d.lock();
@@ -261,7 +251,7 @@ pub(super) async fn owner_gid(uid: u32) -> u32 {
 }
 
 /// `job.get`
-pub async fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobGet> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -291,7 +281,7 @@ pub fn file_view(f: FileRow) -> File {
 }
 
 /// `job.files`
-pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
+pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult<method::JobFiles> {
     d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
@@ -316,7 +306,11 @@ pub async fn files(d: &Arc<Daemon>, c: &Caller, p: FilesParams) -> ApiResult {
 }
 
 /// `job.get_error`
-pub async fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn get_error(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobGetError> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -329,7 +323,7 @@ pub async fn get_error(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult
 
 /// `job.list`: pages through the store, so cold jobs are listed without being loaded; a
 /// resident job shows its live view (bytes in flight, why it waits).
-pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
+pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult<method::JobList> {
     let all = p.all_users.unwrap_or(false);
     if all && !c.is_root() {
         return Err(ProtoError::kind(
@@ -389,169 +383,35 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult {
     Answer::after(ListResult { jobs, next }, d.durable())
 }
 
-fn check_cmdline(argv: &[String]) -> Result<(), ProtoError> {
-    match argv.first() {
-        None => Err(ProtoError::invalid_params(
-            "notify_cmdline",
-            "notify_cmdline must be a non-empty argv array",
-        )),
-        Some(p) if !p.starts_with('/') => Err(ProtoError::invalid_params(
-            "notify_cmdline",
-            format!("notify_cmdline[0] {p:?} must be an absolute path (no PATH search)"),
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
-fn check_header(h: &str) -> Result<(), ProtoError> {
-    let bad = |why: &str| {
-        ProtoError::invalid_params("custom_headers", format!("custom header {h:?} {why}"))
-    };
-    let Some((name, _)) = h.split_once(':') else {
-        return Err(bad("must look like \"Name: value\""));
-    };
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(bad("has an invalid header name"));
-    }
-    if h.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(bad("contains a line break or NUL"));
-    }
-    Ok(())
-}
-
 /// `job.set`
-pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
+pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult<method::JobSet> {
     // Validate everything before changing anything.
-    if let Some(n) = &p.display_name
-        && n.chars().count() > MAX_DISPLAY_NAME
-    {
-        return Err(too_long("display_name", MAX_DISPLAY_NAME));
-    }
-    if let Some(n) = &p.description
-        && n.chars().count() > MAX_DESCRIPTION
-    {
-        return Err(too_long("description", MAX_DESCRIPTION));
-    }
-    if let Some(f) = p.notify_flags
-        && NotifyFlags::new(f).is_none()
-    {
-        return Err(ProtoError::invalid_params(
-            "notify_flags",
-            format!("notify_flags {f} has bits other than 1, 2, 4, 8, 16, 32"),
-        ));
-    }
-    if let Some(Some(argv)) = &p.notify_cmdline {
-        check_cmdline(argv)?;
-    }
-    if let Some(Some(h)) = &p.notify_handler
-        && h.is_empty()
-    {
-        return Err(ProtoError::invalid_params(
-            "notify_handler",
-            "notify_handler must not be empty",
-        ));
-    }
-    if let Some(hs) = &p.custom_headers {
-        let total: usize = hs.iter().map(|h| h.len() + 2).sum();
-        if total > MAX_HEADERS {
-            return Err(too_long("custom_headers", MAX_HEADERS));
-        }
-        hs.iter().try_for_each(|h| check_header(h))?;
-    }
-    if let Some(Some(0)) = p.bandwidth_limit_bps {
-        return Err(ProtoError::invalid_params(
-            "bandwidth_limit_bps",
-            "bandwidth_limit_bps must be positive, or null for no limit",
-        ));
-    }
-    if let Some(n) = p.max_parallel_files
-        && !(1..=256).contains(&n)
-    {
-        return Err(ProtoError::invalid_params(
-            "max_parallel_files",
-            "max_parallel_files must be between 1 and 256",
-        ));
-    }
-    if let Some(Some(cr)) = &p.credentials {
-        if cr.scheme != "basic" {
-            return Err(ProtoError::kind(
-                ErrorKind::Unsupported,
-                format!(
-                    "credential scheme {:?} is not supported; use \"basic\"",
-                    cr.scheme
-                ),
-            )
-            .with("field", "credentials.scheme"));
-        }
-        if cr.user.chars().count() > 300 {
-            return Err(too_long("credentials.user", 300));
-        }
-        if cr.password.chars().count() > 65_535 {
-            return Err(too_long("credentials.password", 65_535));
-        }
-    }
-    if let Some(Some(proxy)) = &p.proxy {
-        match url::Url::parse(proxy) {
-            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
-            _ => {
-                return Err(ProtoError::invalid_params(
-                    "proxy",
-                    format!("proxy {proxy:?} is not an http, https or socks5 URL"),
-                ));
-            }
-        }
-    }
-    d.load_existing(&p.job_id).await?;
+    let change = SettingsChange::try_from(p)?;
+    let job_id = change.job_id().to_owned();
+    d.load_existing(&job_id).await?;
     let mut inner = d.lock();
-    let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    let op = if p.credentials.is_some() {
+    let e = Daemon::owned(&mut inner, c, &job_id)?;
+    let op = if change.sets_credentials() {
         Operation::SetCredentials
     } else {
         Operation::SetProperty
     };
     state::check(e.row.state, op).map_err(|r| refusal("change the job", r))?;
-    let row = &mut e.row;
-    let mut fields = Vec::new();
-    macro_rules! put {
-        ($name:ident, $value:expr) => {
-            if let Some(v) = p.$name {
-                row.$name = $value(v);
-                fields.push(stringify!($name).to_string());
-            }
-        };
+    let auto_complete = change.enables_auto_complete();
+    let fields = change.apply(&mut e.row.settings);
+    if fields.iter().any(|f| f == "minimum_retry_delay_s") {
+        let floor = d.opts.retry_delay_floor_s;
+        let delay = &mut e.row.settings.minimum_retry_delay_s;
+        *delay = (*delay).max(floor);
     }
-    put!(display_name, |v| v);
-    put!(description, |v| v);
-    put!(priority, |v| v);
-    put!(notify_flags, |v| v);
-    put!(notify_cmdline, |v| v);
-    put!(notify_handler, |v| v);
-    let floor = d.opts.retry_delay_floor_s;
-    put!(minimum_retry_delay_s, |v: u64| v.max(floor));
-    put!(no_progress_timeout_s, |v| v);
-    put!(max_download_time_s, |v: Option<u64>| v.unwrap_or(7_776_000));
-    put!(minimum_notification_interval_ms, |v| v);
-    put!(custom_headers, |v| v);
-    put!(bandwidth_limit_bps, |v| v);
-    put!(max_parallel_files, |v| v);
-    put!(credentials, |v: Option<
-        ferry_proto::params::Credentials,
-    >| v.map(|c| (c.user, c.password)));
-    put!(proxy, |v| v);
-    put!(allow_https_to_http, |v| v);
-    put!(peer_caching, |v| v);
-    put!(auto_complete, |v| v);
-    if p.auto_complete == Some(true) {
+    if auto_complete {
         // Set on a job that is transferred already: complete it now.
-        super::spawn_auto_complete(d, &p.job_id);
+        super::spawn_auto_complete(d, &job_id);
     }
-    put!(cost_policy, |v| v);
-    put!(power_policy, |v| v);
-    row.modified = clock::now_rfc3339();
+    e.row.modified = clock::now_rfc3339();
     if let Some(b) = &e.rt.bucket {
         // Takes effect on the running transfer at once.
-        b.set_rate(e.row.bandwidth_limit_bps);
+        b.set_rate(e.row.settings.bandwidth_limit_bps);
     }
     let notify_changed = fields.iter().any(|f| {
         matches!(
@@ -566,13 +426,17 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult {
     d.wake.notify_one();
     if notify_changed {
         // A target may have appeared, or flag 4 been lifted: owed notifications go at once.
-        d.kick(&p.job_id, true);
+        d.kick(&job_id, true);
     }
     Answer::after(view, commit)
 }
 
 /// `job.take_ownership`
-pub async fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn take_ownership(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobTakeOwnership> {
     if !c.is_root() {
         return Err(ProtoError::kind(
             ErrorKind::AccessDenied,
@@ -593,17 +457,17 @@ pub async fn take_ownership(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiR
     // command line would run as the new owner, their credentials and headers (tokens) would be
     // sent for the new owner.
     e.rt.notify_peer = None;
-    e.row.notify_handler = None;
-    e.row.notify_cmdline = None;
+    e.row.settings.notify_handler = None;
+    e.row.settings.notify_cmdline = None;
     let mut fields: Vec<String> = ["owner_uid", "notify_handler", "notify_cmdline"]
         .map(String::from)
         .into();
-    if e.row.credentials.is_some() || !e.row.custom_headers.is_empty() {
+    if e.row.settings.credentials.is_some() || !e.row.settings.custom_headers.is_empty() {
         // What was fetched with the old owner's secrets may be private: without them the job
         // would look shareable, so it stops being offered to peers.
-        e.row.credentials = None;
-        e.row.custom_headers.clear();
-        e.row.peer_caching = false;
+        e.row.settings.credentials = None;
+        e.row.settings.custom_headers.clear();
+        e.row.settings.peer_caching = false;
         fields.extend(["credentials", "custom_headers", "peer_caching"].map(String::from));
     }
     e.row.modified = clock::now_rfc3339();
@@ -628,7 +492,7 @@ pub async fn set_notify_interface(
     c: &Caller,
     peer: &Arc<Peer>,
     p: JobIdParams,
-) -> ApiResult {
+) -> ApiResult<method::JobSetNotifyInterface> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -636,18 +500,22 @@ pub async fn set_notify_interface(
         .map_err(|r| refusal("set the notify interface", r))?;
     e.rt.notify_peer = Some(Arc::downgrade(peer));
     d.kick(&p.job_id, true);
-    Answer::now(serde_json::json!({}))
+    Answer::now(Ack {})
 }
 
 /// `job.clear_notify_interface`
-pub async fn clear_notify_interface(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult {
+pub async fn clear_notify_interface(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<method::JobClearNotifyInterface> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)
         .map_err(|r| refusal("clear the notify interface", r))?;
     e.rt.notify_peer = None;
-    Answer::now(serde_json::json!({}))
+    Answer::now(Ack {})
 }
 
 /// A connection closed: it is nobody's callback target any more.

@@ -16,7 +16,9 @@ mod jobs;
 use std::sync::{Arc, Mutex};
 
 use ferry_proto::error::decode_params;
-use ferry_proto::{ErrorCode, ProtoError, method};
+use ferry_proto::method::{self, Method};
+use ferry_proto::params::Ack;
+use ferry_proto::{ErrorCode, ProtoError};
 use ferry_rpc::{Handled, Peer, Service};
 use ferry_store::Commit;
 use futures_util::future::BoxFuture;
@@ -31,39 +33,57 @@ pub use control::{spawn_auto_complete, spawn_drop_empty_staging};
 pub use jobs::file_view;
 
 /// The answer to a request: a value, sent after `commit` (if any) is durable.
-pub struct Answer {
-    value: Value,
+pub struct Answer<T> {
+    value: T,
     commit: Option<Commit<()>>,
 }
 
-/// What every method returns.
-pub type ApiResult = Result<Answer, ProtoError>;
+/// What the handler of method `M` returns: `M`'s result type, so a handler cannot answer
+/// anything but what the method promises.
+pub type ApiResult<M> = Result<Answer<<M as Method>::Result>, ProtoError>;
 
-impl Answer {
+/// An answer encoded for the wire.
+type Encoded = Result<Answer<Value>, ProtoError>;
+
+impl<T: Serialize> Answer<T> {
     /// An answer that needs no commit.
-    pub fn now(v: impl Serialize) -> ApiResult {
+    pub fn now(value: T) -> Result<Answer<T>, ProtoError> {
         Ok(Answer {
-            value: to_value(v)?,
+            value,
             commit: None,
         })
     }
 
     /// An answer sent once `commit` is durable.
-    pub fn after(v: impl Serialize, commit: Commit<()>) -> ApiResult {
+    pub fn after(value: T, commit: Commit<()>) -> Result<Answer<T>, ProtoError> {
         Ok(Answer {
-            value: to_value(v)?,
+            value,
             commit: Some(commit),
+        })
+    }
+
+    fn encode(self) -> Encoded {
+        let value = serde_json::to_value(self.value).map_err(|e| {
+            ProtoError::kind(
+                ferry_proto::ErrorKind::Internal,
+                format!("cannot encode the answer: {e}"),
+            )
+        })?;
+        Ok(Answer {
+            value,
+            commit: self.commit,
         })
     }
 }
 
-fn to_value(v: impl Serialize) -> Result<Value, ProtoError> {
-    serde_json::to_value(v).map_err(|e| {
-        ProtoError::kind(
-            ferry_proto::ErrorKind::Internal,
-            format!("cannot encode the answer: {e}"),
-        )
-    })
+/// Decodes the params of `M`.
+fn params_of<M: Method>(params: Option<Value>) -> Result<M::Params, ProtoError> {
+    decode_params(params)
+}
+
+/// Encodes the answer of `M`.
+fn encode<M: Method>(answer: ApiResult<M>) -> Encoded {
+    answer?.encode()
 }
 
 /// The connection's event stream: what stops it, and its place among the uid's followers.
@@ -89,86 +109,91 @@ impl Session {
         }
     }
 
-    async fn dispatch(&self, peer: Arc<Peer>, method: &str, params: Option<Value>) -> ApiResult {
+    async fn dispatch(&self, peer: Arc<Peer>, name: &str, params: Option<Value>) -> Encoded {
         let d = &self.daemon;
         let c = &self.caller;
-        match method {
-            method::HELLO => {
-                let _: ferry_proto::params::HelloParams = decode_params(params)?;
-                Answer::now(ferry_proto::params::HelloResult {
-                    protocol: ferry_proto::PROTOCOL_VERSION,
-                    server: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
-                    uid: c.uid,
-                    mode: d.opts.mode.as_str().into(),
-                    pid: Some(std::process::id()),
-                    uptime_s: Some(d.mono.now() / 1000),
-                    socket: Some(d.opts.socket.display().to_string()),
-                    state_dir: Some(d.opts.state_dir.display().to_string()),
-                    log: Some(
-                        d.opts
-                            .log_file
-                            .as_ref()
-                            .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string()),
-                    ),
+        // Each arm names its method type once: the params are decoded as that method's params
+        // and the handler must answer that method's result.
+        macro_rules! serve {
+            ($m:ty, |$p:ident| $handler:expr) => {{
+                let $p = params_of::<$m>(params)?;
+                let answer: ApiResult<$m> = $handler;
+                encode::<$m>(answer)
+            }};
+        }
+        match name {
+            method::Hello::NAME => serve!(method::Hello, |_p| hello(d, c)),
+            method::JobCreate::NAME => serve!(method::JobCreate, |p| jobs::create(d, c, p).await),
+            method::JobAddFiles::NAME => {
+                serve!(method::JobAddFiles, |p| jobs::add_files(d, c, p).await)
+            }
+            method::JobGet::NAME => serve!(method::JobGet, |p| jobs::get(d, c, p).await),
+            method::JobFiles::NAME => serve!(method::JobFiles, |p| jobs::files(d, c, p).await),
+            method::JobGetError::NAME => {
+                serve!(method::JobGetError, |p| jobs::get_error(d, c, p).await)
+            }
+            method::JobList::NAME => serve!(method::JobList, |p| jobs::list(d, c, p).await),
+            method::JobSet::NAME => serve!(method::JobSet, |p| jobs::set(d, c, p).await),
+            method::JobTakeOwnership::NAME => {
+                serve!(method::JobTakeOwnership, |p| jobs::take_ownership(d, c, p)
+                    .await)
+            }
+            method::JobSetNotifyInterface::NAME => {
+                serve!(method::JobSetNotifyInterface, |p| {
+                    jobs::set_notify_interface(d, c, &peer, p).await
                 })
             }
-            method::JOB_CREATE => jobs::create(d, c, decode_params(params)?).await,
-            method::JOB_ADD_FILES => jobs::add_files(d, c, decode_params(params)?).await,
-            method::JOB_GET => jobs::get(d, c, decode_params(params)?).await,
-            method::JOB_FILES => jobs::files(d, c, decode_params(params)?).await,
-            method::JOB_GET_ERROR => jobs::get_error(d, c, decode_params(params)?).await,
-            method::JOB_LIST => jobs::list(d, c, decode_params(params)?).await,
-            method::JOB_SET => jobs::set(d, c, decode_params(params)?).await,
-            method::JOB_TAKE_OWNERSHIP => jobs::take_ownership(d, c, decode_params(params)?).await,
-            method::JOB_SET_NOTIFY_INTERFACE => {
-                jobs::set_notify_interface(d, c, &peer, decode_params(params)?).await
+            method::JobClearNotifyInterface::NAME => {
+                serve!(method::JobClearNotifyInterface, |p| {
+                    jobs::clear_notify_interface(d, c, p).await
+                })
             }
-            method::JOB_CLEAR_NOTIFY_INTERFACE => {
-                jobs::clear_notify_interface(d, c, decode_params(params)?).await
+            method::JobResume::NAME => {
+                serve!(method::JobResume, |p| control::resume(d, c, p).await)
             }
-            method::JOB_RESUME => control::resume(d, c, decode_params(params)?).await,
-            method::JOB_SUSPEND => control::suspend(d, c, decode_params(params)?).await,
-            method::JOB_CANCEL => control::cancel(d, c, decode_params(params)?).await,
-            method::JOB_COMPLETE => control::complete(d, c, decode_params(params)?).await,
-            method::FILE_SET_VALIDATION_STATE => {
-                control::set_validation(d, c, decode_params(params)?).await
+            method::JobSuspend::NAME => {
+                serve!(method::JobSuspend, |p| control::suspend(d, c, p).await)
             }
-            method::FILE_SET_REMOTE_URL => {
-                files::set_remote_url(d, c, decode_params(params)?).await
+            method::JobCancel::NAME => {
+                serve!(method::JobCancel, |p| control::cancel(d, c, p).await)
             }
-            method::CACHE_LIST => cache::list(d, c, decode_params(params)?),
-            method::CACHE_INFO => cache::info(d, c, decode_params(params)?),
-            method::CACHE_DELETE => cache::delete(d, c, decode_params(params)?),
-            method::CACHE_CLEAR => cache::clear(d, c, decode_params(params)?),
-            method::PEERS_LIST => cache::peers(d, c, decode_params(params)?),
-            method::DAEMON_CONDITIONS => crate::conditions::status(d, decode_params(params)?),
-            method::HANDLER_REGISTER => handlers::register(d, c, decode_params(params)?),
-            method::HANDLER_UNREGISTER => handlers::unregister(d, c, decode_params(params)?),
-            method::HANDLER_LIST => handlers::list(d, c, decode_params(params)?),
-            method::HANDLER_ATTACH => handlers::attach(d, c, &peer, decode_params(params)?),
-            method::EVENTS_READ => events::read(d, c, decode_params(params)?).await,
-            method::EVENTS_FOLLOW => {
-                let p: ferry_proto::params::EventsFollowParams = decode_params(params)?;
-                if let Some(id) = &p.job_id {
-                    // Read a cold job before taking the follower's lock (see `Daemon::load`).
-                    d.load(id).await?;
-                }
-                let mut current = self.follower.lock().unwrap_or_else(|p| p.into_inner());
-                // Following again replaces this connection's stream and keeps its slot.
-                let slot = match current.take() {
-                    Some(old) => {
-                        old.token.cancel();
-                        old.slot
-                    }
-                    None => self.follower_slot()?,
-                };
-                let token = CancellationToken::new();
-                let answer = events::follow(d, c, peer, p, token.clone())?;
-                *current = Some(Follower { token, slot });
-                Ok(answer)
+            method::JobComplete::NAME => {
+                serve!(method::JobComplete, |p| control::complete(d, c, p).await)
             }
-            method::EVENTS_UNFOLLOW => {
-                let _: ferry_proto::params::Empty = decode_params(params)?;
+            method::FileSetValidationState::NAME => {
+                serve!(method::FileSetValidationState, |p| {
+                    control::set_validation(d, c, p).await
+                })
+            }
+            method::FileSetRemoteUrl::NAME => {
+                serve!(method::FileSetRemoteUrl, |p| files::set_remote_url(d, c, p)
+                    .await)
+            }
+            method::CacheList::NAME => serve!(method::CacheList, |p| cache::list(d, c, p)),
+            method::CacheInfo::NAME => serve!(method::CacheInfo, |p| cache::info(d, c, p)),
+            method::CacheDelete::NAME => serve!(method::CacheDelete, |p| cache::delete(d, c, p)),
+            method::CacheClear::NAME => serve!(method::CacheClear, |p| cache::clear(d, c, p)),
+            method::PeersList::NAME => serve!(method::PeersList, |p| cache::peers(d, c, p)),
+            method::DaemonConditions::NAME => {
+                serve!(method::DaemonConditions, |p| crate::conditions::status(
+                    d, p
+                ))
+            }
+            method::HandlerRegister::NAME => {
+                serve!(method::HandlerRegister, |p| handlers::register(d, c, p))
+            }
+            method::HandlerUnregister::NAME => {
+                serve!(method::HandlerUnregister, |p| handlers::unregister(d, c, p))
+            }
+            method::HandlerList::NAME => serve!(method::HandlerList, |p| handlers::list(d, c, p)),
+            method::HandlerAttach::NAME => {
+                serve!(method::HandlerAttach, |p| handlers::attach(d, c, &peer, p))
+            }
+            method::EventsRead::NAME => serve!(method::EventsRead, |p| events::read(d, c, p).await),
+            method::EventsFollow::NAME => {
+                serve!(method::EventsFollow, |p| self.follow(d, c, peer, p).await)
+            }
+            method::EventsUnfollow::NAME => serve!(method::EventsUnfollow, |_p| {
                 if let Some(f) = self
                     .follower
                     .lock()
@@ -177,8 +202,8 @@ impl Session {
                 {
                     f.token.cancel();
                 }
-                Answer::now(serde_json::json!({}))
-            }
+                Answer::now(Ack {})
+            }),
             other => Err(ProtoError::new(
                 ErrorCode::METHOD_NOT_FOUND,
                 format!(
@@ -187,6 +212,53 @@ impl Session {
             )),
         }
     }
+
+    /// `events.follow`: starts (or replaces) this connection's event stream.
+    async fn follow(
+        &self,
+        d: &Arc<Daemon>,
+        c: &Caller,
+        peer: Arc<Peer>,
+        p: ferry_proto::params::EventsFollowParams,
+    ) -> ApiResult<method::EventsFollow> {
+        if let Some(id) = &p.job_id {
+            // Read a cold job before taking the follower's lock (see `Daemon::load`).
+            d.load(id).await?;
+        }
+        let mut current = self.follower.lock().unwrap_or_else(|p| p.into_inner());
+        // Following again replaces this connection's stream and keeps its slot.
+        let slot = match current.take() {
+            Some(old) => {
+                old.token.cancel();
+                old.slot
+            }
+            None => self.follower_slot()?,
+        };
+        let token = CancellationToken::new();
+        let answer = events::follow(d, c, peer, p, token.clone())?;
+        *current = Some(Follower { token, slot });
+        Ok(answer)
+    }
+}
+
+/// `ferry.hello`
+fn hello(d: &Daemon, c: &Caller) -> ApiResult<method::Hello> {
+    Answer::now(ferry_proto::params::HelloResult {
+        protocol: ferry_proto::PROTOCOL_VERSION,
+        server: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
+        uid: c.uid,
+        mode: d.opts.mode.as_str().into(),
+        pid: Some(std::process::id()),
+        uptime_s: Some(d.mono.now() / 1000),
+        socket: Some(d.opts.socket.display().to_string()),
+        state_dir: Some(d.opts.state_dir.display().to_string()),
+        log: Some(
+            d.opts
+                .log_file
+                .as_ref()
+                .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string()),
+        ),
+    })
 }
 
 impl Session {

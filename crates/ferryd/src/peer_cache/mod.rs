@@ -424,10 +424,10 @@ impl PeerCache {
 /// fetches without a proxy of its own (whoever runs that proxy chooses the bytes, and the job's
 /// owner may run it).
 pub fn may_share(job: &ferry_store::JobRow) -> bool {
-    job.peer_caching
-        && job.credentials.is_none()
-        && job.custom_headers.is_empty()
-        && job.proxy.is_none()
+    job.settings.peer_caching
+        && job.settings.credentials.is_none()
+        && job.settings.custom_headers.is_empty()
+        && job.settings.proxy.is_none()
 }
 
 /// The URL of `path` on `peer` (`address:port`): always TLS.

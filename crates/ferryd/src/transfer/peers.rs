@@ -16,7 +16,7 @@ use crate::daemon::Daemon;
 pub use crate::peer_cache::Choice;
 use crate::peer_cache::PeerCache;
 
-use super::JobSettings;
+use super::RunSettings;
 
 /// How long the origin may take to say which version it serves before peers are skipped.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ pub(super) async fn choose(
     job_id: &str,
     file: &FileRow,
     req: &FetchRequest,
-    settings: &JobSettings,
+    settings: &RunSettings,
     round: u32,
 ) -> Option<Choice> {
     let pc = d.peer_cache.as_ref();

@@ -129,7 +129,10 @@ async fn updater_example_is_relaunched_by_ferryd_and_completes() {
             break;
         }
     }
-    assert_eq!(job.notify_handler.as_deref(), Some("ferry-example-updater"));
+    assert_eq!(
+        job.settings.notify_handler.as_deref(),
+        Some("ferry-example-updater")
+    );
     assert_eq!(sha256_file(&dir.join("update.bin")), content.sha256);
     let log = std::fs::read_to_string(dir.join("ferry-example-updater.log")).unwrap();
     assert!(

@@ -99,7 +99,7 @@ async fn kill_9_at_random_moments_loses_nothing() {
             let c = d.client().await;
             if round == 0 {
                 let _: serde_json::Value = c
-                    .call("handler.register", json!({"name": "crash", "argv": argv}))
+                    .call_raw("handler.register", json!({"name": "crash", "argv": argv}))
                     .await
                     .unwrap();
             }

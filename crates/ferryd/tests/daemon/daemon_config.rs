@@ -168,7 +168,7 @@ async fn issue_13_daemon_config_retry_floor_overrides_a_jobs_zero() {
         .await
         .unwrap();
     assert_eq!(
-        job.minimum_retry_delay_s, 30,
+        job.settings.minimum_retry_delay_s, 30,
         "the floor wins over the job's 0"
     );
     c.resume(&id).await.unwrap();
@@ -205,7 +205,7 @@ async fn issue_13_daemon_config_flags_win_over_the_file() {
         })
         .await
         .unwrap();
-    assert_eq!(job.minimum_retry_delay_s, 2);
+    assert_eq!(job.settings.minimum_retry_delay_s, 2);
 }
 
 /// Runs ferryd with `config` and returns its exit code and stderr (it must stop at start).

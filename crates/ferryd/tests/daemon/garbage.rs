@@ -369,14 +369,18 @@ async fn bystander(c: &Client, case: u64, stop: &AtomicBool) -> u64 {
             .expect("job.create");
         let job = c.get(&id).await.expect("job.get");
         assert_eq!(
-            (job.job_id.as_str(), job.display_name.as_str(), job.state),
+            (
+                job.job_id.as_str(),
+                job.settings.display_name.as_str(),
+                job.state
+            ),
             (id.as_str(), name.as_str(), JobState::Suspended)
         );
         let list = c.list(ListParams::default()).await.expect("job.list");
         assert!(
             list.jobs
                 .iter()
-                .any(|j| j.job_id == id && j.display_name == name),
+                .any(|j| j.job_id == id && j.settings.display_name == name),
             "job.list lacks the bystander's job {id}"
         );
         assert_eq!(

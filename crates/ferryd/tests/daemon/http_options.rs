@@ -187,7 +187,7 @@ async fn per_job_proxy_carries_every_request() {
     c.complete(&id).await.unwrap();
     assert_eq!(sha256_file(&dir.join("p")), content.sha256);
     assert_eq!(
-        c.get(&id).await.unwrap().proxy.as_deref(),
+        c.get(&id).await.unwrap().settings.proxy.as_deref(),
         Some(proxy.url("").as_str())
     );
 }

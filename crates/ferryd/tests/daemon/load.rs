@@ -68,7 +68,11 @@ async fn request_client(socket: std::path::PathBuf, i: usize, all: &Barrier) -> 
         .expect("job.create");
     let job = c.get(&id).await.expect("job.get");
     assert_eq!(
-        (job.job_id.as_str(), job.display_name.as_str(), job.state),
+        (
+            job.job_id.as_str(),
+            job.settings.display_name.as_str(),
+            job.state
+        ),
         (id.as_str(), name.as_str(), JobState::Suspended)
     );
     (c, id)

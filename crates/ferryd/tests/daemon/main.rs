@@ -50,6 +50,7 @@ mod security_bounds;
 mod security_fs;
 mod security_limits;
 mod security_peer;
+mod settings;
 mod support;
 mod system_mode;
 mod systemd;

@@ -463,9 +463,9 @@ async fn issue_15_foreground_and_cost_policy_any_jobs_never_pause() {
     wait_state(c, &any, JobState::Transferred).await;
     let j = c.get(&normal).await.unwrap();
     assert!(waits_for(&j, "metered_network"), "{j:?}");
-    assert_eq!(j.cost_policy, None, "the default is not stored");
+    assert_eq!(j.settings.cost_policy, None, "the default is not stored");
     assert_eq!(
-        c.get(&any).await.unwrap().cost_policy,
+        c.get(&any).await.unwrap().settings.cost_policy,
         Some(CostPolicy::ANY)
     );
     for (id, name) in [(&fg, "f"), (&any, "a")] {
@@ -854,11 +854,11 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         })
         .await
         .unwrap();
-    assert_eq!(j.cost_policy, Some(CostPolicy::ANY));
+    assert_eq!(j.settings.cost_policy, Some(CostPolicy::ANY));
     wait_state(&c, &fg, JobState::Transferred).await;
     // A mask that allows no unrestricted network is refused, naming the field.
     let raw: Result<serde_json::Value, _> = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": 64}),
         )
@@ -870,7 +870,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
     );
     // A preset name and null (back to the default) are accepted.
     let raw: serde_json::Value = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": "standard"}),
         )
@@ -878,7 +878,7 @@ async fn issue_15_admin_defaults_and_job_set_cost_policy() {
         .unwrap();
     assert_eq!(raw["cost_policy"], serde_json::json!(0x8000_0067u32));
     let raw: serde_json::Value = c
-        .call(
+        .call_raw(
             ferry_proto::method::JOB_SET,
             serde_json::json!({"job_id": bg, "cost_policy": null}),
         )

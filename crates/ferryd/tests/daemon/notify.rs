@@ -361,7 +361,7 @@ async fn handler_is_started_on_demand_and_completes_the_job() {
     let log = shared_log(d.dir.path(), "handler.log");
     let argv = handler_script(d.dir.path(), &log, true);
     let _: serde_json::Value = c
-        .call(
+        .call_raw(
             "handler.register",
             json!({"name": "updater", "argv": argv, "activation_timeout_s": 20}),
         )
@@ -429,7 +429,7 @@ async fn owed_notification_survives_kill_9_and_reaches_the_handler() {
     assert_eq!(c.get(&id).await.unwrap().state, JobState::Transferred);
     let argv = handler_script(d.dir.path(), &log, true);
     let _: serde_json::Value = c
-        .call("handler.register", json!({"name": "late", "argv": argv}))
+        .call_raw("handler.register", json!({"name": "late", "argv": argv}))
         .await
         .unwrap();
     wait_state(&c, &id, JobState::Acknowledged).await;
@@ -449,7 +449,7 @@ async fn broken_handlers_fail_visibly_and_fall_back() {
     let log = shared_log(d.dir.path(), "cmd.log");
     // A handler program that does not exist, then one that exits without attaching.
     let _: serde_json::Value = c
-        .call(
+        .call_raw(
             "handler.register",
             json!({"name": "ghost", "argv": ["/nonexistent/handler"]}),
         )
@@ -569,7 +569,7 @@ async fn disconnected_callback_falls_back_to_the_handler() {
     let log = shared_log(d.dir.path(), "handler.log");
     let argv = handler_script(d.dir.path(), &log, false);
     let _: serde_json::Value = c
-        .call("handler.register", json!({"name": "fb", "argv": argv}))
+        .call_raw("handler.register", json!({"name": "fb", "argv": argv}))
         .await
         .unwrap();
     let id = job_with(&c, files(&srv, &dir, 1)).await;
@@ -670,7 +670,7 @@ async fn a_handler_that_never_attaches_times_out() {
     let srv = TestServer::start().await;
     let dir = d.files_dir();
     let _: serde_json::Value = c
-        .call(
+        .call_raw(
             "handler.register",
             json!({"name": "sleepy", "argv": ["/bin/sleep", "30"], "activation_timeout_s": 1}),
         )

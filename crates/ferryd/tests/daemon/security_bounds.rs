@@ -189,13 +189,13 @@ async fn issue_11_spawned_program_cannot_reach_the_daemons_terminal() {
         ];
         let id = if mode.is_empty() {
             let create = &calls[0]["params"];
-            let id: Value = c.call("job.create", create).await.unwrap();
+            let id: Value = c.call_raw("job.create", create).await.unwrap();
             let id = id["job_id"].as_str().unwrap().to_owned();
             for call in &calls[1..] {
                 let mut params = call["params"].clone();
                 params["job_id"] = json!(id);
                 let _: Value = c
-                    .call(call["method"].as_str().unwrap(), params)
+                    .call_raw(call["method"].as_str().unwrap(), params)
                     .await
                     .unwrap();
             }
@@ -375,7 +375,7 @@ async fn issue_11_take_ownership_leaves_the_old_owner_no_callback_and_no_secrets
     assert!(c.get(&id).await.unwrap().notify_interface);
     // Root takes the job and makes it its own, with its own token.
     let taken: Value = c
-        .call("job.take_ownership", json!({"job_id": id}))
+        .call_raw("job.take_ownership", json!({"job_id": id}))
         .await
         .unwrap();
     assert_eq!(taken["owner_uid"], 0);
@@ -501,7 +501,7 @@ async fn issue_11_credentials_and_headers_are_erased_from_the_store_when_a_job_e
     c.cancel(&ids[1]).await.unwrap();
     let ended = c.get(&ids[1]).await.unwrap();
     assert_eq!(ended.state, JobState::Cancelled);
-    assert!(!ended.credentials_set && ended.custom_headers.is_empty());
+    assert!(!ended.credentials_set && ended.settings.custom_headers.is_empty());
     let cells = store_cells(&d.state_dir);
     for secret in ["token-of-", "password-of-"] {
         assert!(
@@ -585,7 +585,7 @@ async fn issue_11_a_dead_task_ends_the_daemon_with_a_log_line_and_exit_70() {
                 .await
             {
                 let _: Result<Value, _> = c
-                    .call("job.set_notify_interface", json!({"job_id": id}))
+                    .call_raw("job.set_notify_interface", json!({"job_id": id}))
                     .await;
                 let _ = c.resume(&id).await;
             }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ferry_client::ClientError;
-use ferry_proto::params::HelloResult;
+use ferry_proto::params::HelloParams;
 use ferry_proto::{ErrorCode, method};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -31,11 +31,7 @@ async fn issue_12_client_deadline_on_a_stopped_daemon_is_a_timeout_not_disconnec
     let pid = Pid::from_raw(i32::try_from(d.pid()).unwrap());
     kill(pid, Signal::SIGSTOP).unwrap();
     let resume = Continue(pid);
-    let call = c.call_timeout::<_, HelloResult>(
-        method::HELLO,
-        serde_json::json!({}),
-        Duration::from_millis(500),
-    );
+    let call = c.call_timeout::<method::Hello>(HelloParams::default(), Duration::from_millis(500));
     let got = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("call_timeout must return by itself once its deadline passed");

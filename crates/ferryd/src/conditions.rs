@@ -3,8 +3,8 @@
 //! (`ActiveProfile`), logind (`PrepareForSleep`, a delay inhibitor) and, for hosts that use
 //! systemd-networkd, the default route's interface against `[network] metered_interfaces`.
 //!
-//! The result is [`Daemon::conditions`]; the scheduler asks `ferry_core::policy` what it means
-//! for each job. Everything is driven by signals (`PropertiesChanged`, `NameOwnerChanged`,
+//! The result is published on a watch channel (`Daemon::conditions`); the scheduler asks
+//! `ferry_core::policy` what it means for each job. Everything is driven by signals (`PropertiesChanged`, `NameOwnerChanged`,
 //! `PrepareForSleep`), never by polling. A service that is absent, leaves the bus or sends values
 //! of the wrong type counts as "nothing known", which restricts nothing; so does a host without a
 //! system bus, which is retried with a backoff up to a minute.
@@ -22,11 +22,12 @@ use ferry_core::policy::{Conditions, Defaults, NetworkManager};
 use ferry_proto::{CostPolicy, PowerPolicy};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 use zbus::message::Type as MsgType;
 use zbus::{Connection, MatchRule, Message, MessageStream, OwnedVariant};
 
-use crate::daemon::Daemon;
+use crate::clock::Mono;
 
 /// `[network]` of ferryd.toml as written.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -50,7 +51,7 @@ pub struct PowerSection {
 /// before it restarts a job they held).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen {
-    /// The conditions.
+    /// What the network and power look like.
     pub now: Conditions,
     /// When they last changed.
     pub since: u64,
@@ -69,15 +70,19 @@ pub struct PolicySettings {
 
 impl PolicySettings {
     /// Settings from the file's sections over the built-in defaults.
-    pub fn from_sections(n: NetworkSection, p: PowerSection) -> PolicySettings {
+    pub fn from_sections(network: NetworkSection, power: PowerSection) -> PolicySettings {
         let base = Defaults::default();
         PolicySettings {
-            system_bus: n.system_bus,
-            metered_interfaces: n.metered_interfaces,
+            system_bus: network.system_bus,
+            metered_interfaces: network.metered_interfaces,
             defaults: Defaults {
-                background_cost: n.background_cost_policy.unwrap_or(base.background_cost),
-                foreground_cost: n.foreground_cost_policy.unwrap_or(base.foreground_cost),
-                power: p.power_policy.unwrap_or(base.power),
+                background_cost: network
+                    .background_cost_policy
+                    .unwrap_or(base.background_cost),
+                foreground_cost: network
+                    .foreground_cost_policy
+                    .unwrap_or(base.foreground_cost),
+                power: power.power_policy.unwrap_or(base.power),
             },
         }
     }
@@ -211,8 +216,31 @@ impl State {
     }
 }
 
+/// Stops every running transfer before the host sleeps; returns what resolves when each has
+/// checkpointed and ended.
+pub type StopForSleep = Box<dyn Fn() -> Vec<watch::Receiver<bool>> + Send + Sync>;
+
+/// What the conditions watcher is given, and nothing else of the daemon: where it publishes,
+/// whom it wakes, what it reads of the settings, and how it stops transfers before sleep.
+pub struct Watcher {
+    /// The daemon's clock (when the conditions changed).
+    pub mono: Mono,
+    /// Where the conditions are published (the scheduler reads them).
+    pub seen: Arc<watch::Sender<Seen>>,
+    /// The scheduler's wake-up, notified when they change.
+    pub wake: Arc<Notify>,
+    /// `--system-bus` or `[network] system_bus`: the bus address, `none`, or the system bus.
+    pub system_bus: Option<String>,
+    /// `[network] metered_interfaces`.
+    pub metered_interfaces: Vec<String>,
+    /// Fires at shutdown.
+    pub shutdown: CancellationToken,
+    /// Stops the transfers before the host sleeps.
+    pub stop_for_sleep: StopForSleep,
+}
+
 struct Watch {
-    daemon: Arc<Daemon>,
+    handles: Watcher,
     state: Mutex<State>,
     /// Wakes the caller task.
     work: Notify,
@@ -227,8 +255,8 @@ impl Watch {
     /// Hands the current conditions to the scheduler, waking it if they changed.
     fn publish(&self) {
         let c = self.lock().conditions();
-        let at = self.daemon.mono.now();
-        let changed = self.daemon.conditions.send_if_modified(|old| {
+        let at = self.handles.mono.now();
+        let changed = self.handles.seen.send_if_modified(|old| {
             let changed = old.now != c;
             if changed {
                 *old = Seen { now: c, since: at };
@@ -237,12 +265,12 @@ impl Watch {
         });
         if changed {
             tracing::info!(conditions = ?c, "network or power conditions changed");
-            self.daemon.wake.notify_one();
+            self.handles.wake.notify_one();
         }
     }
 
     fn refresh_routes(&self) {
-        let metered = route_is_metered(&self.daemon.opts.policy.metered_interfaces);
+        let metered = route_is_metered(&self.handles.metered_interfaces);
         self.lock().metered_interface = metered;
     }
 
@@ -309,52 +337,18 @@ impl Watch {
     }
 }
 
-/// `daemon.conditions`: what the daemon sees and the defaults it applies (nothing private:
-/// every local user is affected by the same network).
-pub fn status(
-    d: &Arc<Daemon>,
-    _: ferry_proto::params::Empty,
-) -> crate::api::ApiResult<ferry_proto::method::DaemonConditions> {
-    use ferry_core::policy::Link;
-    let c = d.conditions.borrow().now;
-    let defaults = d.opts.policy.defaults;
-    crate::api::Answer::now(ferry_proto::policy::ConditionsResult {
-        cost: if c.cost() == CostPolicy::UNRESTRICTED {
-            "unrestricted"
-        } else {
-            "metered"
-        }
-        .into(),
-        link: match c.link() {
-            Link::Up => "up",
-            Link::Offline => "offline",
-            Link::CaptivePortal => "captive_portal",
-        }
-        .into(),
-        network_manager: c.network.map(|n| ferry_proto::policy::NetworkManagerState {
-            metered: n.metered,
-            state: n.state,
-            connectivity: n.connectivity,
-        }),
-        metered_interface: c.metered_interface,
-        on_battery: c.on_battery,
-        power_saver: c.power_saver,
-        sleeping: c.sleeping,
-        background_cost_policy: defaults.background_cost,
-        foreground_cost_policy: defaults.foreground_cost,
-        power_policy: defaults.power,
-    })
+impl Watcher {
+    /// Runs until shutdown; never ends earlier (a host without a bus simply has no conditions).
+    pub async fn run(self) {
+        run(self).await
+    }
 }
 
-/// Runs until shutdown; never ends earlier (a host without a bus simply has no conditions).
-pub async fn run(d: Arc<Daemon>) {
-    let address = d
-        .opts
-        .system_bus
-        .clone()
-        .or_else(|| d.opts.policy.system_bus.clone());
+async fn run(handles: Watcher) {
+    let address = handles.system_bus.clone();
+    let shutdown = handles.shutdown.clone();
     let watch = Arc::new(Watch {
-        daemon: d.clone(),
+        handles,
         state: Mutex::new(State::default()),
         work: Notify::new(),
     });
@@ -362,7 +356,7 @@ pub async fn run(d: Arc<Daemon>) {
     watch.publish();
     if address.as_deref() == Some("none") {
         tracing::info!("network and power policy: no system bus (--system-bus none)");
-        d.shutdown.cancelled().await;
+        shutdown.cancelled().await;
         return;
     }
     let mut backoff = Duration::from_secs(1);
@@ -370,7 +364,7 @@ pub async fn run(d: Arc<Daemon>) {
     loop {
         let ended = tokio::select! {
             r = session(&watch, address.as_deref()) => r,
-            _ = d.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
         };
         match ended {
             Ok(()) => {
@@ -398,7 +392,7 @@ pub async fn run(d: Arc<Daemon>) {
         watch.publish();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = d.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
@@ -522,7 +516,7 @@ async fn calls(w: Arc<Watch>, conn: Connection) {
             Some(true) => {
                 w.lock().sleeping = true;
                 w.publish();
-                let done = crate::scheduler::stop_all_for_sleep(&w.daemon);
+                let done = (w.handles.stop_for_sleep)();
                 let all =
                     futures_util::future::join_all(done.into_iter().map(|mut rx| async move {
                         let _ = rx.wait_for(|d| *d).await;

@@ -14,20 +14,23 @@ use ferry_core::notify::Kind;
 use ferry_core::state::{Refusal, Trigger};
 use ferry_core::transition::{self, JobFacts, OwedRow};
 use ferry_fetch::Fetcher;
-use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError, Waiting};
+use ferry_proto::{ErrorInfo, ErrorKind, EventKind, Job, JobState, Progress, ProtoError};
 use ferry_store::{Commit, JobRow, OutboxRow, Reader, Writer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Mono};
 use crate::config::DaemonOptions;
+use crate::job::JobEntry;
+use crate::limits::Quotas;
+use crate::resident::{Jobs, LockedJobs, Sweeper};
 
 /// Who is calling, as the kernel reported it (`SO_PEERCRED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    /// User id.
+    /// The caller's user id: whose jobs it sees and acts on.
     pub uid: u32,
-    /// Group id.
+    /// The caller's primary group id (destination checks run with it).
     pub gid: u32,
     /// Process id, when known.
     pub pid: Option<i32>,
@@ -40,150 +43,174 @@ impl Caller {
     }
 }
 
-/// A transfer task that is running for a job.
+/// Everything guarded by the daemon's mutex: the jobs, the quota counters, the sequence
+/// counters, the handler registry and the event followers. Fields are private; callers use the
+/// methods, which keep each counter in step with what it counts.
 #[derive(Debug)]
-pub struct Running {
-    /// Fires to stop the transfer (it checkpoints and returns).
-    pub token: CancellationToken,
-    /// Resolves when the task has ended.
-    pub done: tokio::sync::watch::Receiver<bool>,
-    /// Monotonic ms when it started (max download time accounting).
-    pub started_ms: u64,
-}
-
-/// What the daemon knows about a job beyond its stored row; rebuilt at start, and the default
-/// for a job read back from the store (nothing in it matters while a job is cold).
-#[derive(Debug, Default)]
-pub struct Runtime {
-    /// The transfer task, while one runs.
-    pub running: Option<Running>,
-    /// FIFO key among queued jobs of one priority.
-    pub queued_seq: u64,
-    /// When the job last started running (round-robin key).
-    pub last_started: Option<u64>,
-    /// When a transient error is retried (monotonic ms).
-    pub retry_at: Option<u64>,
-    /// Start of the current run of transient errors.
-    pub first_transient_at: Option<u64>,
-    /// Last time the job reached bytes it never had before.
-    pub last_progress_at: Option<u64>,
-    /// The most bytes the job has had at once since the owner last resumed it.
-    pub furthest: u64,
-    /// When the job's last `progress` event was logged (they are coalesced).
-    pub last_progress_event: Option<u64>,
-    /// Bytes received but not yet checkpointed (shown in progress, not durable).
-    pub live_bytes: u64,
-    /// Why a queued job waits (set by the scheduler).
-    pub waiting: Option<Waiting>,
-    /// The live callback connection (`job.set_notify_interface`), while it is open.
-    pub notify_peer: Option<std::sync::Weak<ferry_rpc::Peer>>,
-    /// The previous transfer task of a preempted job, until it has checkpointed and ended.
-    pub finishing: Option<tokio::sync::watch::Receiver<bool>>,
-    /// Notifications owed (mirror of the durable outbox), in creation order.
-    pub outbox: Vec<OutboxRow>,
-    /// Wakes the job's courier task, while one runs.
-    pub courier: Option<Arc<Notify>>,
-    /// When all targets failed: the next delivery attempt (monotonic ms).
-    pub notify_retry_at: Option<u64>,
-    /// Something changed that a `job_modification` callback should report.
-    pub modified_pending: bool,
-    /// When the last `job_modification` went out (coalescing).
-    pub last_modification_ms: Option<u64>,
-    /// Indices of files not transferred yet, as of the last transfer run (file notifications
-    /// wait for lower files). Empty when unknown (no run since the daemon started).
-    pub untransferred: std::collections::BTreeSet<u64>,
-    /// The job's own bandwidth limit, shared by its running transfers (changeable live).
-    pub bucket: Option<Arc<ferry_fetch::throttle::Bucket>>,
-}
-
-/// A job: its durable row and its runtime.
-#[derive(Debug)]
-pub struct Entry {
-    /// The stored row.
-    pub row: JobRow,
-    /// Runtime-only state.
-    pub rt: Runtime,
-    /// When it was last accessed ([`crate::resident::Jobs`]' stamp).
-    pub touched: u64,
-}
-
-/// State guarded by the daemon's mutex.
-#[derive(Debug)]
-pub struct Inner {
+pub struct DaemonState {
     /// Every job: the hot ones in memory, the others read back from the store on access.
-    pub jobs: crate::resident::Jobs,
+    jobs: Jobs,
     /// Next job `seq`.
-    pub next_job_seq: u64,
+    next_job_seq: u64,
     /// Next FIFO key.
-    pub next_queue_seq: u64,
-    /// Non-final jobs per uid.
-    pub per_user: HashMap<u32, u64>,
-    /// Files of the non-final jobs per uid.
-    pub files_per_user: HashMap<u32, u64>,
-    /// Non-final jobs in total.
-    pub live_jobs: u64,
+    next_queue_seq: u64,
+    /// Unfinished jobs and their files, in total and per uid.
+    quotas: Quotas,
     /// Set when shutting down: no new transfers start.
-    pub stopping: bool,
+    stopping: bool,
     /// Next outbox row id.
-    pub next_outbox_id: u64,
+    next_outbox_id: u64,
     /// Registered and attached notification handlers.
-    pub handlers: crate::handlers::Registry,
+    handlers: crate::handlers::Registry,
     /// Connections following events, per uid.
-    pub followers: Arc<crate::limits::UidCounts>,
+    followers: Arc<crate::limits::UidCounts>,
 }
 
-impl Inner {
-    /// Empty counters over `jobs` (the start fills them in).
-    pub fn new(jobs: crate::resident::Jobs) -> Inner {
-        Inner {
+/// Where the counters of [`DaemonState`] start, as recovered from the store.
+#[derive(Debug)]
+pub struct Counters {
+    /// The next job `seq` (also the next FIFO key).
+    pub next_job_seq: u64,
+    /// The next outbox row id.
+    pub next_outbox_id: u64,
+    /// Unfinished jobs and their files.
+    pub quotas: Quotas,
+    /// The handlers registered in the store.
+    pub handlers: crate::handlers::Registry,
+}
+
+impl DaemonState {
+    /// The state at start: `jobs` (the hot ones loaded) and the counters recovered.
+    pub fn new(jobs: Jobs, counters: Counters) -> DaemonState {
+        DaemonState {
             jobs,
-            next_job_seq: 0,
-            next_queue_seq: 0,
-            per_user: HashMap::new(),
-            files_per_user: HashMap::new(),
-            live_jobs: 0,
+            next_job_seq: counters.next_job_seq,
+            next_queue_seq: counters.next_job_seq,
+            quotas: counters.quotas,
             stopping: false,
-            next_outbox_id: 0,
-            handlers: crate::handlers::Registry::default(),
+            next_outbox_id: counters.next_outbox_id,
+            handlers: counters.handlers,
             followers: Arc::default(),
         }
     }
+
+    /// The jobs, for reading.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The jobs, for looking up and changing.
+    pub fn jobs_mut(&mut self) -> &mut Jobs {
+        &mut self.jobs
+    }
+
+    /// The jobs and the handler registry at once (a delivery plan changes a job and reads
+    /// which handlers are available).
+    pub fn jobs_and_handlers(&mut self) -> (&mut Jobs, &crate::handlers::Registry) {
+        (&mut self.jobs, &self.handlers)
+    }
+
+    /// The notification handlers, registered and attached.
+    pub fn handlers(&self) -> &crate::handlers::Registry {
+        &self.handlers
+    }
+
+    /// The notification handlers, for registering, attaching and detaching.
+    pub fn handlers_mut(&mut self) -> &mut crate::handlers::Registry {
+        &mut self.handlers
+    }
+
+    /// The unfinished-job counters the limits are checked against.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// The unfinished-job counters, for the calls that create, grow or hand over a job.
+    pub fn quotas_mut(&mut self) -> &mut Quotas {
+        &mut self.quotas
+    }
+
+    /// Takes the next job `seq`.
+    pub fn take_job_seq(&mut self) -> u64 {
+        let seq = self.next_job_seq;
+        self.next_job_seq += 1;
+        seq
+    }
+
+    /// Whether the daemon is shutting down (no transfer starts any more).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Marks the daemon as shutting down.
+    pub fn stop_starting(&mut self) {
+        self.stopping = true;
+    }
+
+    /// The per-uid counts of connections following events.
+    pub fn followers(&self) -> &Arc<crate::limits::UidCounts> {
+        &self.followers
+    }
 }
 
-/// The daemon: shared by every connection and task.
-pub struct Daemon {
-    /// Settings.
+/// What [`Daemon::new`] builds the daemon from (assembled by `run` at start).
+pub struct DaemonParts {
+    /// The daemon's settings.
     pub opts: DaemonOptions,
-    /// Store writer.
+    /// Queues the store's writes.
     pub store: Writer,
-    /// Store reader.
-    pub reader: Arc<Reader>,
-    /// The transfer engine.
-    pub fetcher: Arc<Fetcher>,
-    /// Timer clock.
+    /// Reads the store outside the writer.
+    pub reader: Reader,
+    /// Runs the file transfers.
+    pub fetcher: Fetcher,
+    /// The monotonic clock timers use.
     pub mono: Mono,
-    /// Jobs.
-    pub inner: Mutex<Inner>,
-    /// Wakes the scheduler.
-    pub wake: Notify,
-    /// Fires at shutdown.
-    pub shutdown: CancellationToken,
-    /// Asks the notifier to (re)consider a job's notifications.
+    /// The jobs and counters recovered at start.
+    pub state: DaemonState,
+    /// Where [`Daemon::kick`] sends the notifier's work.
     pub kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
-    /// At most 4 callbacks outstanding per user (docs/protocol.md, delivery rules).
-    pub user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
-    /// The global background bandwidth limit.
-    pub global_bucket: Arc<ferry_fetch::throttle::Bucket>,
-    /// Per-host connection budgets (host:port → permits), shared by every job.
-    pub host_slots: Arc<crate::host_slots::HostSlots>,
     /// The peer cache, when the configuration enables it.
     pub peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
+    /// Fires at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// The daemon: shared by every connection and task. Its fields are private: connections and
+/// tasks reach the parts they use through the accessors and change state through the methods
+/// (the jobs under [`Daemon::lock`]).
+pub struct Daemon {
+    opts: DaemonOptions,
+    store: Writer,
+    reader: Arc<Reader>,
+    fetcher: Arc<Fetcher>,
+    mono: Mono,
+    /// Shared with the sweeper, which reaches nothing else of the daemon.
+    state: Arc<Mutex<DaemonState>>,
+    /// Wakes the scheduler.
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    /// Asks the notifier to (re)consider a job's notifications.
+    kicks: tokio::sync::mpsc::UnboundedSender<Kick>,
+    /// At most 4 callbacks outstanding per user (docs/protocol.md, delivery rules).
+    user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+    /// The global background bandwidth limit.
+    global_bucket: Arc<ferry_fetch::throttle::Bucket>,
+    /// Per-host connection budgets (host:port → permits), shared by every job.
+    host_slots: Arc<crate::host_slots::HostSlots>,
+    peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
     /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
-    /// them. A separate lock, always taken after `inner` if both are held.
-    pub holds: Mutex<HashMap<String, u32>>,
+    /// them. A separate lock, always taken after `state` if both are held.
+    holds: Mutex<HashMap<String, u32>>,
     /// The network and power state seen on the system bus (`conditions`); the scheduler
     /// holds jobs the policy says must wait.
-    pub conditions: tokio::sync::watch::Sender<crate::conditions::Seen>,
+    conditions: Arc<tokio::sync::watch::Sender<crate::conditions::Seen>>,
+}
+
+impl LockedJobs for Mutex<DaemonState> {
+    fn with_jobs<R>(&self, f: impl FnOnce(&mut Jobs) -> R) -> R {
+        // Poisoned or not, the state is consistent (see `Daemon::lock`).
+        f(&mut self.lock().unwrap_or_else(|p| p.into_inner()).jobs)
+    }
 }
 
 /// Keeps the scheduler from starting a job while an owner operation (cancel, suspend, complete,
@@ -213,7 +240,7 @@ impl Drop for Hold<'_> {
 /// A request to the notifier about one job.
 #[derive(Debug, Clone)]
 pub struct Kick {
-    /// The job.
+    /// The job whose notifications to look at.
     pub job_id: String,
     /// A target just appeared: retry at once instead of after the retry delay.
     pub urgent: bool,
@@ -281,7 +308,7 @@ pub fn store_failed(e: ferry_store::StoreError) -> ProtoError {
     )
 }
 
-impl Entry {
+impl JobEntry {
     /// The wire view of the job.
     pub fn view(&self) -> Job {
         let r = &self.row;
@@ -292,7 +319,7 @@ impl Entry {
             state: r.state,
             progress: Progress {
                 bytes_total: r.bytes_total,
-                bytes_transferred: r.bytes_transferred + self.rt.live_bytes,
+                bytes_transferred: r.bytes_transferred + self.transfer().live_bytes(),
                 files_total: r.files_total,
                 files_transferred: r.files_transferred,
             },
@@ -304,20 +331,16 @@ impl Entry {
             error: r.error.clone(),
             error_count: r.error_count,
             waiting: match r.state {
-                JobState::Queued | JobState::TransientError => self.rt.waiting.clone(),
+                JobState::Queued | JobState::TransientError => self.scheduling().waiting().cloned(),
                 // A running job's transfers may be waiting for a slot of their host.
                 JobState::Connecting | JobState::Transferring => self
-                    .rt
-                    .waiting
-                    .clone()
-                    .filter(|w| w.reason == ferry_core::hosts::WAIT_REASON),
+                    .scheduling()
+                    .waiting()
+                    .filter(|w| w.reason == ferry_core::hosts::WAIT_REASON)
+                    .cloned(),
                 _ => None,
             },
-            notify_interface: self
-                .rt
-                .notify_peer
-                .as_ref()
-                .is_some_and(|w| w.upgrade().is_some_and(|p| !p.is_closed())),
+            notify_interface: self.notification().interface_live(),
             credentials_set: r.settings.credentials.is_some(),
             // The view goes to clients: the credentials stay in the row.
             settings: ferry_proto::JobSettings {
@@ -329,10 +352,114 @@ impl Entry {
 }
 
 impl Daemon {
+    /// The daemon over the parts `run` assembled.
+    pub fn new(parts: DaemonParts) -> Daemon {
+        let bandwidth = parts.opts.bandwidth_limit_bps;
+        let per_host = parts.opts.max_connections_per_host;
+        Daemon {
+            opts: parts.opts,
+            store: parts.store,
+            reader: Arc::new(parts.reader),
+            fetcher: Arc::new(parts.fetcher),
+            mono: parts.mono,
+            state: Arc::new(Mutex::new(parts.state)),
+            wake: Arc::new(Notify::new()),
+            shutdown: parts.shutdown,
+            kicks: parts.kicks,
+            user_slots: Mutex::new(HashMap::new()),
+            global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
+            host_slots: crate::host_slots::HostSlots::new(per_host),
+            peer_cache: parts.peer_cache,
+            holds: Mutex::new(HashMap::new()),
+            conditions: Arc::new(tokio::sync::watch::Sender::new(Default::default())),
+        }
+    }
+
     /// Locks the in-memory state. A poisoned lock is still consistent enough to keep serving:
     /// every mutation is a single assignment sequence without awaits.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, DaemonState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sweeper task's handles: the jobs under the lock, the store writer and the shutdown
+    /// signal, nothing else of the daemon.
+    pub fn sweeper(
+        &self,
+        wake: Arc<Notify>,
+        grace: std::time::Duration,
+    ) -> Sweeper<Mutex<DaemonState>> {
+        Sweeper {
+            jobs: Arc::clone(&self.state),
+            store: self.store.clone(),
+            wake,
+            shutdown: self.shutdown.clone(),
+            grace,
+        }
+    }
+
+    /// The daemon's settings.
+    pub fn opts(&self) -> &DaemonOptions {
+        &self.opts
+    }
+
+    /// Queues writes to the store (applied in the order they were queued).
+    pub fn store(&self) -> &Writer {
+        &self.store
+    }
+
+    /// Reads the store (listings, files, events) outside the writer.
+    pub fn reader(&self) -> &Arc<Reader> {
+        &self.reader
+    }
+
+    /// The transfer engine every job's files go through.
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+
+    /// The monotonic clock the daemon's timers use.
+    pub fn mono(&self) -> &Mono {
+        &self.mono
+    }
+
+    /// The scheduler's wake-up: notified when a job may start or must stop.
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Fires when the daemon shuts down; every task ends on it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The bandwidth limit every background job shares.
+    pub fn global_bucket(&self) -> &Arc<ferry_fetch::throttle::Bucket> {
+        &self.global_bucket
+    }
+
+    /// The peer cache, when the configuration enables it.
+    pub fn peer_cache(&self) -> Option<&Arc<crate::peer_cache::PeerCache>> {
+        self.peer_cache.as_ref()
+    }
+
+    /// The network and power state seen on the system bus (`conditions` sends it, the
+    /// scheduler reads it).
+    pub fn conditions(&self) -> &Arc<tokio::sync::watch::Sender<crate::conditions::Seen>> {
+        &self.conditions
+    }
+
+    /// The connection slots of every host, shared by every job talking to it.
+    pub fn host_slots(&self) -> &Arc<crate::host_slots::HostSlots> {
+        &self.host_slots
+    }
+
+    /// The callbacks `uid` may have outstanding at once (4, docs/protocol.md delivery rules).
+    pub fn callback_slots(&self, uid: u32) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.user_slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(uid)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(4)))
+            .clone()
     }
 
     fn holds(&self) -> MutexGuard<'_, HashMap<String, u32>> {
@@ -356,25 +483,25 @@ impl Daemon {
 
     /// Finds a job the caller may act on.
     pub fn owned<'a>(
-        inner: &'a mut Inner,
+        inner: &'a mut DaemonState,
         caller: &Caller,
         job_id: &str,
-    ) -> Result<&'a mut Entry, ProtoError> {
-        match inner.jobs.try_get_mut(job_id).map_err(store_failed)? {
+    ) -> Result<&'a mut JobEntry, ProtoError> {
+        match inner.jobs_mut().try_get_mut(job_id).map_err(store_failed)? {
             Some(e) if e.row.owner_uid == caller.uid || caller.is_root() => Ok(e),
             _ => Err(not_found(job_id)),
         }
     }
 
     /// Writes the job's row (and `events`) to the store.
-    pub fn persist(&self, entry: &Entry, events: Vec<EventKind>) -> Commit<()> {
+    pub fn persist(&self, entry: &JobEntry, events: Vec<EventKind>) -> Commit<()> {
         self.persist_with(entry, events, Vec::new(), Vec::new())
     }
 
     /// Writes the job's row, `events`, and outbox changes in one transaction.
     pub fn persist_with(
         &self,
-        entry: &Entry,
+        entry: &JobEntry,
         events: Vec<EventKind>,
         owe: Vec<OutboxRow>,
         settled: Vec<u64>,
@@ -394,7 +521,12 @@ impl Daemon {
     }
 
     /// A new owed notification for a job (the caller persists it and adds it to the outbox).
-    pub fn owe(inner: &mut Inner, job_id: &str, kind: Kind, file_index: Option<u64>) -> OutboxRow {
+    pub fn owe(
+        inner: &mut DaemonState,
+        job_id: &str,
+        kind: Kind,
+        file_index: Option<u64>,
+    ) -> OutboxRow {
         let id = inner.next_outbox_id;
         inner.next_outbox_id += 1;
         OutboxRow {
@@ -412,7 +544,11 @@ impl Daemon {
     /// daemon's lock: never call it with the lock held. The owner's passwd entry is looked up
     /// on the blocking pool (a name service may be slow).
     pub async fn fs_identity(&self, job_id: &str) -> Option<ferry_fetch::identity::FsIdentity> {
-        let owner = self.lock().jobs.get(job_id).map(|e| e.row.owner_uid)?;
+        let owner = self
+            .lock()
+            .jobs_mut()
+            .get(job_id)
+            .map(|e| e.row.owner_uid)?;
         crate::identity::fs_identity_off_runtime(self.opts.mode, owner).await
     }
 
@@ -425,7 +561,7 @@ impl Daemon {
         for _ in 0..LOAD_ATTEMPTS {
             let lookup = {
                 let inner = self.lock();
-                inner.jobs.cold_lookup(job_id)
+                inner.jobs().cold_lookup(job_id)
             };
             let Some(lookup) = lookup else {
                 return Ok(true);
@@ -441,7 +577,7 @@ impl Daemon {
                     )
                 })?
                 .map_err(store_failed)?;
-            let settled = self.lock().jobs.settle(job_id, &lookup, row);
+            let settled = self.lock().jobs_mut().settle(job_id, &lookup, row);
             match settled {
                 crate::resident::Settled::Resident => return Ok(true),
                 crate::resident::Settled::Missing => return Ok(false),
@@ -474,8 +610,8 @@ impl Daemon {
     }
 
     /// Notes a change for `job_modification` (coalesced by the notifier).
-    pub fn modified(&self, entry: &mut Entry) {
-        entry.rt.modified_pending = true;
+    pub fn modified(&self, entry: &mut JobEntry) {
+        entry.notification_mut().mark_modified();
         if entry.row.settings.notify_flags & ferry_proto::NotifyFlags::JOB_MODIFICATION != 0 {
             self.kick(&entry.row.id, false);
         }
@@ -486,7 +622,7 @@ impl Daemon {
     /// [`ferry_core::transition::apply`]; this executes the effects it decides.
     pub fn transition(
         &self,
-        inner: &mut Inner,
+        inner: &mut DaemonState,
         job_id: &str,
         trigger: Trigger,
         edit: impl FnOnce(&mut JobRow),
@@ -496,8 +632,8 @@ impl Daemon {
             return Err(TransitionError::NotFound);
         };
         let outbox: Vec<OwedRow> = entry
-            .rt
-            .outbox
+            .notification()
+            .outbox()
             .iter()
             .map(|o| OwedRow {
                 id: o.id,
@@ -513,6 +649,20 @@ impl Daemon {
             trigger,
         )?;
         let now = clock::now_rfc3339();
+        if fx.clear_retry {
+            entry.scheduling_mut().retry_when(None);
+        }
+        if fx.restart_windows {
+            entry.scheduling_mut().progressed();
+            entry.transfer_mut().restart_window();
+        }
+        if fx.enqueue {
+            entry.scheduling_mut().enqueue(queue_seq);
+        }
+        entry.notification_mut().lapse(&fx.lapse);
+        if fx.modified {
+            entry.notification_mut().mark_modified();
+        }
         let row = &mut entry.row;
         row.state = fx.to;
         row.modified = now.clone();
@@ -527,12 +677,9 @@ impl Daemon {
         }
         if fx.clear_retry {
             row.retry_at = None;
-            entry.rt.retry_at = None;
         }
         if fx.restart_windows {
             row.active_ms = 0;
-            entry.rt.first_transient_at = None;
-            entry.rt.furthest = 0;
         }
         edit(row);
         if fx.finalize {
@@ -551,13 +698,6 @@ impl Daemon {
         if let (Some(err), true) = (row.error.clone(), fx.log_error) {
             events.push(EventKind::Error { error: err });
         }
-        if fx.enqueue {
-            entry.rt.queued_seq = queue_seq;
-        }
-        entry.rt.outbox.retain(|o| !fx.lapse.contains(&o.id));
-        if fx.modified {
-            entry.rt.modified_pending = true;
-        }
         let owner = entry.row.owner_uid;
         let files = entry.row.files_total;
         let owe: Vec<OutboxRow> = fx
@@ -568,7 +708,7 @@ impl Daemon {
         let Some(entry) = inner.jobs.get_mut(job_id) else {
             return Err(TransitionError::NotFound);
         };
-        entry.rt.outbox.extend(owe.iter().cloned());
+        entry.notification_mut().owe(owe.iter().cloned());
         let commit = self.persist_with(entry, events, owe, fx.lapse);
         if fx.kick_notifier {
             self.kick(job_id, false);
@@ -577,13 +717,7 @@ impl Daemon {
             inner.next_queue_seq += 1;
         }
         if fx.finalize {
-            inner.live_jobs = inner.live_jobs.saturating_sub(1);
-            if let Some(n) = inner.per_user.get_mut(&owner) {
-                *n = n.saturating_sub(1);
-            }
-            if let Some(n) = inner.files_per_user.get_mut(&owner) {
-                *n = n.saturating_sub(files);
-            }
+            inner.quotas.job_finished(owner, files);
         }
         if fx.wake_scheduler {
             self.wake.notify_one();
@@ -594,7 +728,7 @@ impl Daemon {
     /// Records an error on a job and moves it to `error` (fatal) or `transient_error`.
     pub fn fail(
         &self,
-        inner: &mut Inner,
+        inner: &mut DaemonState,
         job_id: &str,
         trigger: Trigger,
         info: ErrorInfo,
@@ -641,19 +775,19 @@ impl Daemon {
     /// after this returns, unless the scheduler starts a new one ([`Daemon::hold`] prevents
     /// that). Must be called without holding the lock.
     pub async fn stop_transfer(&self, job_id: &str) {
-        let (running, finishing) = {
+        let ended = {
             let mut inner = self.lock();
-            let Some(entry) = inner.jobs.get_mut(job_id) else {
+            // A job that is not resident has no task to stop.
+            let Some(entry) = inner.jobs.get_resident_mut(job_id) else {
                 return;
             };
-            let running = entry.rt.running.take();
-            if let Some(r) = &running {
-                r.token.cancel();
-                entry.row.active_ms += self.mono.now().saturating_sub(r.started_ms);
+            let (started, ended) = entry.transfer_mut().cancel();
+            if let Some(started_ms) = started {
+                entry.add_active_ms(self.mono.now().saturating_sub(started_ms));
             }
-            (running, entry.rt.finishing.clone())
+            ended
         };
-        for mut done in running.map(|r| r.done).into_iter().chain(finishing) {
+        for mut done in ended {
             let _ = done.wait_for(|d| *d).await;
         }
     }

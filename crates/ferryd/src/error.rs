@@ -40,7 +40,7 @@ pub enum DaemonError {
     /// A task the daemon cannot run without ended while it ran.
     #[error("the {task} task died ({why}); ferryd stops so that its service manager restarts it")]
     TaskDied {
-        /// Which task.
+        /// The task that ended (scheduler, notifier, sweeper, conditions).
         task: &'static str,
         /// How it ended.
         why: String,

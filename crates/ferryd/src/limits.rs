@@ -140,7 +140,7 @@ pub fn argv_bytes(argv: &[String]) -> u64 {
 /// What one uid's handler registrations cost: how many, and their argv bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerUsage {
-    /// Registered handlers.
+    /// How many handlers the uid has registered (against `handlers_per_user`).
     pub count: u64,
     /// Their argv bytes together.
     pub argv_bytes: u64,
@@ -231,9 +231,142 @@ impl Drop for UidSlot {
     }
 }
 
+/// How many unfinished jobs, and files in them, the daemon and each user hold: what
+/// `jobs_per_daemon`, `jobs_per_user` and `files_per_user` are checked against. Counted at
+/// start from the store, then kept in step by job creation, file additions, ownership changes
+/// and the transition that makes a job final.
+#[derive(Debug, Default)]
+pub struct Quotas {
+    /// Unfinished jobs in total.
+    live_jobs: u64,
+    /// Unfinished jobs per uid.
+    per_user: HashMap<u32, u64>,
+    /// Files of the unfinished jobs per uid.
+    files_per_user: HashMap<u32, u64>,
+}
+
+impl Quotas {
+    /// The counts the store holds at start.
+    pub fn counted(per_user: HashMap<u32, u64>, files_per_user: HashMap<u32, u64>) -> Quotas {
+        Quotas {
+            live_jobs: per_user.values().sum(),
+            per_user,
+            files_per_user,
+        }
+    }
+
+    /// Unfinished jobs in total.
+    pub fn live_jobs(&self) -> u64 {
+        self.live_jobs
+    }
+
+    /// Refuses a new job past `jobs_per_daemon` or the user's `jobs_per_user`.
+    pub fn check_new_job(&self, limits: &Limits, uid: u32) -> Result<(), ProtoError> {
+        if self.live_jobs >= limits.jobs_per_daemon {
+            return Err(exceeded(
+                "jobs_per_daemon",
+                limits.jobs_per_daemon,
+                format!(
+                    "the daemon already holds {} unfinished jobs; complete or cancel some",
+                    self.live_jobs
+                ),
+            ));
+        }
+        let have = self.per_user.get(&uid).copied().unwrap_or(0);
+        if have >= limits.jobs_per_user {
+            return Err(exceeded(
+                "jobs_per_user",
+                limits.jobs_per_user,
+                format!("user {uid} already has {have} unfinished jobs; complete or cancel some"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts `adding` files more for `uid`, or refuses past `files_per_user` (`max`).
+    pub fn take_files(&mut self, uid: u32, adding: u64, max: u64) -> Result<(), ProtoError> {
+        let have = self.files_per_user.entry(uid).or_default();
+        let would = have.saturating_add(adding);
+        if would > max {
+            return Err(exceeded(
+                "files_per_user",
+                max,
+                format!(
+                    "user {uid}'s unfinished jobs would hold {would} files; complete or cancel some"
+                ),
+            ));
+        }
+        *have = would;
+        Ok(())
+    }
+
+    /// Counts a new job of `uid` (its files were taken with [`Quotas::take_files`]).
+    pub fn count_job(&mut self, uid: u32) {
+        self.live_jobs += 1;
+        *self.per_user.entry(uid).or_default() += 1;
+    }
+
+    /// A job of `owner` with `files` files became final: it counts no more.
+    pub fn job_finished(&mut self, owner: u32, files: u64) {
+        self.live_jobs = self.live_jobs.saturating_sub(1);
+        if let Some(n) = self.per_user.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(n) = self.files_per_user.get_mut(&owner) {
+            *n = n.saturating_sub(files);
+        }
+    }
+
+    /// A job with `files` files moved from `old` to `new` (ownership taken).
+    pub fn job_moved(&mut self, old: u32, new: u32, files: u64) {
+        if old == new {
+            return;
+        }
+        if let Some(n) = self.per_user.get_mut(&old) {
+            *n = n.saturating_sub(1);
+        }
+        *self.per_user.entry(new).or_default() += 1;
+        if let Some(n) = self.files_per_user.get_mut(&old) {
+            *n = n.saturating_sub(files);
+        }
+        *self.files_per_user.entry(new).or_default() += files;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn quota_limits(jobs: u64, per_user: u64) -> Limits {
+        Limits {
+            jobs_per_daemon: jobs,
+            jobs_per_user: per_user,
+            ..Limits::resolve(&LimitSettings::default(), &LimitSettings::default())
+                .expect("the defaults resolve")
+        }
+    }
+
+    #[test]
+    fn issue_12_quotas_follow_creation_files_ownership_and_the_end_of_a_job() {
+        let limits = quota_limits(3, 2);
+        let mut q = Quotas::counted([(1, 1)].into(), [(1, 4)].into());
+        assert_eq!(q.live_jobs(), 1);
+        assert!(q.check_new_job(&limits, 1).is_ok());
+        q.take_files(1, 2, 10).expect("within files_per_user");
+        q.count_job(1);
+        let e = q.check_new_job(&limits, 1).unwrap_err();
+        assert!(e.message.contains("user 1 already has 2"), "{}", e.message);
+        assert!(q.take_files(1, 5, 10).is_err(), "6 + 5 files is past 10");
+        q.job_moved(1, 2, 2);
+        assert!(q.check_new_job(&limits, 1).is_ok());
+        q.count_job(1);
+        let e = q.check_new_job(&limits, 2).unwrap_err();
+        assert!(e.message.contains("3 unfinished jobs"), "{}", e.message);
+        q.job_finished(2, 2);
+        assert_eq!(q.live_jobs(), 2);
+        q.take_files(2, 10, 10)
+            .expect("the finished job's files no longer count");
+    }
 
     #[test]
     fn flags_override_the_file_which_overrides_the_defaults() {

@@ -1,14 +1,18 @@
 //! Claiming the state directory (one daemon per state dir) and the socket (a stale socket from
-//! a dead daemon is replaced; a live one is never stolen).
+//! a dead daemon is replaced; a live one is never stolen), and the accept loop: who may connect,
+//! the per-user connection limit, and the refusals.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 
 use crate::config::Mode;
+use crate::daemon::{Caller, Daemon};
 use crate::error::DaemonError;
 
 /// Holds the state-directory lock for the daemon's lifetime. The lock file holds the pid while
@@ -186,6 +190,123 @@ pub fn secure_activated_socket(
         )?;
     }
     Ok(())
+}
+
+/// Accepts connections until the daemon stops: identifies each caller (`SO_PEERCRED`), refuses
+/// those [`may_connect`] turns away and those past the per-user connection limit (with an
+/// explanation, bounded), and serves the rest.
+pub async fn accept_loop(daemon: &Arc<Daemon>, listener: UnixListener) {
+    let d = daemon;
+    let counts = Arc::new(crate::limits::UidCounts::default());
+    let limit = d.opts().limits.connections_per_user;
+    // Refusals in progress hold a descriptor for a moment each; beyond this many at once a
+    // refused connection is closed without the explanation, so a flood cannot exhaust them.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
+    let own_uid = nix::unistd::geteuid().as_raw();
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the caller's credentials; closing");
+                continue;
+            }
+        };
+        let caller = Caller {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        };
+        if let Err(why) = may_connect(d.opts().mode, own_uid, caller.uid) {
+            tracing::warn!(
+                uid = caller.uid,
+                pid = caller.pid,
+                "connection refused: {why}"
+            );
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                let error =
+                    ferry_proto::ProtoError::kind(ferry_proto::ErrorKind::AccessDenied, why);
+                tokio::spawn(async move {
+                    send_refusal(stream, error).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        }
+        let Some(slot) = counts.take(caller.uid, limit) else {
+            tracing::warn!(
+                uid = caller.uid,
+                pid = caller.pid,
+                limit,
+                "connection refused: the user has [limits] connections_per_user connections open"
+            );
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_connection(stream, caller.uid, limit).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
+        let (r, w) = stream.into_split();
+        let session = Arc::new(crate::api::Session::new(d.clone(), caller));
+        let bounds = d.opts().limits.connection_bounds();
+        let (_, task) =
+            ferry_rpc::serve_bounded(r, w, Arc::new(crate::api::Connection(session)), bounds);
+        // The serving task ends when the connection closes; the slot goes back then.
+        tokio::spawn(async move {
+            let _ = task.await;
+            drop(slot);
+        });
+    }
+}
+
+/// Answers a connection over the per-user limit with one `limit_exceeded` error line (id
+/// `null`: no request was read) and closes it. What the caller already sent is drained first,
+/// so it reads the error and then a clean end of stream rather than a reset. Bounded in time
+/// and bytes: a caller that never reads or never stops writing cannot keep the task.
+async fn refuse_connection(stream: tokio::net::UnixStream, uid: u32, limit: u64) {
+    let error = crate::limits::exceeded(
+        "connections_per_user",
+        limit,
+        format!(
+            "user {uid} already has {limit} connections open to ferryd; close some and try again"
+        ),
+    );
+    send_refusal(stream, error).await;
+}
+
+/// Writes `error` as one answer line (id `null`) and closes the connection, draining what the
+/// caller already sent (bounded in time and bytes) so it reads the line, not a reset.
+async fn send_refusal(mut stream: tokio::net::UnixStream, error: ferry_proto::ProtoError) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let message = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error});
+    let Ok(mut line) = serde_json::to_vec(&message) else {
+        return;
+    };
+    line.push(b'\n');
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&line).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Delivering notifications (docs/protocol.md "Callbacks", "Delivery rules", "Handler
 //! activation", "Notify command line").
 //!
-//! Owed notifications live in the durable outbox (`Runtime::outbox` mirrors it). Each job that
+//! Owed notifications live in the durable outbox ([`NotifyRuntime`] mirrors it). Each job that
 //! owes something gets a *courier* task while there is something it can deliver: it asks
 //! `ferry_core::delivery::plan` what goes next and to which targets, tries them in order (live
 //! callback, handler started on demand, command line), records every attempt in the event log,
@@ -21,31 +21,111 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::clock;
-use crate::daemon::{Daemon, Inner, Kick};
+use crate::daemon::{Daemon, DaemonState, Kick};
 use crate::handlers::Activation;
 use crate::identity;
 
+/// What the notifier keeps in memory for one job: the owed notifications (a mirror of the
+/// durable outbox), the courier delivering them, the retry timer, the live callback connection
+/// and `job_modification` coalescing. Changed only through these methods.
+#[derive(Debug, Default)]
+pub struct NotifyRuntime {
+    /// The live callback connection (`job.set_notify_interface`), while it is open.
+    peer: Option<Weak<Peer>>,
+    /// Notifications owed (mirror of the durable outbox), in creation order.
+    outbox: Vec<OutboxRow>,
+    /// Wakes the job's courier task, while one runs.
+    courier: Option<Arc<Notify>>,
+    /// When all targets failed: the next delivery attempt (monotonic ms).
+    retry_at: Option<u64>,
+    /// Something changed that a `job_modification` callback should report.
+    modified_pending: bool,
+    /// When the last `job_modification` went out (coalescing).
+    last_modification_ms: Option<u64>,
+}
+
+impl NotifyRuntime {
+    /// The notifications the job owes, in creation order.
+    pub fn outbox(&self) -> &[OutboxRow] {
+        &self.outbox
+    }
+
+    /// Adds owed notifications (already written to the durable outbox, or about to be in the
+    /// same transaction).
+    pub fn owe(&mut self, rows: impl IntoIterator<Item = OutboxRow>) {
+        self.outbox.extend(rows);
+    }
+
+    /// Forgets owed notifications that lapsed (their rows are deleted in the same
+    /// transaction).
+    pub fn lapse(&mut self, ids: &[u64]) {
+        self.outbox.retain(|o| !ids.contains(&o.id));
+    }
+
+    /// Notes a change a `job_modification` callback should report.
+    pub fn mark_modified(&mut self) {
+        self.modified_pending = true;
+    }
+
+    /// Whether the live callback connection is open.
+    pub fn interface_live(&self) -> bool {
+        live(&self.peer)
+    }
+
+    /// Sets or drops the live callback connection.
+    pub fn set_interface(&mut self, peer: Option<Weak<Peer>>) {
+        self.peer = peer;
+    }
+
+    /// The connection `peer_id` closed: drops the callback if it was that one (or is gone).
+    pub fn connection_closed(&mut self, peer_id: u64) {
+        if self
+            .peer
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .is_none_or(|p| p.id() == peer_id)
+        {
+            self.peer = None;
+        }
+    }
+
+    /// Whether anything here keeps the job in memory: an owed notification, a courier, a
+    /// delivery retry, a live callback, or a `job_modification` the job's flags ask for
+    /// (`flags` and `state` are the job's).
+    pub fn keeps_hot(&self, flags: u32, state: JobState) -> bool {
+        !self.outbox.is_empty()
+            || self.courier.is_some()
+            || self.retry_at.is_some()
+            || (self.modified_pending
+                && ferry_core::notify::verdict(flags, Kind::JobModification, state)
+                    != ferry_core::notify::Verdict::Drop)
+            || self.interface_live()
+    }
+}
+
 /// Receives kicks and starts or wakes couriers; runs until the daemon stops.
-pub async fn run(d: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<Kick>) {
+pub async fn run(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<Kick>) {
     loop {
         let kick = tokio::select! {
             k = rx.recv() => match k { Some(k) => k, None => return },
-            _ = d.shutdown.cancelled() => return,
+            _ = daemon.shutdown().cancelled() => return,
         };
         crate::supervise::test_fault("notifier");
-        let mut inner = d.lock();
-        let Some(e) = inner.jobs.get_mut(&kick.job_id) else {
+        let mut inner = daemon.lock();
+        // Only a resident job can owe anything: a cold one has nothing to deliver.
+        let Some(e) = inner.jobs_mut().get_resident_mut(&kick.job_id) else {
             continue;
         };
+        let n = e.notification_mut();
         if kick.urgent {
-            e.rt.notify_retry_at = None;
+            n.retry_at = None;
         }
-        match &e.rt.courier {
+        match &n.courier {
             Some(wake) => wake.notify_one(),
             None => {
                 let wake = Arc::new(Notify::new());
-                e.rt.courier = Some(wake.clone());
-                tokio::spawn(courier(d.clone(), kick.job_id, wake));
+                n.courier = Some(wake.clone());
+                tokio::spawn(courier(daemon.clone(), kick.job_id, wake));
             }
         }
     }
@@ -81,15 +161,15 @@ async fn courier(d: Arc<Daemon>, job_id: String, wake: Arc<Notify>) {
             Step::Exit => return,
             Step::Sleep(at) => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(d.mono.instant(at).into()) => {}
+                    _ = tokio::time::sleep_until(d.mono().instant(at).into()) => {}
                     _ = wake.notified() => {}
-                    _ = d.shutdown.cancelled() => return,
+                    _ = d.shutdown().cancelled() => return,
                 }
             }
             Step::Deliver(dl) => {
                 tokio::select! {
                     _ = deliver(&d, &job_id, *dl) => {}
-                    _ = d.shutdown.cancelled() => return,
+                    _ = d.shutdown().cancelled() => return,
                 }
             }
         }
@@ -105,52 +185,54 @@ fn live(w: &Option<Weak<Peer>>) -> bool {
 /// Gathers what the courier knows about a job, asks [`delivery::plan`] for its next step and
 /// executes the plan's bookkeeping; clears `courier` when it returns `Exit` (under the same
 /// lock, so a kick is never lost between the decision and the exit).
-fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
-    let now = d.mono.now();
-    let Inner { jobs, handlers, .. } = inner;
-    let Some(e) = jobs.get_mut(job_id) else {
+fn plan(d: &Daemon, inner: &mut DaemonState, job_id: &str) -> Step {
+    let now = d.mono().now();
+    let (jobs, handlers) = inner.jobs_and_handlers();
+    let Some(e) = jobs.get_resident_mut(job_id) else {
         return Step::Exit;
     };
-    let owner = e.row.owner_uid;
-    let outbox: Vec<Pending> =
-        e.rt.outbox
-            .iter()
-            .map(|o| Pending {
-                id: o.id,
-                kind: Kind::parse(&o.kind),
-                file_index: o.file_index,
-            })
-            .collect();
-    let handler_name = e.row.settings.notify_handler.as_deref();
+    let lowest_untransferred = e.transfer().untransferred().first().copied();
+    let (row, n) = e.row_and_notification();
+    let owner = row.owner_uid;
+    let outbox: Vec<Pending> = n
+        .outbox
+        .iter()
+        .map(|o| Pending {
+            id: o.id,
+            kind: Kind::parse(&o.kind),
+            file_index: o.file_index,
+        })
+        .collect();
+    let handler_name = row.settings.notify_handler.as_deref();
     let facts = DeliveryFacts {
         now_ms: now,
-        flags: e.row.settings.notify_flags,
-        state: e.row.state,
+        flags: row.settings.notify_flags,
+        state: row.state,
         outbox: &outbox,
         available: Available {
-            interface: live(&e.rt.notify_peer),
+            interface: n.interface_live(),
             handler: handler_name.is_some_and(|n| handlers.available(owner, n)),
-            cmdline: e.row.settings.notify_cmdline.is_some(),
+            cmdline: row.settings.notify_cmdline.is_some(),
         },
         handler_attached: handler_name.is_some_and(|n| handlers.attached(owner, n).is_some()),
-        retry_at_ms: e.rt.notify_retry_at,
-        lowest_untransferred: e.rt.untransferred.first().copied(),
-        modified_pending: e.rt.modified_pending,
-        last_modification_ms: e.rt.last_modification_ms,
-        min_notification_interval_ms: e.row.settings.minimum_notification_interval_ms,
+        retry_at_ms: n.retry_at,
+        lowest_untransferred,
+        modified_pending: n.modified_pending,
+        last_modification_ms: n.last_modification_ms,
+        min_notification_interval_ms: row.settings.minimum_notification_interval_ms,
     };
     let plan = delivery::plan(&facts);
     if !plan.lapse.is_empty() {
-        e.rt.outbox.retain(|o| !plan.lapse.contains(&o.id));
+        n.lapse(&plan.lapse);
         let lapsed = plan.lapse;
-        let _ = d.store.submit(move |tx| tx.delete_outbox(&lapsed));
+        let _ = d.store().submit(move |tx| tx.delete_outbox(&lapsed));
     }
     if plan.clear_modified {
-        e.rt.modified_pending = false;
+        n.modified_pending = false;
     }
     match plan.next {
         Next::Exit => {
-            e.rt.courier = None;
+            n.courier = None;
             Step::Exit
         }
         Next::SleepUntil(at) => Step::Sleep(at),
@@ -159,36 +241,38 @@ fn plan(d: &Daemon, inner: &mut Inner, job_id: &str) -> Step {
             kind,
             targets,
         } => {
-            let row = match outbox_id {
-                Some(id) => match e.rt.outbox.iter().find(|o| o.id == id) {
+            let outbox_row = match outbox_id {
+                Some(id) => match n.outbox.iter().find(|o| o.id == id) {
                     Some(row) => Some(row.clone()),
                     // Not reachable: the plan names a row of this outbox. The next kick
                     // plans again.
                     None => {
-                        e.rt.courier = None;
+                        n.courier = None;
                         return Step::Exit;
                     }
                 },
                 None => {
-                    e.rt.last_modification_ms = Some(now);
+                    n.last_modification_ms = Some(now);
                     None
                 }
             };
-            let retry_delay_ms = e
-                .row
+            let retry_delay_ms = row
                 .settings
                 .minimum_retry_delay_s
-                .max(d.opts.retry_delay_floor_s)
+                .max(d.opts().retry_delay_floor_s)
                 .saturating_mul(1000);
+            let interface = n.peer.clone();
+            let handler = row.settings.notify_handler.clone();
+            let cmdline = row.settings.notify_cmdline.clone();
             Step::Deliver(Box::new(Delivery {
                 owner,
-                row,
+                row: outbox_row,
                 kind,
                 targets,
                 job: e.view(),
-                interface: e.rt.notify_peer.clone(),
-                handler: e.row.settings.notify_handler.clone(),
-                cmdline: e.row.settings.notify_cmdline.clone(),
+                interface,
+                handler,
+                cmdline,
                 retry_delay_ms,
             }))
         }
@@ -214,12 +298,7 @@ impl Outcome {
 }
 
 async fn deliver(d: &Arc<Daemon>, job_id: &str, dl: Delivery) {
-    let slots = {
-        let mut m = d.user_slots.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(dl.owner)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(4)))
-            .clone()
-    };
+    let slots = d.callback_slots(dl.owner);
     let Ok(_permit) = slots.acquire_owned().await else {
         return;
     };
@@ -267,21 +346,22 @@ async fn deliver(d: &Arc<Daemon>, job_id: &str, dl: Delivery) {
 /// ones are retried after the job's retry delay.
 fn settle(d: &Daemon, job_id: &str, dl: &Delivery, delivered: bool) {
     let Some(row) = &dl.row else { return };
-    let now = d.mono.now();
+    let now = d.mono().now();
     let mut inner = d.lock();
-    let Some(e) = inner.jobs.get_mut(job_id) else {
+    let Some(e) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
+    let n = e.notification_mut();
     if delivered {
-        e.rt.outbox.retain(|o| o.id != row.id);
-        e.rt.notify_retry_at = None;
+        n.outbox.retain(|o| o.id != row.id);
+        n.retry_at = None;
         let id = row.id;
-        let _ = d.store.submit(move |tx| tx.delete_outbox(&[id]));
-    } else if let Some(o) = e.rt.outbox.iter_mut().find(|o| o.id == row.id) {
+        let _ = d.store().submit(move |tx| tx.delete_outbox(&[id]));
+    } else if let Some(o) = n.outbox.iter_mut().find(|o| o.id == row.id) {
         o.attempts = row.attempts + 1;
         let o = o.clone();
-        e.rt.notify_retry_at = Some(now.saturating_add(dl.retry_delay_ms));
-        let _ = d.store.submit(move |tx| tx.put_outbox(&o));
+        n.retry_at = Some(now.saturating_add(dl.retry_delay_ms));
+        let _ = d.store().submit(move |tx| tx.put_outbox(&o));
     }
 }
 
@@ -323,7 +403,7 @@ async fn call(
         );
     };
     match peer
-        .call_timeout(kind.method(), params, d.opts.callback_timeout)
+        .call_timeout(kind.method(), params, d.opts().callback_timeout)
         .await
     {
         Ok(_) => (Outcome::Ok, None),
@@ -375,7 +455,7 @@ fn record(
     };
     let (id, time) = (job_id.to_owned(), clock::now_rfc3339());
     let _ = d
-        .store
+        .store()
         .submit(move |tx| tx.append_event(&id, owner, &time, ev).map(drop));
 }
 
@@ -386,10 +466,10 @@ async fn handler_peer(d: &Arc<Daemon>, uid: u32, name: &str) -> Result<Arc<Peer>
     for _ in 0..2 {
         let mut rx = {
             let mut inner = d.lock();
-            if let Some(p) = inner.handlers.attached(uid, name) {
+            if let Some(p) = inner.handlers_mut().attached(uid, name) {
                 return Ok(p);
             }
-            let slot = inner.handlers.slot(uid, name);
+            let slot = inner.handlers_mut().slot(uid, name);
             let Some(reg) = slot.registered.clone() else {
                 return Err(format!(
                     "no connection is attached as handler {name:?} and no program is registered for it"
@@ -401,11 +481,14 @@ async fn handler_peer(d: &Arc<Daemon>, uid: u32, name: &str) -> Result<Arc<Peer>
                     let token = uuid::Uuid::new_v4().simple().to_string();
                     let (tx, rx) = watch::channel(Activation::Pending);
                     let extra = [
-                        ("FERRY_SOCKET", d.opts.socket.to_string_lossy().into_owned()),
+                        (
+                            "FERRY_SOCKET",
+                            d.opts().socket.to_string_lossy().into_owned(),
+                        ),
                         ("FERRY_HANDLER", name.to_owned()),
                         ("FERRY_ACTIVATION", token.clone()),
                     ];
-                    let child = identity::command_as(d.opts.mode, uid, &reg.argv, &extra)
+                    let child = identity::command_as(d.opts().mode, uid, &reg.argv, &extra)
                         .and_then(|mut c| c.spawn().map_err(|e| e.to_string()));
                     let child = match child {
                         Ok(c) => c,
@@ -439,7 +522,7 @@ async fn handler_peer(d: &Arc<Daemon>, uid: u32, name: &str) -> Result<Arc<Peer>
     }
     let inner = d.lock();
     inner
-        .handlers
+        .handlers()
         .attached(uid, name)
         .ok_or_else(|| format!("handler {name:?} attached and went away again"))
 }
@@ -468,7 +551,7 @@ async fn watch_activation(
     };
     if let Some(why) = failure {
         let mut inner = d.lock();
-        let slot = inner.handlers.slot(uid, &name);
+        let slot = inner.handlers_mut().slot(uid, &name);
         if slot
             .activation
             .as_ref()
@@ -497,12 +580,15 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
         "transferred"
     };
     let extra = [
-        ("FERRY_SOCKET", d.opts.socket.to_string_lossy().into_owned()),
+        (
+            "FERRY_SOCKET",
+            d.opts().socket.to_string_lossy().into_owned(),
+        ),
         ("FERRY_JOB_ID", job_id.to_owned()),
         ("FERRY_EVENT", event.to_owned()),
     ];
     let prog = argv.first().cloned().unwrap_or_default();
-    let mut child = match identity::command_as(d.opts.mode, dl.owner, argv, &extra)
+    let mut child = match identity::command_as(d.opts().mode, dl.owner, argv, &extra)
         .and_then(|mut c| c.spawn().map_err(|e| e.to_string()))
     {
         Ok(c) => c,
@@ -513,7 +599,7 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
             );
         }
     };
-    let status = match tokio::time::timeout(d.opts.command_timeout, child.wait()).await {
+    let status = match tokio::time::timeout(d.opts().command_timeout, child.wait()).await {
         Ok(Ok(st)) => st,
         Ok(Err(e)) => {
             return (
@@ -527,7 +613,7 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
                 Outcome::Failed,
                 Some(format!(
                     "{prog} still ran after {} s and was killed",
-                    d.opts.command_timeout.as_secs()
+                    d.opts().command_timeout.as_secs()
                 )),
             );
         }
@@ -537,8 +623,8 @@ async fn run_cmdline(d: &Daemon, job_id: &str, dl: &Delivery) -> (Outcome, Optio
     }
     // BITS: a non-zero exit counts only if the program did not complete or cancel the job.
     let handled = {
-        let mut inner = d.lock();
-        inner.jobs.get(job_id).is_none_or(|e| {
+        let inner = d.lock();
+        inner.jobs().peek(job_id).is_none_or(|e| {
             e.row.state.is_final()
                 || (dl.kind == Kind::JobTransferred && e.row.state != JobState::Transferred)
                 || (dl.kind == Kind::JobError && e.row.state != JobState::Error)

@@ -10,19 +10,23 @@
 //! [`Jobs::get_mut`] find every job that exists. This is what lets 100 000 suspended jobs cost
 //! the daemon nothing but their rows on disk.
 //!
-//! Not here: listing (`job.list` pages through the store) and counting (the quota counters in
-//! `Inner`).
+//! The daemon's own tasks (scheduler, transfers, notifier) only ever act on hot jobs, so they
+//! look jobs up with [`Jobs::get_resident_mut`], which never reads the store under the lock;
+//! API calls make a job resident first with `Daemon::load`, which reads it outside the lock.
+//!
+//! Not here: listing (`job.list` pages through the store) and counting (the quota counters,
+//! `limits::Quotas`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::notify::{self, Kind, Verdict};
 use ferry_proto::JobState;
-use ferry_store::{JobRow, Reader, StoreError};
+use ferry_store::{JobRow, Reader, StoreError, Writer};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{Daemon, Entry, Runtime};
+use crate::job::JobEntry;
 
 /// The states in which a job is always resident.
 pub const HOT_STATES: [JobState; 4] = [
@@ -34,9 +38,9 @@ pub const HOT_STATES: [JobState; 4] = [
 
 /// The resident jobs, with the store behind them for the rest.
 pub struct Jobs {
-    map: HashMap<String, Entry>,
+    map: HashMap<String, JobEntry>,
     /// Point lookups of cold jobs (a connection of its own: never queued behind a long read).
-    /// Shared with [`crate::daemon::Daemon::load`], which reads outside the daemon's lock.
+    /// Shared with `Daemon::load`, which reads outside the daemon's lock.
     rows: Arc<Reader>,
     /// How many jobs have left memory so far: a row read outside the lock may be inserted only
     /// if none left meanwhile (one that left may have been written after the read began).
@@ -55,40 +59,14 @@ impl std::fmt::Debug for Jobs {
     }
 }
 
-impl Entry {
-    /// A job read back from the store: the runtime a cold job has.
-    pub fn from_store(row: JobRow) -> Entry {
-        let rt = Runtime {
-            queued_seq: row.seq,
-            ..Runtime::default()
-        };
-        Entry {
-            row,
-            rt,
-            touched: 0,
-        }
-    }
-
-    /// Whether anything in memory depends on this job (see the module doc).
-    pub fn is_hot(&self) -> bool {
-        let rt = &self.rt;
-        HOT_STATES.contains(&self.row.state)
-            || rt.running.is_some()
-            || rt.finishing.as_ref().is_some_and(|done| !*done.borrow())
-            || !rt.outbox.is_empty()
-            || rt.courier.is_some()
-            || rt.notify_retry_at.is_some()
-            || (rt.modified_pending
-                && notify::verdict(
-                    self.row.settings.notify_flags,
-                    Kind::JobModification,
-                    self.row.state,
-                ) != Verdict::Drop)
-            || rt
-                .notify_peer
-                .as_ref()
-                .is_some_and(|w| w.upgrade().is_some_and(|p| !p.is_closed()))
-    }
+/// Whether anything in memory depends on `entry` (see the module doc).
+pub fn is_hot(entry: &JobEntry) -> bool {
+    let row = &entry.row;
+    HOT_STATES.contains(&row.state)
+        || entry.transfer().is_busy()
+        || entry
+            .notification()
+            .keeps_hot(row.settings.notify_flags, row.state)
 }
 
 impl Jobs {
@@ -104,7 +82,7 @@ impl Jobs {
     }
 
     /// Adds a job (created, or loaded at start).
-    pub fn insert(&mut self, entry: Entry) {
+    pub fn insert(&mut self, entry: JobEntry) {
         self.map.insert(entry.row.id.clone(), entry);
         self.sweep.notify_one();
     }
@@ -117,7 +95,8 @@ impl Jobs {
         let Some(row) = self.rows.job(job_id)? else {
             return Ok(false);
         };
-        self.map.insert(job_id.to_owned(), Entry::from_store(row));
+        self.map
+            .insert(job_id.to_owned(), JobEntry::from_store(row));
         Ok(true)
     }
 
@@ -147,27 +126,27 @@ impl Jobs {
             return Settled::Missing;
         };
         self.clock += 1;
-        let mut entry = Entry::from_store(row);
-        entry.touched = self.clock;
+        let mut entry = JobEntry::from_store(row);
+        entry.touch(self.clock);
         self.map.insert(job_id.to_owned(), entry);
         self.sweep.notify_one();
         Settled::Resident
     }
 
     /// A resident job, without reading the store (a listing shows the others from their rows).
-    pub fn peek(&self, job_id: &str) -> Option<&Entry> {
+    pub fn peek(&self, job_id: &str) -> Option<&JobEntry> {
         self.map.get(job_id)
     }
 
     /// A job for reading, read back from the store when it is not resident.
-    pub fn get(&mut self, job_id: &str) -> Option<&Entry> {
+    pub fn get(&mut self, job_id: &str) -> Option<&JobEntry> {
         self.get_mut(job_id).map(|e| &*e)
     }
 
     /// A job for changing, read back from the store when it is not resident. Every access
     /// stamps the job: a caller may queue a write for it right after, and the sweeper must not
     /// drop it before that write commits.
-    pub fn get_mut(&mut self, job_id: &str) -> Option<&mut Entry> {
+    pub fn get_mut(&mut self, job_id: &str) -> Option<&mut JobEntry> {
         self.try_get_mut(job_id).unwrap_or_else(|e| {
             tracing::error!(job = job_id, error = %e, "cannot read a job back from the store");
             None
@@ -175,7 +154,7 @@ impl Jobs {
     }
 
     /// [`Jobs::get_mut`] that reports a store failure instead of treating it as "no such job".
-    pub fn try_get_mut(&mut self, job_id: &str) -> Result<Option<&mut Entry>, StoreError> {
+    pub fn try_get_mut(&mut self, job_id: &str) -> Result<Option<&mut JobEntry>, StoreError> {
         if !self.load(job_id)? {
             return Ok(None);
         }
@@ -186,18 +165,38 @@ impl Jobs {
         let Some(e) = self.map.get_mut(job_id) else {
             return Ok(None);
         };
-        e.touched = stamp;
+        e.touch(stamp);
         Ok(Some(e))
+    }
+
+    /// A resident job for changing, never read from the store: for the daemon's own tasks,
+    /// which act on hot jobs only (a job that left memory has nothing for them). Stamps the
+    /// job like [`Jobs::get_mut`].
+    pub fn get_resident_mut(&mut self, job_id: &str) -> Option<&mut JobEntry> {
+        let e = self.map.get_mut(job_id)?;
+        self.clock += 1;
+        e.touch(self.clock);
+        self.sweep.notify_one();
+        Some(e)
+    }
+
+    /// The ids of the jobs whose transfer task runs (they are hot, so resident).
+    pub fn running(&self) -> Vec<String> {
+        self.map
+            .iter()
+            .filter(|(_, e)| e.transfer().is_running())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The resident jobs only: every hot job, and cold ones not swept yet. For passes that
     /// concern hot jobs (scheduling, shutdown, notification retries).
-    pub fn resident(&self) -> impl Iterator<Item = (&String, &Entry)> {
+    pub fn resident(&self) -> impl Iterator<Item = (&String, &JobEntry)> {
         self.map.iter()
     }
 
     /// [`Jobs::resident`], mutably.
-    pub fn resident_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+    pub fn resident_mut(&mut self) -> impl Iterator<Item = &mut JobEntry> {
         self.map.values_mut()
     }
 
@@ -210,8 +209,8 @@ impl Jobs {
     fn cold(&self) -> Vec<(String, u64)> {
         self.map
             .iter()
-            .filter(|(_, e)| !e.is_hot())
-            .map(|(id, e)| (id.clone(), e.touched))
+            .filter(|(_, e)| !is_hot(e))
+            .map(|(id, e)| (id.clone(), e.touched()))
             .collect()
     }
 
@@ -224,7 +223,7 @@ impl Jobs {
             if self
                 .map
                 .get(id)
-                .is_some_and(|e| e.touched == *stamp && !e.is_hot())
+                .is_some_and(|e| e.touched() == *stamp && !is_hot(e))
             {
                 self.map.remove(id);
                 self.departed += 1;
@@ -258,34 +257,56 @@ pub enum Settled {
     Stale,
 }
 
-/// The sweeper task: `grace` after a job was last inserted or accessed, drops cold jobs whose
-/// writes have committed. It runs only when woken that way, so an idle daemon never wakes for
-/// it.
-pub async fn sweeper(d: Arc<Daemon>, wake: Arc<Notify>, grace: Duration) {
-    loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = d.shutdown.cancelled() => return,
+/// The jobs as the sweeper reaches them: under the daemon's lock, and nothing else of it.
+pub trait LockedJobs: Send + Sync + 'static {
+    /// Runs `f` on the jobs with the daemon's lock held (briefly: no awaits inside).
+    fn with_jobs<R>(&self, f: impl FnOnce(&mut Jobs) -> R) -> R;
+}
+
+/// What the sweeper task is given: the jobs under the lock, the store writer (to wait for
+/// writes to commit), its wake-up, and the shutdown signal.
+pub struct Sweeper<L> {
+    /// The jobs, reached under the daemon's lock.
+    pub jobs: Arc<L>,
+    /// Flushed before anything leaves memory.
+    pub store: Writer,
+    /// Fires when a job may have gone cold.
+    pub wake: Arc<Notify>,
+    /// Fires at shutdown.
+    pub shutdown: CancellationToken,
+    /// How long activity must settle before a sweep.
+    pub grace: Duration,
+}
+
+impl<L: LockedJobs> Sweeper<L> {
+    /// The sweeper task: `grace` after a job was last inserted or accessed, drops cold jobs
+    /// whose writes have committed. It runs only when woken that way, so an idle daemon never
+    /// wakes for it.
+    pub async fn run(self) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.grace) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            crate::supervise::test_fault("sweeper");
+            let candidates = self.jobs.with_jobs(|jobs| jobs.cold());
+            if candidates.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.store.flush().await {
+                // Nothing is dropped whose row may not be durable.
+                tracing::error!(error = %e, "the store did not flush; cold jobs stay in memory");
+                continue;
+            }
+            let (dropped, resident) = self
+                .jobs
+                .with_jobs(|jobs| (jobs.evict(&candidates), jobs.resident_len()));
+            tracing::debug!(dropped, resident, "cold jobs left memory");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(grace) => {}
-            _ = d.shutdown.cancelled() => return,
-        }
-        crate::supervise::test_fault("sweeper");
-        let candidates = d.lock().jobs.cold();
-        if candidates.is_empty() {
-            continue;
-        }
-        if let Err(e) = d.store.flush().await {
-            // Nothing is dropped whose row may not be durable.
-            tracing::error!(error = %e, "the store did not flush; cold jobs stay in memory");
-            continue;
-        }
-        let (dropped, resident) = {
-            let mut inner = d.lock();
-            (inner.jobs.evict(&candidates), inner.jobs.resident_len())
-        };
-        tracing::debug!(dropped, resident, "cold jobs left memory");
     }
 }
 
@@ -326,14 +347,14 @@ mod tests {
         let (_dir, writer, mut jobs) = store();
         let r = row(1, JobState::Suspended);
         put(&writer, &r);
-        jobs.insert(Entry::from_store(r.clone()));
+        jobs.insert(JobEntry::from_store(r.clone()));
         let cold = jobs.cold();
         assert_eq!(cold.len(), 1);
         assert_eq!(jobs.evict(&cold), 1);
         assert_eq!(jobs.resident_len(), 0);
         let back = jobs.get("job-1").expect("read back from the store");
         assert_eq!(back.row, r);
-        assert_eq!(back.rt.queued_seq, 1);
+        assert_eq!(back.scheduling().queued_seq(), 1);
         assert_eq!(jobs.resident_len(), 1);
         assert!(jobs.get("job-2").is_none());
     }
@@ -344,18 +365,18 @@ mod tests {
         for (seq, state) in HOT_STATES.iter().enumerate() {
             let r = row(seq as u64 + 1, *state);
             put(&writer, &r);
-            jobs.insert(Entry::from_store(r));
+            jobs.insert(JobEntry::from_store(r));
         }
-        let mut watched = Entry::from_store(row(10, JobState::Error));
+        let mut watched = JobEntry::from_store(row(10, JobState::Error));
         watched.row.settings.notify_flags |= ferry_proto::NotifyFlags::JOB_MODIFICATION;
-        watched.rt.modified_pending = true;
+        watched.notification_mut().mark_modified();
         jobs.insert(watched);
         assert!(jobs.cold().is_empty());
         assert_eq!(jobs.evict(&[("job-1".into(), 0)]), 0);
         assert_eq!(jobs.resident_len(), 5);
         // A modification nobody asked for does not keep a job in memory.
-        let mut unwatched = Entry::from_store(row(11, JobState::Suspended));
-        unwatched.rt.modified_pending = true;
+        let mut unwatched = JobEntry::from_store(row(11, JobState::Suspended));
+        unwatched.notification_mut().mark_modified();
         jobs.insert(unwatched);
         assert_eq!(jobs.cold(), vec![("job-11".to_string(), 0)]);
     }
@@ -365,7 +386,7 @@ mod tests {
         let (_dir, writer, mut jobs) = store();
         let r = row(1, JobState::Suspended);
         put(&writer, &r);
-        jobs.insert(Entry::from_store(r));
+        jobs.insert(JobEntry::from_store(r));
         let cold = jobs.cold();
         if let Some(e) = jobs.get_mut("job-1") {
             e.row.settings.display_name = "renamed".into();
@@ -445,9 +466,24 @@ mod tests {
         let (_dir, _writer, mut jobs) = store();
         let (lookup, none) = read_outside(&jobs, "job-1");
         assert!(none.is_none());
-        jobs.insert(Entry::from_store(row(1, JobState::Suspended)));
+        jobs.insert(JobEntry::from_store(row(1, JobState::Suspended)));
         assert_eq!(jobs.settle("job-1", &lookup, none), Settled::Resident);
         assert!(jobs.peek("job-1").is_some());
+    }
+
+    #[test]
+    fn issue_12_the_resident_lookup_never_reads_the_store() {
+        let (_dir, writer, mut jobs) = store();
+        let r = row(1, JobState::Suspended);
+        put(&writer, &r);
+        assert!(jobs.get_resident_mut("job-1").is_none());
+        assert_eq!(jobs.resident_len(), 0, "nothing was read back");
+        jobs.insert(JobEntry::from_store(r));
+        let cold = jobs.cold();
+        assert!(jobs.get_resident_mut("job-1").is_some());
+        // It stamps the job like `get_mut`: a write queued after it keeps the job in memory.
+        assert_eq!(jobs.evict(&cold), 0);
+        assert_eq!(jobs.running(), Vec::<String>::new());
     }
 
     /// The display name of `job-1` if it is resident.

@@ -5,6 +5,7 @@
 //! The task never changes the job's state once its cancellation token has fired: whoever
 //! cancelled it (suspend, cancel, complete, preemption, shutdown) owns the next transition.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,126 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::daemon::{Daemon, Inner, Running};
+use crate::daemon::{Daemon, DaemonState};
 
 mod peers;
+
+/// A transfer task that is running for a job.
+#[derive(Debug)]
+pub struct Running {
+    /// Fires to stop the transfer (it checkpoints and returns).
+    token: CancellationToken,
+    /// Resolves when the task has ended.
+    done: watch::Receiver<bool>,
+    /// Monotonic ms when it started (max download time accounting).
+    started_ms: u64,
+}
+
+/// What the transfer keeps in memory for one job: its task, the bytes it has received but not
+/// checkpointed, how far the job has come, which files are left and the job's bandwidth bucket.
+/// Changed only through these methods.
+#[derive(Debug, Default)]
+pub struct TransferRuntime {
+    /// The transfer task, while one runs.
+    running: Option<Running>,
+    /// The previous transfer task of a preempted job, until it has checkpointed and ended.
+    finishing: Option<watch::Receiver<bool>>,
+    /// Bytes received but not yet checkpointed (shown in progress, not durable).
+    live_bytes: u64,
+    /// Last time the job reached bytes it never had before.
+    last_progress_at: Option<u64>,
+    /// The most bytes the job has had at once since the owner last resumed it.
+    furthest: u64,
+    /// When the job's last `progress` event was logged (they are coalesced).
+    last_progress_event: Option<u64>,
+    /// Indices of files not transferred yet, as of the last transfer run (file notifications
+    /// wait for lower files). Empty when unknown (no run since the daemon started).
+    untransferred: BTreeSet<u64>,
+    /// The job's own bandwidth limit, shared by its running transfers (changeable live).
+    bucket: Option<Arc<ferry_fetch::throttle::Bucket>>,
+}
+
+impl TransferRuntime {
+    /// Whether a transfer task runs for the job.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Whether the task of an earlier preemption is still checkpointing.
+    pub fn is_finishing(&self) -> bool {
+        self.finishing.as_ref().is_some_and(|done| !*done.borrow())
+    }
+
+    /// Resolves when the task of an earlier preemption has ended.
+    pub fn finishing(&self) -> Option<watch::Receiver<bool>> {
+        self.finishing.clone()
+    }
+
+    /// Forgets the ended task of an earlier preemption (a new one is about to start).
+    pub fn forget_finished(&mut self) {
+        self.finishing = None;
+    }
+
+    /// Whether a task of the job runs or still checkpoints (the job must stay in memory).
+    pub fn is_busy(&self) -> bool {
+        self.is_running() || self.is_finishing()
+    }
+
+    /// Bytes received but not checkpointed yet.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Stops the running task for a preemption: it checkpoints and ends by itself, and the
+    /// job may not start again before. Returns when it had started, `None` if none ran.
+    pub fn preempt(&mut self) -> Option<u64> {
+        let r = self.running.take()?;
+        r.token.cancel();
+        self.live_bytes = 0;
+        self.finishing = Some(r.done);
+        Some(r.started_ms)
+    }
+
+    /// Stops the running task for an owner operation: returns when it had started (if one
+    /// ran) and what resolves when it, and the task of an earlier preemption, have ended.
+    pub fn cancel(&mut self) -> (Option<u64>, Vec<watch::Receiver<bool>>) {
+        let running = self.running.take();
+        if let Some(r) = &running {
+            r.token.cancel();
+        }
+        let started = running.as_ref().map(|r| r.started_ms);
+        let done = running
+            .map(|r| r.done)
+            .into_iter()
+            .chain(self.finishing.clone());
+        (started, done.collect())
+    }
+
+    /// The job forgets how far it came: the owner resumed it, a new progress window starts.
+    pub fn restart_window(&mut self) {
+        self.furthest = 0;
+    }
+
+    /// Which files the last run had left to transfer.
+    pub fn untransferred(&self) -> &BTreeSet<u64> {
+        &self.untransferred
+    }
+
+    /// A file's content was rejected: it is untransferred again.
+    pub fn file_untransferred(&mut self, file_index: u64) {
+        self.untransferred.insert(file_index);
+    }
+
+    /// The job's own bandwidth bucket, if a transfer made one (changed live by `job.set`).
+    pub fn bucket(&self) -> Option<&Arc<ferry_fetch::throttle::Bucket>> {
+        self.bucket.as_ref()
+    }
+
+    /// When the job last reached bytes it never had before.
+    pub fn last_progress_at(&self) -> Option<u64> {
+        self.last_progress_at
+    }
+}
 
 /// A durable checkpoint is taken at least every this many bytes …
 const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
@@ -44,19 +162,20 @@ enum Outcome {
 }
 
 /// Starts the transfer task of a queued job (called by the scheduler with the lock held).
-pub fn start(daemon: &Arc<Daemon>, inner: &mut Inner, job_id: &str) {
+pub fn start(daemon: &Arc<Daemon>, inner: &mut DaemonState, job_id: &str) {
     let Ok((_, _commit)) = daemon.transition(inner, job_id, Trigger::Start, |_| {}) else {
         return;
     };
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
     let token = CancellationToken::new();
     let (done_tx, done_rx) = watch::channel(false);
-    let now = daemon.mono.now();
-    entry.rt.last_started = Some(now);
-    entry.rt.live_bytes = 0;
-    entry.rt.running = Some(Running {
+    let now = daemon.mono().now();
+    entry.scheduling_mut().started(now);
+    let transfer = entry.transfer_mut();
+    transfer.live_bytes = 0;
+    transfer.running = Some(Running {
         token: token.clone(),
         done: done_rx,
         started_ms: now,
@@ -82,7 +201,7 @@ impl Drop for DoneGuard {
     fn drop(&mut self) {
         let _ = self.0.send(true);
         // A job waiting for this task to end before restarting can go now.
-        self.1.wake.notify_one();
+        self.1.wake().notify_one();
     }
 }
 
@@ -132,21 +251,22 @@ impl RunSettings {
 async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcome {
     let (settings, parallel) = {
         let mut inner = d.lock();
-        match inner.jobs.get_mut(job_id) {
+        match inner.jobs_mut().get_resident_mut(job_id) {
             Some(e) => {
                 let mut s = RunSettings::of(&e.row);
                 // The job's own limit, plus the global one unless the job is foreground (BITS).
                 let limit = e.row.settings.bandwidth_limit_bps;
-                let own =
-                    e.rt.bucket
-                        .get_or_insert_with(|| ferry_fetch::throttle::Bucket::new(limit))
-                        .clone();
+                let own = e
+                    .transfer_mut()
+                    .bucket
+                    .get_or_insert_with(|| ferry_fetch::throttle::Bucket::new(limit))
+                    .clone();
                 let mut buckets = vec![own];
                 if e.row.settings.priority != ferry_proto::Priority::Foreground {
-                    buckets.push(d.global_bucket.clone());
+                    buckets.push(d.global_bucket().clone());
                 }
                 s.throttle = ferry_fetch::throttle::Throttle::new(buckets);
-                s.publishable = d.peer_cache.is_some() && crate::peer_cache::may_share(&e.row);
+                s.publishable = d.peer_cache().is_some() && crate::peer_cache::may_share(&e.row);
                 (s, e.row.settings.max_parallel_files.max(1) as usize)
             }
             None => return Outcome::Stopped,
@@ -159,8 +279,8 @@ async fn run(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken) -> Outcom
     {
         // Which files are still missing: a file's notification waits for every lower one.
         let mut inner = d.lock();
-        if let Some(e) = inner.jobs.get_mut(job_id) {
-            e.rt.untransferred = files.iter().map(|f| f.file_index).collect();
+        if let Some(e) = inner.jobs_mut().get_resident_mut(job_id) {
+            e.transfer_mut().untransferred = files.iter().map(|f| f.file_index).collect();
         }
     }
     // Up to `max_parallel_files` files in flight; the first failure stops the others (they
@@ -297,16 +417,16 @@ async fn ensure_temp(
     let commit = {
         let mut inner = d.lock();
         // The job's row changes only when the file had bytes (a fresh file: just its path).
-        let row = match inner.jobs.get_mut(job_id) {
+        let row = match inner.jobs_mut().get_resident_mut(job_id) {
             Some(e) if lost > 0 => {
-                e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+                e.bytes_lost(lost);
                 Some(e.row.clone())
             }
             _ => None,
         };
         let f = file.clone();
         let id = job_id.to_owned();
-        d.store.submit(move |tx| {
+        d.store().submit(move |tx| {
             if let Some(row) = &row {
                 tx.update_job(row)?;
             }
@@ -330,7 +450,7 @@ async fn fetch_one(
     // Politeness: however many jobs and files want one host, at most a few talk to it at once.
     let _slot = match crate::host_slots::host_of(&file.remote_url) {
         Some(host) => tokio::select! {
-            s = d.host_slots.take_for(job_id, &host, &**d) => Some(s),
+            s = d.host_slots().take_for(job_id, &host, &**d) => Some(s),
             _ = token.cancelled() => return Ok(()),
         },
         None => None,
@@ -373,12 +493,12 @@ async fn fetch_one(
             peer: None,
         };
         let choice = peers::choose(d, job_id, &file, &req, settings, rounds).await;
-        if let (Some(pc), Some(c)) = (&d.peer_cache, &choice) {
+        if let (Some(pc), Some(c)) = (d.peer_cache(), &choice) {
             peers::aim(pc, &mut req, c);
         }
         let started = std::time::Instant::now();
         let result = drive(d, job_id, &mut file, &req, choice.as_ref(), token).await;
-        let pc = d.peer_cache.as_ref();
+        let pc = d.peer_cache();
         match result {
             Ok(done) => {
                 if let (Some(pc), Some(c)) = (pc, &choice) {
@@ -435,7 +555,7 @@ async fn fetch_one(
                     peers::failed(pc, job_id, settings.owner_uid, &file, &c.peer, why, started);
                     if mismatch {
                         // Its copy may have rotted on disk: let it check and evict it.
-                        pc.report(&d.fetcher, &c.peer, &c.key);
+                        pc.report(d.fetcher(), &c.peer, &c.key);
                         reset_file(d, job_id, &mut file, false);
                     }
                     continue;
@@ -475,7 +595,7 @@ async fn drive(
     // Bytes of this file received but not yet checkpointed (part of the job's live bytes).
     let mut live = 0u64;
     let result = {
-        let fetch = d.fetcher.fetch(req, &tx, token);
+        let fetch = d.fetcher().fetch(req, &tx, token);
         tokio::pin!(fetch);
         loop {
             tokio::select! {
@@ -493,8 +613,9 @@ async fn drive(
     }
     if live > 0 {
         let mut inner = d.lock();
-        if let Some(e) = inner.jobs.get_mut(job_id) {
-            e.rt.live_bytes = e.rt.live_bytes.saturating_sub(live);
+        if let Some(e) = inner.jobs_mut().get_resident_mut(job_id) {
+            let transfer = e.transfer_mut();
+            transfer.live_bytes = transfer.live_bytes.saturating_sub(live);
         }
     }
     result
@@ -514,12 +635,12 @@ fn reset_file(d: &Arc<Daemon>, job_id: &str, file: &mut FileRow, origin_only: bo
     file.pieces = None;
     file.origin_only |= origin_only;
     let mut inner = d.lock();
-    let Some(e) = inner.jobs.get_mut(job_id) else {
+    let Some(e) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
-    e.row.bytes_transferred = e.row.bytes_transferred.saturating_sub(lost);
+    e.bytes_lost(lost);
     let (row, f) = (e.row.clone(), file.clone());
-    drop(d.store.submit(move |tx| {
+    drop(d.store().submit(move |tx| {
         tx.update_job(&row)?;
         tx.put_files(&row.id, &[f])
     }));
@@ -535,30 +656,32 @@ fn on_event(
     persist: bool,
     source: Option<&peers::Choice>,
 ) {
-    let now = d.mono.now();
+    let now = d.mono().now();
     let mut inner = d.lock();
     // First sign of life from the server: connecting → transferring.
-    if inner.jobs.get(job_id).map(|e| e.row.state) == Some(JobState::Connecting) {
+    if inner.jobs().peek(job_id).map(|e| e.row.state) == Some(JobState::Connecting) {
         let _ = d.transition(&mut inner, job_id, Trigger::Connected, |_| {});
     }
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
     match ev {
         FetchEvent::Progress { bytes, total } => {
             let now_live = bytes.saturating_sub(file.bytes_transferred);
-            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live) + now_live;
+            let durable = entry.row.bytes_transferred;
+            let transfer = entry.transfer_mut();
+            transfer.live_bytes = transfer.live_bytes.saturating_sub(*live) + now_live;
             *live = now_live;
             // Progress is reaching bytes the job never had: fetching the same bytes again after
             // a restart from zero does not count, or a server that changes the file and cuts
             // every answer would keep the job retrying forever.
-            let position = entry.row.bytes_transferred + entry.rt.live_bytes;
-            if position > entry.rt.furthest {
-                entry.rt.furthest = position;
-                entry.rt.last_progress_at = Some(now);
-                entry.rt.first_transient_at = None;
+            let position = durable + transfer.live_bytes;
+            if position > transfer.furthest {
+                transfer.furthest = position;
+                transfer.last_progress_at = Some(now);
+                entry.scheduling_mut().progressed();
             }
-            set_total(&mut entry.row, file, total);
+            entry.file_size_seen(file, total);
         }
         FetchEvent::Checkpoint {
             offset,
@@ -568,32 +691,28 @@ fn on_event(
             pieces,
         } => {
             peers::attribute(file, offset, restarted, source);
-            let row = &mut entry.row;
-            row.bytes_transferred =
-                row.bytes_transferred.saturating_sub(file.bytes_transferred) + offset;
-            file.bytes_transferred = offset;
             file.validator = validator.and_then(|v| serde_json::to_value(v).ok());
             file.pieces = pieces;
-            set_total(row, file, total);
-            entry.rt.live_bytes = entry.rt.live_bytes.saturating_sub(*live);
+            entry.checkpointed(file, offset, total);
+            let transfer = entry.transfer_mut();
+            transfer.live_bytes = transfer.live_bytes.saturating_sub(*live);
             *live = 0;
-            row.modified = clock::now_rfc3339();
             d.modified(entry);
             if !persist {
                 return;
             }
             // The event log gets at most one `progress` event per job per second.
-            let now = d.mono.now();
-            let log_progress = entry
-                .rt
+            let now = d.mono().now();
+            let transfer = entry.transfer_mut();
+            let log_progress = transfer
                 .last_progress_event
                 .is_none_or(|t| now.saturating_sub(t) >= 1000);
             if log_progress {
-                entry.rt.last_progress_event = Some(now);
+                transfer.last_progress_event = Some(now);
             }
             let (row, f) = (entry.row.clone(), file.clone());
             let time = row.modified.clone();
-            let _ = d.store.submit(move |tx| {
+            let _ = d.store().submit(move |tx| {
                 tx.put_files(&row.id, &[f])?;
                 tx.update_job(&row)?;
                 if log_progress {
@@ -618,47 +737,30 @@ fn on_event(
 impl crate::host_slots::ShowWaiting for Daemon {
     fn show(&self, job_id: &str, waiting: bool) {
         use ferry_core::hosts::WAIT_REASON;
-        let mut inner = self.lock();
-        let Some(e) = inner.jobs.get_mut(job_id) else {
+        let mut state = self.lock();
+        let Some(e) = state.jobs_mut().get_mut(job_id) else {
             return;
         };
-        let shows_it =
-            e.rt.waiting
-                .as_ref()
-                .is_some_and(|w| w.reason == WAIT_REASON);
-        if waiting && e.rt.waiting.is_none() {
-            e.rt.waiting = Some(ferry_proto::Waiting {
+        let scheduling = e.scheduling_mut();
+        let shows_it = scheduling
+            .waiting()
+            .is_some_and(|w| w.reason == WAIT_REASON);
+        if waiting && scheduling.waiting().is_none() {
+            scheduling.wait(Some(ferry_proto::Waiting {
                 reason: WAIT_REASON.into(),
                 until: None,
                 ahead: None,
-            });
+            }));
         } else if !waiting && shows_it {
-            e.rt.waiting = None;
+            scheduling.wait(None);
         }
     }
-}
-
-/// Keeps the job's size counters in step when a file's size becomes known or changes.
-fn set_total(row: &mut JobRow, file: &mut FileRow, total: Option<u64>) {
-    if total == file.bytes_total {
-        return;
-    }
-    match file.bytes_total {
-        Some(old) => row.size_known_bytes = row.size_known_bytes.saturating_sub(old),
-        None => row.size_unknown_files = row.size_unknown_files.saturating_sub(1),
-    }
-    match total {
-        Some(new) => row.size_known_bytes += new,
-        None => row.size_unknown_files += 1,
-    }
-    file.bytes_total = total;
-    row.refresh_total();
 }
 
 fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) {
     use ferry_core::notify::{Kind, Verdict, verdict};
     let mut inner = d.lock();
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
     // The file's notification is owed in the same transaction that records it transferred,
@@ -677,28 +779,22 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
             Some(file.file_index),
         )
     });
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
-    let row = &mut entry.row;
-    set_total(row, &mut file, Some(done.bytes));
-    row.bytes_transferred =
-        row.bytes_transferred.saturating_sub(file.bytes_transferred) + done.bytes;
-    file.bytes_transferred = done.bytes;
+    entry.file_finished(&mut file, done.bytes);
     file.bytes_from_origin = done.bytes.saturating_sub(file.bytes_from_peers);
     file.transferred = true;
     file.validation = ferry_proto::Validation::Unset;
     file.content_sha256 = done.sha256;
     file.pieces = done.pieces;
     file.validator = done.validator.and_then(|v| serde_json::to_value(v).ok());
-    row.files_transferred += 1;
-    row.modified = clock::now_rfc3339();
-    entry.rt.untransferred.remove(&file.file_index);
-    entry.rt.outbox.extend(owed.clone());
+    entry.transfer_mut().untransferred.remove(&file.file_index);
+    entry.notification_mut().owe(owed.iter().cloned());
     d.modified(entry);
     let (row, f) = (entry.row.clone(), file);
     let time = row.modified.clone();
-    let _ = d.store.submit(move |tx| {
+    let _ = d.store().submit(move |tx| {
         tx.put_files(&row.id, std::slice::from_ref(&f))?;
         tx.update_job(&row)?;
         if let Some(o) = &owed {
@@ -721,18 +817,20 @@ fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) 
 
 /// Turns the run's outcome into the job's next state.
 fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Option<Outcome>) {
-    let now = d.mono.now();
+    let now = d.mono().now();
     let mut inner = d.lock();
     if token.is_cancelled() {
         return;
     }
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
-    if let Some(r) = entry.rt.running.take() {
-        entry.row.active_ms += now.saturating_sub(r.started_ms);
+    let transfer = entry.transfer_mut();
+    let ran = transfer.running.take();
+    transfer.live_bytes = 0;
+    if let Some(r) = ran {
+        entry.add_active_ms(now.saturating_sub(r.started_ms));
     }
-    entry.rt.live_bytes = 0;
     match outcome {
         Some(Outcome::Stopped) => {}
         Some(Outcome::Done) => {
@@ -760,7 +858,7 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
         Some(Outcome::Failed(e, index)) => on_failure(d, &mut inner, job_id, e, index, now),
     }
     if inner
-        .jobs
+        .jobs()
         .peek(job_id)
         .is_some_and(|e| e.row.state == JobState::Error)
     {
@@ -770,13 +868,13 @@ fn finish(d: &Arc<Daemon>, job_id: &str, token: &CancellationToken, outcome: Opt
 
 fn on_failure(
     d: &Arc<Daemon>,
-    inner: &mut Inner,
+    inner: &mut DaemonState,
     job_id: &str,
     e: FetchError,
     index: u64,
     now: u64,
 ) {
-    let Some(entry) = inner.jobs.get_mut(job_id) else {
+    let Some(entry) = inner.jobs_mut().get_resident_mut(job_id) else {
         return;
     };
     let info = e.to_error_info(Some(index));
@@ -790,7 +888,7 @@ fn on_failure(
         && Duration::from_millis(npt_ms) <= RunSettings::of(row).stall_timeout;
     let delay_s = retry::retry_delay_floor(
         row.settings.minimum_retry_delay_s,
-        d.opts.retry_delay_floor_s,
+        d.opts().retry_delay_floor_s,
     );
     let retry_after_ms = e
         .retry_after
@@ -801,8 +899,8 @@ fn on_failure(
     } else {
         retry::on_transient(&TransientInput {
             now,
-            first_transient_at: entry.rt.first_transient_at,
-            last_progress_at: entry.rt.last_progress_at,
+            first_transient_at: entry.scheduling().first_transient_at(),
+            last_progress_at: entry.transfer().last_progress_at(),
             minimum_retry_delay_ms,
             no_progress_timeout_ms: npt_ms,
             retry_after_ms,
@@ -810,14 +908,13 @@ fn on_failure(
     };
     match decision {
         TransientDecision::RetryAt(at) => {
-            entry.rt.first_transient_at.get_or_insert(now);
-            entry.rt.retry_at = Some(at);
             let wall = clock::rfc3339_in(Duration::from_millis(at.saturating_sub(now)));
-            entry.rt.waiting = Some(ferry_proto::Waiting {
+            let waiting = ferry_proto::Waiting {
                 reason: retry::waiting_reason(minimum_retry_delay_ms, retry_after_ms).into(),
                 until: Some(wall.clone()),
                 ahead: None,
-            });
+            };
+            entry.scheduling_mut().retry(now, at, waiting);
             let _ = d.transition(inner, job_id, Trigger::TransientError, |row| {
                 row.error = Some(info);
                 row.retry_at = Some(wall);

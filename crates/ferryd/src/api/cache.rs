@@ -14,32 +14,38 @@ use ferry_proto::params::Empty;
 
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon};
-use ferry_proto::method;
 
 /// Whose entries the caller may see: root all, everyone else their own.
-fn scope(c: &Caller) -> Option<u32> {
-    (!c.is_root()).then_some(c.uid)
+fn scope(caller: &Caller) -> Option<u32> {
+    (!caller.is_root()).then_some(caller.uid)
 }
 
 /// `cache.list`
-pub fn list(d: &Arc<Daemon>, c: &Caller, _: CacheListParams) -> ApiResult<method::CacheList> {
-    let entries = d
-        .peer_cache
-        .as_ref()
-        .map(|pc| pc.list(scope(c)))
+pub fn list(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    _: CacheListParams,
+) -> ApiResult<ferry_proto::method::CacheList> {
+    let entries = daemon
+        .peer_cache()
+        .map(|pc| pc.list(scope(caller)))
         .unwrap_or_default();
     Answer::now(CacheListResult {
         entries,
-        enabled: Some(d.peer_cache.is_some()),
+        enabled: Some(daemon.peer_cache().is_some()),
     })
 }
 
 /// `cache.info`
-pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult<method::CacheInfo> {
-    let Some(pc) = &d.peer_cache else {
+pub fn info(
+    daemon: &Arc<Daemon>,
+    _: &Caller,
+    _: Empty,
+) -> ApiResult<ferry_proto::method::CacheInfo> {
+    let Some(pc) = daemon.peer_cache() else {
         return Answer::now(CacheInfo {
-            config_file: d
-                .opts
+            config_file: daemon
+                .opts()
                 .config_file
                 .as_ref()
                 .filter(|f| f.exists())
@@ -66,8 +72,12 @@ pub fn info(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult<method::CacheInf
 }
 
 /// `cache.delete`: by key or by URL (every version), within the caller's scope.
-pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult<method::CacheDelete> {
-    let (key, url) = match (p.key, p.url) {
+pub fn delete(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    params: CacheDeleteParams,
+) -> ApiResult<ferry_proto::method::CacheDelete> {
+    let (key, url) = match (params.key, params.url) {
         (Some(k), None) if ferry_peer::key::is_key(&k.to_ascii_lowercase()) => {
             (Some(k.to_ascii_lowercase()), None)
         }
@@ -85,10 +95,10 @@ pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult<me
             ));
         }
     };
-    let Some(pc) = &d.peer_cache else {
+    let Some(pc) = daemon.peer_cache() else {
         return Answer::now(CacheDeleteResult::default());
     };
-    let scope = scope(c);
+    let scope = scope(caller);
     let (deleted, bytes) = pc.remove(
         |r| {
             scope.is_none_or(|u| r.owner_uid == u)
@@ -101,18 +111,26 @@ pub fn delete(d: &Arc<Daemon>, c: &Caller, p: CacheDeleteParams) -> ApiResult<me
 }
 
 /// `cache.clear`: every entry in the caller's scope.
-pub fn clear(d: &Arc<Daemon>, c: &Caller, _: Empty) -> ApiResult<method::CacheClear> {
-    let Some(pc) = &d.peer_cache else {
+pub fn clear(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    _: Empty,
+) -> ApiResult<ferry_proto::method::CacheClear> {
+    let Some(pc) = daemon.peer_cache() else {
         return Answer::now(CacheDeleteResult::default());
     };
-    let scope = scope(c);
+    let scope = scope(caller);
     let (deleted, bytes) = pc.remove(|r| scope.is_none_or(|u| r.owner_uid == u), "cleared");
     Answer::now(CacheDeleteResult { deleted, bytes })
 }
 
 /// `peers.list`
-pub fn peers(d: &Arc<Daemon>, _: &Caller, _: Empty) -> ApiResult<method::PeersList> {
-    Answer::now(match &d.peer_cache {
+pub fn peers(
+    daemon: &Arc<Daemon>,
+    _: &Caller,
+    _: Empty,
+) -> ApiResult<ferry_proto::method::PeersList> {
+    Answer::now(match daemon.peer_cache() {
         Some(pc) => PeersListResult {
             enabled: true,
             peers: pc.peer_infos(),

@@ -14,12 +14,15 @@ use ferry_proto::{ErrorContext, ErrorInfo, ErrorKind, JobState, ProtoError, Vali
 use ferry_store::FileRow;
 
 use super::{Answer, ApiResult};
-use ferry_proto::method;
 
 use crate::daemon::{Caller, Daemon, Hold, refusal, refused};
 
 /// `job.resume`
-pub async fn resume(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobResume> {
+pub async fn resume(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<ferry_proto::method::JobResume> {
     d.load_existing(&p.job_id).await?;
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -54,7 +57,11 @@ async fn stop_for<'d>(
 }
 
 /// `job.suspend`
-pub async fn suspend(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobSuspend> {
+pub async fn suspend(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<ferry_proto::method::JobSuspend> {
     let _hold = stop_for(d, c, &p.job_id, Operation::Suspend, "suspend").await?;
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
@@ -88,7 +95,11 @@ pub(crate) fn discard(temp: &Path, identity: Option<ferry_fetch::identity::FsIde
 /// `job.cancel`: the job is cancelled first, with its staging files still recorded, and they
 /// are deleted after that is durable; a crash in between leaves them to the next start
 /// (`discard_final_staging`), never as files nobody knows about.
-pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<method::JobCancel> {
+pub async fn cancel(
+    d: &Arc<Daemon>,
+    c: &Caller,
+    p: JobIdParams,
+) -> ApiResult<ferry_proto::method::JobCancel> {
     let _hold = stop_for(d, c, &p.job_id, Operation::Cancel, "cancel").await?;
     let identity = d.fs_identity(&p.job_id).await;
     let state = {
@@ -115,7 +126,7 @@ pub async fn cancel(d: &Arc<Daemon>, c: &Caller, p: JobIdParams) -> ApiResult<me
     let commit = match tokio::time::timeout(DISCARD_WAIT, deleting).await {
         Ok(Ok(files)) => {
             let id = p.job_id.clone();
-            d.store.submit(move |tx| tx.put_files(&id, &files))
+            d.store().submit(move |tx| tx.put_files(&id, &files))
         }
         Ok(Err(_)) | Err(_) => d.durable(),
     };
@@ -128,7 +139,7 @@ pub async fn complete(
     d: &Arc<Daemon>,
     c: &Caller,
     p: JobIdParams,
-) -> ApiResult<method::JobComplete> {
+) -> ApiResult<ferry_proto::method::JobComplete> {
     d.load_existing(&p.job_id).await?;
     let job_type = {
         let mut inner = d.lock();
@@ -162,13 +173,13 @@ pub async fn complete(
     let mut inner = d.lock();
     Daemon::owned(&mut inner, c, &p.job_id)?;
     let id = p.job_id.clone();
-    let files_commit = d.store.submit({
+    let files_commit = d.store().submit({
         let files = files.clone();
         move |tx| tx.put_files(&id, &files)
     });
     if let Some(err) = failure {
         // The job stays as it was (BITS keeps it transferred); a stopped transfer re-queues.
-        let st = inner.jobs.get(&p.job_id).map(|e| e.row.state);
+        let st = inner.jobs_mut().get(&p.job_id).map(|e| e.row.state);
         if matches!(st, Some(JobState::Connecting | JobState::Transferring)) {
             let _ = d.transition(&mut inner, &p.job_id, Trigger::Preempt, |_| {});
         }
@@ -176,7 +187,7 @@ pub async fn complete(
         return Err(err);
     }
     drop(files_commit);
-    if let (Some(pc), Some(e)) = (&d.peer_cache, inner.jobs.get(&p.job_id)) {
+    if let (Some(pc), Some(e)) = (d.peer_cache(), inner.jobs_mut().get(&p.job_id)) {
         // Completing validates the content (BITS): it may now be served to peers.
         for f in files
             .iter()
@@ -207,7 +218,7 @@ pub fn spawn_auto_complete(d: &Arc<Daemon>, job_id: &str) {
         if !matches!(d.load(&job_id).await, Ok(true)) {
             return;
         }
-        let owner = match d.lock().jobs.get(&job_id) {
+        let owner = match d.lock().jobs_mut().get(&job_id) {
             Some(e) if e.row.settings.auto_complete && e.row.state == JobState::Transferred => {
                 e.row.owner_uid
             }
@@ -247,7 +258,7 @@ pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
         let _hold = d.hold(&job_id);
         let failed = |d: &Daemon| {
             d.lock()
-                .jobs
+                .jobs()
                 .peek(&job_id)
                 .is_some_and(|e| e.row.state == JobState::Error)
         };
@@ -277,7 +288,7 @@ pub fn spawn_drop_empty_staging(d: &Arc<Daemon>, job_id: &str) {
         {
             let id = job_id.clone();
             if let Err(e) = d
-                .store
+                .store()
                 .submit(move |tx| tx.put_files(&id, &changed))
                 .wait()
                 .await
@@ -375,7 +386,7 @@ pub async fn set_validation(
     d: &Arc<Daemon>,
     c: &Caller,
     p: ValidationParams,
-) -> ApiResult<method::FileSetValidationState> {
+) -> ApiResult<ferry_proto::method::FileSetValidationState> {
     d.load_existing(&p.job_id).await?;
     {
         let mut inner = d.lock();
@@ -408,10 +419,10 @@ pub async fn set_validation(
         file.validation = Validation::Valid;
         let id = p.job_id.clone();
         let f = file.clone();
-        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
-        if let Some(pc) = &d.peer_cache {
+        let commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
+        if let Some(pc) = d.peer_cache() {
             let identity = d.fs_identity(&p.job_id).await;
-            let row = d.lock().jobs.get(&p.job_id).map(|e| e.row.clone());
+            let row = d.lock().jobs_mut().get(&p.job_id).map(|e| e.row.clone());
             let source = match (&file.temp_path, file.completed) {
                 (Some(t), false) => Some(PathBuf::from(t)),
                 (_, true) => Some(PathBuf::from(&file.local_path)),
@@ -425,7 +436,7 @@ pub async fn set_validation(
     }
     if !file.completed
         && file.bytes_from_peers > 0
-        && let Some(pc) = d.peer_cache.clone()
+        && let Some(pc) = d.peer_cache().cloned()
     {
         return refetch_from_origin(d, c, &pc, &p.job_id, file).await;
     }
@@ -433,7 +444,7 @@ pub async fn set_validation(
         file.validation = Validation::Invalid;
         let id = p.job_id.clone();
         let f = file.clone();
-        let commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+        let commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
         return Answer::after(super::jobs::file_view(file), commit);
     }
     // Rejected content from the origin: drop it, reset the file, and fail the job so that a
@@ -445,10 +456,8 @@ pub async fn set_validation(
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    e.rt.untransferred.insert(file.file_index);
-    let row = &mut e.row;
-    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
-    row.files_transferred = row.files_transferred.saturating_sub(1);
+    e.transfer_mut().file_untransferred(file.file_index);
+    e.file_rejected(&file);
     file.bytes_transferred = 0;
     file.transferred = false;
     file.validator = None;
@@ -468,7 +477,7 @@ pub async fn set_validation(
     };
     let id = p.job_id.clone();
     let f = file.clone();
-    drop(d.store.submit(move |tx| tx.put_files(&id, &[f])));
+    drop(d.store().submit(move |tx| tx.put_files(&id, &[f])));
     let (_, commit) = d
         .transition(&mut inner, &p.job_id, Trigger::FatalError, |row| {
             row.error = Some(info)
@@ -487,7 +496,7 @@ async fn refetch_from_origin(
     pc: &Arc<crate::peer_cache::PeerCache>,
     job_id: &str,
     mut file: FileRow,
-) -> ApiResult<method::FileSetValidationState> {
+) -> ApiResult<ferry_proto::method::FileSetValidationState> {
     let _hold = d.hold(job_id);
     d.stop_transfer(job_id).await;
     if let Some(t) = file.temp_path.take() {
@@ -501,10 +510,9 @@ async fn refetch_from_origin(
     }
     let mut inner = d.lock();
     let e = Daemon::owned(&mut inner, c, job_id)?;
-    e.rt.untransferred.insert(file.file_index);
-    let row = &mut e.row;
-    row.bytes_transferred = row.bytes_transferred.saturating_sub(file.bytes_transferred);
-    row.files_transferred = row.files_transferred.saturating_sub(1);
+    e.transfer_mut().file_untransferred(file.file_index);
+    e.file_rejected(&file);
+    let row = &e.row;
     let (owner, files_total, state) = (row.owner_uid, row.files_total, row.state);
     pc.event(
         job_id,
@@ -532,7 +540,7 @@ async fn refetch_from_origin(
     };
     let id = job_id.to_owned();
     let f = file.clone();
-    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    let mut commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
     // Back to the queue: a stopped transfer is preempted, a finished job has a pending file.
     let trigger = match state {
         JobState::Connecting | JobState::Transferring => Some(Trigger::Preempt),
@@ -547,11 +555,11 @@ async fn refetch_from_origin(
             .transition(&mut inner, job_id, t, |_| {})
             .map_err(|e| refused("set the validation state", job_id, e))?;
         commit = c;
-    } else if let Some(e) = inner.jobs.get(job_id) {
+    } else if let Some(e) = inner.jobs_mut().get(job_id) {
         let row = e.row.clone();
-        commit = d.store.submit(move |tx| tx.update_job(&row));
+        commit = d.store().submit(move |tx| tx.update_job(&row));
     }
     drop(inner);
-    d.wake.notify_one();
+    d.wake().notify_one();
     Answer::after(super::jobs::file_view(file), commit)
 }

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon, store_failed};
 use crate::limits;
-use ferry_proto::params::Ack;
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
@@ -28,13 +27,13 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(d: &Daemon, c: &Caller, job_id: Option<String>) -> Result<Filter, ProtoError> {
+    fn new(daemon: &Daemon, caller: &Caller, job_id: Option<String>) -> Result<Filter, ProtoError> {
         if let Some(id) = &job_id {
-            let mut inner = d.lock();
-            Daemon::owned(&mut inner, c, id)?;
+            let mut inner = daemon.lock();
+            Daemon::owned(&mut inner, caller, id)?;
         }
         Ok(Filter {
-            uid: (!c.is_root()).then_some(c.uid),
+            uid: (!caller.is_root()).then_some(caller.uid),
             job_id,
         })
     }
@@ -45,9 +44,14 @@ impl Filter {
     }
 }
 
-async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<EventRow>, ProtoError> {
-    d.store.flush().await.map_err(store_failed)?;
-    let reader = d.reader.clone();
+async fn page(
+    daemon: &Daemon,
+    f: &Filter,
+    after: u64,
+    limit: u64,
+) -> Result<Vec<EventRow>, ProtoError> {
+    daemon.store().flush().await.map_err(store_failed)?;
+    let reader = daemon.reader().clone();
     let f = f.clone();
     tokio::task::spawn_blocking(move || reader.events(after, f.uid, f.job_id.as_deref(), limit))
         .await
@@ -57,17 +61,17 @@ async fn page(d: &Daemon, f: &Filter, after: u64, limit: u64) -> Result<Vec<Even
 
 /// `events.read`
 pub async fn read(
-    d: &Arc<Daemon>,
-    c: &Caller,
-    p: EventsReadParams,
-) -> ApiResult<method::EventsRead> {
-    if let Some(id) = &p.job_id {
-        d.load(id).await?;
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    params: EventsReadParams,
+) -> ApiResult<ferry_proto::method::EventsRead> {
+    if let Some(id) = &params.job_id {
+        daemon.load(id).await?;
     }
-    let filter = Filter::new(d, c, p.job_id)?;
-    let after = p.after.unwrap_or(0);
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let rows = page(d, &filter, after, limit).await?;
+    let filter = Filter::new(daemon, caller, params.job_id)?;
+    let after = params.after.unwrap_or(0);
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let rows = page(daemon, &filter, after, limit).await?;
     let next = rows.last().map_or(after, |r| r.seq);
     Answer::now(EventsReadResult {
         events: rows.iter().map(EventRow::to_event).collect(),
@@ -77,18 +81,18 @@ pub async fn read(
 
 /// `events.follow`: answers `{}`, then streams until unfollowed or the connection closes.
 pub fn follow(
-    d: &Arc<Daemon>,
-    c: &Caller,
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
     peer: Arc<Peer>,
-    p: EventsFollowParams,
+    params: EventsFollowParams,
     token: CancellationToken,
-) -> ApiResult<method::EventsFollow> {
-    let filter = Filter::new(d, c, p.job_id)?;
+) -> ApiResult<ferry_proto::method::EventsFollow> {
+    let filter = Filter::new(daemon, caller, params.job_id)?;
     // Subscribe before replaying so nothing committed in between is missed.
-    let mut live = d.store.subscribe();
-    let start = p.after;
-    let d = d.clone();
-    let max_backlog = limits::as_usize(d.opts.limits.follow_backlog_bytes);
+    let mut live = daemon.store().subscribe();
+    let start = params.after;
+    let daemon = daemon.clone();
+    let max_backlog = limits::as_usize(daemon.opts().limits.follow_backlog_bytes);
     tokio::spawn(async move {
         let send = Sender {
             peer: &peer,
@@ -98,9 +102,9 @@ pub fn follow(
         // Replay (or, without `after`, start from what is committed now).
         let mut last = match start {
             Some(a) => a,
-            None => d.reader.last_event_seq().unwrap_or(0),
+            None => daemon.reader().last_event_seq().unwrap_or(0),
         };
-        if start.is_some() && !catch_up(&d, &filter, &mut last, &send).await {
+        if start.is_some() && !catch_up(&daemon, &filter, &mut last, &send).await {
             return;
         }
         loop {
@@ -112,7 +116,7 @@ pub fn follow(
                         if e.seq <= last {
                             continue;
                         }
-                        if e.seq > last + 1 && !catch_up(&d, &filter, &mut last, &send).await {
+                        if e.seq > last + 1 && !catch_up(&daemon, &filter, &mut last, &send).await {
                             return;
                         }
                         if e.seq <= last {
@@ -125,7 +129,7 @@ pub fn follow(
                     }
                     // Fell behind the broadcast: read what was missed from the store.
                     Err(RecvError::Lagged(_)) => {
-                        if !catch_up(&d, &filter, &mut last, &send).await {
+                        if !catch_up(&daemon, &filter, &mut last, &send).await {
                             return;
                         }
                     }
@@ -134,7 +138,7 @@ pub fn follow(
             }
         }
     });
-    Answer::now(Ack {})
+    Answer::now(ferry_proto::params::Ack {})
 }
 
 /// Sends followed events no faster than the connection reads them.
@@ -153,7 +157,7 @@ impl Sender<'_> {
         // for it to catch up, and close its connection if it does not.
         if peer.backlog_bytes() > self.max_backlog {
             let drained = tokio::select! {
-                d = peer.drained_to(self.max_backlog / 2, limits::STALL_PATIENCE) => d,
+                daemon = peer.drained_to(self.max_backlog / 2, limits::STALL_PATIENCE) => daemon,
                 _ = self.token.cancelled() => return false,
             };
             if drained {
@@ -185,14 +189,14 @@ impl Sender<'_> {
 }
 
 /// Sends every stored event after `last`; false when the connection is gone.
-async fn catch_up(d: &Daemon, f: &Filter, last: &mut u64, send: &Sender<'_>) -> bool {
+async fn catch_up(daemon: &Daemon, f: &Filter, last: &mut u64, send: &Sender<'_>) -> bool {
     loop {
         // Read unfiltered by uid/job so `last` advances over other users' events too.
         let unfiltered = Filter {
             uid: None,
             job_id: None,
         };
-        let rows = match page(d, &unfiltered, *last, MAX_LIMIT).await {
+        let rows = match page(daemon, &unfiltered, *last, MAX_LIMIT).await {
             Ok(r) => r,
             Err(_) => return false,
         };

@@ -164,7 +164,7 @@ pub async fn set_remote_url(
     state::check(state, Operation::SetProperty).map_err(|r| refusal(what, r))?;
     let id = p.job_id.clone();
     let f = file.clone();
-    let mut commit = d.store.submit(move |tx| tx.put_files(&id, &[f]));
+    let mut commit = d.store().submit(move |tx| tx.put_files(&id, &[f]));
     if matches!(state, JobState::Connecting | JobState::Transferring) {
         // The stopped transfer goes back to the queue and restarts with the new URL.
         let (_, c) = d
@@ -173,7 +173,7 @@ pub async fn set_remote_url(
         commit = c;
     }
     drop(inner);
-    d.wake.notify_one();
+    d.wake().notify_one();
     Answer::after(super::jobs::file_view(file), commit)
 }
 

@@ -16,8 +16,6 @@ use super::{Answer, ApiResult};
 use crate::daemon::{Caller, Daemon};
 use crate::handlers::Activation;
 use crate::limits;
-use ferry_proto::method;
-use ferry_proto::params::Ack;
 
 fn check_name(name: &str) -> Result<(), ProtoError> {
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
@@ -30,10 +28,10 @@ fn check_name(name: &str) -> Result<(), ProtoError> {
 }
 
 /// Asks the notifier to retry at once every job of `uid` that names handler `name`.
-fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
-    let inner = d.lock();
+fn kick_jobs_of(daemon: &Daemon, uid: u32, name: &str) -> Vec<String> {
+    let inner = daemon.lock();
     let ids: Vec<String> = inner
-        .jobs
+        .jobs()
         .resident()
         .map(|(_, e)| e)
         .filter(|e| e.row.owner_uid == uid && !e.row.state.is_final())
@@ -42,19 +40,19 @@ fn kick_jobs_of(d: &Daemon, uid: u32, name: &str) -> Vec<String> {
         .collect();
     drop(inner);
     for id in &ids {
-        d.kick(id, true);
+        daemon.kick(id, true);
     }
     ids
 }
 
 /// `handler.register`
 pub fn register(
-    d: &Arc<Daemon>,
-    c: &Caller,
-    p: HandlerRegisterParams,
-) -> ApiResult<method::HandlerRegister> {
-    check_name(&p.name)?;
-    match p.argv.first() {
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    params: HandlerRegisterParams,
+) -> ApiResult<ferry_proto::method::HandlerRegister> {
+    check_name(&params.name)?;
+    match params.argv.first() {
         None => {
             return Err(ProtoError::invalid_params(
                 "argv",
@@ -69,53 +67,60 @@ pub fn register(
         }
         Some(_) => {}
     }
-    let timeout = p.activation_timeout_s.unwrap_or(30);
+    let timeout = params.activation_timeout_s.unwrap_or(30);
     if !(1..=3600).contains(&timeout) {
         return Err(ProtoError::invalid_params(
             "activation_timeout_s",
             "activation_timeout_s must be between 1 and 3600",
         ));
     }
-    let bytes = limits::argv_bytes(&p.argv);
+    let bytes = limits::argv_bytes(&params.argv);
     let row = HandlerRow {
-        uid: c.uid,
-        name: p.name.clone(),
-        argv: p.argv,
+        uid: caller.uid,
+        name: params.name.clone(),
+        argv: params.argv,
         activation_timeout_s: timeout,
     };
     let commit = {
-        let mut inner = d.lock();
-        let others = inner.handlers.usage_except(c.uid, &p.name);
-        limits::check_handler(&d.opts.limits, c.uid, others, bytes)?;
-        inner.handlers.slot(c.uid, &p.name).registered = Some(row.clone());
-        d.store.submit(move |tx| tx.put_handler(&row))
+        let mut inner = daemon.lock();
+        let others = inner.handlers_mut().usage_except(caller.uid, &params.name);
+        limits::check_handler(&daemon.opts().limits, caller.uid, others, bytes)?;
+        inner
+            .handlers_mut()
+            .slot(caller.uid, &params.name)
+            .registered = Some(row.clone());
+        daemon.store().submit(move |tx| tx.put_handler(&row))
     };
-    kick_jobs_of(d, c.uid, &p.name);
-    Answer::after(Ack {}, commit)
+    kick_jobs_of(daemon, caller.uid, &params.name);
+    Answer::after(ferry_proto::params::Ack {}, commit)
 }
 
 /// `handler.unregister`
 pub fn unregister(
-    d: &Arc<Daemon>,
-    c: &Caller,
-    p: HandlerNameParams,
-) -> ApiResult<method::HandlerUnregister> {
-    check_name(&p.name)?;
-    let uid = c.uid;
-    let mut inner = d.lock();
-    inner.handlers.slot(uid, &p.name).registered = None;
-    let commit = d
-        .store
-        .submit(move |tx| tx.delete_handler(uid, &p.name).map(drop));
-    Answer::after(Ack {}, commit)
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    params: HandlerNameParams,
+) -> ApiResult<ferry_proto::method::HandlerUnregister> {
+    check_name(&params.name)?;
+    let uid = caller.uid;
+    let mut inner = daemon.lock();
+    inner.handlers_mut().slot(uid, &params.name).registered = None;
+    let commit = daemon
+        .store()
+        .submit(move |tx| tx.delete_handler(uid, &params.name).map(drop));
+    Answer::after(ferry_proto::params::Ack {}, commit)
 }
 
 /// `handler.list`
-pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult<method::HandlerList> {
-    let handlers = d
+pub fn list(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    _p: Empty,
+) -> ApiResult<ferry_proto::method::HandlerList> {
+    let handlers = daemon
         .lock()
-        .handlers
-        .registered_by(c.uid)
+        .handlers()
+        .registered_by(caller.uid)
         .into_iter()
         .map(|h| HandlerInfo {
             name: h.name,
@@ -129,23 +134,23 @@ pub fn list(d: &Arc<Daemon>, c: &Caller, _p: Empty) -> ApiResult<method::Handler
 /// `handler.attach`: with the activation token of a program ferryd started, or without one
 /// from any process of the same uid. The last connection to attach a name wins.
 pub fn attach(
-    d: &Arc<Daemon>,
-    c: &Caller,
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
     peer: &Arc<Peer>,
-    p: HandlerAttachParams,
-) -> ApiResult<method::HandlerAttach> {
-    check_name(&p.name)?;
+    params: HandlerAttachParams,
+) -> ApiResult<ferry_proto::method::HandlerAttach> {
+    check_name(&params.name)?;
     {
-        let mut inner = d.lock();
-        let slot = inner.handlers.slot(c.uid, &p.name);
-        if let Some(token) = &p.token {
+        let mut inner = daemon.lock();
+        let slot = inner.handlers_mut().slot(caller.uid, &params.name);
+        if let Some(token) = &params.token {
             let matches = slot.activation.as_ref().is_some_and(|(t, _)| t == token);
             if !matches {
                 return Err(ProtoError::kind(
                     ErrorKind::AccessDenied,
                     format!(
                         "the activation token for handler {:?} is wrong or already used; attach without a token, or let ferryd start the handler",
-                        p.name
+                        params.name
                     ),
                 ));
             }
@@ -156,6 +161,6 @@ pub fn attach(
             tx.send_replace(Activation::Attached);
         }
     }
-    let jobs = kick_jobs_of(d, c.uid, &p.name);
+    let jobs = kick_jobs_of(daemon, caller.uid, &params.name);
     Answer::now(HandlerAttachResult { jobs })
 }

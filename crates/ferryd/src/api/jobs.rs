@@ -15,36 +15,18 @@ use ferry_store::{FileRow, JobRow};
 
 use super::{Answer, ApiResult, files};
 use crate::clock;
-use crate::daemon::{Caller, Daemon, Entry, Inner, refusal, store_failed};
+use crate::daemon::{Caller, Daemon, DaemonState, refusal, store_failed};
+use crate::job::JobEntry;
 use crate::limits;
 use ferry_proto::method;
 use ferry_proto::params::Ack;
 
-fn check_limits(d: &Daemon, inner: &Inner, uid: u32) -> Result<(), ProtoError> {
-    let l = &d.opts.limits;
-    if inner.live_jobs >= l.jobs_per_daemon {
-        return Err(limits::exceeded(
-            "jobs_per_daemon",
-            l.jobs_per_daemon,
-            format!(
-                "the daemon already holds {} unfinished jobs; complete or cancel some",
-                inner.live_jobs
-            ),
-        ));
-    }
-    let have = inner.per_user.get(&uid).copied().unwrap_or(0);
-    if have >= l.jobs_per_user {
-        return Err(limits::exceeded(
-            "jobs_per_user",
-            l.jobs_per_user,
-            format!("user {uid} already has {have} unfinished jobs; complete or cancel some"),
-        ));
-    }
-    Ok(())
+fn check_limits(d: &Daemon, inner: &DaemonState, uid: u32) -> Result<(), ProtoError> {
+    inner.quotas().check_new_job(&d.opts().limits, uid)
 }
 
 fn check_file_count(d: &Daemon, have: u64, adding: usize) -> Result<(), ProtoError> {
-    let max = d.opts.limits.files_per_job;
+    let max = d.opts().limits.files_per_job;
     let would = have.saturating_add(adding as u64);
     if would > max {
         return Err(limits::exceeded(
@@ -57,21 +39,14 @@ fn check_file_count(d: &Daemon, have: u64, adding: usize) -> Result<(), ProtoErr
 }
 
 /// Counts `adding` files more for `uid`, or refuses past `files_per_user`.
-fn take_user_files(d: &Daemon, inner: &mut Inner, uid: u32, adding: u64) -> Result<(), ProtoError> {
-    let max = d.opts.limits.files_per_user;
-    let have = inner.files_per_user.entry(uid).or_default();
-    let would = have.saturating_add(adding);
-    if would > max {
-        return Err(limits::exceeded(
-            "files_per_user",
-            max,
-            format!(
-                "user {uid}'s unfinished jobs would hold {would} files; complete or cancel some"
-            ),
-        ));
-    }
-    *have = would;
-    Ok(())
+fn take_user_files(
+    d: &Daemon,
+    inner: &mut DaemonState,
+    uid: u32,
+    adding: u64,
+) -> Result<(), ProtoError> {
+    let max = d.opts().limits.files_per_user;
+    inner.quotas_mut().take_files(uid, adding, max)
 }
 
 /// Runs the file-system checks of new rows as `owner`, off the runtime threads, in the owner's
@@ -85,7 +60,7 @@ async fn check_on_disk(
         return Ok(rows);
     }
     // The identity the job's transfers will use.
-    let identity = crate::identity::fs_identity_off_runtime(d.opts.mode, owner.uid).await;
+    let identity = crate::identity::fs_identity_off_runtime(d.opts().mode, owner.uid).await;
     ferry_fetch::safe_open::blocking(identity, move || {
         files::check_on_disk(&rows, &owner).map(|()| rows)
     })
@@ -113,7 +88,7 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult<m
     check_file_count(d, 0, specs.len())?;
     let mut rows = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
-        rows.push(files::check(spec, i, i as u64, &d.opts.limits)?);
+        rows.push(files::check(spec, i, i as u64, &d.opts().limits)?);
     }
     let rows = check_on_disk(d, *c, rows).await?;
     let now = clock::now_rfc3339();
@@ -121,8 +96,7 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult<m
     let mut inner = d.lock();
     check_limits(d, &inner, c.uid)?;
     take_user_files(d, &mut inner, c.uid, rows.len() as u64)?;
-    let seq = inner.next_job_seq;
-    inner.next_job_seq += 1;
+    let seq = inner.take_job_seq();
     let mut row = JobRow {
         seq,
         id: id.clone(),
@@ -140,18 +114,17 @@ pub async fn create(d: &Arc<Daemon>, c: &Caller, p: CreateParams) -> ApiResult<m
     row.settings.minimum_retry_delay_s = row
         .settings
         .minimum_retry_delay_s
-        .max(d.opts.retry_delay_floor_s);
+        .max(d.opts().retry_delay_floor_s);
     row.refresh_total();
     let (r, f) = (row.clone(), rows);
-    let commit = d.store.submit(move |tx| {
+    let commit = d.store().submit(move |tx| {
         tx.insert_job(&r)?;
         tx.put_files(&r.id, &f)?;
         tx.append_event(&r.id, r.owner_uid, &now, EventKind::Created)?;
         Ok(())
     });
-    inner.live_jobs += 1;
-    *inner.per_user.entry(c.uid).or_default() += 1;
-    inner.jobs.insert(Entry::from_store(row));
+    inner.quotas_mut().count_job(c.uid);
+    inner.jobs_mut().insert(JobEntry::from_store(row));
     Answer::after(CreateResult { job_id: id }, commit)
 }
 
@@ -181,7 +154,7 @@ pub async fn add_files(
     };
     let mut rows = Vec::with_capacity(p.files.len());
     for (i, spec) in p.files.iter().enumerate() {
-        rows.push(files::check(spec, i, first + i as u64, &d.opts.limits)?);
+        rows.push(files::check(spec, i, first + i as u64, &d.opts().limits)?);
     }
     let mut rows = check_on_disk(d, owner, rows).await?;
     let mut inner = d.lock();
@@ -198,15 +171,11 @@ pub async fn add_files(
     let owner = e.row.owner_uid;
     take_user_files(d, &mut inner, owner, count)?;
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
-    e.row.files_total += count;
-    e.row.size_known_bytes = e.row.size_known_bytes.saturating_add(known_bytes(&rows));
-    e.row.size_unknown_files += unknown_files(&rows);
-    e.row.refresh_total();
-    e.row.modified = clock::now_rfc3339();
+    e.files_added(count, known_bytes(&rows), unknown_files(&rows));
     d.modified(e);
     let row = e.row.clone();
     let time = row.modified.clone();
-    let commit = d.store.submit(move |tx| {
+    let commit = d.store().submit(move |tx| {
         tx.put_files(&row.id, &rows)?;
         tx.update_job(&row)?;
         tx.append_event(
@@ -340,13 +309,13 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult<metho
         .collect();
     let owner = (!all).then_some(c.uid);
     // Memory is ahead of the store by the writes in flight: let them land first.
-    d.store.flush().await.map_err(store_failed)?;
+    d.store().flush().await.map_err(store_failed)?;
     if let Some(after) = &p.after {
         d.load(after).await?;
     }
     let start = match &p.after {
         None => 0,
-        Some(after) => match d.lock().jobs.get(after) {
+        Some(after) => match d.lock().jobs_mut().get(after) {
             Some(e) if all || e.row.owner_uid == c.uid => e.row.seq + 1,
             _ => {
                 return Err(ProtoError::invalid_params(
@@ -356,7 +325,7 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult<metho
             }
         },
     };
-    let reader = d.reader.clone();
+    let reader = d.reader().clone();
     let mut rows =
         tokio::task::spawn_blocking(move || reader.job_page(start, owner, &states, limit + 1))
             .await
@@ -369,9 +338,9 @@ pub async fn list(d: &Arc<Daemon>, c: &Caller, p: ListParams) -> ApiResult<metho
     let inner = d.lock();
     let jobs: Vec<ferry_proto::Job> = rows
         .into_iter()
-        .map(|row| match inner.jobs.peek(&row.id) {
+        .map(|row| match inner.jobs().peek(&row.id) {
             Some(e) => e.view(),
-            None => Entry::from_store(row).view(),
+            None => JobEntry::from_store(row).view(),
         })
         .collect();
     drop(inner);
@@ -400,7 +369,7 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult<method:
     let auto_complete = change.enables_auto_complete();
     let fields = change.apply(&mut e.row.settings);
     if fields.iter().any(|f| f == "minimum_retry_delay_s") {
-        let floor = d.opts.retry_delay_floor_s;
+        let floor = d.opts().retry_delay_floor_s;
         let delay = &mut e.row.settings.minimum_retry_delay_s;
         *delay = (*delay).max(floor);
     }
@@ -409,7 +378,7 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult<method:
         super::spawn_auto_complete(d, &job_id);
     }
     e.row.modified = clock::now_rfc3339();
-    if let Some(b) = &e.rt.bucket {
+    if let Some(b) = e.transfer().bucket() {
         // Takes effect on the running transfer at once.
         b.set_rate(e.row.settings.bandwidth_limit_bps);
     }
@@ -423,7 +392,7 @@ pub async fn set(d: &Arc<Daemon>, c: &Caller, p: SetParams) -> ApiResult<method:
     let commit = d.persist(e, vec![EventKind::Modified { fields }]);
     let view = e.view();
     // A priority change may change who runs.
-    d.wake.notify_one();
+    d.wake().notify_one();
     if notify_changed {
         // A target may have appeared, or flag 4 been lifted: owed notifications go at once.
         d.kick(&job_id, true);
@@ -456,7 +425,7 @@ pub async fn take_ownership(
     // callback and handler would go on receiving the job (with what the new owner adds), their
     // command line would run as the new owner, their credentials and headers (tokens) would be
     // sent for the new owner.
-    e.rt.notify_peer = None;
+    e.notification_mut().set_interface(None);
     e.row.settings.notify_handler = None;
     e.row.settings.notify_cmdline = None;
     let mut fields: Vec<String> = ["owner_uid", "notify_handler", "notify_cmdline"]
@@ -473,16 +442,7 @@ pub async fn take_ownership(
     e.row.modified = clock::now_rfc3339();
     let commit = d.persist(e, vec![EventKind::Modified { fields }]);
     let view = e.view();
-    if old != c.uid {
-        if let Some(n) = inner.per_user.get_mut(&old) {
-            *n = n.saturating_sub(1);
-        }
-        *inner.per_user.entry(c.uid).or_default() += 1;
-        if let Some(n) = inner.files_per_user.get_mut(&old) {
-            *n = n.saturating_sub(files);
-        }
-        *inner.files_per_user.entry(c.uid).or_default() += files;
-    }
+    inner.quotas_mut().job_moved(old, c.uid, files);
     Answer::after(view, commit)
 }
 
@@ -498,7 +458,8 @@ pub async fn set_notify_interface(
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)
         .map_err(|r| refusal("set the notify interface", r))?;
-    e.rt.notify_peer = Some(Arc::downgrade(peer));
+    e.notification_mut()
+        .set_interface(Some(Arc::downgrade(peer)));
     d.kick(&p.job_id, true);
     Answer::now(Ack {})
 }
@@ -514,7 +475,7 @@ pub async fn clear_notify_interface(
     let e = Daemon::owned(&mut inner, c, &p.job_id)?;
     state::check(e.row.state, Operation::SetNotify)
         .map_err(|r| refusal("clear the notify interface", r))?;
-    e.rt.notify_peer = None;
+    e.notification_mut().set_interface(None);
     Answer::now(Ack {})
 }
 
@@ -522,14 +483,7 @@ pub async fn clear_notify_interface(
 pub fn connection_closed(d: &Daemon, peer_id: u64) {
     let mut inner = d.lock();
     // A job with a live callback connection is hot, so resident.
-    for e in inner.jobs.resident_mut() {
-        if e.rt
-            .notify_peer
-            .as_ref()
-            .and_then(|w| w.upgrade())
-            .is_none_or(|p| p.id() == peer_id)
-        {
-            e.rt.notify_peer = None;
-        }
+    for e in inner.jobs_mut().resident_mut() {
+        e.notification_mut().connection_closed(peer_id);
     }
 }

@@ -46,7 +46,7 @@ pub(super) struct Publish {
     pub pieces: String,
     /// The job's owner.
     pub owner_uid: u32,
-    /// The job.
+    /// The job whose file this entry came from.
     pub job_id: String,
     /// The file's index.
     pub file_index: u64,

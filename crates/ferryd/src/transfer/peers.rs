@@ -35,7 +35,7 @@ pub(super) async fn choose(
     settings: &RunSettings,
     round: u32,
 ) -> Option<Choice> {
-    let pc = d.peer_cache.as_ref();
+    let pc = d.peer_cache();
     let facts = SourceFacts {
         cache_enabled: pc.is_some(),
         round,
@@ -53,7 +53,7 @@ pub(super) async fn choose(
         _ => return None,
     };
     // A failing origin is reported by the origin fetch that follows, with its own error.
-    let probe = d.fetcher.probe(req, PROBE_TIMEOUT).await;
+    let probe = d.fetcher().probe(req, PROBE_TIMEOUT).await;
     let probed = match &probe {
         Ok(p) => Probed::Answered {
             validator: p.validator.is_some(),
@@ -69,7 +69,7 @@ pub(super) async fn choose(
     let validator = probe.validator?;
     let (key, _) = crate::peer_cache::content_key(&file.remote_url, &validator, size)?;
     let (choice, failures) = pc
-        .find(&d.fetcher, &key, &validator, file.sha256.as_deref())
+        .find(d.fetcher(), &key, &validator, file.sha256.as_deref())
         .await;
     for f in failures {
         pc.event(
@@ -176,7 +176,7 @@ pub(super) async fn same_as_origin(
     let offset = nanos % (c.size - len + 1);
     let mut origin = req.clone();
     origin.peer = None;
-    d.fetcher
+    d.fetcher()
         .spot_check(&origin, &c.validator, offset, len)
         .await
 }

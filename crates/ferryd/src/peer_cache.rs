@@ -41,7 +41,7 @@ use crate::error::DaemonError;
 
 /// The peer cache of this daemon (only exists when enabled).
 pub struct PeerCache {
-    /// Settings.
+    /// `[peer_cache]` of ferryd.toml: listening address, limits, trust, what may be shared.
     pub cfg: PeerCacheConfig,
     /// The configuration file it came from.
     pub config_file: Option<PathBuf>,
@@ -72,7 +72,7 @@ pub struct Choice {
     pub key: String,
     /// The SHA-256 the peer advertises.
     pub sha256: String,
-    /// The size.
+    /// The content's length in bytes, as the peer advertises it.
     pub size: u64,
     /// The origin's validator of that version.
     pub validator: Validator,

@@ -6,6 +6,7 @@
 //! the store committed it.
 
 mod cache;
+mod conditions;
 mod control;
 pub(crate) use control::discard;
 mod events;
@@ -175,9 +176,7 @@ impl Session {
             method::CacheClear::NAME => serve!(method::CacheClear, |p| cache::clear(d, c, p)),
             method::PeersList::NAME => serve!(method::PeersList, |p| cache::peers(d, c, p)),
             method::DaemonConditions::NAME => {
-                serve!(method::DaemonConditions, |p| crate::conditions::status(
-                    d, p
-                ))
+                serve!(method::DaemonConditions, |p| conditions::status(d, p))
             }
             method::HandlerRegister::NAME => {
                 serve!(method::HandlerRegister, |p| handlers::register(d, c, p))
@@ -194,14 +193,7 @@ impl Session {
                 serve!(method::EventsFollow, |p| self.follow(d, c, peer, p).await)
             }
             method::EventsUnfollow::NAME => serve!(method::EventsUnfollow, |_p| {
-                if let Some(f) = self
-                    .follower
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                {
-                    f.token.cancel();
-                }
+                self.stop_following();
                 Answer::now(Ack {})
             }),
             other => Err(ProtoError::new(
@@ -247,13 +239,13 @@ fn hello(d: &Daemon, c: &Caller) -> ApiResult<method::Hello> {
         protocol: ferry_proto::PROTOCOL_VERSION,
         server: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
         uid: c.uid,
-        mode: d.opts.mode.as_str().into(),
+        mode: d.opts().mode.as_str().into(),
         pid: Some(std::process::id()),
-        uptime_s: Some(d.mono.now() / 1000),
-        socket: Some(d.opts.socket.display().to_string()),
-        state_dir: Some(d.opts.state_dir.display().to_string()),
+        uptime_s: Some(d.mono().now() / 1000),
+        socket: Some(d.opts().socket.display().to_string()),
+        state_dir: Some(d.opts().state_dir.display().to_string()),
         log: Some(
-            d.opts
+            d.opts()
                 .log_file
                 .as_ref()
                 .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string()),
@@ -262,10 +254,23 @@ fn hello(d: &Daemon, c: &Caller) -> ApiResult<method::Hello> {
 }
 
 impl Session {
+    /// Ends the connection's event stream, if it follows one (`events.unfollow`, or the
+    /// connection closed).
+    fn stop_following(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(f) = follower {
+            f.token.cancel();
+        }
+    }
+
     /// A place among the caller's followers, or the `followers_per_user` refusal.
     fn follower_slot(&self) -> Result<UidSlot, ProtoError> {
-        let limit = self.daemon.opts.limits.followers_per_user;
-        let followers = self.daemon.lock().followers.clone();
+        let limit = self.daemon.opts().limits.followers_per_user;
+        let followers = self.daemon.lock().followers().clone();
         followers.take(self.caller.uid, limit).ok_or_else(|| {
             limits::exceeded(
                 "followers_per_user",
@@ -311,7 +316,7 @@ impl Service for Connection {
 
     fn closed(&self, peer: Arc<Peer>) {
         if peer.overflowed() {
-            let limit = self.0.daemon.opts.limits.unsent_reply_bytes;
+            let limit = self.0.daemon.opts().limits.unsent_reply_bytes;
             tracing::warn!(
                 peer = peer.id(),
                 uid = self.0.caller.uid,
@@ -321,16 +326,8 @@ impl Service for Connection {
                 limits::STALL_PATIENCE.as_secs()
             );
         }
-        if let Some(f) = self
-            .0
-            .follower
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            f.token.cancel();
-        }
+        self.0.stop_following();
         jobs::connection_closed(&self.0.daemon, peer.id());
-        self.0.daemon.lock().handlers.detach(peer.id());
+        self.0.daemon.lock().handlers_mut().detach(peer.id());
     }
 }

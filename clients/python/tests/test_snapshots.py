@@ -1,6 +1,6 @@
 """What the Python client sends for a set of representative calls equals what the Rust client
 sends: both are compared with ``clients/snapshots/*.json`` (written and checked by the Rust test
-``crates/ferry-client/tests/snapshots.rs``), so the two clients cannot drift apart."""
+``crates/ferry-client/tests/client/snapshots.rs``), so the two clients cannot drift apart."""
 
 from __future__ import annotations
 

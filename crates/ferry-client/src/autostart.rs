@@ -1,10 +1,88 @@
-//! Starting a per-user `ferryd` in the background when none answers.
+//! Starting a per-user `ferryd` in the background when none answers, for the CLI and for
+//! applications alike ([`ConnectOptions::autostart`], [`Client::connect_with`]).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::{Client, ClientError};
+
+/// How [`Client::connect_with`] reaches the daemon: which socket, and whether to start a
+/// per-user `ferryd` when none answers there (off by default: an application opts in, as the
+/// `ferry` CLI does unless `--no-autostart`).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    socket: Option<PathBuf>,
+    autostart: bool,
+    daemon: Option<PathBuf>,
+    daemon_args: Vec<OsString>,
+    on_autostart: Option<fn(&str)>,
+}
+
+impl ConnectOptions {
+    /// The defaults: the socket [`crate::connect::find_socket`] finds, no autostart.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Connects to this socket instead of the one found (an empty path means "find it").
+    pub fn socket(mut self, socket: impl Into<PathBuf>) -> ConnectOptions {
+        let socket = socket.into();
+        self.socket = (!socket.as_os_str().is_empty()).then_some(socket);
+        self
+    }
+
+    /// Whether to start `ferryd --socket SOCKET` in the background when nothing answers on
+    /// the socket (nothing listens there, or a stale socket file is left). The daemon outlives
+    /// the application, as the CLI's does; it keeps its state in its default state directory
+    /// (`FERRY_STATE_DIR` and the rest of the environment are inherited) unless
+    /// [`ConnectOptions::daemon_args`] say otherwise.
+    pub fn autostart(mut self, on: bool) -> ConnectOptions {
+        self.autostart = on;
+        self
+    }
+
+    /// The `ferryd` binary to start (default: [`daemon_binary`]).
+    pub fn daemon(mut self, binary: impl Into<PathBuf>) -> ConnectOptions {
+        self.daemon = Some(binary.into());
+        self
+    }
+
+    /// Extra arguments for a started `ferryd`, after `--socket SOCKET --log-to-state-dir`
+    /// (e.g. `--state-dir DIR`, `--config FILE`).
+    pub fn daemon_args<I, A>(mut self, args: I) -> ConnectOptions
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.daemon_args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Called with one line when a daemon is being started (the CLI prints it on stderr).
+    pub fn on_autostart(mut self, log: fn(&str)) -> ConnectOptions {
+        self.on_autostart = Some(log);
+        self
+    }
+}
+
+impl Client {
+    /// Connects as `options` say: to their socket or the one found, starting a per-user
+    /// `ferryd` there first when autostart is on and nothing answers
+    /// ([`ClientError::Autostart`] says why a start failed).
+    pub async fn connect_with(options: &ConnectOptions) -> Result<Client, ClientError> {
+        let socket = match &options.socket {
+            Some(s) => s.clone(),
+            None => crate::connect::find_socket()?,
+        };
+        if !options.autostart {
+            return Client::connect_to(&socket).await;
+        }
+        let log = options.on_autostart.unwrap_or(|_| {});
+        start_and_connect(&socket, options, log).await
+    }
+}
 
 /// Finds the `ferryd` binary: `FERRY_DAEMON`, else next to the current executable (also one
 /// directory up, for test binaries in `target/*/deps`), else `ferryd` on `PATH`.
@@ -31,6 +109,15 @@ pub async fn connect_or_start(
     socket: &Path,
     log: impl FnOnce(&str),
 ) -> Result<Client, ClientError> {
+    start_and_connect(socket, &ConnectOptions::default(), log).await
+}
+
+/// [`connect_or_start`] with the binary and arguments of `options`.
+async fn start_and_connect(
+    socket: &Path,
+    options: &ConnectOptions,
+    log: impl FnOnce(&str),
+) -> Result<Client, ClientError> {
     match Client::connect_to(socket).await {
         Ok(c) => return Ok(c),
         Err(ClientError::Connect { source, .. })
@@ -41,7 +128,7 @@ pub async fn connect_or_start(
         Err(e) => return Err(e),
     }
     crate::connect::prepare_fallback_dir(socket)?;
-    let bin = daemon_binary();
+    let bin = options.daemon.clone().unwrap_or_else(daemon_binary);
     log(&format!(
         "ferry: no daemon answered on {}; starting {} in the background",
         socket.display(),
@@ -53,6 +140,7 @@ pub async fn connect_or_start(
         .arg("--socket")
         .arg(socket)
         .arg("--log-to-state-dir")
+        .args(&options.daemon_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -37,11 +37,10 @@ pub enum ClientError {
     #[error("the connection to ferryd closed before it answered (did the daemon stop?)")]
     Disconnected,
     /// The daemon did not answer within the caller's deadline ([`crate::Client::call_timeout`]);
-    /// the connection is still open and a late answer is ignored.
-    #[error(
-        "ferryd did not answer {method} within {after:?}; it may be overloaded or stopped. \
-         Retry later, or check that ferryd is running and see its log"
-    )]
+    /// the connection is still open and a late answer is ignored. Also a
+    /// [`crate::Client::wait_for`] whose job did not get there in time (`method` is
+    /// [`crate::wait::WAIT_FOR`]).
+    #[error("{}", timeout_message(method, *after))]
     Timeout {
         /// The method called.
         method: String,
@@ -57,6 +56,22 @@ pub enum ClientError {
     /// [`crate::handler::serve`] ran in a program that ferryd did not start as a handler.
     #[error("{0}")]
     NotActivated(String),
+}
+
+/// The text of [`ClientError::Timeout`]: a wait that ran out is not a daemon that did not answer.
+fn timeout_message(method: &str, after: Duration) -> String {
+    if method == crate::wait::WAIT_FOR {
+        format!(
+            "the job did not reach the state waited for within {after:?}; it may still be \
+             queued or retrying (see `ferry info JOB`), or waiting for you (a new job stays \
+             suspended until resumed). Wait longer, or act on the job"
+        )
+    } else {
+        format!(
+            "ferryd did not answer {method} within {after:?}; it may be overloaded or stopped. \
+             Retry later, or check that ferryd is running and see its log"
+        )
+    }
 }
 
 impl ClientError {

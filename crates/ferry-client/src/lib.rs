@@ -2,23 +2,154 @@
 //!
 //! [`Client`] connects to the daemon (`FERRY_SOCKET`, else the per-user socket, else the system
 //! socket; see [`connect`]), optionally starting a per-user `ferryd` when none answers
-//! ([`autostart`]), and exposes every method of protocol 1 as a typed async call. It is a thin
-//! layer over `ferry-rpc` and `ferry-proto`: no daemon logic lives here.
+//! ([`ConnectOptions::autostart`], the same code the `ferry` CLI uses), and exposes every method
+//! of protocol 1 as a typed async call. It is a thin layer over `ferry-rpc` and `ferry-proto`:
+//! no daemon logic lives here.
 //!
-//! Notifications: implement [`Callback`] and register it for a job with
-//! [`Client::set_notify_interface`] (a live callback, for as long as the connection is open), or
-//! write a handler program that ferryd starts on demand and that serves with
-//! [`handler::serve`]. A callback failure is answered with [`CallbackError::CODE`].
+//! # Quickstart
+//!
+//! Download two files in the background: connect (starting a daemon if none runs), create a
+//! job with its files, resume it (every job starts suspended), wait until it settles, and
+//! complete it, which moves the files to their names (until then they are hidden `.part`
+//! files).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use ferry_client::proto::params::CreateParams;
+//! use ferry_client::proto::{FileSpec, JobState};
+//! use ferry_client::{Client, ClientError, ConnectOptions, Until};
+//!
+//! # async fn example() -> Result<(), ClientError> {
+//! let client = Client::connect_with(&ConnectOptions::new().autostart(true)).await?;
+//! let file = |url: &str, path: &str| FileSpec {
+//!     remote_url: url.into(),
+//!     local_path: path.into(),
+//!     sha256: None,
+//!     ranges: None,
+//! };
+//! let job_id = client
+//!     .create(CreateParams {
+//!         display_name: "nightly update".into(),
+//!         files: Some(vec![file("https://example.com/a.tar", "/var/tmp/a.tar")]),
+//!         ..CreateParams::default()
+//!     })
+//!     .await?;
+//! client
+//!     .add_files(&job_id, vec![file("https://example.com/b.tar", "/var/tmp/b.tar")])
+//!     .await?;
+//! client.resume(&job_id).await?;
+//! // Driven by the job's events, not by polling; `ClientError::Timeout` if it takes longer.
+//! let job = client
+//!     .wait_for(&job_id, Until::Settled, Duration::from_secs(3600))
+//!     .await?;
+//! match job.state {
+//!     JobState::Transferred => {
+//!         client.complete(&job_id).await?;
+//!     }
+//!     JobState::Error => {
+//!         let why = client.get_error(&job_id).await?;
+//!         eprintln!("download failed: {why:?}; `client.resume` retries it");
+//!     }
+//!     other => eprintln!("the job ended {other}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Notifications
+//!
+//! A *live callback* is an object on this connection that the daemon calls when the job is
+//! transferred or fails (BITS `SetNotifyInterface`): implement [`Callback`] and register it
+//! with [`Client::set_notify_interface`]. It lasts as long as the connection; a callback that
+//! returns an error is retried later with the same `delivery_id`
+//! ([`CallbackError::CODE`] is what the daemon sees).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use ferry_client::proto::Job;
+//! use ferry_client::{Callback, CallbackContext, CallbackError, CallbackFuture, Client};
+//!
+//! struct CompleteWhenDone;
+//!
+//! impl Callback for CompleteWhenDone {
+//!     fn job_transferred(&self, ctx: CallbackContext, job: Job) -> CallbackFuture {
+//!         Box::pin(async move {
+//!             ctx.client.complete(&job.job_id).await?;
+//!             Ok::<(), CallbackError>(())
+//!         })
+//!     }
+//! }
+//!
+//! # async fn example(client: Client, job_id: String) -> Result<(), ferry_client::ClientError> {
+//! client.set_notify_interface(&job_id, Arc::new(CompleteWhenDone)).await?;
+//! client.resume(&job_id).await?;
+//! client.closed().await; // the callback is served while the connection stays open
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A *handler* is a program the daemon starts on demand when a notification is owed and no
+//! connection serves it (BITS notification CLSID), so the application need not be running:
+//! register it once with [`Client::register_handler`], name it in the job's `notify_handler`
+//! (`job.set`), and have the program serve with [`handler::serve`]:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use ferry_client::proto::Job;
+//! use ferry_client::{Callback, CallbackContext, CallbackError, CallbackFuture, handler};
+//!
+//! struct Installer;
+//!
+//! impl Callback for Installer {
+//!     fn job_transferred(&self, ctx: CallbackContext, job: Job) -> CallbackFuture {
+//!         Box::pin(async move {
+//!             ctx.client.complete(&job.job_id).await?;
+//!             Ok::<(), CallbackError>(())
+//!         })
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), ferry_client::ClientError> {
+//!     // Started by ferryd with FERRY_SOCKET, FERRY_HANDLER and FERRY_ACTIVATION set; serves
+//!     // the owed callbacks, then returns after 5 s without one.
+//!     handler::serve(Arc::new(Installer)).await
+//! }
+//! ```
+//!
+//! A job may also name a *command line* (`notify_cmdline`, an argv whose `argv[0]` is an
+//! absolute path) that the daemon runs, without a shell, as the job's owner when the job is
+//! transferred or fails. Its environment is cleared and then holds only:
+//!
+//! | Variable | Value |
+//! |---|---|
+//! | `FERRY_EVENT` | `transferred` or `error` |
+//! | `FERRY_JOB_ID` | the job's id |
+//! | `FERRY_SOCKET` | the daemon's socket, to call back (e.g. `ferry complete "$FERRY_JOB_ID"`) |
+//! | `PATH` | `/usr/local/bin:/usr/bin:/bin` |
+//! | `HOME`, `USER`, `LOGNAME` | the owner's, from the password database (a per-user daemon passes its own `HOME`) |
+//! | `LANG`, `XDG_RUNTIME_DIR`, `XDG_STATE_HOME` | the daemon's own, when it runs as the job's owner (per-user mode) |
+//!
+//! Its stdin, stdout and stderr are `/dev/null`. Exit status 0 means handled; see
+//! docs/protocol.md ("Notify command line") for retries and the time limit. A handler program
+//! gets `FERRY_SOCKET`, `FERRY_HANDLER` and `FERRY_ACTIVATION` instead of `FERRY_EVENT` and
+//! `FERRY_JOB_ID` ([`handler::ENV_SOCKET`] and the rest).
 
 pub mod autostart;
 pub mod callback;
 pub mod connect;
 mod error;
 pub mod handler;
+pub mod wait;
 
+pub use autostart::ConnectOptions;
 pub use callback::{Callback, CallbackContext, CallbackError, CallbackFuture};
 pub use error::ClientError;
 pub use ferry_proto as proto;
+pub use wait::Until;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

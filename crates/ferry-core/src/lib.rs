@@ -10,6 +10,7 @@
 
 pub mod bandwidth;
 pub mod delivery;
+pub mod hosts;
 pub mod notify;
 pub mod policy;
 pub mod range;
@@ -20,4 +21,5 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod transition;
+pub mod units;
 pub mod upload;

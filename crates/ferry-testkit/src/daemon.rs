@@ -52,6 +52,27 @@ impl TestDaemon {
 
     /// Starts the given `ferryd` binary with extra arguments.
     pub fn start_with(bin: &Path, extra: &[&str]) -> TestDaemon {
+        let mut d = TestDaemon::prepare(bin, true, extra);
+        d.spawn();
+        d
+    }
+
+    /// Starts the given `ferryd` binary reading `config` (TOML, written to `ferryd.toml` in the
+    /// temp dir) and without the 1 s retry-delay floor [`TestDaemon::start`] passes, so the
+    /// file's `[daemon]` settings are what the daemon runs with (`extra` flags still win).
+    pub fn start_with_config(bin: &Path, config: &str, extra: &[&str]) -> TestDaemon {
+        let mut d = TestDaemon::prepare(bin, false, extra);
+        let path = d.dir.path().join("ferryd.toml");
+        std::fs::write(&path, config).expect("write ferryd.toml");
+        d.args
+            .extend(["--config".to_string(), path.to_string_lossy().into_owned()]);
+        d.spawn();
+        d
+    }
+
+    /// The daemon's temp dir and arguments, not started yet; `test_floor` adds the 1 s
+    /// retry-delay floor.
+    fn prepare(bin: &Path, test_floor: bool, extra: &[&str]) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("ferry-test-")
             .tempdir()
@@ -63,15 +84,13 @@ impl TestDaemon {
         let state_dir = dir.path().join("state");
         // Cold jobs leave memory 10 ms after activity (not 1 s), so every test also checks that
         // reading them back from the store is invisible to clients.
-        let mut args = vec![
-            "--retry-delay-floor".to_string(),
-            "1".to_string(),
-            "--resident-grace-ms".to_string(),
-            "10".to_string(),
-        ];
+        let mut args = vec!["--resident-grace-ms".to_string(), "10".to_string()];
+        if test_floor {
+            args.extend(["--retry-delay-floor".to_string(), "1".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let (_tx, log) = mpsc::channel();
-        let mut d = TestDaemon {
+        TestDaemon {
             dir,
             socket,
             state_dir,
@@ -79,9 +98,7 @@ impl TestDaemon {
             args,
             child: None,
             log,
-        };
-        d.spawn();
-        d
+        }
     }
 
     /// A directory inside the temp dir for downloaded files.

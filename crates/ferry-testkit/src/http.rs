@@ -157,6 +157,9 @@ struct State {
     /// Requests seen per path (1-based count after increment), for `fail_first` and ETags.
     hits: HashMap<String, u32>,
     log: Vec<RequestLog>,
+    /// Answers received and not finished, and the most there ever were at once.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 struct Shared {
@@ -175,9 +178,14 @@ impl Shared {
     fn update_log(&self, index: usize, sent: u64, finished: bool) {
         {
             let mut st = self.lock();
+            let mut ended = false;
             if let Some(entry) = st.log.get_mut(index) {
                 entry.body_bytes_sent = sent;
+                ended = finished && !entry.finished;
                 entry.finished = finished;
+            }
+            if ended {
+                st.in_flight = st.in_flight.saturating_sub(1);
             }
         }
         self.changed.notify_waiters();
@@ -311,6 +319,12 @@ impl TestServer {
     /// Restores normal serving of `path`.
     pub fn clear_behavior(&self, path: &str) {
         self.shared.lock().behaviors.remove(&normalize(path));
+    }
+
+    /// The most requests the server was answering at once so far (received, answer not
+    /// finished): how many connections were really talking to it at the same time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.lock().peak_in_flight
     }
 
     /// Every request so far, in arrival order.
@@ -837,6 +851,8 @@ async fn respond(
             connection_id,
             request_body: req.body.clone(),
         });
+        st.in_flight += 1;
+        st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
         (plan, st.log.len() - 1)
     };
     shared.changed.notify_waiters();

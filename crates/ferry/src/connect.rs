@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use ferry_client::{Client, autostart, connect};
+use ferry_client::{Client, ConnectOptions, connect};
 
 /// The global options that decide how to reach the daemon.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +53,12 @@ pub async fn connect(target: &Target) -> anyhow::Result<Client> {
             "no daemon answered (--no-autostart is set; start one with `ferry daemon`)".to_owned()
         })?
     } else {
-        autostart::connect_or_start(&socket, |msg| errln!("{msg}")).await?
+        // The library's autostart, the one applications opt into: one implementation.
+        let options = ConnectOptions::new()
+            .socket(socket)
+            .autostart(true)
+            .on_autostart(|msg| errln!("{msg}"));
+        Client::connect_with(&options).await?
     };
     check_version(&client).await;
     Ok(client)

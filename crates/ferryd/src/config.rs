@@ -48,6 +48,9 @@ pub struct DaemonOptions {
     pub limits: Limits,
     /// The limits set on the command line.
     pub limit_flags: LimitSettings,
+    /// The daemon-wide settings set on the command line: `run` applies them over the
+    /// configuration file's `[daemon]` over the values above.
+    pub daemon_flags: crate::daemon_wide::DaemonSettings,
     /// A callback not answered within this has failed.
     pub callback_timeout: Duration,
     /// A notify command line still running after this is killed.
@@ -98,6 +101,7 @@ impl DaemonOptions {
             history_retention: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
             limit_flags: LimitSettings::default(),
+            daemon_flags: crate::daemon_wide::DaemonSettings::default(),
             callback_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(600),
             bandwidth_limit_bps: None,

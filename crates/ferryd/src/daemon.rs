@@ -199,7 +199,7 @@ pub struct Daemon {
     /// The global background bandwidth limit.
     global_bucket: Arc<ferry_fetch::throttle::Bucket>,
     /// Per-host connection budgets (host:port → permits), shared by every job.
-    host_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    host_slots: Arc<crate::host_slots::HostSlots>,
     peer_cache: Option<Arc<crate::peer_cache::PeerCache>>,
     /// Jobs an owner operation is stopping or changing ([`Hold`]): the scheduler starts none of
     /// them. A separate lock, always taken after `state` if both are held.
@@ -335,6 +335,12 @@ impl JobEntry {
             error_count: r.error_count,
             waiting: match r.state {
                 JobState::Queued | JobState::TransientError => self.scheduling().waiting().cloned(),
+                // A running job's transfers may be waiting for a slot of their host.
+                JobState::Connecting | JobState::Transferring => self
+                    .scheduling()
+                    .waiting()
+                    .filter(|w| w.reason == ferry_core::hosts::WAIT_REASON)
+                    .cloned(),
                 _ => None,
             },
             notify_interface: self.notification().interface_live(),
@@ -352,6 +358,7 @@ impl Daemon {
     /// The daemon over the parts `run` assembled.
     pub fn new(parts: DaemonParts) -> Daemon {
         let bandwidth = parts.opts.bandwidth_limit_bps;
+        let per_host = parts.opts.max_connections_per_host;
         Daemon {
             opts: parts.opts,
             store: parts.store,
@@ -365,7 +372,7 @@ impl Daemon {
             kicks: parts.kicks,
             user_slots: Mutex::new(HashMap::new()),
             global_bucket: ferry_fetch::throttle::Bucket::new(bandwidth),
-            host_slots: Mutex::new(HashMap::new()),
+            host_slots: crate::host_slots::HostSlots::new(per_host),
             peer_cache: parts.peer_cache,
             holds: Mutex::new(HashMap::new()),
             conditions: Arc::new(tokio::sync::watch::Sender::new(Default::default())),
@@ -450,15 +457,9 @@ impl Daemon {
         &self.conditions
     }
 
-    /// The connection budget of `host` (`host:port`), shared by every job talking to it.
-    pub fn host_slots(&self, host: String) -> Arc<tokio::sync::Semaphore> {
-        // A poisoned map is still a valid map: every update is a single step.
-        let mut slots = self.host_slots.lock().unwrap_or_else(|p| p.into_inner());
-        let permits = self.opts.max_connections_per_host;
-        slots
-            .entry(host)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits)))
-            .clone()
+    /// The connection slots of every host, shared by every job talking to it.
+    pub fn host_slots(&self) -> &Arc<crate::host_slots::HostSlots> {
+        &self.host_slots
     }
 
     /// The callbacks `uid` may have outstanding at once (4, docs/protocol.md delivery rules).

@@ -11,8 +11,10 @@ mod clock;
 mod conditions;
 mod config;
 mod daemon;
+mod daemon_wide;
 mod error;
 mod handlers;
+mod host_slots;
 mod identity;
 mod job;
 mod leftovers;
@@ -32,6 +34,7 @@ mod transfer;
 mod upload_sessions;
 
 pub use config::{DaemonOptions, LimitSettings, Limits, Mode};
+pub use daemon_wide::{DaemonSettings, MAX_CONNECTIONS_PER_HOST, MAX_RETRY_DELAY_FLOOR_S};
 pub use error::EXIT_TASK_DIED;
 pub use error::{DaemonError, EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_FAILURE, EXIT_STORE};
 
@@ -61,6 +64,14 @@ pub async fn run(mut opts: DaemonOptions) -> Result<(), DaemonError> {
     };
     opts.limits = config.limits.clone();
     opts.policy = config.policy.clone();
+    config.daemon.apply(
+        &opts.daemon_flags,
+        daemon_wide::Targets {
+            bandwidth_limit_bps: &mut opts.bandwidth_limit_bps,
+            connections_per_host: &mut opts.max_connections_per_host,
+            retry_delay_floor_s: &mut opts.retry_delay_floor_s,
+        },
+    );
     let lock = listener::lock_state_dir(&opts.state_dir)?;
     let (writer, reader) = ferry_store::open(&opts.state_dir)?;
     let fetcher_options = ferry_fetch::FetcherOptions {

@@ -18,9 +18,10 @@ struct Args {
     /// Keep state in this directory instead of the default.
     #[arg(long, env = "FERRY_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// Smallest retry delay a job may ask for, in seconds.
-    #[arg(long, default_value_t = 5)]
-    retry_delay_floor: u64,
+    /// Smallest retry delay a job may ask for, in seconds (default 5; overrides `[daemon]
+    /// retry_delay_floor_s` in ferryd.toml).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=ferryd::MAX_RETRY_DELAY_FLOOR_S))]
+    retry_delay_floor: Option<u64>,
     /// How many background jobs transfer at once.
     #[arg(long, default_value_t = 4)]
     max_active_jobs: usize,
@@ -46,12 +47,14 @@ struct Args {
     /// Seconds a notify command line may run before it is killed.
     #[arg(long, default_value_t = 600)]
     command_timeout: u64,
-    /// Global limit for background jobs, in bytes per second (foreground jobs are exempt).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Global limit for background jobs, in bytes per second or with a unit: 500K, 1M
+    /// (foreground jobs are exempt; overrides `[daemon] bandwidth_limit` in ferryd.toml).
+    #[arg(long, value_name = "RATE", value_parser = ferry_core::units::parse_rate)]
     bandwidth_limit: Option<u64>,
-    /// Most transfers talking to one host at once, across all jobs.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    max_connections_per_host: u64,
+    /// Most transfers talking to one host at once, across all jobs (default 16; overrides
+    /// `[daemon] connections_per_host` in ferryd.toml).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=ferryd::MAX_CONNECTIONS_PER_HOST))]
+    max_connections_per_host: Option<u64>,
     /// Milliseconds after the last activity before jobs nothing depends on (suspended, in
     /// error, transferred, final) leave memory; they are read back from the store when needed.
     #[arg(long, default_value_t = 1000, hide = true)]
@@ -60,7 +63,8 @@ struct Args {
     /// `[limits] follow_backlog_bytes`).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     max_follow_backlog: Option<u64>,
-    /// Read settings (the peer cache) from this TOML file instead of the default
+    /// Read settings ([daemon], [limits], [peer_cache], [network], [power]; see
+    /// dist/ferryd.toml.example) from this TOML file instead of the default
     /// (/etc/ferry/ferryd.toml with --system, else ~/.config/ferry/ferryd.toml).
     #[arg(long, env = "FERRY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
@@ -128,12 +132,14 @@ fn main() -> ExitCode {
         opts.log_file = Some(opts.state_dir.join(ferryd::logfile::LOG_FILE));
     }
     init_logging(opts.log_file.clone());
-    opts.retry_delay_floor_s = args.retry_delay_floor;
     opts.max_active_jobs = args.max_active_jobs.max(1);
     opts.callback_timeout = std::time::Duration::from_secs(args.callback_timeout.max(1));
     opts.command_timeout = std::time::Duration::from_secs(args.command_timeout.max(1));
-    opts.bandwidth_limit_bps = args.bandwidth_limit;
-    opts.max_connections_per_host = usize::try_from(args.max_connections_per_host).unwrap_or(16);
+    opts.daemon_flags = ferryd::DaemonSettings {
+        bandwidth_limit_bps: args.bandwidth_limit,
+        connections_per_host: args.max_connections_per_host,
+        retry_delay_floor_s: args.retry_delay_floor,
+    };
     opts.resident_grace = std::time::Duration::from_millis(args.resident_grace_ms);
     if let Some(config) = args.config {
         opts.config_file = Some(config);

@@ -459,7 +459,7 @@ async fn fetch_one(
     settings: &RunSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
-    let Some(_slot) = host_permit(d, &file.remote_url, token).await else {
+    let Some(_slot) = host_permit(d, job_id, &file.remote_url, token).await else {
         return Ok(());
     };
     let identity = d.fs_identity(job_id).await;
@@ -776,27 +776,46 @@ fn checkpoint(
 }
 
 /// Politeness: however many jobs and files want one host, at most a few talk to it at once.
-/// Waits for a permit of the URL's host (`Some(None)` for `file://`, which needs none); `None`
+/// Waits for a slot of the URL's host (`Some(None)` for `file://`, which needs none); `None`
 /// when the token fired first.
 async fn host_permit(
-    d: &Daemon,
+    d: &Arc<Daemon>,
+    job_id: &str,
     url: &str,
     token: &CancellationToken,
-) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
-    match host_slot(d, url) {
-        Some(sem) => tokio::select! {
-            p = sem.acquire_owned() => Some(p.ok()),
+) -> Option<Option<crate::host_slots::Slot>> {
+    match crate::host_slots::host_of(url) {
+        Some(host) => tokio::select! {
+            s = d.host_slots().take_for(job_id, &host, &**d) => Some(Some(s)),
             _ = token.cancelled() => None,
         },
         None => Some(None),
     }
 }
 
-/// The connection budget of the URL's host (`None` for `file://`).
-fn host_slot(d: &Daemon, url: &str) -> Option<Arc<tokio::sync::Semaphore>> {
-    let url = url::Url::parse(url).ok()?;
-    let host = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
-    Some(d.host_slots(host))
+/// A job whose transfer waits for a slot of its host says so in `waiting`, unless it already
+/// shows another reason; the reason goes when its last waiting transfer got a slot.
+impl crate::host_slots::ShowWaiting for Daemon {
+    fn show(&self, job_id: &str, waiting: bool) {
+        use ferry_core::hosts::WAIT_REASON;
+        let mut state = self.lock();
+        let Some(e) = state.jobs_mut().get_mut(job_id) else {
+            return;
+        };
+        let scheduling = e.scheduling_mut();
+        let shows_it = scheduling
+            .waiting()
+            .is_some_and(|w| w.reason == WAIT_REASON);
+        if waiting && scheduling.waiting().is_none() {
+            scheduling.wait(Some(ferry_proto::Waiting {
+                reason: WAIT_REASON.into(),
+                until: None,
+                ahead: None,
+            }));
+        } else if !waiting && shows_it {
+            scheduling.wait(None);
+        }
+    }
 }
 
 fn file_done(d: &Arc<Daemon>, job_id: &str, mut file: FileRow, done: FetchDone) {

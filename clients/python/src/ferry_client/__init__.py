@@ -5,7 +5,7 @@ starts on demand (:func:`serve_handler`). No dependencies beyond the standard li
 
 import logging
 
-from .client import Client, serve_handler
+from .client import SETTLED, Client, serve_handler
 from . import errors
 from .errors import *  # noqa: F403 - every error class is public here
 from .handler import Handler, activated, current_delivery_id
@@ -31,6 +31,7 @@ __all__ = [
     "activated",
     "current_delivery_id",
     "find_socket",
+    "SETTLED",
     "NOTIFY_JOB_TRANSFERRED",
     "NOTIFY_JOB_ERROR",
     "NOTIFY_DISABLE",

@@ -5,10 +5,10 @@ under the line limit, and a follower's resume state."""
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from .errors import Disconnected
-from .types import Event, EventsReadResult, FileSpec, Params
+from .types import Event, EventsReadResult, FileSpec, JobState, Params
 
 #: Encoded bytes of file specs per ``job.create``/``job.add_files`` request, well under the
 #: protocol's 1 MiB line limit (the Rust client's figure).
@@ -126,3 +126,16 @@ class Resume:
                 f"events after seq {self.cursor} were not read"
             )
         return 0.1
+
+
+#: The states :meth:`ferry_client.Client.wait_for` waits for by default: the daemon leaves none of them by
+#: itself (``suspended`` is not one: every job starts there).
+SETTLED: FrozenSet[JobState] = frozenset({"transferred", "error", "acknowledged", "cancelled"})
+
+
+def wait_timeout(job_id: str, wanted: FrozenSet[JobState], timeout: Optional[float]) -> str:
+    """The message of the :class:`~ferry_client.CallTimeout` a ``wait_for`` raises."""
+    return (
+        f"job {job_id} did not reach {' or '.join(sorted(wanted))} within {timeout} s; it may still be queued "
+        "or retrying, or waiting for you (a new job stays suspended until resumed). Wait longer, or act on the job"
+    )

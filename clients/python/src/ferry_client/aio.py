@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import os
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Dict, Optional, Sequence, Set, Type, Union, cast
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Dict, FrozenSet, Iterable, Optional, Sequence, Set, Type, Union, cast
 
 from . import _calls
 from . import types as t
+from .autostart import connect_or_start
+from ._calls import SETTLED, wait_timeout
 from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
 from .handler import Activation, Delivery, Handler, Registry, decode_callback, describe_failure
 from .handler import no_handler, reset_delivery, set_delivery
@@ -39,8 +42,19 @@ class AsyncClient:
     """A connection to ``ferryd`` on asyncio; use ``async with AsyncClient() as client`` (or
     ``await AsyncClient.connect()``). Arguments as :class:`ferry_client.Client`."""
 
-    def __init__(self, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        socket_path: Optional[_PathLike] = None,
+        *,
+        timeout: Optional[float] = None,
+        autostart: bool = False,
+        daemon: Optional[_PathLike] = None,
+        daemon_args: Sequence[str] = (),
+    ) -> None:
         self._path = socket_path
+        self._autostart = autostart
+        self._daemon = daemon
+        self._daemon_args = tuple(daemon_args)
         self.socket_path = ""
         self.timeout = timeout
         self._reader: Optional[asyncio.StreamReader] = None
@@ -60,15 +74,28 @@ class AsyncClient:
         self._events: "Optional[asyncio.Queue[Optional[t.Event]]]" = None
 
     @classmethod
-    async def connect(cls, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> "AsyncClient":
+    async def connect(
+        cls,
+        socket_path: Optional[_PathLike] = None,
+        *,
+        timeout: Optional[float] = None,
+        autostart: bool = False,
+        daemon: Optional[_PathLike] = None,
+        daemon_args: Sequence[str] = (),
+    ) -> "AsyncClient":
         """Connects (vetting the socket before a byte is sent) and returns the client."""
-        client = cls(socket_path, timeout=timeout)
+        client = cls(socket_path, timeout=timeout, autostart=autostart, daemon=daemon, daemon_args=daemon_args)
         await client._connect()
         return client
 
     async def _connect(self) -> None:
-        # A Unix socket connects at once, so the vetted blocking connect is fine here.
-        sock, self.socket_path = connect_unix(self._path)
+        if self._autostart:
+            # Starting a daemon waits for it to listen: off the event loop.
+            start = functools.partial(connect_or_start, self._path, daemon=self._daemon, daemon_args=self._daemon_args)
+            sock, self.socket_path = await asyncio.get_running_loop().run_in_executor(None, start)
+        else:
+            # A Unix socket connects at once, so the vetted blocking connect is fine here.
+            sock, self.socket_path = connect_unix(self._path)
         sock.setblocking(False)
         self._reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_ANSWER_LINE)
         self._drain_lock = asyncio.Lock()
@@ -411,6 +438,32 @@ class AsyncClient:
         """The event log as an async iterator, surviving daemon restarts with no gap and no
         duplicate, as :meth:`ferry_client.Client.events_follow`."""
         return _follow(self, after, job_id, reconnect_timeout)
+
+    async def wait_for(
+        self, job_id: str, states: Optional[Iterable[t.JobState]] = None, *, timeout: Optional[float] = None
+    ) -> t.Job:
+        """:meth:`ferry_client.Client.wait_for` on asyncio: driven by the job's events on a
+        connection of its own; raises :class:`CallTimeout` when ``timeout`` seconds pass first."""
+        wanted = frozenset(states) if states is not None else SETTLED
+        try:
+            return await asyncio.wait_for(self._wait(job_id, wanted), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout(wait_timeout(job_id, wanted, timeout)) from None
+
+    async def _wait(self, job_id: str, wanted: FrozenSet[t.JobState]) -> t.Job:
+        async with AsyncClient(self.socket_path) as watcher:
+            # Following before the first read: no state change slips in between.
+            await watcher.call("events.follow", {"job_id": job_id})
+            job = await watcher.job_get(job_id)
+            if job["state"] in wanted:
+                return job
+            assert watcher._events is not None
+            while True:
+                event = await watcher._events.get()
+                if event is None:
+                    raise Disconnected(f"the connection to ferryd closed while waiting for job {job_id}")
+                if event.get("kind") == "state" and event.get("job_id") == job_id and event.get("to") in wanted:
+                    return await watcher.job_get(job_id)
 
     async def cache_list(self) -> Dict[str, Any]:
         """``cache.list``"""

@@ -17,9 +17,11 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Generator, Optional, Sequence, Type, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Generator, Iterable, Optional, Sequence, Type, Union, cast
 
 from . import _calls
+from ._calls import SETTLED, wait_timeout
+from .autostart import connect_or_start
 from .errors import CallTimeout, Disconnected, FerryError, ProtocolError, SocketNotFound, error_from_wire
 from .handler import Activation, Delivery, Handler, Registry, decode_callback, describe_failure
 from .handler import no_handler, reset_delivery, set_delivery
@@ -50,7 +52,7 @@ from .types import (
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .types import Unpack
 
-__all__ = ["Client", "serve_handler", "follow_head"]
+__all__ = ["Client", "serve_handler", "follow_head", "SETTLED"]
 
 log = logging.getLogger("ferry_client")
 
@@ -73,10 +75,24 @@ class Client:
     ``socket_path`` defaults to what :func:`ferry_client.transport.find_socket` finds; the
     socket is vetted before a byte is sent (see :mod:`ferry_client.transport`). ``timeout`` is
     the default bound, in seconds, on each call (``None``: wait as long as the connection lives).
+    With ``autostart=True``, a per-user ``ferryd`` (``daemon``, default ``FERRY_DAEMON`` or
+    ``ferryd`` on ``PATH``, with the extra ``daemon_args``) is started when nothing answers on
+    the socket, as the ``ferry`` CLI does (see :mod:`ferry_client.autostart`).
     """
 
-    def __init__(self, socket_path: Optional[_PathLike] = None, *, timeout: Optional[float] = None) -> None:
-        self._sock, self.socket_path = connect_unix(socket_path)
+    def __init__(
+        self,
+        socket_path: Optional[_PathLike] = None,
+        *,
+        timeout: Optional[float] = None,
+        autostart: bool = False,
+        daemon: Optional[_PathLike] = None,
+        daemon_args: Sequence[str] = (),
+    ) -> None:
+        if autostart:
+            self._sock, self.socket_path = connect_or_start(socket_path, daemon=daemon, daemon_args=daemon_args)
+        else:
+            self._sock, self.socket_path = connect_unix(socket_path)
         self.timeout = timeout
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -453,6 +469,42 @@ class Client:
         duplicate. Close the iterator (or leave the ``for`` loop) to stop."""
         start = after if after is not None else follow_head(self, job_id)
         return _follow(self.socket_path, start, job_id, reconnect_timeout)
+
+    def wait_for(self, job_id: str, states: Optional[Iterable[JobState]] = None, *, timeout: Optional[float] = None) -> Job:
+        """Waits until the job reaches one of ``states`` (default :data:`SETTLED`: final, or
+        waiting for the owner to complete, resume or cancel it) and returns the job as read
+        right after it did (it may have moved on since). Returns at once when it is there
+        already. Driven by the job's events on a connection of its own, never by polling;
+        raises :class:`CallTimeout` when ``timeout`` seconds pass first."""
+        wanted = frozenset(states) if states is not None else SETTLED
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> Optional[float]:
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CallTimeout(wait_timeout(job_id, wanted, timeout))
+            return remaining
+
+        with Client(self.socket_path) as watcher:
+            try:
+                # Following before the first read: no state change slips in between.
+                watcher.call("events.follow", {"job_id": job_id}, timeout=left())
+                job = cast(Job, watcher.call("job.get", {"job_id": job_id}, timeout=left()))
+            except CallTimeout:
+                raise CallTimeout(wait_timeout(job_id, wanted, timeout)) from None
+            if job["state"] in wanted:
+                return job
+            while True:
+                try:
+                    event = watcher._events.get(timeout=left())
+                except queue.Empty:
+                    raise CallTimeout(wait_timeout(job_id, wanted, timeout)) from None
+                if event is None:
+                    raise Disconnected(f"the connection to ferryd closed while waiting for job {job_id}")
+                if event.get("kind") == "state" and event.get("job_id") == job_id and event.get("to") in wanted:
+                    return watcher.job_get(job_id)
 
     def cache_list(self) -> Dict[str, Any]:
         """``cache.list``: the peer cache's entries."""

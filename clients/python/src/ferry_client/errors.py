@@ -28,6 +28,7 @@ __all__ = [
     "CallTimeout",
     "ProtocolError",
     "NotActivated",
+    "AutostartFailed",
     "error_from_wire",
 ]
 
@@ -221,3 +222,8 @@ class ProtocolError(ClientError):
 
 class NotActivated(ClientError):
     """:func:`ferry_client.serve_handler` ran in a program ferryd did not start as a handler."""
+
+
+class AutostartFailed(ClientError):
+    """No daemon answered and the one started for the caller (``autostart=True``) could not be
+    started or did not listen in time; the message quotes its cause."""

@@ -32,6 +32,7 @@ __all__ = [
     "check_socket_dir",
     "check_listener",
     "vet_socket_dir",
+    "prepare_fallback_dir",
     "vet_listener",
     "connect_unix",
     "encode_message",
@@ -128,6 +129,22 @@ def _unsafe(path: str, why: str) -> UnsafeSocket:
     return UnsafeSocket(
         f"refusing to talk to {path}: {why}; check who created it, or set FERRY_SOCKET to the socket of a daemon you trust"
     )
+
+
+def prepare_fallback_dir(path: str) -> None:
+    """Before starting a daemon on the fallback per-user socket (``/tmp/ferry-<uid>/``, used
+    when ``XDG_RUNTIME_DIR`` is unset), creates its directory with mode 0700 and vets it: in a
+    shared ``/tmp`` another user could have made it first. Other locations are left alone."""
+    if os.environ.get("XDG_RUNTIME_DIR", "") or path != user_socket():
+        return
+    directory = os.path.dirname(path)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise SocketNotFound(f"cannot create the socket directory {directory}: {e.strerror or e}") from e
+    vet_socket_dir(path)
 
 
 def vet_socket_dir(path: str) -> None:

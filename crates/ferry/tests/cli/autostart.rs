@@ -114,3 +114,43 @@ async fn no_autostart_names_the_missing_socket() {
     assert!(!socket.exists());
     assert!(!state.exists());
 }
+
+/// The daemon `ferry` starts gets no flags: its daemon-wide settings come from the per-user
+/// ferryd.toml (`$XDG_CONFIG_HOME/ferry/ferryd.toml`).
+#[tokio::test]
+async fn issue_13_an_autostarted_daemon_takes_its_settings_from_ferryd_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("auto.sock");
+    let state = tmp.path().join("state");
+    let config = tmp.path().join("config");
+    std::fs::create_dir_all(config.join("ferry")).unwrap();
+    std::fs::write(
+        config.join("ferry").join("ferryd.toml"),
+        "[daemon]\nretry_delay_floor_s = 42\n",
+    )
+    .unwrap();
+    let daemon = Autostarted {
+        lock: state.join("ferryd.lock"),
+    };
+    let ferry = |args: &'static [&'static str]| {
+        let mut c = command(&state);
+        c.env_remove("FERRY_CONFIG")
+            .env("XDG_CONFIG_HOME", &config)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args);
+        run_command(c, WAIT)
+    };
+    ferry(&["create", "floored"]).await.expect_code(0);
+    ferry(&["set", "floored", "--retry-delay", "0"])
+        .await
+        .expect_code(0);
+    let out = ferry(&["info", "floored", "--json"]).await;
+    out.expect_code(0);
+    assert_eq!(
+        out.json()["minimum_retry_delay_s"],
+        42,
+        "the file's retry floor: {out:?}"
+    );
+    daemon.stop();
+}

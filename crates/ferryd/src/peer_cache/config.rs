@@ -23,6 +23,8 @@ struct FileConfig {
     network: crate::conditions::NetworkSection,
     #[serde(default)]
     power: crate::conditions::PowerSection,
+    #[serde(default)]
+    daemon: crate::daemon_wide::DaemonSection,
 }
 
 /// `[peer_cache]` as written; every field but `enabled` has a default.
@@ -114,6 +116,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[network]` and `[power]`: network cost and power policy.
     pub policy: crate::conditions::PolicySettings,
+    /// `[daemon]`: the daemon-wide transfer settings the file sets.
+    pub daemon: crate::daemon_wide::DaemonSettings,
 }
 
 /// The default configuration file: `/etc/ferry/ferryd.toml` in system mode,
@@ -168,11 +172,13 @@ pub fn load(
     };
     let limits = parse_limits(&text, &path, flags)?;
     let policy = parse_policy(&text, &path)?;
+    let daemon = parse_daemon(&text, &path)?;
     parse(&text, &path, state_dir).map(|peer_cache| Config {
         file: Some(path),
         peer_cache,
         limits,
         policy,
+        daemon,
     })
 }
 
@@ -181,12 +187,26 @@ pub fn parse_policy(
     text: &str,
     path: &Path,
 ) -> Result<crate::conditions::PolicySettings, DaemonError> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    let file = file_config(text, path)?;
     Ok(crate::conditions::PolicySettings::from_sections(
         file.network,
         file.power,
     ))
+}
+
+/// The `[daemon]` section of a configuration file's text, checked; errors name the file and
+/// the key.
+pub fn parse_daemon(
+    text: &str,
+    path: &Path,
+) -> Result<crate::daemon_wide::DaemonSettings, DaemonError> {
+    let file = file_config(text, path)?;
+    file.daemon.check().map_err(|e| config_error(path, e))
+}
+
+/// The whole file, as written; a syntax error or an unknown key names the file.
+fn file_config(text: &str, path: &Path) -> Result<FileConfig, DaemonError> {
+    toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))
 }
 
 fn config_error(path: &Path, what: String) -> DaemonError {
@@ -199,8 +219,7 @@ fn config_error(path: &Path, what: String) -> DaemonError {
 /// The `[limits]` of a configuration file's text, with `flags` over them; errors name the
 /// file and the setting.
 pub fn parse_limits(text: &str, path: &Path, flags: &LimitSettings) -> Result<Limits, DaemonError> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|e| config_error(path, e.message().to_owned()))?;
+    let file = file_config(text, path)?;
     Limits::resolve(flags, &file.limits).map_err(|e| config_error(path, e))
 }
 

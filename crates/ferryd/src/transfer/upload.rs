@@ -28,7 +28,7 @@ pub(super) async fn send_one(
     settings: &RunSettings,
     token: &CancellationToken,
 ) -> Result<(), FileFailure> {
-    let Some(_slot) = host_permit(d, &file.remote_url, token).await else {
+    let Some(_slot) = host_permit(d, job_id, &file.remote_url, token).await else {
         return Ok(());
     };
     let identity = d.fs_identity(job_id).await;

@@ -18,7 +18,9 @@
 //! `net_policy` (network cost and power policy against fake NetworkManager, UPower,
 //! power-profiles-daemon and logind on a private system bus),
 //! `everyday_fixes` (bugs found against real servers; `file.set_remote_url`), `uploads` (upload
-//! jobs against the real `ferry-upload-server` and a tus server from npm).
+//! jobs against the real `ferry-upload-server` and a tus server from npm),
+//! `daemon_config` (ferryd.toml's daemon-wide `[daemon]` settings: connections per host, a shared
+//! bandwidth limit, the retry floor).
 
 // Test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -29,6 +31,7 @@ mod client;
 mod control;
 mod crash;
 mod crash_loop;
+mod daemon_config;
 mod disk_full;
 mod errors;
 mod everyday_fixes;
